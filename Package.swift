@@ -1,0 +1,40 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// The module graph points one way (see docs/ARCHITECTURE.md):
+// CNNG -> NNG -> ColonyWire / ColonyCore -> ColonyCoordinator, ColonyNode, Colony -> ColonyCLI -> colony
+let package = Package(
+    name: "Colony",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "colony", targets: ["colony"]),
+        .library(name: "Colony", targets: ["Colony"]),
+        .library(name: "ColonyCLI", targets: ["ColonyCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.30.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CNNG",
+            providers: [.apt(["libnng-dev"])]
+        ),
+        .target(name: "NNG", dependencies: ["CNNG"]),
+        .target(name: "ColonyWire", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "ColonyCore"),
+        .target(name: "ColonyCoordinator", dependencies: ["NNG", "ColonyWire", "ColonyCore"]),
+        .target(name: "ColonyNode", dependencies: ["NNG", "ColonyWire"]),
+        .target(name: "Colony", dependencies: ["NNG", "ColonyWire", "ColonyNode", "ColonyCoordinator"]),
+        .target(name: "ColonyCLI", dependencies: [
+            "Colony",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "colony", dependencies: ["ColonyCLI"]),
+        .testTarget(name: "NNGTests", dependencies: ["NNG"]),
+        .testTarget(name: "ColonyWireTests", dependencies: ["ColonyWire"]),
+        .testTarget(name: "ColonyCoreTests", dependencies: ["ColonyCore"]),
+        .testTarget(name: "ColonyEndToEndTests", dependencies: ["Colony", "NNG"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

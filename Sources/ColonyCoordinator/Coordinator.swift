@@ -1,0 +1,133 @@
+import ColonyCore
+import ColonyWire
+import NNG
+
+/// The coordinator: a REP socket served by many contexts at once (nng's async-server
+/// pattern), in front of `CoordinatorState`.
+///
+/// Every request gets exactly one reply. Bytes that are not a valid envelope get an error
+/// reply and change nothing.
+public final class Coordinator: Sendable {
+    /// How the coordinator listens and what it accepts.
+    public struct Configuration: Sendable {
+        /// Where to listen, e.g. `tcp://0.0.0.0:7411`.
+        public var listenURL: String
+        /// Requests served at once; parked long polls count, so keep it above nodes + clients.
+        public var contexts = 256
+        /// The longest a pull or fetch may be parked.
+        public var longPollSecondsMax = 5.0
+        /// Largest request accepted.
+        public var messageBytesMax = colonyMessageBytesMax
+        /// Most results handed out by one fetch.
+        public var resultsPerFetchMax = 8192
+        public var limits = CoordinatorCore.Limits()
+
+        public init(listenURL: String) {
+            self.listenURL = listenURL
+        }
+    }
+
+    public let configuration: Configuration
+    private let socket: Socket
+    private let listener: Listener
+    private let state: CoordinatorState
+
+    /// Opens the socket and starts listening; throws at once for a bad or busy address.
+    public init(configuration: Configuration) throws(NNGError) {
+        self.configuration = configuration
+        socket = try Socket(.rep)
+        try socket.setReceiveMaxBytes(configuration.messageBytesMax)
+        listener = try socket.listen(configuration.listenURL)
+        state = CoordinatorState(limits: configuration.limits)
+    }
+
+    /// The TCP port bound (useful when listening on port 0).
+    public var boundPort: Int? { listener.boundPort }
+
+    /// Serves requests until the surrounding task is cancelled; then answers parked requests
+    /// and closes the socket.
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            for _ in 0..<configuration.contexts {
+                guard let context = try? socket.openContext() else { break }
+                group.addTask { await self.serve(context) }
+            }
+            group.addTask { await self.expireLoop() }
+            // Wait here until cancelled, then shut down in order.
+            await withTaskCancellationHandler {
+                while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+            } onCancel: {}
+            await state.close()
+            socket.close()
+        }
+    }
+
+    /// The current cluster status (for embedded use).
+    public func status() async -> ClusterStatus { await state.status() }
+
+    private func expireLoop() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(20))
+            await state.expire()
+        }
+    }
+
+    private func serve(_ context: Context) async {
+        while !Task.isCancelled {
+            let request: [UInt8]
+            do {
+                request = try await context.receive()
+            } catch {
+                if error.isClosed || error.isCancelled || Task.isCancelled { return }
+                continue
+            }
+            let reply = await handle(request)
+            // The requester may have gone; its REQ socket then resends elsewhere or gives up.
+            try? await context.send(reply, timeout: .seconds(10))
+        }
+    }
+
+    /// Turns one request into one reply.
+    func handle(_ bytes: [UInt8]) async -> [UInt8] {
+        let envelope: Colony_V1_Envelope
+        do {
+            envelope = try Wire.decode(bytes, limit: configuration.messageBytesMax)
+        } catch {
+            return Wire.errorReply(error.replyCode, error.description)
+        }
+        do {
+            switch envelope.body {
+            case .submit(let submit):
+                let submissions = submit.tasks.map { TaskSubmission(handler: $0.handler, input: Array($0.input)) }
+                let ids = try await state.submit(submissions, session: submit.session)
+                var reply = Colony_V1_SubmitReply()
+                reply.taskIds = ids
+                return Wire.encode(.submitReply(reply))
+            case .pull(let pull):
+                let wait = min(Double(pull.waitMs) / 1000, configuration.longPollSecondsMax)
+                let tasks = try await state.pull(node: NodeAnnouncement(wire: pull.node),
+                                                 results: pull.results.map(TaskOutcome.init(wire:)), waitSeconds: wait)
+                var reply = Colony_V1_PullReply()
+                reply.tasks = tasks.map(\.wire)
+                return Wire.encode(.pullReply(reply))
+            case .fetch(let fetch):
+                guard !fetch.session.isEmpty else {
+                    return Wire.errorReply(.invalidArgument, "fetch needs a session id")
+                }
+                let wait = min(Double(fetch.waitMs) / 1000, configuration.longPollSecondsMax)
+                let limit = max(1, min(Int(fetch.maxResults == 0 ? 1024 : fetch.maxResults), configuration.resultsPerFetchMax))
+                let (results, unfinished) = await state.fetch(session: fetch.session, maxResults: limit, waitSeconds: wait)
+                var reply = Colony_V1_FetchReply()
+                reply.results = results.map(\.wire)
+                reply.pending = UInt64(unfinished)
+                return Wire.encode(.fetchReply(reply))
+            case .status:
+                return Wire.encode(.statusReply(await state.status().wire))
+            case .submitReply, .pullReply, .fetchReply, .statusReply, .error, nil:
+                return Wire.errorReply(.malformed, "the coordinator takes requests (submit, pull, fetch, status), not replies")
+            }
+        } catch {
+            return Wire.errorReply(.invalidArgument, error.description)
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+
+/// `echo`: returns its input unchanged (the no-op task of the benchmarks).
+public enum EchoHandler {
+    public static let name = "echo"
+    public static var handler: AnyTaskHandler {
+        AnyTaskHandler(name: name) { input, _ in input }
+    }
+}
+
+/// `sleep`: sleeps for its input, a number of seconds, and returns it.
+public struct SleepHandler: TaskHandler {
+    public static let name = "sleep"
+    public init() {}
+    public func run(_ seconds: Double, context: TaskContext) async throws -> Double {
+        guard seconds.isFinite, seconds >= 0 else {
+            throw ValidationFailure("sleep takes a number of seconds >= 0, got \(seconds)")
+        }
+        try await Task.sleep(for: .seconds(seconds))
+        return seconds
+    }
+}
+
+/// `primes`: counts the primes in [lo, hi) by trial division (deliberately naive CPU work).
+public struct PrimesHandler: TaskHandler {
+    public static let name = "primes"
+
+    /// A half-open range of integers.
+    public struct Range: Codable, Sendable, Equatable {
+        public var lo: Int
+        public var hi: Int
+        public init(lo: Int, hi: Int) {
+            self.lo = lo
+            self.hi = hi
+        }
+    }
+
+    public init() {}
+
+    public func run(_ range: Range, context: TaskContext) async throws -> Int {
+        guard range.lo <= range.hi else { throw ValidationFailure("primes needs lo <= hi, got lo=\(range.lo) hi=\(range.hi)") }
+        return Self.countPrimes(in: range.lo..<range.hi)
+    }
+
+    /// The loop itself, public so that benchmarks run the very same code serially.
+    public static func countPrimes(in range: Swift.Range<Int>) -> Int {
+        var count = 0
+        for n in range where isPrime(n) { count += 1 }
+        return count
+    }
+
+    @inline(__always)
+    static func isPrime(_ n: Int) -> Bool {
+        if n < 2 { return false }
+        if n < 4 { return true }
+        if n % 2 == 0 { return false }
+        var d = 3
+        while d * d <= n {
+            if n % d == 0 { return false }
+            d += 2
+        }
+        return true
+    }
+}
+
+/// `fail`: always throws, with its input (a string) as the reason. For tests and demos of
+/// failure handling.
+public struct FailHandler: TaskHandler {
+    public static let name = "fail"
+    public init() {}
+    public func run(_ reason: String, context: TaskContext) async throws -> String {
+        throw ValidationFailure(reason)
+    }
+}
+
+/// An error whose description is exactly its message.
+public struct ValidationFailure: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ message: String) { description = message }
+}

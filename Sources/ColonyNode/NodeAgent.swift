@@ -1,0 +1,249 @@
+import ColonyWire
+import Foundation
+import NNG
+
+/// How a node reaches its coordinator and what it offers.
+public struct NodeConfiguration: Sendable {
+    /// The coordinator's URL, e.g. `tcp://10.0.0.1:7411`.
+    public var coordinatorURL: String
+    /// Unique name of this node in the cluster.
+    public var name: String
+    /// The host it runs on (informational).
+    public var host: String
+    /// Slots of the thread pool: handlers running at once.
+    public var threads: Int
+    /// How long the coordinator may hold an idle pull (the heartbeat period when idle).
+    public var longPollMilliseconds: UInt32 = 1000
+    /// A pull unanswered for this long (coordinator gone or restarting) is given up and
+    /// retried with the same results.
+    public var requestTimeout: Duration = .seconds(15)
+    /// Pause after a failed pull before the next one.
+    public var retryDelay: Duration = .milliseconds(250)
+    /// Most results carried by one pull, and their largest total size.
+    public var resultsPerPullMax = 4096
+    public var resultBytesPerPullMax = 8 << 20
+    /// Largest output a handler may return; a larger one fails its task with a clear reason.
+    public var outputBytesMax = 4 << 20
+    /// Where the node reports noteworthy events (one line each).
+    public var log: @Sendable (String) -> Void = { _ in }
+
+    public init(coordinatorURL: String, name: String, host: String = ProcessInfo.processInfo.hostName, threads: Int) {
+        self.coordinatorURL = coordinatorURL
+        self.name = name
+        self.host = host
+        self.threads = threads
+    }
+}
+
+/// A worker node: pulls tasks from the coordinator when it has free slots, runs them in its
+/// thread pool and sends the results back on its next pull.
+///
+/// At most two pulls are in flight: one that the coordinator may hold (long poll), and one
+/// sent as soon as results are ready so they never wait for the held one to return. The
+/// coordinator, not the node, counts free slots (slots minus tasks leased to the node), so
+/// overlapping pulls never over-commit the node.
+public actor NodeAgent {
+    /// What the node has done so far.
+    public struct Statistics: Sendable, Equatable {
+        public var succeeded: UInt64 = 0
+        public var failed: UInt64 = 0
+        public var running = 0
+        public var failedPulls: UInt64 = 0
+    }
+
+    public let configuration: NodeConfiguration
+    private let registry: HandlerRegistry
+    private var pendingResults: [Colony_V1_TaskResult] = []
+    private var running: Set<UInt64> = []
+    private var freeContexts: [Context] = []
+    private var inFlight = 0
+    private var backingOff = false
+    private var statistics = Statistics()
+    private var workSink: AsyncStream<Colony_V1_Task>.Continuation?
+    private let wake = WakeSignal()
+
+    public init(configuration: NodeConfiguration, handlers: HandlerRegistry = .builtIn) {
+        self.configuration = configuration
+        self.registry = handlers
+    }
+
+    public func stats() -> Statistics {
+        var s = statistics
+        s.running = running.count
+        return s
+    }
+
+    /// Runs the node until the surrounding task is cancelled.
+    public func run() async throws {
+        let socket = try Socket(.req)
+        try socket.setReceiveMaxBytes(colonyMessageBytesMax)
+        try socket.setReconnectTimes(minimum: .milliseconds(50), maximum: .seconds(2))
+        // Resending is ours to do (with the results put back), not nng's.
+        try socket.setRequestResendTime(nil)
+        try socket.dial(configuration.coordinatorURL, waitForConnection: false)
+        freeContexts = [try socket.openContext(), try socket.openContext()]
+        let pool = ThreadPoolExecutor(threads: configuration.threads, name: "colony-\(configuration.name)")
+        defer {
+            pool.shutdown()
+            socket.close()
+        }
+        let (work, sink) = AsyncStream.makeStream(of: Colony_V1_Task.self)
+        workSink = sink
+        let registry = self.registry
+        let nodeName = configuration.name
+        let outputBytesMax = configuration.outputBytesMax
+        configuration.log("node \(nodeName) pulling from \(configuration.coordinatorURL) with \(configuration.threads) thread slots")
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                await self.pullLoop()
+                sink.finish()
+            }
+            for await task in work {
+                group.addTask(executorPreference: pool) {
+                    let result = await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax)
+                    await self.finished(result)
+                }
+            }
+        }
+        workSink = nil
+    }
+
+    // MARK: Pulling
+
+    private struct PlannedPull: Sendable {
+        var context: Context
+        var bytes: [UInt8]
+        var results: [Colony_V1_TaskResult]
+    }
+
+    private func pullLoop() async {
+        await withDiscardingTaskGroup { group in
+            while !Task.isCancelled {
+                if let plan = nextPull() {
+                    group.addTask { await self.perform(plan) }
+                } else {
+                    await wake.wait()
+                }
+            }
+        }
+    }
+
+    /// Decides whether to pull now: always when nothing is in flight (the idle long poll),
+    /// and a second one only to deliver results while the first is held.
+    private func nextPull() -> PlannedPull? {
+        if backingOff || freeContexts.isEmpty { return nil }
+        if inFlight >= 1 && pendingResults.isEmpty { return nil }
+        let context = freeContexts.removeLast()
+        inFlight += 1
+        var results: [Colony_V1_TaskResult] = []
+        var bytes = 0
+        var taken = 0
+        for result in pendingResults {
+            let size = result.output.count + result.error.utf8.count + 64
+            if taken == configuration.resultsPerPullMax || (taken > 0 && bytes + size > configuration.resultBytesPerPullMax) { break }
+            results.append(result)
+            bytes += size
+            taken += 1
+        }
+        pendingResults.removeFirst(taken)
+        var pull = Colony_V1_PullRequest()
+        var info = Colony_V1_NodeInfo()
+        info.name = configuration.name
+        info.host = configuration.host
+        info.threadSlots = UInt32(configuration.threads)
+        info.handlers = registry.names
+        info.pid = UInt32(ProcessInfo.processInfo.processIdentifier)
+        pull.node = info
+        pull.results = results
+        pull.running = Array(running)
+        pull.waitMs = configuration.longPollMilliseconds
+        return PlannedPull(context: context, bytes: Wire.encode(.pull(pull)), results: results)
+    }
+
+    private nonisolated func perform(_ plan: PlannedPull) async {
+        let timeout = configuration.requestTimeout + .milliseconds(Int(configuration.longPollMilliseconds))
+        do {
+            let replyBytes = try await plan.context.request(plan.bytes, timeout: timeout)
+            let envelope = try Wire.decode(replyBytes)
+            switch envelope.body {
+            case .pullReply(let reply):
+                await accepted(reply.tasks, context: plan.context)
+            case .error(let error):
+                await pullFailed(plan, reason: "coordinator refused pull: \(error.message)")
+            default:
+                await pullFailed(plan, reason: "coordinator answered a pull with an unexpected message")
+            }
+        } catch {
+            await pullFailed(plan, reason: "pull failed: \(error)")
+        }
+    }
+
+    private func accepted(_ tasks: [Colony_V1_Task], context: Context) {
+        for task in tasks {
+            running.insert(task.id)
+            workSink?.yield(task)
+        }
+        freeContexts.append(context)
+        inFlight -= 1
+        wake.notify()
+    }
+
+    private func pullFailed(_ plan: PlannedPull, reason: String) async {
+        // The results were not delivered: put them back in front, so none is lost.
+        pendingResults.insert(contentsOf: plan.results, at: 0)
+        statistics.failedPulls += 1
+        if !Task.isCancelled {
+            if statistics.failedPulls == 1 || statistics.failedPulls % 20 == 0 {
+                configuration.log("node \(configuration.name): \(reason); retrying")
+            }
+            backingOff = true
+            try? await Task.sleep(for: configuration.retryDelay)
+            backingOff = false
+        }
+        freeContexts.append(plan.context)
+        inFlight -= 1
+        wake.notify()
+    }
+
+    private func finished(_ result: Colony_V1_TaskResult) {
+        running.remove(result.id)
+        if result.ok { statistics.succeeded += 1 } else { statistics.failed += 1 }
+        pendingResults.append(result)
+        wake.notify()
+    }
+
+    // MARK: Running a task
+
+    /// Runs one task on the caller's executor (the thread pool). Never throws: every failure
+    /// becomes a failed result with a one-line reason.
+    static func execute(_ task: Colony_V1_Task, registry: HandlerRegistry, nodeName: String, outputBytesMax: Int) async -> Colony_V1_TaskResult {
+        var result = Colony_V1_TaskResult()
+        result.id = task.id
+        result.attempt = task.attempt
+        result.node = nodeName
+        let clock = ContinuousClock()
+        let start = clock.now
+        guard let handler = registry[task.handler] else {
+            result.ok = false
+            result.error = HandlerError.unknownHandler(task.handler, node: nodeName, known: registry.names).description
+            return result
+        }
+        do {
+            let context = TaskContext(taskID: task.id, attempt: task.attempt, nodeName: nodeName)
+            let output = try await handler.run(Array(task.input), context: context)
+            if output.count > outputBytesMax {
+                result.ok = false
+                result.error = "output of \(output.count) bytes exceeds the limit of \(outputBytesMax) bytes"
+            } else {
+                result.ok = true
+                result.output = Data(output)
+            }
+        } catch {
+            result.ok = false
+            result.error = String(describing: error)
+        }
+        let elapsed = clock.now - start
+        result.runMicros = UInt64(elapsed.components.seconds) * 1_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000_000)
+        return result
+    }
+}

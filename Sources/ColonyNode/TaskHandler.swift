@@ -1,0 +1,140 @@
+import Foundation
+
+/// What a handler is given besides its input.
+public struct TaskContext: Sendable {
+    /// The task's id on the coordinator.
+    public let taskID: UInt64
+    /// 1 for the first attempt, 2 for the first retry, ...
+    public let attempt: UInt32
+    /// The node running it.
+    public let nodeName: String
+
+    public init(taskID: UInt64, attempt: UInt32, nodeName: String) {
+        self.taskID = taskID
+        self.attempt = attempt
+        self.nodeName = nodeName
+    }
+
+    /// Throws `CancellationError` if the task was cancelled (e.g. the node shuts down).
+    /// Long-running handlers call it now and then: thread-pool timeouts are cooperative.
+    public func checkCancellation() throws {
+        try Task.checkCancellation()
+    }
+}
+
+/// A named piece of work that nodes run: a `Codable` input in, a `Codable` output out.
+///
+/// ```swift
+/// struct Square: TaskHandler {
+///     static let name = "square"
+///     func run(_ input: Int, context: TaskContext) async throws -> Int { input * input }
+/// }
+/// ```
+/// Inputs and outputs travel as JSON. A handler that throws fails its task with the error's
+/// description; it never takes the node down.
+public protocol TaskHandler: Sendable {
+    associatedtype Input: Codable & Sendable
+    associatedtype Output: Codable & Sendable
+    /// The name tasks use to ask for this handler.
+    static var name: String { get }
+    func run(_ input: Input, context: TaskContext) async throws -> Output
+}
+
+/// A handler with its types erased to bytes, as the node stores and runs it.
+public struct AnyTaskHandler: Sendable {
+    public let name: String
+    let body: @Sendable ([UInt8], TaskContext) async throws -> [UInt8]
+
+    public init<H: TaskHandler>(_ handler: H) {
+        name = H.name
+        body = { bytes, context in
+            let input: H.Input
+            do {
+                input = try JSONDecoder().decode(H.Input.self, from: Data(bytes))
+            } catch {
+                throw HandlerError.badInput(handler: H.name, expected: String(describing: H.Input.self), reason: describeDecodingError(error))
+            }
+            let output = try await handler.run(input, context: context)
+            return Array(try JSONEncoder().encode(output))
+        }
+    }
+
+    /// A handler working on raw bytes (no JSON step), e.g. `echo`.
+    public init(name: String, raw: @escaping @Sendable ([UInt8], TaskContext) async throws -> [UInt8]) {
+        self.name = name
+        body = raw
+    }
+
+    public func run(_ input: [UInt8], context: TaskContext) async throws -> [UInt8] {
+        try await body(input, context)
+    }
+}
+
+/// Failures the node itself reports for a task.
+public enum HandlerError: Error, Sendable, CustomStringConvertible {
+    case unknownHandler(String, node: String, known: [String])
+    case badInput(handler: String, expected: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .unknownHandler(let name, let node, let known):
+            "unknown handler '\(name)' on node \(node) (it has: \(known.joined(separator: ", ")))"
+        case .badInput(let handler, let expected, let reason):
+            "bad input for handler '\(handler)': expected JSON for \(expected): \(reason)"
+        }
+    }
+}
+
+func describeDecodingError(_ error: any Error) -> String {
+    guard let decoding = error as? DecodingError else { return "\(error)" }
+    switch decoding {
+    case .dataCorrupted(let c): return c.debugDescription
+    case .keyNotFound(let key, _): return "missing key '\(key.stringValue)'"
+    case .typeMismatch(let type, let c): return "expected \(type) at \(path(c.codingPath))"
+    case .valueNotFound(let type, let c): return "missing \(type) at \(path(c.codingPath))"
+    @unknown default: return "\(error)"
+    }
+}
+
+private func path(_ keys: [any CodingKey]) -> String {
+    keys.isEmpty ? "top level" : keys.map(\.stringValue).joined(separator: ".")
+}
+
+/// The handlers a node can run, by name.
+public struct HandlerRegistry: Sendable {
+    private var handlers: [String: AnyTaskHandler] = [:]
+
+    public init(_ handlers: [AnyTaskHandler] = []) {
+        for handler in handlers { register(handler) }
+    }
+
+    /// Adds or replaces a handler.
+    public mutating func register(_ handler: AnyTaskHandler) {
+        handlers[handler.name] = handler
+    }
+
+    public mutating func register<H: TaskHandler>(_ handler: H) {
+        register(AnyTaskHandler(handler))
+    }
+
+    public subscript(name: String) -> AnyTaskHandler? { handlers[name] }
+
+    public var names: [String] { handlers.keys.sorted() }
+
+    /// Colony's built-in handlers: echo, sleep, primes, fail.
+    public static var builtIn: HandlerRegistry {
+        var registry = HandlerRegistry()
+        registry.register(EchoHandler.handler)
+        registry.register(SleepHandler())
+        registry.register(PrimesHandler())
+        registry.register(FailHandler())
+        return registry
+    }
+
+    /// The built-ins plus `extra` (which win on a name clash).
+    public static func builtIn(plus extra: [AnyTaskHandler]) -> HandlerRegistry {
+        var registry = builtIn
+        for handler in extra { registry.register(handler) }
+        return registry
+    }
+}

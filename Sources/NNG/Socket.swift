@@ -1,0 +1,194 @@
+import CNNG
+import Synchronization
+
+/// An nng socket: one scalability protocol (REQ, REP, PUSH, PULL, PAIR) over any transport
+/// (`inproc://`, `ipc://`, `tcp://`, `tls+tcp://`).
+///
+/// All methods are safe to call from any thread. Closing aborts pending operations with an
+/// error whose `isClosed` is true; the socket is also closed when the last reference goes.
+public final class Socket: @unchecked Sendable {
+    /// The scalability protocol a socket speaks.
+    public enum Kind: String, Sendable {
+        case req, rep, push, pull, pair
+    }
+
+    public let kind: Kind
+    let raw: nng_socket
+    private let closed = Atomic<Bool>(false)
+    private let pipeEventsBox = Mutex<PipeEventBox?>(nil)
+
+    public init(_ kind: Kind) throws(NNGError) {
+        self.kind = kind
+        var socket = nng_socket()
+        let rv: Int32
+        switch kind {
+        case .req: rv = nng_req0_open(&socket)
+        case .rep: rv = nng_rep0_open(&socket)
+        case .push: rv = nng_push0_open(&socket)
+        case .pull: rv = nng_pull0_open(&socket)
+        case .pair: rv = nng_pair1_open(&socket)
+        }
+        try check(rv, "open \(kind.rawValue) socket")
+        raw = socket
+    }
+
+    deinit {
+        close()
+    }
+
+    /// Closes the socket; pending sends and receives fail with `isClosed`. Idempotent.
+    public func close() {
+        if closed.exchange(true, ordering: .acquiringAndReleasing) { return }
+        nng_close(raw)
+        // Pipe callbacks have stopped once nng_close returned, so the stream can end here.
+        pipeEventsBox.withLock { $0?.finish() }
+    }
+
+    /// Listens on `url` (e.g. `tcp://0.0.0.0:7411`, `ipc:///tmp/colony.sock`, `inproc://x`).
+    @discardableResult
+    public func listen(_ url: String) throws(NNGError) -> Listener {
+        var listener = nng_listener()
+        try check(nng_listen(raw, url, &listener, 0), "listen on \(url)")
+        return Listener(raw: listener)
+    }
+
+    /// Dials `url`. With `waitForConnection` the first attempt happens now and its failure is
+    /// thrown (`isConnectionRefused` when nothing listens); otherwise nng connects in the
+    /// background and keeps redialling.
+    @discardableResult
+    public func dial(_ url: String, waitForConnection: Bool = true) throws(NNGError) -> Dialer {
+        var dialer = nng_dialer()
+        let flags: Int32 = waitForConnection ? 0 : Int32(NNG_FLAG_NONBLOCK)
+        try check(nng_dial(raw, url, &dialer, flags), "dial \(url)")
+        return Dialer(raw: dialer)
+    }
+
+    /// Opens a context: an independent request/reply state on a REQ or REP socket, so that
+    /// many exchanges can be in flight on one socket.
+    public func openContext() throws(NNGError) -> Context {
+        try Context(socket: self)
+    }
+
+    /// Sends one message; waits until nng has taken it.
+    public func send(_ bytes: [UInt8], timeout: Duration? = nil) async throws(NNGError) {
+        let socket = raw
+        try await Transfer.send(bytes, operation: "send", timeout: timeout) { nng_send_aio(socket, $0) }
+    }
+
+    /// Receives one message. `timeout` nil uses the socket's receive timeout (default: none).
+    public func receive(timeout: Duration? = nil) async throws(NNGError) -> [UInt8] {
+        let socket = raw
+        return try await Transfer.receive(operation: "receive", timeout: timeout) { nng_recv_aio(socket, $0) }
+    }
+
+    /// Pipe (connection) events of this socket, as a stream. The stream ends when the socket
+    /// closes. Only one stream per socket; a second call returns the same events.
+    public func pipeEvents() throws(NNGError) -> AsyncStream<PipeEvent> {
+        let (stream, continuation) = AsyncStream<PipeEvent>.makeStream(bufferingPolicy: .bufferingNewest(4096))
+        let box = PipeEventBox(continuation: continuation)
+        let previous = pipeEventsBox.withLock { slot -> PipeEventBox? in
+            let old = slot
+            slot = box
+            return old
+        }
+        previous?.finish()
+        let argument = Unmanaged.passUnretained(box).toOpaque()
+        for event in [NNG_PIPE_EV_ADD_POST, NNG_PIPE_EV_REM_POST] {
+            try check(nng_pipe_notify(raw, event, pipeEventCallback, argument), "register pipe events")
+        }
+        return stream
+    }
+
+    // MARK: Options
+
+    /// Largest message this socket accepts; larger ones are dropped by nng before they reach
+    /// us (and the connection is closed). 0 means no limit.
+    public func setReceiveMaxBytes(_ bytes: Int) throws(NNGError) {
+        try check(nng_socket_set_size(raw, NNG_OPT_RECVMAXSZ, bytes), "set \(NNG_OPT_RECVMAXSZ)")
+    }
+
+    /// Default timeout of receives that pass no timeout of their own.
+    public func setReceiveTimeout(_ timeout: Duration?) throws(NNGError) {
+        try check(nng_socket_set_ms(raw, NNG_OPT_RECVTIMEO, timeout.map(milliseconds) ?? NNG_DURATION_INFINITE), "set receive timeout")
+    }
+
+    /// Default timeout of sends that pass no timeout of their own.
+    public func setSendTimeout(_ timeout: Duration?) throws(NNGError) {
+        try check(nng_socket_set_ms(raw, NNG_OPT_SENDTIMEO, timeout.map(milliseconds) ?? NNG_DURATION_INFINITE), "set send timeout")
+    }
+
+    /// Bounds of the dialer's exponential reconnect back-off.
+    public func setReconnectTimes(minimum: Duration, maximum: Duration) throws(NNGError) {
+        try check(nng_socket_set_ms(raw, NNG_OPT_RECONNMINT, milliseconds(minimum)), "set reconnect min")
+        try check(nng_socket_set_ms(raw, NNG_OPT_RECONNMAXT, milliseconds(maximum)), "set reconnect max")
+    }
+
+    /// REQ only: how long a request waits for its reply before nng sends it again.
+    /// nil turns resending off.
+    public func setRequestResendTime(_ time: Duration?) throws(NNGError) {
+        try check(nng_socket_set_ms(raw, NNG_OPT_REQ_RESENDTIME, time.map(milliseconds) ?? NNG_DURATION_INFINITE), "set resend time")
+    }
+}
+
+/// A listening endpoint of a socket.
+public struct Listener: Sendable {
+    let raw: nng_listener
+    /// The TCP port actually bound (useful after listening on port 0), or nil.
+    public var boundPort: Int? {
+        var port: Int32 = 0
+        guard nng_listener_get_int(raw, NNG_OPT_TCP_BOUND_PORT, &port) == 0 else { return nil }
+        return Int(port)
+    }
+    /// Stops listening; connections it accepted stay open.
+    public func close() { nng_listener_close(raw) }
+}
+
+/// A dialing endpoint of a socket.
+public struct Dialer: Sendable {
+    let raw: nng_dialer
+    /// Stops dialling and closes its connection.
+    public func close() { nng_dialer_close(raw) }
+}
+
+/// A connection joining or leaving a socket.
+public struct PipeEvent: Sendable, Equatable {
+    public enum Kind: Sendable { case added, removed }
+    public let kind: Kind
+    /// nng's pipe id: the same for the `added` and `removed` events of one connection.
+    public let pipeID: UInt32
+    /// The peer's address where the transport has one (`tcp`: "127.0.0.1:53211").
+    public let peer: String?
+}
+
+final class PipeEventBox: @unchecked Sendable {
+    let continuation: AsyncStream<PipeEvent>.Continuation
+    init(continuation: AsyncStream<PipeEvent>.Continuation) { self.continuation = continuation }
+    func finish() { continuation.finish() }
+}
+
+// Runs on an nng thread. It must never close the socket (nng 1.5.2 deadlocks when a pipe
+// callback closes its own socket), so it only hands the event to the stream.
+private func pipeEventCallback(_ pipe: nng_pipe, _ event: nng_pipe_ev, _ argument: UnsafeMutableRawPointer?) {
+    guard let argument else { return }
+    let box = Unmanaged<PipeEventBox>.fromOpaque(argument).takeUnretainedValue()
+    let kind: PipeEvent.Kind = event == NNG_PIPE_EV_ADD_POST ? .added : .removed
+    box.continuation.yield(PipeEvent(kind: kind, pipeID: UInt32(bitPattern: nng_pipe_id(pipe)), peer: peerAddress(pipe)))
+}
+
+private func peerAddress(_ pipe: nng_pipe) -> String? {
+    var address = nng_sockaddr()
+    guard nng_pipe_get_addr(pipe, NNG_OPT_REMADDR, &address) == 0 else { return nil }
+    switch Int32(address.s_family) {
+    case Int32(NNG_AF_INET.rawValue):
+        let a = address.s_in.sa_addr  // network byte order
+        let port = UInt16(bigEndian: address.s_in.sa_port)
+        let b = withUnsafeBytes(of: a) { Array($0) }
+        return "\(b[0]).\(b[1]).\(b[2]).\(b[3]):\(port)"
+    case Int32(NNG_AF_IPC.rawValue):
+        return "ipc"
+    case Int32(NNG_AF_INPROC.rawValue):
+        return "inproc"
+    default:
+        return nil
+    }
+}
