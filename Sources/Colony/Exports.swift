@@ -1,1 +1,4 @@
+// `import Colony` gives users the whole public surface: client, handlers, node, coordinator.
+@_exported import ColonyCore
+@_exported import ColonyCoordinator
 @_exported import ColonyNode

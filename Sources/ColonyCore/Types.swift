@@ -70,6 +70,13 @@ public struct ClusterStatus: Sendable, Equatable {
         public var completed: UInt64
         public var failed: UInt64
         public var lastSeenSecondsAgo: Double
+        public init(announcement: NodeAnnouncement, running: Int, completed: UInt64, failed: UInt64, lastSeenSecondsAgo: Double) {
+            self.announcement = announcement
+            self.running = running
+            self.completed = completed
+            self.failed = failed
+            self.lastSeenSecondsAgo = lastSeenSecondsAgo
+        }
     }
     public var nodes: [Node]
     public var queued: Int
@@ -78,4 +85,13 @@ public struct ClusterStatus: Sendable, Equatable {
     public var failed: UInt64
     public var resultsWaiting: Int
     public var staleResultsDropped: UInt64
+    public init(nodes: [Node], queued: Int, running: Int, succeeded: UInt64, failed: UInt64, resultsWaiting: Int, staleResultsDropped: UInt64) {
+        self.nodes = nodes
+        self.queued = queued
+        self.running = running
+        self.succeeded = succeeded
+        self.failed = failed
+        self.resultsWaiting = resultsWaiting
+        self.staleResultsDropped = staleResultsDropped
+    }
 }

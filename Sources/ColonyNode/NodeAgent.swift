@@ -93,17 +93,23 @@ public actor NodeAgent {
         let nodeName = configuration.name
         let outputBytesMax = configuration.outputBytesMax
         configuration.log("node \(nodeName) pulling from \(configuration.coordinatorURL) with \(configuration.threads) thread slots")
-        await withDiscardingTaskGroup { group in
-            group.addTask {
-                await self.pullLoop()
-                sink.finish()
-            }
-            for await task in work {
-                group.addTask(executorPreference: pool) {
-                    let result = await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax)
-                    await self.finished(result)
+        // Pulls in flight ignore task cancellation (see Context.request); closing the socket
+        // is what ends them promptly when the node is stopped.
+        await withTaskCancellationHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask {
+                    await self.pullLoop()
+                    sink.finish()
+                }
+                for await task in work {
+                    group.addTask(executorPreference: pool) {
+                        let result = await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax)
+                        await self.finished(result)
+                    }
                 }
             }
+        } onCancel: {
+            socket.close()
         }
         workSink = nil
     }

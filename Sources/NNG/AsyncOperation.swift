@@ -3,9 +3,9 @@ import Synchronization
 
 /// One nng asynchronous I/O (`nng_aio`) bridged to a Swift continuation.
 ///
-/// The aio's callback runs on an nng thread; it only resumes the continuation. The aio is
-/// freed by the awaiting side after the continuation resumed: `nng_aio_free` waits for the
-/// callback to return, so the callback never touches freed memory.
+/// The aio's callback runs on an nng thread; it only resumes the continuation. The callback
+/// holds a strong reference while it runs, and the aio is reaped (freed after its callback
+/// returned) when the last reference goes.
 final class AsyncOperation: @unchecked Sendable {
     // State shared between the awaiting task, the cancellation handler and nng's callback.
     private struct State {
@@ -25,7 +25,10 @@ final class AsyncOperation: @unchecked Sendable {
     }
 
     deinit {
-        if let aio { nng_aio_free(aio) }
+        // The last reference may be dropped inside the aio's own callback (after it resumed
+        // the waiter). nng_aio_free would then wait for that very callback and deadlock;
+        // nng_aio_reap frees the aio on nng's reaper thread instead.
+        if let aio { nng_aio_reap(aio) }
     }
 
     /// Starts the operation with `start` and waits for it to complete; returns nng's result code.

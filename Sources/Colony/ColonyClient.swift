@@ -1,0 +1,379 @@
+import ColonyCore
+import ColonyNode
+import ColonyWire
+import Foundation
+import NNG
+
+/// A connection to a Colony coordinator: submit tasks, await their results, map a handler
+/// over many inputs, read the cluster's status.
+///
+/// ```swift
+/// let colony = try ColonyClient(connect: "tcp://127.0.0.1:7411")
+/// let counts = try await colony.map("primes", ranges, as: Int.self)
+/// ```
+/// Under the hood submits travel in batches over several pipelined requests, and results
+/// come back in batches through one long-polling fetch per client.
+public actor ColonyClient {
+    /// Tuning of the client's batching.
+    public struct Options: Sendable {
+        /// Longest wait for any one reply from the coordinator.
+        public var requestTimeout: Duration = .seconds(30)
+        /// Requests in flight at once (each uses one nng context).
+        public var concurrentRequests = 8
+        /// Tasks per submit message, and their largest total input size.
+        public var tasksPerSubmit = 2000
+        public var submitBytesMax = 4 << 20
+        /// How long one fetch may wait at the coordinator.
+        public var fetchWaitMilliseconds: UInt32 = 1000
+        public init() {}
+    }
+
+    /// The coordinator's URL.
+    public let url: String
+    /// This client's session: the coordinator keeps its tasks' results for it.
+    public let session: String
+    public let options: Options
+
+    private let socket: Socket
+    private var idleContexts: [Context] = []
+    private var openedContexts = 0
+    private var contextWaiters: [CheckedContinuation<Context, Never>] = []
+    private var waiting: [TaskID: Gather] = [:]
+    private var arrived: [TaskID: TaskResult] = [:]
+    private var pumpRunning = false
+    private var submitGeneration: UInt64 = 0
+    private var isClosed = false
+
+    /// Connects to the coordinator at `url`; fails at once with a clear error when the URL
+    /// is malformed or nothing listens there.
+    public init(connect url: String, options: Options = Options()) throws(ColonyError) {
+        try ColonyURL.validate(url)
+        self.url = url
+        self.options = options
+        self.session = UUID().uuidString
+        do {
+            socket = try Socket(.req)
+            try socket.setReceiveMaxBytes(colonyMessageBytesMax)
+            try socket.setReconnectTimes(minimum: .milliseconds(50), maximum: .seconds(2))
+            try socket.dial(url, waitForConnection: true)
+        } catch {
+            throw ColonyURL.describe(error, url: url)
+        }
+    }
+
+    /// Fails every wait and closes the connection.
+    public func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        for gather in waiting.values { gather.fail(.closed) }
+        waiting = [:]
+        socket.close()
+    }
+
+    // MARK: Submitting
+
+    /// Queues one task; returns its id.
+    public func submit(_ handler: String, input: some Encodable & Sendable) async throws(ColonyError) -> TaskID {
+        try await submit([TaskSubmission(handler: handler, input: try Self.encode(input))])[0]
+    }
+
+    /// Queues one task whose input is given as raw bytes (JSON for Colony's handlers).
+    public func submit(_ handler: String, rawInput: [UInt8]) async throws(ColonyError) -> TaskID {
+        try await submit([TaskSubmission(handler: handler, input: rawInput)])[0]
+    }
+
+    /// Queues many tasks in batched, pipelined messages; returns their ids in order.
+    public func submit(_ tasks: [TaskSubmission]) async throws(ColonyError) -> [TaskID] {
+        if tasks.isEmpty { return [] }
+        var chunks: [Range<Int>] = []
+        var start = 0
+        var bytes = 0
+        for (index, task) in tasks.enumerated() {
+            let size = task.input.count + task.handler.utf8.count + 16
+            if index > start && (index - start == options.tasksPerSubmit || bytes + size > options.submitBytesMax) {
+                chunks.append(start..<index)
+                start = index
+                bytes = 0
+            }
+            bytes += size
+        }
+        chunks.append(start..<tasks.count)
+        let session = self.session
+        let idsByChunk: [Int: [TaskID]]
+        do {
+            idsByChunk = try await withThrowingTaskGroup(of: (Int, [TaskID]).self) { group in
+                for (index, range) in chunks.enumerated() {
+                    group.addTask {
+                        var request = Colony_V1_SubmitRequest()
+                        request.session = session
+                        request.tasks = tasks[range].map { task in
+                            var spec = Colony_V1_TaskSpec()
+                            spec.handler = task.handler
+                            spec.input = Data(task.input)
+                            return spec
+                        }
+                        let reply = try await self.request(.submit(request))
+                        guard case .submitReply(let submitted) = reply, submitted.taskIds.count == range.count else {
+                            throw ColonyError.protocolViolation("the coordinator answered a submit of \(range.count) tasks with something else")
+                        }
+                        return (index, submitted.taskIds)
+                    }
+                }
+                var collected: [Int: [TaskID]] = [:]
+                for try await (index, ids) in group { collected[index] = ids }
+                return collected
+            }
+        } catch let error as ColonyError {
+            throw error
+        } catch {
+            throw .transport("\(error)")
+        }
+        submitGeneration += 1
+        return (0..<chunks.count).flatMap { idsByChunk[$0] ?? [] }
+    }
+
+    // MARK: Results
+
+    /// Waits for the result of `id` (successful or not).
+    public func result(of id: TaskID) async throws(ColonyError) -> TaskResult {
+        try await results(of: [id])[0]
+    }
+
+    /// Waits for the results of `ids`, returned in the same order.
+    public func results(of ids: [TaskID]) async throws(ColonyError) -> [TaskResult] {
+        if isClosed { throw .closed }
+        let gather = Gather(ids: ids)
+        for id in ids {
+            if let result = arrived.removeValue(forKey: id) {
+                gather.deliver(result)
+            } else {
+                waiting[id] = gather
+            }
+        }
+        if !gather.isComplete { ensurePump() }
+        return try await gather.wait()
+    }
+
+    /// Runs one task and decodes its output.
+    public func run<Output: Decodable>(_ handler: String, input: some Encodable & Sendable, as type: Output.Type = Output.self) async throws(ColonyError) -> Output {
+        let id = try await submit(handler, input: input)
+        return try await result(of: id).value(as: Output.self)
+    }
+
+    /// Runs `handler` over every input and returns the outputs in input order. Throws the
+    /// first failure (in input order) after all tasks finished.
+    public func map<Input: Encodable & Sendable, Output: Decodable>(_ handler: String, _ inputs: [Input], as type: Output.Type = Output.self) async throws(ColonyError) -> [Output] {
+        let results = try await mapResults(handler, inputs)
+        var outputs: [Output] = []
+        outputs.reserveCapacity(results.count)
+        for result in results { outputs.append(try result.value(as: Output.self)) }
+        return outputs
+    }
+
+    /// `map` with a handler type known to the client: `colony.map(PrimesHandler.self, ranges)`.
+    public func map<H: TaskHandler>(_ handler: H.Type, _ inputs: [H.Input]) async throws(ColonyError) -> [H.Output] {
+        try await map(H.name, inputs, as: H.Output.self)
+    }
+
+    /// Runs `handler` over every input; returns every result, failed ones included, in order.
+    public func mapResults<Input: Encodable & Sendable>(_ handler: String, _ inputs: [Input]) async throws(ColonyError) -> [TaskResult] {
+        var submissions: [TaskSubmission] = []
+        submissions.reserveCapacity(inputs.count)
+        for input in inputs { submissions.append(TaskSubmission(handler: handler, input: try Self.encode(input))) }
+        let ids = try await submit(submissions)
+        return try await results(of: ids)
+    }
+
+    // MARK: Status
+
+    /// The cluster as the coordinator sees it now.
+    public func status() async throws(ColonyError) -> ClusterStatus {
+        let reply = try await request(.status(Colony_V1_StatusRequest()))
+        guard case .statusReply(let status) = reply else {
+            throw .protocolViolation("the coordinator answered a status request with something else")
+        }
+        return ClusterStatus(wire: status)
+    }
+
+    // MARK: Internals
+
+    static func encode(_ input: some Encodable) throws(ColonyError) -> [UInt8] {
+        do {
+            return Array(try JSONEncoder().encode(input))
+        } catch {
+            throw .badInput("cannot encode \(type(of: input)) as JSON: \(error)")
+        }
+    }
+
+    /// One request/reply exchange on a free context.
+    func request(_ body: Colony_V1_Envelope.OneOf_Body) async throws(ColonyError) -> Colony_V1_Envelope.OneOf_Body {
+        if isClosed { throw .closed }
+        let context = try await acquireContext()
+        defer { releaseContext(context) }
+        let replyBytes: [UInt8]
+        do {
+            replyBytes = try await context.request(Wire.encode(body), timeout: options.requestTimeout)
+        } catch {
+            if isClosed || error.isClosed { throw .closed }
+            if error.isTimeout {
+                throw .timedOut("no reply from the coordinator at \(url) within \(options.requestTimeout)")
+            }
+            throw ColonyURL.describe(error, url: url)
+        }
+        let envelope: Colony_V1_Envelope
+        do {
+            envelope = try Wire.decode(replyBytes)
+        } catch {
+            throw .protocolViolation("reply from \(url): \(error)")
+        }
+        if case .error(let refusal) = envelope.body { throw .refused(refusal.message) }
+        guard let reply = envelope.body else { throw .protocolViolation("empty reply from \(url)") }
+        return reply
+    }
+
+    private func acquireContext() async throws(ColonyError) -> Context {
+        if let context = idleContexts.popLast() { return context }
+        if openedContexts < options.concurrentRequests {
+            do {
+                let context = try socket.openContext()
+                openedContexts += 1
+                return context
+            } catch {
+                throw .transport("cannot open a request context: \(error)")
+            }
+        }
+        return await withCheckedContinuation { contextWaiters.append($0) }
+    }
+
+    private func releaseContext(_ context: Context) {
+        if contextWaiters.isEmpty {
+            idleContexts.append(context)
+        } else {
+            contextWaiters.removeFirst().resume(returning: context)
+        }
+    }
+
+    private func ensurePump() {
+        guard !pumpRunning else { return }
+        pumpRunning = true
+        // The pump lives only while someone waits; it ends by itself when nobody does.
+        Task { await self.pump() }
+    }
+
+    /// Fetches this session's results in batches (long poll) and hands them to waiters.
+    private func pump() async {
+        var failures = 0
+        while !waiting.isEmpty && !isClosed {
+            let generation = submitGeneration
+            var fetch = Colony_V1_FetchRequest()
+            fetch.session = session
+            fetch.maxResults = 8192
+            fetch.waitMs = options.fetchWaitMilliseconds
+            do throws(ColonyError) {
+                let reply = try await request(.fetch(fetch))
+                guard case .fetchReply(let fetched) = reply else {
+                    throw ColonyError.protocolViolation("the coordinator answered a fetch with something else")
+                }
+                failures = 0
+                for wire in fetched.results { deliver(TaskResult(wire: wire)) }
+                if fetched.pending == 0 && fetched.results.isEmpty && generation == submitGeneration {
+                    // Nothing of ours is unfinished at the coordinator: whoever still waits
+                    // waits for a task it will never report to this session.
+                    for (id, gather) in waiting { gather.fail(.unknownTask(id)) }
+                    waiting = [:]
+                }
+            } catch {
+                failures += 1
+                if case .closed = error { break }
+                if failures >= 3 {
+                    for gather in waiting.values { gather.fail(error) }
+                    waiting = [:]
+                    break
+                }
+                try? await Task.sleep(for: .milliseconds(100 * failures))
+            }
+        }
+        pumpRunning = false
+    }
+
+    private func deliver(_ result: TaskResult) {
+        if let gather = waiting.removeValue(forKey: result.id) {
+            gather.deliver(result)
+        } else {
+            arrived[result.id] = result
+        }
+    }
+}
+
+/// Collects the results of a set of tasks and resumes one waiter when all are in.
+final class Gather: @unchecked Sendable {
+    private let lock = NSLock()
+    private let ids: [TaskID]
+    private var results: [TaskID: TaskResult] = [:]
+    private var failure: ColonyError?
+    private var continuation: CheckedContinuation<[TaskResult], any Error>?
+    private var done = false
+
+    init(ids: [TaskID]) {
+        self.ids = ids
+        results.reserveCapacity(ids.count)
+    }
+
+    var isComplete: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return done || results.count == Set(ids).count
+    }
+
+    func deliver(_ result: TaskResult) {
+        lock.lock()
+        results[result.id] = result
+        let finished = !done && results.count == Set(ids).count
+        resumeIfNeeded(finished: finished)
+    }
+
+    func fail(_ error: ColonyError) {
+        lock.lock()
+        if !done && failure == nil { failure = error }
+        resumeIfNeeded(finished: !done)
+    }
+
+    // Called with the lock held; releases it.
+    private func resumeIfNeeded(finished: Bool) {
+        guard finished, let continuation else {
+            lock.unlock()
+            return
+        }
+        done = true
+        self.continuation = nil
+        let outcome = outcomeLocked()
+        lock.unlock()
+        continuation.resume(with: outcome)
+    }
+
+    private func outcomeLocked() -> Result<[TaskResult], any Error> {
+        if let failure { return .failure(failure) }
+        return .success(ids.map { results[$0]! })
+    }
+
+    func wait() async throws(ColonyError) -> [TaskResult] {
+        do {
+            return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[TaskResult], any Error>) in
+                lock.lock()
+                if done || failure != nil || results.count == Set(ids).count {
+                    done = true
+                    let outcome = outcomeLocked()
+                    lock.unlock()
+                    continuation.resume(with: outcome)
+                } else {
+                    self.continuation = continuation
+                    lock.unlock()
+                }
+            }
+        } catch let error as ColonyError {
+            throw error
+        } catch {
+            throw .transport("\(error)")
+        }
+    }
+}

@@ -1,0 +1,17 @@
+import ColonyCore
+import ColonyWire
+
+extension ClusterStatus {
+    init(wire: Colony_V1_StatusReply) {
+        self.init(
+            nodes: wire.nodes.map { node in
+                ClusterStatus.Node(
+                    announcement: NodeAnnouncement(name: node.info.name, host: node.info.host, threadSlots: Int(node.info.threadSlots),
+                                                   handlers: node.info.handlers, pid: Int(node.info.pid)),
+                    running: Int(node.running), completed: node.completed, failed: node.failed,
+                    lastSeenSecondsAgo: Double(node.lastSeenMsAgo) / 1000)
+            },
+            queued: Int(wire.queued), running: Int(wire.running), succeeded: wire.succeeded, failed: wire.failed,
+            resultsWaiting: Int(wire.resultsWaiting), staleResultsDropped: wire.staleResultsDropped)
+    }
+}

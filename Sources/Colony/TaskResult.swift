@@ -1,0 +1,40 @@
+import ColonyCore
+import ColonyWire
+import Foundation
+
+/// The outcome of a task as a client sees it.
+public struct TaskResult: Sendable, Equatable {
+    public let id: TaskID
+    public let succeeded: Bool
+    /// The handler's output (JSON for Colony's handlers) when it succeeded.
+    public let output: [UInt8]
+    /// Why it failed, when it did.
+    public let error: String
+    /// The node that ran the last attempt.
+    public let node: String
+    public let attempt: UInt32
+    public let runMicros: UInt64
+
+    init(wire: Colony_V1_TaskResult) {
+        id = wire.id
+        succeeded = wire.ok
+        output = Array(wire.output)
+        error = wire.error
+        node = wire.node
+        attempt = wire.attempt
+        runMicros = wire.runMicros
+    }
+
+    /// The output decoded from JSON; throws `ColonyError.taskFailed` if the task failed.
+    public func value<T: Decodable>(as type: T.Type = T.self) throws(ColonyError) -> T {
+        guard succeeded else { throw .taskFailed(id: id, reason: error, node: node) }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(output))
+        } catch {
+            throw .badOutput(id: id, reason: "not JSON for \(T.self): \(error)")
+        }
+    }
+
+    /// The output as UTF-8 text.
+    public var outputText: String { String(decoding: output, as: UTF8.self) }
+}

@@ -1,0 +1,173 @@
+import ArgumentParser
+import Colony
+import Foundation
+import NNG
+
+/// `colony bench`: the workloads of BENCHMARKS.md over tcp on 127.0.0.1, with the coordinator
+/// and the node as separate processes and this process as the client.
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure throughput and latency (W1-W3) with a coordinator and a node as separate processes.",
+        discussion: """
+            Build with `swift build -c release` first: debug builds are many times slower.
+            W1: no-op (echo) tasks submitted as one map, tasks/s.
+            W2: sequential submit-then-wait no-op tasks, p50/p99 latency in microseconds.
+            W3: primes below 2,000,000 by trial division in 64 tasks on a node with 2 thread slots,
+                wall time and speedup over the same loop run serially in this process.
+            """
+    )
+
+    @Flag(name: .long, help: "Print one JSON object (keys w1_tasks_per_s, w2_p50_us, ...).")
+    var json = false
+
+    @Option(name: .long, help: "W1: number of no-op tasks.")
+    var w1Tasks = 20_000
+
+    @Option(name: .long, help: "W2: number of sequential tasks.")
+    var w2Tasks = 2_000
+
+    @Option(name: .long, help: "W3: count primes below this number.")
+    var w3Limit = 2_000_000
+
+    @Option(name: .long, help: "Thread slots of the benchmark node.")
+    var threads = 2
+
+    func run() async throws {
+        let port = try freeTCPPort()
+        let url = "tcp://127.0.0.1:\(port)"
+        let executable = try currentExecutable()
+        let coordinator = try spawn(executable, ["coordinator", "--listen", url])
+        defer { stop(coordinator) }
+        let node = try spawn(executable, ["node", "--coordinator", url, "--threads", "\(threads)", "--name", "bench-node"])
+        defer { stop(node) }
+
+        let colony = try await connectWithRetry(url)
+        try await waitForNode(colony)
+        var figures: [(String, Double)] = []
+
+        // Warm-up: first connections, allocations, JIT-free but cache-cold paths.
+        _ = try await colony.map("echo", Array(0..<2000), as: Int.self)
+
+        // W1
+        let clock = ContinuousClock()
+        let inputs = Array(0..<w1Tasks)
+        var start = clock.now
+        let echoed = try await colony.map("echo", inputs, as: Int.self)
+        let w1Seconds = seconds(clock.now - start)
+        guard echoed == inputs else { throw CLIError("W1: outputs differ from inputs") }
+        figures.append(("w1_tasks_per_s", Double(w1Tasks) / w1Seconds))
+
+        // W2
+        var latencies: [Double] = []
+        latencies.reserveCapacity(w2Tasks)
+        for i in 0..<w2Tasks {
+            let t0 = clock.now
+            let id = try await colony.submit("echo", input: i)
+            _ = try await colony.result(of: id)
+            latencies.append(seconds(clock.now - t0) * 1e6)
+        }
+        latencies.sort()
+        figures.append(("w2_p50_us", percentile(latencies, 0.50)))
+        figures.append(("w2_p99_us", percentile(latencies, 0.99)))
+
+        // W3
+        start = clock.now
+        let serialCount = PrimesHandler.countPrimes(in: 0..<w3Limit)
+        let serialSeconds = seconds(clock.now - start)
+        let step = (w3Limit + 63) / 64
+        let ranges = stride(from: 0, to: w3Limit, by: step).map { PrimesHandler.Range(lo: $0, hi: min($0 + step, w3Limit)) }
+        start = clock.now
+        let counts = try await colony.map(PrimesHandler.self, ranges)
+        let w3Seconds = seconds(clock.now - start)
+        let total = counts.reduce(0, +)
+        guard total == serialCount else { throw CLIError("W3: cluster counted \(total) primes, serial loop \(serialCount)") }
+        figures.append(("w3_wall_s", w3Seconds))
+        figures.append(("w3_serial_s", serialSeconds))
+        figures.append(("w3_speedup", serialSeconds / w3Seconds))
+        figures.append(("w3_primes", Double(total)))
+
+        figures.append(("coordinator_peak_rss_mib", peakRSSMiB(coordinator.processIdentifier)))
+        figures.append(("node_peak_rss_mib", peakRSSMiB(node.processIdentifier)))
+        await colony.close()
+
+        if json {
+            let body = figures.map { key, value in
+                let text = value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(format: "%.4g", value)
+                return "\"\(key)\": \(text)"
+            }.joined(separator: ", ")
+            print("{\(body)}")
+        } else {
+            print("colony bench (coordinator, 1 node with \(threads) thread slots, client: separate processes over \(url))")
+            for (key, value) in figures {
+                print("  \(key.padding(toLength: 26, withPad: " ", startingAt: 0)) \(String(format: value >= 100 ? "%.0f" : "%.3f", value))")
+            }
+        }
+    }
+
+    private func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    private func percentile(_ sorted: [Double], _ p: Double) -> Double {
+        guard !sorted.isEmpty else { return 0 }
+        return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.down)))]
+    }
+
+    private func freeTCPPort() throws -> Int {
+        let probe = try Socket(.rep)
+        let listener = try probe.listen("tcp://127.0.0.1:0")
+        defer { probe.close() }
+        guard let port = listener.boundPort else { throw CLIError("could not find a free TCP port") }
+        return port
+    }
+
+    private func currentExecutable() throws -> URL {
+        let path = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        return URL(fileURLWithPath: path)
+    }
+
+    private func spawn(_ executable: URL, _ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = executable
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
+    private func stop(_ process: Process) {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    private func connectWithRetry(_ url: String) async throws -> ColonyClient {
+        var lastError: (any Error)?
+        for _ in 0..<100 {
+            do { return try ColonyClient(connect: url) } catch {
+                lastError = error
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        throw CLIError("benchmark coordinator did not start: \(lastError.map { "\($0)" } ?? "unknown")")
+    }
+
+    private func waitForNode(_ colony: ColonyClient) async throws {
+        for _ in 0..<200 {
+            if try await !colony.status().nodes.isEmpty { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw CLIError("benchmark node did not join within 10 s")
+    }
+
+    private func peakRSSMiB(_ pid: Int32) -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+              let kib = Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
+        else { return 0 }
+        return kib / 1024
+    }
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Colony
+import Foundation
+
+/// `colony status`: nodes, queue depth and counts.
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show the cluster: nodes with their slots and load, queue depth, task counts."
+    )
+
+    @OptionGroup var client: ClientOptions
+
+    @Flag(name: .long, help: "Print one JSON object instead of a table.")
+    var json = false
+
+    func run() async throws {
+        let colony = try ColonyClient(connect: client.coordinatorURL)
+        let status = try await colony.status()
+        await colony.close()
+        if json {
+            print(Self.json(status))
+            return
+        }
+        print("coordinator \(client.coordinatorURL): \(status.nodes.count) node(s), \(status.queued) queued, \(status.running) running, \(status.succeeded) succeeded, \(status.failed) failed, \(status.resultsWaiting) results waiting")
+        if status.nodes.isEmpty { return }
+        let header = ["NODE", "HOST", "SLOTS", "RUNNING", "DONE", "FAILED", "LAST SEEN"]
+        let rows = status.nodes.map { node in
+            [node.announcement.name, node.announcement.host, "\(node.announcement.threadSlots)", "\(node.running)",
+             "\(node.completed)", "\(node.failed)", String(format: "%.1fs ago", node.lastSeenSecondsAgo)]
+        }
+        let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+        for row in [header] + rows {
+            print(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+        }
+    }
+
+    static func json(_ status: ClusterStatus) -> String {
+        let object: [String: Any] = [
+            "queued": status.queued, "running": status.running, "succeeded": status.succeeded, "failed": status.failed,
+            "results_waiting": status.resultsWaiting, "stale_results_dropped": status.staleResultsDropped,
+            "nodes": status.nodes.map { node -> [String: Any] in
+                ["name": node.announcement.name, "host": node.announcement.host, "threads": node.announcement.threadSlots,
+                 "running": node.running, "completed": node.completed, "failed": node.failed,
+                 "last_seen_s": node.lastSeenSecondsAgo, "handlers": node.announcement.handlers]
+            },
+        ]
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+}

@@ -1,0 +1,48 @@
+import ArgumentParser
+import Colony
+import Foundation
+
+/// `colony submit HANDLER JSON`: queue one task, optionally wait for its result.
+struct SubmitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "submit",
+        abstract: "Submit one task; with --wait, print its output (JSON) when it finishes.",
+        discussion: """
+            Examples:
+              colony submit primes '{"lo": 0, "hi": 100000}' --wait     # prints 9592
+              colony submit echo '"hello"' --wait
+            """
+    )
+
+    @OptionGroup var client: ClientOptions
+
+    @Argument(help: "The handler to run (built-ins: echo, sleep, primes, fail).")
+    var handler: String
+
+    @Argument(help: "The handler's input as JSON.")
+    var input: String
+
+    @Flag(name: .long, help: "Wait for the task and print its output; exit 1 if it failed.")
+    var wait = false
+
+    func run() async throws {
+        let bytes = Array(input.utf8)
+        do {
+            _ = try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
+        } catch {
+            throw CLIError("input is not valid JSON: \(input.prefix(80)) (strings need quotes: '\"text\"')")
+        }
+        let colony = try ColonyClient(connect: client.coordinatorURL)
+        let id = try await colony.submit(handler, rawInput: bytes)
+        guard wait else {
+            print(id)
+            return
+        }
+        let result = try await colony.result(of: id)
+        await colony.close()
+        guard result.succeeded else {
+            throw CLIError("task \(id) failed on \(result.node): \(result.error)")
+        }
+        print(result.outputText)
+    }
+}

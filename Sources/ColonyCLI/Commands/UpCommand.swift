@@ -1,0 +1,140 @@
+import ArgumentParser
+import Colony
+import Foundation
+
+/// `colony up`: a coordinator and a local node in one process, running the demo workload.
+struct UpCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "Start a coordinator and a local node in this process and run the demo (count primes).",
+        discussion: """
+            The demo counts the primes below --limit by trial division, split into --tasks ranges
+            that the local node runs on its thread pool. With --keep-running the cluster stays up
+            afterwards, so other nodes can join and `colony submit` can use it.
+            """
+    )
+
+    @Option(name: .long, help: "Where the coordinator listens (default tcp://127.0.0.1:7411; a free port if that is taken).")
+    var listen: String?
+
+    @Option(name: .long, help: "Thread-pool slots of the local node (default: the number of cores).")
+    var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(name: .long, help: "Count the primes below this number.")
+    var limit: Int = 2_000_000
+
+    @Option(name: .long, help: "Split the demo into this many tasks.")
+    var tasks: Int = 64
+
+    @Flag(name: .long, help: "Keep the coordinator and node running after the demo (until Ctrl-C).")
+    var keepRunning = false
+
+    func validate() throws {
+        guard threads >= 1, threads <= 4096 else { throw ValidationError("--threads must be 1 to 4096") }
+        guard limit >= 0 else { throw ValidationError("--limit must be >= 0") }
+        guard tasks >= 1, tasks <= 1_000_000 else { throw ValidationError("--tasks must be 1 to 1000000") }
+    }
+
+    func run() async throws {
+        let coordinator = try startCoordinator()
+        let url = coordinator.configuration.listenURL.replacingOccurrences(of: ":0", with: ":\(coordinator.boundPort ?? 0)")
+        printError("colony up: coordinator on \(url), local node with \(threads) thread slots")
+        var nodeConfiguration = NodeConfiguration(coordinatorURL: url, name: "local", threads: threads)
+        nodeConfiguration.log = { printError($0) }
+        let node = NodeAgent(configuration: nodeConfiguration)
+        let keepRunning = self.keepRunning
+        let limit = self.limit
+        let taskCount = self.tasks
+
+        // The node stops before the coordinator, so that it never sees its coordinator vanish.
+        try await withThrowingTaskGroup(of: Void.self) { services in
+            services.addTask { await coordinator.run() }
+            try await withThrowingTaskGroup(of: Void.self) { nodes in
+                nodes.addTask { try await node.run() }
+                try await runDemo(url: url, limit: limit, taskCount: taskCount)
+                if keepRunning {
+                    printError("colony up: running; try COLONY_COORDINATOR=\(url) colony status (Ctrl-C stops)")
+                    for await _ in terminationSignals() { break }
+                }
+                nodes.cancelAll()
+            }
+            services.cancelAll()
+        }
+    }
+
+    private func startCoordinator() throws -> Coordinator {
+        let requested = listen ?? ColonyURL.defaultCoordinator
+        try ColonyURL.validate(requested)
+        do {
+            return try Coordinator(configuration: .init(listenURL: requested))
+        } catch where listen == nil && error.isAddressInUse {
+            printError("colony up: \(requested) is taken; using a free port instead")
+            do {
+                return try Coordinator(configuration: .init(listenURL: "tcp://127.0.0.1:0"))
+            } catch {
+                throw ColonyURL.describe(error, url: "tcp://127.0.0.1:0")
+            }
+        } catch {
+            throw ColonyURL.describe(error, url: requested)
+        }
+    }
+
+    private func runDemo(url: String, limit: Int, taskCount: Int) async throws {
+        let colony = try ColonyClient(connect: url)
+        let clock = ContinuousClock()
+        let started = clock.now
+        let step = max(1, (limit + taskCount - 1) / taskCount)
+        let ranges = stride(from: 0, to: max(limit, 1), by: step).map { PrimesHandler.Range(lo: $0, hi: min($0 + step, limit)) }
+        printError("demo: counting primes below \(limit) in \(ranges.count) tasks")
+        var submissions: [TaskSubmission] = []
+        for range in ranges {
+            submissions.append(TaskSubmission(handler: PrimesHandler.name, input: Array(try JSONEncoder().encode(range))))
+        }
+        let ids = try await colony.submit(submissions)
+        var total = 0
+        var nodes: [String: Int] = [:]
+        let progress = Progress(total: ids.count)
+        for id in ids {
+            let result = try await colony.result(of: id)
+            total += try result.value(as: Int.self)
+            nodes[result.node, default: 0] += 1
+            progress.advance()
+        }
+        progress.finish()
+        let elapsed = clock.now - started
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        print("primes below \(limit): \(total)")
+        print(String(format: "%d tasks in %.2f s on %@", ids.count, seconds,
+                     nodes.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value) tasks)" }.joined(separator: ", ")))
+        await colony.close()
+    }
+}
+
+/// A progress line on standard error: redrawn in place on a terminal, every 25% otherwise.
+final class Progress {
+    private let total: Int
+    private var done = 0
+    private var lastQuarter = 0
+    private let terminal = standardErrorIsTerminal
+
+    init(total: Int) { self.total = max(total, 1) }
+
+    func advance() {
+        done += 1
+        if terminal {
+            let width = 30
+            let filled = done * width / total
+            FileHandle.standardError.write(Data("\r[\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(done)/\(total) tasks".utf8))
+        } else {
+            let quarter = done * 4 / total
+            if quarter > lastQuarter {
+                lastQuarter = quarter
+                printError("progress: \(done)/\(total) tasks")
+            }
+        }
+    }
+
+    func finish() {
+        if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}

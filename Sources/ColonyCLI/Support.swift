@@ -1,0 +1,81 @@
+import ArgumentParser
+import Colony
+import Dispatch
+import Foundation
+
+/// Options every client subcommand shares.
+struct ClientOptions: ParsableArguments {
+    @Option(name: .long, help: "The coordinator's URL (default: $COLONY_COORDINATOR, else tcp://127.0.0.1:7411).")
+    var coordinator: String?
+
+    var coordinatorURL: String {
+        if let coordinator { return coordinator }
+        if let fromEnvironment = ProcessInfo.processInfo.environment["COLONY_COORDINATOR"], !fromEnvironment.isEmpty {
+            return fromEnvironment
+        }
+        return ColonyURL.defaultCoordinator
+    }
+}
+
+/// Writes one line to standard error.
+func printError(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
+/// Whether standard error is a terminal (progress lines redraw in place only there).
+var standardErrorIsTerminal: Bool { isatty(STDERR_FILENO) != 0 }
+
+/// A stream that yields once per SIGINT or SIGTERM received while it is iterated.
+func terminationSignals() -> AsyncStream<Int32> {
+    AsyncStream { continuation in
+        let sources = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { continuation.yield(number) }
+            source.resume()
+            return source
+        }
+        let box = SignalSources(sources)
+        continuation.onTermination = { _ in box.cancel() }
+    }
+}
+
+/// Keeps the dispatch sources alive while the stream lives. Dispatch sources are thread-safe.
+private final class SignalSources: @unchecked Sendable {
+    private let sources: [DispatchSourceSignal]
+    init(_ sources: [DispatchSourceSignal]) { self.sources = sources }
+    func cancel() { for source in sources { source.cancel() } }
+}
+
+/// Runs `body` until it returns or the process gets SIGINT/SIGTERM, then cancels it and
+/// waits for it to finish its shutdown.
+func runUntilTerminated(_ body: @escaping @Sendable () async throws -> Void) async throws {
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await body() }
+        group.addTask {
+            for await signal in terminationSignals() {
+                printError("colony: got signal \(signal), shutting down")
+                return
+            }
+        }
+        try await group.next()
+        group.cancelAll()
+        try await group.waitForAll()
+    }
+}
+
+/// Turns library errors into one clear line for the user.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension Double {
+    /// `1234567.8` as `1,234,568`.
+    var grouped: String {
+        let formatter = NumberFormatter()
+        formatter.numberStyle = .decimal
+        formatter.maximumFractionDigits = 0
+        return formatter.string(from: NSNumber(value: self)) ?? String(Int(self))
+    }
+}

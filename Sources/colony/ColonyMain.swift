@@ -1,0 +1,10 @@
+import ArgumentParser
+import ColonyCLI
+
+@main
+struct ColonyMain {
+    static func main() async {
+        let command: any AsyncParsableCommand.Type = ColonyCommand.self
+        await command.main(nil)
+    }
+}
