@@ -33,9 +33,9 @@ let package = Package(
         ]),
         .executableTarget(name: "colony", dependencies: ["ColonyCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "NNGTests", dependencies: ["NNG"]),
-        .testTarget(name: "ColonyWireTests", dependencies: ["ColonyWire"]),
+        .testTarget(name: "ColonyWireTests", dependencies: ["ColonyWire", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .testTarget(name: "ColonyCoreTests", dependencies: ["ColonyCore"]),
-        .testTarget(name: "ColonyEndToEndTests", dependencies: ["Colony", "NNG"]),
+        .testTarget(name: "ColonyEndToEndTests", dependencies: ["Colony", "NNG", "ColonyWire"]),
     ],
     swiftLanguageModes: [.v6]
 )

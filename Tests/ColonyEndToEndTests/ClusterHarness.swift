@@ -1,0 +1,106 @@
+import Colony
+import Foundation
+import NNG
+import XCTest
+
+/// Starts real `colony` processes (coordinator, nodes) for a test and stops them after it.
+final class ClusterHarness: @unchecked Sendable {
+    private(set) var processes: [Process] = []
+    let url: String
+
+    init() throws {
+        url = "tcp://127.0.0.1:\(try Self.freePort())"
+    }
+
+    /// The `colony` executable built beside the tests (or $COLONY_BIN).
+    static var colonyExecutable: URL {
+        if let path = ProcessInfo.processInfo.environment["COLONY_BIN"] { return URL(fileURLWithPath: path) }
+        let testBinary = Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])
+        return testBinary.deletingLastPathComponent().appendingPathComponent("colony")
+    }
+
+    static func freePort() throws -> Int {
+        let probe = try Socket(.rep)
+        defer { probe.close() }
+        return try probe.listen("tcp://127.0.0.1:0").boundPort ?? 0
+    }
+
+    @discardableResult
+    func start(_ arguments: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = Self.colonyExecutable
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        processes.append(process)
+        return process
+    }
+
+    func startCoordinator() throws {
+        try start(["coordinator", "--listen", url])
+    }
+
+    func startNode(name: String, threads: Int) throws {
+        try start(["node", "--coordinator", url, "--threads", "\(threads)", "--name", name])
+    }
+
+    /// Connects once the coordinator listens and `nodes` nodes have pulled.
+    func connect(waitingForNodes nodes: Int) async throws -> ColonyClient {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while true {
+            do {
+                let client = try ColonyClient(connect: url)
+                while try await client.status().nodes.count < nodes {
+                    guard ContinuousClock.now < deadline else { throw CLIFailure("nodes did not join within 20 s") }
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                return client
+            } catch let error as ColonyError {
+                guard ContinuousClock.now < deadline else { throw error }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+    }
+
+    func stopAll() {
+        for process in processes where process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        processes = []
+    }
+
+    /// Runs `colony ARGS` to completion; returns its exit status, stdout and stderr.
+    static func run(_ arguments: [String], environment: [String: String]? = nil, timeout: Duration = .seconds(300)) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = colonyExecutable
+        process.arguments = arguments
+        if let environment { process.environment = environment }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // Read both pipes fully before waiting, so a chatty child never blocks on a full pipe.
+        let group = DispatchGroup()
+        nonisolated(unsafe) var outData = Data()
+        nonisolated(unsafe) var errData = Data()
+        group.enter()
+        DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        group.enter()
+        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        let seconds = Double(timeout.components.seconds)
+        if group.wait(timeout: .now() + seconds) == .timedOut {
+            kill(process.processIdentifier, SIGKILL)
+            throw CLIFailure("colony \(arguments.joined(separator: " ")) did not finish within \(seconds) s")
+        }
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+    }
+}
+
+struct CLIFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,116 @@
+import Colony
+import ColonyWire
+import NNG
+import Foundation
+import XCTest
+
+/// A coordinator and node processes on tcp loopback, driven by the Swift client.
+final class ClusterTests: XCTestCase {
+    private var cluster: ClusterHarness!
+
+    override func setUpWithError() throws {
+        cluster = try ClusterHarness()
+    }
+
+    override func tearDown() {
+        cluster.stopAll()
+    }
+
+    func testTenThousandTasksOnTwoNodesAllCompleteWithCorrectResults() async throws {
+        try cluster.startCoordinator()
+        try cluster.startNode(name: "n1", threads: 2)
+        try cluster.startNode(name: "n2", threads: 2)
+        let colony = try await cluster.connect(waitingForNodes: 2)
+        let inputs = Array(0..<10_000)
+        let outputs = try await colony.map("echo", inputs, as: Int.self)
+        XCTAssertEqual(outputs, inputs)
+        let status = try await colony.status()
+        XCTAssertEqual(status.succeeded, 10_000)
+        XCTAssertEqual(status.queued, 0)
+        XCTAssertEqual(status.running, 0)
+        XCTAssertEqual(status.resultsWaiting, 0)
+        await colony.close()
+    }
+
+    func testASlowNodeWithOneSlotGetsFarFewerTasksThanANodeWithFour() async throws {
+        try cluster.startCoordinator()
+        try cluster.startNode(name: "one-slot", threads: 1)
+        try cluster.startNode(name: "four-slots", threads: 4)
+        let colony = try await cluster.connect(waitingForNodes: 2)
+        let results = try await colony.mapResults("sleep", Array(repeating: 0.05, count: 100))
+        XCTAssertTrue(results.allSatisfy(\.succeeded))
+        let perNode = Dictionary(grouping: results, by: \.node).mapValues(\.count)
+        let slow = perNode["one-slot", default: 0]
+        let fast = perNode["four-slots", default: 0]
+        XCTAssertEqual(slow + fast, 100)
+        // Pull-based: each node asks only for its free slots, so the split follows 1:4.
+        XCTAssertLessThan(slow * 2, fast, "split was \(perNode)")
+        await colony.close()
+    }
+
+    func testAThrowingHandlerFailsItsTaskAndTheNodeKeepsWorking() async throws {
+        try cluster.startCoordinator()
+        try cluster.startNode(name: "n1", threads: 2)
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let failed = try await colony.result(of: colony.submit("fail", input: "disk on fire"))
+        XCTAssertFalse(failed.succeeded)
+        XCTAssertEqual(failed.error, "disk on fire")
+        XCTAssertEqual(failed.node, "n1")
+        do {
+            _ = try failed.value(as: String.self)
+            XCTFail("value of a failed task returned")
+        } catch {
+            XCTAssertEqual("\(error)", "task \(failed.id) failed on n1: disk on fire")
+        }
+        let after = try await colony.map("echo", Array(0..<100), as: Int.self)
+        XCTAssertEqual(after, Array(0..<100))
+        await colony.close()
+    }
+
+    func testAnUnknownHandlerFailsWithAClearReason() async throws {
+        try cluster.startCoordinator()
+        try cluster.startNode(name: "n1", threads: 1)
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let result = try await colony.result(of: colony.submit("no-such-handler", input: 1))
+        XCTAssertFalse(result.succeeded)
+        XCTAssertTrue(result.error.hasPrefix("unknown handler 'no-such-handler' on node n1 (it has: "), result.error)
+        await colony.close()
+    }
+
+    func testBadInputForAHandlerFailsTheTaskWithTheExpectedType() async throws {
+        try cluster.startCoordinator()
+        try cluster.startNode(name: "n1", threads: 1)
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let result = try await colony.result(of: colony.submit("primes", input: "not a range"))
+        XCTAssertFalse(result.succeeded)
+        XCTAssertTrue(result.error.contains("bad input for handler 'primes'"), result.error)
+        await colony.close()
+    }
+
+    func testPrimesMapCountsTheSeedsExample() async throws {
+        try cluster.startCoordinator()
+        try cluster.startNode(name: "n1", threads: 2)
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let ranges = stride(from: 0, to: 100_000, by: 10_000).map { PrimesHandler.Range(lo: $0, hi: $0 + 10_000) }
+        let counts = try await colony.map(PrimesHandler.self, ranges)
+        XCTAssertEqual(counts.reduce(0, +), 9592)
+        await colony.close()
+    }
+
+    func testMalformedBytesGetAnErrorReplyAndTheCoordinatorKeepsServing() async throws {
+        try cluster.startCoordinator()
+        try cluster.startNode(name: "n1", threads: 1)
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let raw = try NNG.Socket(.req)
+        try raw.dial(cluster.url)
+        let context = try raw.openContext()
+        for garbage: [UInt8] in [[0xFF, 0x00, 0x13], [], Array("hello".utf8)] {
+            let reply = try await context.request(garbage, timeout: .seconds(5))
+            let decoded = try ColonyWire.Wire.decode(reply)
+            guard case .error(let refusal) = decoded.body else { return XCTFail("expected an error reply, got \(decoded)") }
+            XCTAssertFalse(refusal.message.isEmpty)
+        }
+        XCTAssertEqual(try await colony.run("echo", input: "still here", as: String.self), "still here")
+        await colony.close()
+    }
+}
