@@ -110,7 +110,8 @@ final class ClusterTests: XCTestCase {
             guard case .error(let refusal) = decoded.body else { return XCTFail("expected an error reply, got \(decoded)") }
             XCTAssertFalse(refusal.message.isEmpty)
         }
-        XCTAssertEqual(try await colony.run("echo", input: "still here", as: String.self), "still here")
+        let echoed = try await colony.run("echo", input: "still here", as: String.self)
+        XCTAssertEqual(echoed, "still here")
         await colony.close()
     }
 }

@@ -118,7 +118,7 @@ final class NNGTests: XCTestCase {
                         _ = try await context.receive()
                         return false
                     } catch {
-                        return error.isClosed
+                        return (error as? NNGError)?.isClosed ?? false
                     }
                 }
             }
