@@ -42,6 +42,7 @@ public actor ColonyClient {
     private var arrived: [TaskID: TaskResult] = [:]
     private var pumpRunning = false
     private var submitGeneration: UInt64 = 0
+    private var runCounter: UInt64 = 0
     private var isClosed = false
 
     /// Connects to the coordinator at `url`; fails at once with a clear error when the URL
@@ -154,10 +155,41 @@ public actor ColonyClient {
         return try await gather.wait()
     }
 
-    /// Runs one task and decodes its output.
+    /// Runs one task and decodes its output (submit and wait, in one round trip when the
+    /// task is quick).
     public func run<Output: Decodable>(_ handler: String, input: some Encodable & Sendable, as type: Output.Type = Output.self) async throws(ColonyError) -> Output {
-        let id = try await submit(handler, input: input)
-        return try await result(of: id).value(as: Output.self)
+        try await runResult(handler, rawInput: try Self.encode(input)).value(as: Output.self)
+    }
+
+    /// Runs one task and returns its result, failed or not. The submit asks the coordinator
+    /// to hold its reply until the result is in (up to a few seconds), so a quick task costs
+    /// one round trip instead of two; a slower one is then fetched with long polls.
+    public func runResult(_ handler: String, rawInput: [UInt8]) async throws(ColonyError) -> TaskResult {
+        runCounter += 1
+        // A session of its own, so that the reply carries exactly this task's result.
+        let runSession = "\(session)/run-\(runCounter)"
+        var submit = Colony_V1_SubmitRequest()
+        submit.session = runSession
+        var spec = Colony_V1_TaskSpec()
+        spec.handler = handler
+        spec.input = Data(rawInput)
+        submit.tasks = [spec]
+        submit.waitMs = 2000
+        guard case .submitReply(let submitted) = try await request(.submit(submit)), let id = submitted.taskIds.first else {
+            throw .protocolViolation("the coordinator answered a submit with something else")
+        }
+        if let result = submitted.results.first { return TaskResult(wire: result) }
+        while true {
+            var fetch = Colony_V1_FetchRequest()
+            fetch.session = runSession
+            fetch.maxResults = 1
+            fetch.waitMs = options.fetchWaitMilliseconds
+            guard case .fetchReply(let fetched) = try await request(.fetch(fetch)) else {
+                throw .protocolViolation("the coordinator answered a fetch with something else")
+            }
+            if let result = fetched.results.first { return TaskResult(wire: result) }
+            if fetched.pending == 0 { throw .unknownTask(id) }
+        }
     }
 
     /// Runs `handler` over every input and returns the outputs in input order. Throws the
@@ -309,6 +341,7 @@ public actor ColonyClient {
 final class Gather: @unchecked Sendable {
     private let lock = NSLock()
     private let ids: [TaskID]
+    private let distinctCount: Int
     private var results: [TaskID: TaskResult] = [:]
     private var failure: ColonyError?
     private var continuation: CheckedContinuation<[TaskResult], any Error>?
@@ -316,19 +349,20 @@ final class Gather: @unchecked Sendable {
 
     init(ids: [TaskID]) {
         self.ids = ids
+        distinctCount = Set(ids).count
         results.reserveCapacity(ids.count)
     }
 
     var isComplete: Bool {
         lock.lock()
         defer { lock.unlock() }
-        return done || results.count == Set(ids).count
+        return done || results.count == distinctCount
     }
 
     func deliver(_ result: TaskResult) {
         lock.lock()
         results[result.id] = result
-        let finished = !done && results.count == Set(ids).count
+        let finished = !done && results.count == distinctCount
         resumeIfNeeded(finished: finished)
     }
 
@@ -360,7 +394,7 @@ final class Gather: @unchecked Sendable {
         do {
             return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[TaskResult], any Error>) in
                 lock.lock()
-                if done || failure != nil || results.count == Set(ids).count {
+                if done || failure != nil || results.count == distinctCount {
                     done = true
                     let outcome = outcomeLocked()
                     lock.unlock()

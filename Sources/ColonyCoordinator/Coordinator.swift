@@ -102,10 +102,15 @@ public final class Coordinator: Sendable {
                 let ids = try await state.submit(submissions, session: submit.session)
                 var reply = Colony_V1_SubmitReply()
                 reply.taskIds = ids
+                if submit.waitMs > 0 {
+                    let wait = min(Double(submit.waitMs) / 1000, configuration.longPollSecondsMax)
+                    let (results, _) = await state.fetch(session: submit.session, maxResults: configuration.resultsPerFetchMax, waitSeconds: wait)
+                    reply.results = results.map(\.wire)
+                }
                 return Wire.encode(.submitReply(reply))
             case .pull(let pull):
                 let wait = min(Double(pull.waitMs) / 1000, configuration.longPollSecondsMax)
-                let tasks = try await state.pull(node: NodeAnnouncement(wire: pull.node),
+                let tasks = try await state.pull(node: NodeAnnouncement(wire: pull.node, prefetch: pull.prefetch),
                                                  results: pull.results.map(TaskOutcome.init(wire:)), waitSeconds: wait)
                 var reply = Colony_V1_PullReply()
                 reply.tasks = tasks.map(\.wire)

@@ -35,8 +35,9 @@ extension DispatchedTask {
 }
 
 extension NodeAnnouncement {
-    init(wire: Colony_V1_NodeInfo) {
-        self.init(name: wire.name, host: wire.host, threadSlots: Int(wire.threadSlots), handlers: wire.handlers, pid: Int(wire.pid))
+    init(wire: Colony_V1_NodeInfo, prefetch: UInt32 = 0) {
+        self.init(name: wire.name, host: wire.host, threadSlots: Int(wire.threadSlots), handlers: wire.handlers,
+                  pid: Int(wire.pid), prefetch: Int(prefetch))
     }
 
     var wire: Colony_V1_NodeInfo {

@@ -5,8 +5,9 @@
 ///
 /// Rules it keeps:
 /// - Tasks are handed out FIFO, each dispatch an attempt leased to one node.
-/// - A node never holds more leased tasks than it has slots (pull-based balancing: the
-///   coordinator only answers pulls, with at most the node's free capacity).
+/// - A node never holds more leased tasks than its slots plus the prefetch it asked for
+///   (pull-based balancing: the coordinator only answers pulls, with at most the node's free
+///   capacity).
 /// - The first result of an attempt that is leased to the reporting node is applied; any
 ///   other (late, duplicated, from the wrong node) is dropped and counted, never applied twice.
 /// - Results are kept for their session until fetched.
@@ -18,6 +19,7 @@ public struct CoordinatorCore: Sendable {
         public var sessionBytesMax = 256
         public var nodeNameBytesMax = 256
         public var threadSlotsMax = 4096
+        public var prefetchMax = 4096
         public init() {}
     }
 
@@ -51,7 +53,8 @@ public struct CoordinatorCore: Sendable {
         var completed: UInt64 = 0
         var failed: UInt64 = 0
         var lastSeen: Double
-        var freeSlots: Int { max(0, announcement.threadSlots - leased.count) }
+        /// Slots plus the prefetch the node asked for, minus what it already holds.
+        var freeSlots: Int { max(0, announcement.threadSlots + announcement.prefetch - leased.count) }
     }
 
     private struct SessionRecord: Sendable {
@@ -114,6 +117,9 @@ public struct CoordinatorCore: Sendable {
         }
         guard announcement.threadSlots >= 0, announcement.threadSlots <= limits.threadSlotsMax else {
             throw .invalidArgument("node slots must be 0 to \(limits.threadSlotsMax)")
+        }
+        guard announcement.prefetch >= 0, announcement.prefetch <= limits.prefetchMax else {
+            throw .invalidArgument("node prefetch must be 0 to \(limits.prefetchMax)")
         }
         var record = nodes[announcement.name] ?? NodeRecord(announcement: announcement, lastSeen: now)
         record.announcement = announcement

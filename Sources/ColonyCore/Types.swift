@@ -52,12 +52,15 @@ public struct NodeAnnouncement: Sendable, Equatable {
     public var threadSlots: Int
     public var handlers: [String]
     public var pid: Int
-    public init(name: String, host: String, threadSlots: Int, handlers: [String] = [], pid: Int = 0) {
+    /// Tasks the node will queue beyond its slots (asked for only while its tasks are short).
+    public var prefetch: Int
+    public init(name: String, host: String, threadSlots: Int, handlers: [String] = [], pid: Int = 0, prefetch: Int = 0) {
         self.name = name
         self.host = host
         self.threadSlots = threadSlots
         self.handlers = handlers
         self.pid = pid
+        self.prefetch = prefetch
     }
 }
 

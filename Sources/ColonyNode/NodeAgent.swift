@@ -22,6 +22,10 @@ public struct NodeConfiguration: Sendable {
     /// Most results carried by one pull, and their largest total size.
     public var resultsPerPullMax = 4096
     public var resultBytesPerPullMax = 8 << 20
+    /// Most tasks queued on the node beyond its free slots (0: never prefetch).
+    public var prefetchMax = 1024
+    /// Work per slot worth queueing ahead when tasks are short (microseconds).
+    public var prefetchTargetMicros = 5000.0
     /// Largest output a handler may return; a larger one fails its task with a clear reason.
     public var outputBytesMax = 4 << 20
     /// Where the node reports noteworthy events (one line each).
@@ -37,6 +41,10 @@ public struct NodeConfiguration: Sendable {
 
 /// A worker node: pulls tasks from the coordinator when it has free slots, runs them in its
 /// thread pool and sends the results back on its next pull.
+///
+/// Tasks beyond the free slots wait in a local queue; the node asks for such extra tasks
+/// (prefetch) only while its recent tasks are short, so that tiny tasks travel in batches
+/// but long ones are never hoarded by a busy node.
 ///
 /// At most two pulls are in flight: one that the coordinator may hold (long poll), and one
 /// sent as soon as results are ready so they never wait for the held one to return. The
@@ -59,7 +67,11 @@ public actor NodeAgent {
     private var inFlight = 0
     private var backingOff = false
     private var statistics = Statistics()
-    private var workSink: AsyncStream<Colony_V1_Task>.Continuation?
+    private var startTick: AsyncStream<Void>.Continuation?
+    private var localQueue: [Colony_V1_Task] = []
+    private var queueHead = 0
+    private var executing = 0
+    private var averageRunMicros: Double?
     private let wake = WakeSignal()
 
     public init(configuration: NodeConfiguration, handlers: HandlerRegistry = .builtIn) {
@@ -87,8 +99,8 @@ public actor NodeAgent {
             pool.shutdown()
             socket.close()
         }
-        let (work, sink) = AsyncStream.makeStream(of: Colony_V1_Task.self)
-        workSink = sink
+        let (ticks, tick) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        startTick = tick
         let registry = self.registry
         let nodeName = configuration.name
         let outputBytesMax = configuration.outputBytesMax
@@ -99,19 +111,44 @@ public actor NodeAgent {
             await withDiscardingTaskGroup { group in
                 group.addTask {
                     await self.pullLoop()
-                    sink.finish()
+                    tick.finish()
                 }
-                for await task in work {
-                    group.addTask(executorPreference: pool) {
-                        let result = await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax)
-                        await self.finished(result)
+                // Start queued tasks whenever a slot is free: on every dispatch and every finish.
+                for await _ in ticks {
+                    while let task = nextStartable() {
+                        group.addTask(executorPreference: pool) {
+                            let result = await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax)
+                            await self.finished(result)
+                        }
                     }
                 }
             }
         } onCancel: {
             socket.close()
         }
-        workSink = nil
+        startTick = nil
+    }
+
+    /// The next queued task, if a thread slot is free; marks the slot taken.
+    private func nextStartable() -> Colony_V1_Task? {
+        guard executing < configuration.threads, queueHead < localQueue.count else { return nil }
+        let task = localQueue[queueHead]
+        queueHead += 1
+        if queueHead == localQueue.count {
+            localQueue.removeAll(keepingCapacity: true)
+            queueHead = 0
+        }
+        executing += 1
+        return task
+    }
+
+    /// How many tasks to ask for beyond the free slots: enough to cover about
+    /// `prefetchTargetMicros` of work per slot at the recent average task time, so that tiny
+    /// tasks travel in batches, and none for tasks long enough to amortise their round trip.
+    private var prefetch: Int {
+        guard configuration.prefetchMax > 0, let average = averageRunMicros else { return 0 }
+        let perSlot = Int(configuration.prefetchTargetMicros / max(average, 1))
+        return min(configuration.prefetchMax, perSlot * configuration.threads)
     }
 
     // MARK: Pulling
@@ -163,6 +200,7 @@ public actor NodeAgent {
         pull.results = results
         pull.running = Array(running)
         pull.waitMs = configuration.longPollMilliseconds
+        pull.prefetch = UInt32(prefetch)
         return PlannedPull(context: context, bytes: Wire.encode(.pull(pull)), results: results)
     }
 
@@ -185,10 +223,9 @@ public actor NodeAgent {
     }
 
     private func accepted(_ tasks: [Colony_V1_Task], context: Context) {
-        for task in tasks {
-            running.insert(task.id)
-            workSink?.yield(task)
-        }
+        for task in tasks { running.insert(task.id) }
+        localQueue.append(contentsOf: tasks)
+        if !tasks.isEmpty { startTick?.yield() }
         freeContexts.append(context)
         inFlight -= 1
         wake.notify()
@@ -213,6 +250,11 @@ public actor NodeAgent {
 
     private func finished(_ result: Colony_V1_TaskResult) {
         running.remove(result.id)
+        executing -= 1
+        // An exponentially weighted average (plus a little per-task overhead) of recent run times.
+        let sample = Double(result.runMicros) + 5
+        averageRunMicros = averageRunMicros.map { $0 * 0.8 + sample * 0.2 } ?? sample
+        startTick?.yield()
         if result.ok { statistics.succeeded += 1 } else { statistics.failed += 1 }
         pendingResults.append(result)
         wake.notify()

@@ -163,18 +163,25 @@ public nonisolated struct Colony_V1_SubmitRequest: Sendable {
 
   public var tasks: [Colony_V1_TaskSpec] = []
 
+  /// If > 0, hold the reply up to this long for results of `session` and return them with
+  /// it (submit-and-wait in one round trip; use a session of its own for this).
+  public var waitMs: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
 
-/// The ids given to the submitted tasks, in submission order.
+/// The ids given to the submitted tasks, in submission order, and with wait_ms the results
+/// of the session that finished in time.
 public nonisolated struct Colony_V1_SubmitReply: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var taskIds: [UInt64] = []
+
+  public var results: [Colony_V1_TaskResult] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -273,6 +280,11 @@ public nonisolated struct Colony_V1_PullRequest: Sendable {
   public var running: [UInt64] = []
 
   public var waitMs: UInt32 = 0
+
+  /// Tasks the node is willing to queue beyond its free slots. Nodes ask for some only
+  /// while their recent tasks are short (so that a round trip per task would dominate);
+  /// for long tasks it is 0, so a busy node never hoards work.
+  public var prefetch: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -699,7 +711,7 @@ nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Colony_V1_SubmitRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SubmitRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}session\0\u{1}tasks\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}session\0\u{1}tasks\0\u{3}wait_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -709,6 +721,7 @@ nonisolated extension Colony_V1_SubmitRequest: SwiftProtobuf.Message, SwiftProto
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.session) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.waitMs) }()
       default: break
       }
     }
@@ -721,12 +734,16 @@ nonisolated extension Colony_V1_SubmitRequest: SwiftProtobuf.Message, SwiftProto
     if !self.tasks.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.tasks, fieldNumber: 2)
     }
+    if self.waitMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.waitMs, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Colony_V1_SubmitRequest, rhs: Colony_V1_SubmitRequest) -> Bool {
     if lhs.session != rhs.session {return false}
     if lhs.tasks != rhs.tasks {return false}
+    if lhs.waitMs != rhs.waitMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -734,7 +751,7 @@ nonisolated extension Colony_V1_SubmitRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Colony_V1_SubmitReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SubmitReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_ids\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_ids\0\u{1}results\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -743,6 +760,7 @@ nonisolated extension Colony_V1_SubmitReply: SwiftProtobuf.Message, SwiftProtobu
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedUInt64Field(value: &self.taskIds) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.results) }()
       default: break
       }
     }
@@ -752,11 +770,15 @@ nonisolated extension Colony_V1_SubmitReply: SwiftProtobuf.Message, SwiftProtobu
     if !self.taskIds.isEmpty {
       try visitor.visitPackedUInt64Field(value: self.taskIds, fieldNumber: 1)
     }
+    if !self.results.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.results, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Colony_V1_SubmitReply, rhs: Colony_V1_SubmitReply) -> Bool {
     if lhs.taskIds != rhs.taskIds {return false}
+    if lhs.results != rhs.results {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -919,7 +941,7 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}results\0\u{1}running\0\u{3}wait_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}results\0\u{1}running\0\u{3}wait_ms\0\u{1}prefetch\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -931,6 +953,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.results) }()
       case 3: try { try decoder.decodeRepeatedUInt64Field(value: &self.running) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.waitMs) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.prefetch) }()
       default: break
       }
     }
@@ -953,6 +976,9 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
     if self.waitMs != 0 {
       try visitor.visitSingularUInt32Field(value: self.waitMs, fieldNumber: 4)
     }
+    if self.prefetch != 0 {
+      try visitor.visitSingularUInt32Field(value: self.prefetch, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -961,6 +987,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
     if lhs.results != rhs.results {return false}
     if lhs.running != rhs.running {return false}
     if lhs.waitMs != rhs.waitMs {return false}
+    if lhs.prefetch != rhs.prefetch {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,34 @@
+# Colony's entry points. `make up` and `make test` are the two commands of the README.
+.PHONY: up test build release bench proto clean
+
+# Install what is missing, build, and run a coordinator + local node with the demo workload.
+up:
+	./scripts/install-deps.sh
+	swift build -c release --product colony
+	.build/release/colony up
+
+# Every test: the NNG wrapper, the wire format, the coordinator core, real clusters of processes.
+test:
+	./scripts/install-deps.sh
+	swift build --build-tests
+	swift test --skip-build
+
+build:
+	./scripts/install-deps.sh
+	swift build
+
+release:
+	./scripts/install-deps.sh
+	swift build -c release --product colony
+
+# W1-W3 of shared/BENCHMARKS.md on a release build; `make bench ARGS=--json` for JSON.
+bench: release
+	.build/release/colony bench $(ARGS)
+
+# Regenerate Sources/ColonyWire/Generated from proto/ (needs protobuf-compiler).
+proto:
+	./scripts/install-deps.sh --with-tools
+	./proto/generate.sh
+
+clean:
+	rm -rf .build .build-*

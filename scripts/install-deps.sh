@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs what Colony needs from Debian/Ubuntu packages, only where it is missing:
+# libnng-dev (the nng C library Colony links). Run as root or with sudo available.
+set -euo pipefail
+
+missing=()
+dpkg -s libnng-dev >/dev/null 2>&1 || missing+=(libnng-dev)
+if [ "${1:-}" = "--with-tools" ]; then
+    # nngcat for poking at a coordinator by hand, protoc for proto/generate.sh.
+    dpkg -s nng-utils >/dev/null 2>&1 || missing+=(nng-utils)
+    dpkg -s protobuf-compiler >/dev/null 2>&1 || missing+=(protobuf-compiler)
+fi
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if ! command -v swift >/dev/null; then
+    echo "install-deps: no 'swift' on PATH; Colony needs a Swift 6 toolchain (swift.org/install)" >&2
+fi
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+echo "install-deps: installing ${missing[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
