@@ -11,7 +11,7 @@ up:
 test:
 	./scripts/install-deps.sh
 	swift build --build-tests
-	swift test --skip-build
+	swift test --skip-build --disable-swift-testing
 
 build:
 	./scripts/install-deps.sh
