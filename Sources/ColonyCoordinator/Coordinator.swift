@@ -73,17 +73,22 @@ public final class Coordinator: Sendable {
     }
 
     private func serve(_ context: Context) async {
+        var request: [UInt8]
+        do {
+            request = try await context.receive()
+        } catch {
+            return
+        }
         while !Task.isCancelled {
-            let request: [UInt8]
+            let reply = await handle(request)
+            // One step: the reply goes out and the context waits for its next request. A
+            // requester that has gone only costs its reply.
             do {
-                request = try await context.receive()
+                request = try await context.reply(reply)
             } catch {
                 if error.isClosed || error.isCancelled || Task.isCancelled { return }
-                continue
+                do { request = try await context.receive() } catch { return }
             }
-            let reply = await handle(request)
-            // The requester may have gone; its REQ socket then resends elsewhere or gives up.
-            try? await context.send(reply, timeout: .seconds(10))
         }
     }
 

@@ -118,7 +118,9 @@ public actor NodeAgent {
                     while let task = nextStartable() {
                         group.addTask(executorPreference: pool) {
                             let result = await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax)
-                            await self.finished(result)
+                            // Deliver the result from here when a pull may go now: one wake-up
+                            // fewer than handing it to the pull loop.
+                            if let plan = await self.finished(result) { await self.perform(plan) }
                         }
                     }
                 }
@@ -248,7 +250,7 @@ public actor NodeAgent {
         wake.notify()
     }
 
-    private func finished(_ result: Colony_V1_TaskResult) {
+    private func finished(_ result: Colony_V1_TaskResult) -> PlannedPull? {
         running.remove(result.id)
         executing -= 1
         // An exponentially weighted average (plus a little per-task overhead) of recent run times.
@@ -257,7 +259,7 @@ public actor NodeAgent {
         startTick?.yield()
         if result.ok { statistics.succeeded += 1 } else { statistics.failed += 1 }
         pendingResults.append(result)
-        wake.notify()
+        return nextPull()
     }
 
     // MARK: Running a task

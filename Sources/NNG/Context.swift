@@ -11,12 +11,31 @@ public final class Context: @unchecked Sendable {
     /// Keeps the socket open while the context lives.
     public let socket: Socket
     private let closed = Atomic<Bool>(false)
+    // One aio reused by the context's sequential operations: allocating and reaping one per
+    // operation costs a wake-up of nng's reaper thread each time. A caller that overlaps
+    // operations on one context (a misuse) gets a fresh aio instead of a shared one.
+    private let operation: AsyncOperation
+    private let operationInUse = Atomic<Bool>(false)
 
     init(socket: Socket) throws(NNGError) {
         var ctx = nng_ctx()
         try check(nng_ctx_open(&ctx, socket.raw), "open context")
         self.raw = ctx
         self.socket = socket
+        do {
+            operation = try AsyncOperation()
+        } catch {
+            nng_ctx_close(ctx)
+            throw error
+        }
+    }
+
+    private func borrowOperation() -> AsyncOperation? {
+        operationInUse.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged ? operation : nil
+    }
+
+    private func returnOperation(_ borrowed: AsyncOperation?) {
+        if borrowed != nil { operationInUse.store(false, ordering: .releasing) }
     }
 
     deinit { close() }
@@ -29,28 +48,51 @@ public final class Context: @unchecked Sendable {
 
     public func send(_ bytes: [UInt8], timeout: Duration? = nil) async throws(NNGError) {
         let ctx = raw
-        try await Transfer.send(bytes, operation: "send", timeout: timeout) { nng_ctx_send(ctx, $0) }
+        let op = borrowOperation()
+        defer { returnOperation(op) }
+        try await Transfer.send(bytes, operation: "send", timeout: timeout, using: op) { nng_ctx_send(ctx, $0) }
     }
 
     public func receive(timeout: Duration? = nil) async throws(NNGError) -> [UInt8] {
         let ctx = raw
-        return try await Transfer.receive(operation: "receive", timeout: timeout) { nng_ctx_recv(ctx, $0) }
+        let op = borrowOperation()
+        defer { returnOperation(op) }
+        return try await Transfer.receive(operation: "receive", timeout: timeout, using: op) { nng_ctx_recv(ctx, $0) }
     }
 
-    /// REQ: sends `request` and waits for its reply, failing after `timeout` in total.
+    /// REQ: sends `request` and waits for its reply; each step may take up to `timeout`.
     ///
-    /// The receive starts only after the send completed, and Swift cancellation is honoured
-    /// only before the send starts and by the timeout afterwards. This sidesteps nng 1.5.2's
-    /// crash when a REQ receive is cancelled or expires while a send on the same context is
-    /// still pending (nanomsg/nng#1702, fixed in 1.7).
+    /// The receive is started by nng's callback only after the send completed, and Swift
+    /// cancellation is honoured only before the exchange starts; afterwards the timeout bounds
+    /// it (closing the socket ends it at once). This sidesteps nng 1.5.2's crash when a REQ
+    /// receive is cancelled or expires while a send on the same context is still pending
+    /// (nanomsg/nng#1702, fixed in 1.7).
     public func request(_ request: [UInt8], timeout: Duration) async throws(NNGError) -> [UInt8] {
         if Task.isCancelled { throw NNGError(code: Int32(NNG_ECANCELED.rawValue), operation: "request") }
         let ctx = raw
-        let clock = ContinuousClock()
-        let deadline = clock.now + timeout
-        try await Transfer.send(request, operation: "send request", timeout: timeout, cancellable: false) { nng_ctx_send(ctx, $0) }
-        let remaining = max(deadline - clock.now, .milliseconds(1))
-        return try await Transfer.receive(operation: "receive reply", timeout: remaining, cancellable: false) { nng_ctx_recv(ctx, $0) }
+        let op = borrowOperation()
+        defer { returnOperation(op) }
+        return try await Transfer.sendThenReceive(
+            request, sendOperation: "send request", receiveOperation: "receive reply",
+            sendTimeout: timeout, receiveTimeout: timeout, cancellable: false, using: op,
+            send: { nng_ctx_send(ctx, $0) }, receive: { nng_ctx_recv(ctx, $0) })
+    }
+
+    /// REP: sends `reply` to the request received last, then waits for the next request; the
+    /// serving loop of a REP context in one step. If the reply cannot be sent (the requester
+    /// has gone), this still receives the next request.
+    public func reply(_ reply: [UInt8], thenReceiveWithin timeout: Duration? = nil) async throws(NNGError) -> [UInt8] {
+        let ctx = raw
+        let op = borrowOperation()
+        defer { returnOperation(op) }
+        do {
+            return try await Transfer.sendThenReceive(
+                reply, sendOperation: "send reply", receiveOperation: "receive",
+                sendTimeout: .seconds(10), receiveTimeout: timeout, cancellable: true, using: op,
+                send: { nng_ctx_send(ctx, $0) }, receive: { nng_ctx_recv(ctx, $0) })
+        } catch where error.operation == "send reply" && !error.isClosed && !error.isCancelled {
+            return try await Transfer.receive(operation: "receive", timeout: timeout, using: op) { nng_ctx_recv(ctx, $0) }
+        }
     }
 
     /// Default receive timeout of this context.

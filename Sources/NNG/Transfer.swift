@@ -4,34 +4,77 @@ import CNNG
 enum Transfer {
     static func send(
         _ bytes: [UInt8], operation: String, timeout: Duration?, cancellable: Bool = true,
-        start: @escaping (OpaquePointer) -> Void
+        using reusable: AsyncOperation? = nil, start: @escaping (OpaquePointer) -> Void
     ) async throws(NNGError) {
         let msg = try MessageBytes.make(bytes, operation: operation)
         let op: AsyncOperation
-        do { op = try AsyncOperation() } catch {
-            nng_msg_free(msg)
-            throw error
+        if let reusable {
+            op = reusable
+        } else {
+            do { op = try AsyncOperation() } catch {
+                nng_msg_free(msg)
+                throw error
+            }
         }
         nng_aio_set_msg(op.aio, msg)
-        let rv = await op.run(timeoutMilliseconds: timeout.map(milliseconds), cancellable: cancellable, start)
-        if rv != 0 {
+        let outcome = await op.run(timeoutMilliseconds: timeout.map(milliseconds), cancellable: cancellable, start)
+        if outcome.code != 0 {
             // A failed send leaves the message with us.
             if let unsent = op.takeMessage() { nng_msg_free(unsent) }
-            throw NNGError(code: rv, operation: operation)
+            throw NNGError(code: outcome.code, operation: operation)
         }
+        // nng owns the sent message now; forget it so a reused aio never hands it out again.
+        op.forgetMessage()
     }
 
     static func receive(
         operation: String, timeout: Duration?, cancellable: Bool = true,
-        start: @escaping (OpaquePointer) -> Void
+        using reusable: AsyncOperation? = nil, start: @escaping (OpaquePointer) -> Void
     ) async throws(NNGError) -> [UInt8] {
-        let op = try AsyncOperation()
-        let rv = await op.run(timeoutMilliseconds: timeout.map(milliseconds), cancellable: cancellable, start)
-        if rv != 0 { throw NNGError(code: rv, operation: operation) }
+        let op: AsyncOperation
+        if let reusable { op = reusable } else { op = try AsyncOperation() }
+        let outcome = await op.run(timeoutMilliseconds: timeout.map(milliseconds), cancellable: cancellable, start)
+        if outcome.code != 0 { throw NNGError(code: outcome.code, operation: operation) }
         guard let msg = op.takeMessage() else {
             throw NNGError(code: Int32(NNG_EINTERNAL.rawValue), operation: "\(operation): no message")
         }
         return MessageBytes.consume(msg)
+    }
+
+    /// Sends `bytes`, then receives on the same aio; the receive is started by nng's callback
+    /// as soon as the send completed. Throws with `sendOperation` or `receiveOperation`
+    /// naming the step that failed.
+    static func sendThenReceive(
+        _ bytes: [UInt8], sendOperation: String, receiveOperation: String,
+        sendTimeout: Duration?, receiveTimeout: Duration?, cancellable: Bool,
+        using reusable: AsyncOperation?,
+        send: @escaping (OpaquePointer) -> Void, receive: @escaping @Sendable (OpaquePointer) -> Void
+    ) async throws(NNGError) -> [UInt8] {
+        let msg = try MessageBytes.make(bytes, operation: sendOperation)
+        let op: AsyncOperation
+        if let reusable {
+            op = reusable
+        } else {
+            do { op = try AsyncOperation() } catch {
+                nng_msg_free(msg)
+                throw error
+            }
+        }
+        nng_aio_set_msg(op.aio, msg)
+        let outcome = await op.run(
+            timeoutMilliseconds: sendTimeout.map(milliseconds), cancellable: cancellable, send,
+            then: receive, nextTimeoutMilliseconds: receiveTimeout.map(milliseconds) ?? NNG_DURATION_DEFAULT)
+        if outcome.code != 0 {
+            if outcome.failedInFirstStep {
+                if let unsent = op.takeMessage() { nng_msg_free(unsent) }
+                throw NNGError(code: outcome.code, operation: sendOperation)
+            }
+            throw NNGError(code: outcome.code, operation: receiveOperation)
+        }
+        guard let reply = op.takeMessage() else {
+            throw NNGError(code: Int32(NNG_EINTERNAL.rawValue), operation: "\(receiveOperation): no message")
+        }
+        return MessageBytes.consume(reply)
     }
 }
 

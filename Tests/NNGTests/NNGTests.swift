@@ -178,4 +178,69 @@ final class NNGTests: XCTestCase {
             XCTAssertTrue((error as? NNGError)?.isInvalidAddress ?? false, "got \(error)")
         }
     }
+
+    func testARepContextRepliesAndReceivesTheNextRequestInOneStep() async throws {
+        let url = "inproc://reply-receive-\(UUID().uuidString)"
+        let server = try Socket(.rep)
+        try server.listen(url)
+        let client = try Socket(.req)
+        try client.dial(url)
+        let serving = try server.openContext()
+        let serverTask = Task {
+            var request = try await serving.receive(timeout: .seconds(5))
+            for _ in 0..<3 { request = try await serving.reply(request + [0], thenReceiveWithin: .seconds(5)) }
+            try await serving.send(request + [0])
+        }
+        let context = try client.openContext()
+        for round in 0..<4 {
+            let reply = try await context.request([UInt8(round)], timeout: .seconds(5))
+            XCTAssertEqual(reply, [UInt8(round), 0])
+        }
+        try await serverTask.value
+    }
+
+    func testARequestWithNobodyToAnswerTimesOutAndTheContextStaysUsable() async throws {
+        // nng 1.5.2 crashes if a REQ receive expires while the send is pending (nng#1702);
+        // with no peer at all the send never completes: this must time out, not crash.
+        let url = "inproc://nobody-\(UUID().uuidString)"
+        let client = try Socket(.req)
+        try client.listen(url)
+        let context = try client.openContext()
+        do {
+            _ = try await context.request([1], timeout: .milliseconds(100))
+            XCTFail("a request without a peer was answered")
+        } catch {
+            XCTAssertTrue(error.isTimeout, "got \(error)")
+        }
+        let server = try Socket(.rep)
+        try server.dial(url)
+        let answering = Task { try await server.send(try await server.receive(timeout: .seconds(5))) }
+        let reply = try await context.request([2], timeout: .seconds(5))
+        XCTAssertEqual(reply, [2])
+        try await answering.value
+    }
+
+    func testCancellingAServingContextEndsItsWaitForTheNextRequest() async throws {
+        let url = "inproc://cancel-serving-\(UUID().uuidString)"
+        let server = try Socket(.rep)
+        try server.listen(url)
+        let client = try Socket(.req)
+        try client.dial(url)
+        let serving = try server.openContext()
+        let serverTask = Task { () -> NNGError? in
+            do {
+                let request = try await serving.receive(timeout: .seconds(5))
+                _ = try await serving.reply(request)
+                return nil
+            } catch {
+                return error as? NNGError
+            }
+        }
+        let reply = try await client.openContext().request([9], timeout: .seconds(5))
+        XCTAssertEqual(reply, [9])
+        try await Task.sleep(for: .milliseconds(20))
+        serverTask.cancel()
+        let ended = await serverTask.value
+        XCTAssertTrue(ended?.isCancelled ?? false, "got \(String(describing: ended))")
+    }
 }

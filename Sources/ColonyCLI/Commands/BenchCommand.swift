@@ -46,6 +46,10 @@ struct BenchCommand: AsyncParsableCommand {
         try await waitForNode(colony)
         var figures: [(String, Double)] = []
 
+        // W0: the floor under W2 on this box: one nng request/reply round trip through the
+        // same wrapper (REQ context here, REP context in the coordinator's serving pattern).
+        figures.append(contentsOf: try await nngRoundTripFloor())
+
         // Warm-up: first connections, allocations, JIT-free but cache-cold paths.
         _ = try await colony.map("echo", Array(0..<2000), as: Int.self)
 
@@ -103,7 +107,7 @@ struct BenchCommand: AsyncParsableCommand {
 
         if json {
             let body = figures.map { key, value in
-                let text = value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(format: "%.4g", value)
+                let text = abs(value) >= 100 || value == value.rounded() ? String(Int(value.rounded())) : String(format: "%.3f", value)
                 return "\"\(key)\": \(text)"
             }.joined(separator: ", ")
             print("{\(body)}")
@@ -113,6 +117,39 @@ struct BenchCommand: AsyncParsableCommand {
                 print("  \(key.padding(toLength: 26, withPad: " ", startingAt: 0)) \(String(format: value >= 100 ? "%.0f" : "%.3f", value))")
             }
         }
+    }
+
+    /// p50/p99 of 2,000 sequential 64-byte request/reply round trips over tcp loopback, through
+    /// Colony's NNG wrapper, with the replier in a child process (`colony bench-echo-server`
+    /// would be one more command; the coordinator answers a malformed request with an error
+    /// reply, which is exactly an echo of the cheapest kind).
+    private func nngRoundTripFloor() async throws -> [(String, Double)] {
+        let port = try freeTCPPort()
+        let url = "tcp://127.0.0.1:\(port)"
+        let server = try spawn(try currentExecutable(), ["coordinator", "--listen", url])
+        defer { stop(server) }
+        let socket = try Socket(.req)
+        defer { socket.close() }
+        var connected = false
+        for _ in 0..<100 where !connected {
+            if (try? socket.dial(url)) != nil {
+                connected = true
+            } else {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        guard connected else { throw CLIError("W0: the echo peer did not start") }
+        let context = try socket.openContext()
+        let payload = [UInt8](repeating: 0xAB, count: 64)
+        let clock = ContinuousClock()
+        var samples: [Double] = []
+        for i in 0..<2200 {
+            let t0 = clock.now
+            _ = try await context.request(payload, timeout: .seconds(5))
+            if i >= 200 { samples.append(seconds(clock.now - t0) * 1e6) }
+        }
+        samples.sort()
+        return [("w0_nng_rtt_p50_us", percentile(samples, 0.5)), ("w0_nng_rtt_p99_us", percentile(samples, 0.99))]
     }
 
     private func seconds(_ duration: Duration) -> Double {
