@@ -1,5 +1,5 @@
 # Colony's entry points. `make up` and `make test` are the two commands of the README.
-.PHONY: up test build release bench proto clean
+.PHONY: up test build release bench bench-peers proto clean
 
 # Install what is missing, build, and run a coordinator + local node with the demo workload.
 up:
@@ -32,3 +32,7 @@ proto:
 
 clean:
 	rm -rf .build .build-*
+
+# The same workloads on Python's thread and process pools, for a same-run comparison.
+bench-peers:
+	python3 bench/peers.py

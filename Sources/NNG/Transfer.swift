@@ -2,10 +2,8 @@ import CNNG
 
 /// The send and receive paths shared by sockets and contexts.
 enum Transfer {
-    static func send(
-        _ bytes: [UInt8], operation: String, timeout: Duration?, cancellable: Bool = true,
-        using reusable: AsyncOperation? = nil, start: @escaping (OpaquePointer) -> Void
-    ) async throws(NNGError) {
+    /// An aio (the reusable one, or a new one) holding a message with `bytes`.
+    private static func loaded(_ bytes: [UInt8], operation: String, reusable: AsyncOperation?) throws(NNGError) -> AsyncOperation {
         let msg = try MessageBytes.make(bytes, operation: operation)
         let op: AsyncOperation
         if let reusable {
@@ -17,6 +15,14 @@ enum Transfer {
             }
         }
         nng_aio_set_msg(op.aio, msg)
+        return op
+    }
+
+    static func send(
+        _ bytes: [UInt8], operation: String, timeout: Duration?, cancellable: Bool = true,
+        using reusable: AsyncOperation? = nil, start: @escaping (OpaquePointer) -> Void
+    ) async throws(NNGError) {
+        let op = try loaded(bytes, operation: operation, reusable: reusable)
         let outcome = await op.run(timeoutMilliseconds: timeout.map(milliseconds), cancellable: cancellable, start)
         if outcome.code != 0 {
             // A failed send leaves the message with us.
@@ -50,17 +56,7 @@ enum Transfer {
         using reusable: AsyncOperation?,
         send: @escaping (OpaquePointer) -> Void, receive: @escaping @Sendable (OpaquePointer) -> Void
     ) async throws(NNGError) -> [UInt8] {
-        let msg = try MessageBytes.make(bytes, operation: sendOperation)
-        let op: AsyncOperation
-        if let reusable {
-            op = reusable
-        } else {
-            do { op = try AsyncOperation() } catch {
-                nng_msg_free(msg)
-                throw error
-            }
-        }
-        nng_aio_set_msg(op.aio, msg)
+        let op = try loaded(bytes, operation: sendOperation, reusable: reusable)
         let outcome = await op.run(
             timeoutMilliseconds: sendTimeout.map(milliseconds), cancellable: cancellable, send,
             then: receive, nextTimeoutMilliseconds: receiveTimeout.map(milliseconds) ?? NNG_DURATION_DEFAULT)

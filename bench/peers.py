@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""W1-W3 of shared/BENCHMARKS.md on Python's concurrent.futures pools (2 workers), so that
+`colony bench` figures can be compared with a peer measured in the same run on the same box.
+
+Usage: python3 bench/peers.py [--json]
+"""
+import concurrent.futures as cf
+import json
+import sys
+import time
+
+
+def echo(x):
+    return x
+
+
+def count_primes(bounds):
+    lo, hi = bounds
+    count = 0
+    for n in range(lo, hi):
+        if n < 2:
+            continue
+        if n < 4:
+            count += 1
+            continue
+        if n % 2 == 0:
+            continue
+        d = 3
+        prime = True
+        while d * d <= n:
+            if n % d == 0:
+                prime = False
+                break
+            d += 2
+        if prime:
+            count += 1
+    return count
+
+
+def percentile(sorted_values, p):
+    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * p))]
+
+
+def run(pool_class, w3_limit, serial_s):
+    figures = {}
+    with pool_class(max_workers=2) as pool:
+        list(pool.map(echo, range(2000)))  # warm-up
+        start = time.perf_counter()
+        out = list(pool.map(echo, range(20000), chunksize=1))
+        figures["w1_tasks_per_s"] = round(20000 / (time.perf_counter() - start))
+        assert out == list(range(20000))
+        latencies = []
+        for i in range(2000):
+            t0 = time.perf_counter()
+            pool.submit(echo, i).result()
+            latencies.append((time.perf_counter() - t0) * 1e6)
+        latencies.sort()
+        figures["w2_p50_us"] = round(percentile(latencies, 0.5))
+        figures["w2_p99_us"] = round(percentile(latencies, 0.99))
+        step = (w3_limit + 63) // 64
+        ranges = [(lo, min(lo + step, w3_limit)) for lo in range(0, w3_limit, step)]
+        start = time.perf_counter()
+        total = sum(pool.map(count_primes, ranges))
+        wall = time.perf_counter() - start
+        figures["w3_wall_s"] = round(wall, 3)
+        figures["w3_speedup"] = round(serial_s / wall, 3)
+        figures["w3_primes"] = total
+    return figures
+
+
+def main():
+    w3_limit = 2_000_000
+    start = time.perf_counter()
+    serial = count_primes((0, w3_limit))
+    serial_s = time.perf_counter() - start
+    results = {
+        "w3_serial_s": round(serial_s, 3),
+        "w3_serial_primes": serial,
+        "thread_pool": run(cf.ThreadPoolExecutor, w3_limit, serial_s),
+        "process_pool": run(cf.ProcessPoolExecutor, w3_limit, serial_s),
+    }
+    if "--json" in sys.argv:
+        print(json.dumps(results))
+    else:
+        for name in ("thread_pool", "process_pool"):
+            print(name, results[name])
+        print("serial primes", serial, "in", results["w3_serial_s"], "s")
+
+
+if __name__ == "__main__":
+    main()
