@@ -1,29 +1,48 @@
 /// The coordinator's decisions, as a pure state machine: no sockets, no clock, no disk.
 ///
-/// Time comes in as `now` (seconds on any monotonic scale). The shell around it
-/// (`ColonyCoordinator`) turns messages into calls and parks requests that must wait.
+/// Time comes in as `now` (seconds on any monotonic scale), randomness (retry jitter) from a
+/// seeded generator. The shell around it (`ColonyCoordinator`) turns messages into calls,
+/// parks requests that must wait and calls `tick` now and then.
 ///
-/// Rules it keeps:
-/// - Tasks are handed out FIFO, each dispatch an attempt leased to one node.
-/// - A node never holds more leased tasks than its slots plus the prefetch it asked for
-///   (pull-based balancing: the coordinator only answers pulls, with at most the node's free
-///   capacity).
-/// - The first result of an attempt that is leased to the reporting node is applied; any
-///   other (late, duplicated, from the wrong node) is dropped and counted, never applied twice.
-/// - Results are kept for their session until fetched.
+/// Rules it keeps (checked by `invariantViolations()` in the simulation tests):
+/// - Every dispatch is an attempt leased to one node. A node never holds more leased tasks
+///   than its slots plus the prefetch it asked for.
+/// - Only the result of the attempt currently leased to the reporting node is applied; any
+///   other (late, duplicated, from the wrong node, of a cancelled task) is dropped and counted.
+///   A task therefore finishes exactly once.
+/// - Counter changes made by a task are applied with its successful result, once.
+/// - A limit is never held by more tasks than its size; it is released on success, failure,
+///   cancellation (once the node stops the task) or a lost node.
+/// - Higher priority first, FIFO within a priority, among the tasks a node may take.
 public struct CoordinatorCore: Sendable {
-    /// Bounds on what one call may carry.
+    /// Bounds and timings.
     public struct Limits: Sendable {
         public var tasksPerSubmitMax = 100_000
         public var handlerNameBytesMax = 256
         public var sessionBytesMax = 256
         public var nodeNameBytesMax = 256
+        public var counterNameBytesMax = 256
         public var threadSlotsMax = 4096
         public var prefetchMax = 4096
+        public var dependenciesPerTaskMax = 10_000
+        public var limitsPerTaskMax = 16
+        /// A node not heard from for this long is dead; its attempts are requeued.
+        public var nodeTimeoutSeconds = 5.0
+        /// Attempts lost with a dead node are retried, up to this many attempts in all.
+        public var lostAttemptsMax = 10
+        /// Retry back-off: base * 2^(attempt-1), capped, times a jitter in [0.5, 1.5).
+        public var retryBackoffBaseSeconds = 0.1
+        public var retryBackoffMaxSeconds = 30.0
+        /// Grace beyond a task's own timeout before the coordinator gives up on the attempt.
+        public var timeoutGraceSeconds = 2.0
+        /// Results nobody fetches are dropped after this long.
+        public var resultTTLSeconds = 3600.0
+        /// Largest task output kept.
+        public var resultBytesMax = 4 << 20
         public init() {}
     }
 
-    /// Why a request was refused.
+    /// Why a request was refused; nothing changed.
     public enum Refusal: Error, Sendable, Equatable, CustomStringConvertible {
         case invalidArgument(String)
         public var description: String {
@@ -33,57 +52,116 @@ public struct CoordinatorCore: Sendable {
         }
     }
 
-    private enum TaskState: Sendable {
-        case queued
-        case leased(node: String)
-        case finished
+    /// Where a task is in its life.
+    public enum TaskPhase: String, Sendable, Equatable, CaseIterable {
+        case waiting, queued, running, succeeded, failed, cancelled
     }
 
-    private struct TaskRecord: Sendable {
+    /// A task as `colony tasks` shows it.
+    public struct TaskInfo: Sendable, Equatable {
+        public var id: TaskID
+        public var handler: String
+        public var phase: TaskPhase
+        public var attempt: UInt32
+        public var node: String
+        public var error: String
+        public var priority: Int32
+    }
+
+    enum State: Sendable, Equatable {
+        /// Waiting for `remaining` dependencies.
+        case waiting(remaining: Int)
+        case backoff(until: Double)
+        case queued
+        case leased(node: String, since: Double)
+        case finished(TaskPhase)
+    }
+
+    struct TaskRecord: Sendable {
         var handler: String
         var input: [UInt8]
         var session: String
-        var attempt: UInt32
-        var state: TaskState
+        var options: TaskOptions
+        var attempt: UInt32 = 0
+        var state: State
+        var dependents: [TaskID] = []
+        /// Kept after success while dependents may still need it.
+        var output: [UInt8]?
+        /// Dependents not finished yet (the output is dropped when it reaches 0).
+        var readers = 0
+        var lastError = ""
+        var node = ""
+        var classKey: ReadyQueue.ClassKey {
+            ReadyQueue.ClassKey(uses: options.uses, labels: options.requiredLabels)
+        }
     }
 
-    private struct NodeRecord: Sendable {
+    /// An attempt the coordinator gave up on (cancelled, timed out) that the node may still
+    /// be running: it keeps its slot and limits until the node reports it or dies.
+    struct AbandonedLease: Hashable, Sendable {
+        var id: TaskID
+        var attempt: UInt32
+        var uses: [String]
+    }
+
+    struct NodeRecord: Sendable {
         var announcement: NodeAnnouncement
-        var leased: Set<TaskID> = []
+        /// Live attempts: task id -> attempt number.
+        var leased: [TaskID: UInt32] = [:]
+        var abandoned: Set<AbandonedLease> = []
         var completed: UInt64 = 0
         var failed: UInt64 = 0
         var lastSeen: Double
-        /// Slots plus the prefetch the node asked for, minus what it already holds.
-        var freeSlots: Int { max(0, announcement.threadSlots + announcement.prefetch - leased.count) }
+        /// Tasks the node must stop (cancelled or timed out), told on its next pull.
+        var toCancel: Set<TaskID> = []
+        var holding: Int { leased.count + abandoned.count }
+        var freeSlots: Int { max(0, announcement.threadSlots + announcement.prefetch - holding) }
     }
 
-    private struct SessionRecord: Sendable {
-        var finished: [TaskOutcome] = []
+    struct FinishedResult: Sendable {
+        var outcome: TaskOutcome
+        var finishedAt: Double
+    }
+
+    struct SessionRecord: Sendable {
+        var finished: [FinishedResult] = []
         var unfinished = 0
     }
 
     public let limits: Limits
-    private var nextID: TaskID = 1
-    private var tasks: [TaskID: TaskRecord] = [:]
-    private var ready = TaskQueue()
-    private var nodes: [String: NodeRecord] = [:]
-    private var sessions: [String: SessionRecord] = [:]
-    private var succeededTotal: UInt64 = 0
-    private var failedTotal: UInt64 = 0
-    private var staleDropped: UInt64 = 0
-    private var leasedTotal = 0
-    private var resultsWaiting = 0
+    var nextID: TaskID = 1
+    var tasks: [TaskID: TaskRecord] = [:]
+    var ready = ReadyQueue()
+    var nodes: [String: NodeRecord] = [:]
+    var sessions: [String: SessionRecord] = [:]
+    var counters: [String: Int64] = [:]
+    var limitSizes: [String: Int] = [:]
+    var limitInUse: [String: Int] = [:]
+    var limitHighWater: [String: Int] = [:]
+    var backoffCount = 0
+    var waitingCount = 0
+    var succeededTotal: UInt64 = 0
+    var failedTotal: UInt64 = 0
+    var cancelledTotal: UInt64 = 0
+    var retriedTotal: UInt64 = 0
+    var staleDropped: UInt64 = 0
+    var leasedTotal = 0
+    var resultsWaiting = 0
+    var random: SplitMix64
 
-    public init(limits: Limits = Limits()) {
+    public init(limits: Limits = Limits(), seed: UInt64 = 0x5EED) {
         self.limits = limits
+        random = SplitMix64(seed: seed)
     }
 
     /// Tasks waiting for a node.
     public var queuedCount: Int { ready.count }
 
+    // MARK: Submitting
+
     /// Queues `submissions` for `session`; returns their ids in order.
     /// Refuses the whole batch (changing nothing) if any part is invalid.
-    public mutating func submit(_ submissions: [TaskSubmission], session: String) throws(Refusal) -> [TaskID] {
+    public mutating func submit(_ submissions: [TaskSubmission], session: String, now: Double = 0) throws(Refusal) -> [TaskID] {
         guard submissions.count <= limits.tasksPerSubmitMax else {
             throw .invalidArgument("a submit carries \(submissions.count) tasks; the limit is \(limits.tasksPerSubmitMax)")
         }
@@ -91,23 +169,80 @@ public struct CoordinatorCore: Sendable {
             throw .invalidArgument("session id must be 1 to \(limits.sessionBytesMax) bytes")
         }
         for (index, submission) in submissions.enumerated() {
-            let bytes = submission.handler.utf8.count
-            guard bytes > 0, bytes <= limits.handlerNameBytesMax else {
-                throw .invalidArgument("task \(index): handler name must be 1 to \(limits.handlerNameBytesMax) bytes")
-            }
+            try validate(submission, index: index)
         }
         var ids: [TaskID] = []
         ids.reserveCapacity(submissions.count)
         for submission in submissions {
             let id = nextID
             nextID += 1
-            tasks[id] = TaskRecord(handler: submission.handler, input: submission.input, session: session, attempt: 0, state: .queued)
-            ready.push(id)
+            var record = TaskRecord(handler: submission.handler, input: submission.input, session: session,
+                                    options: submission.options, state: .queued)
+            var remaining = 0
+            var failedDependency: (TaskID, TaskPhase)?
+            for dependency in Set(submission.options.after) {
+                guard var parent = tasks[dependency] else { continue }
+                switch parent.state {
+                case .finished(.succeeded):
+                    parent.readers += 1
+                case .finished(let phase):
+                    failedDependency = failedDependency ?? (dependency, phase)
+                default:
+                    parent.dependents.append(id)
+                    parent.readers += 1
+                    remaining += 1
+                }
+                tasks[dependency] = parent
+            }
+            sessions[session, default: SessionRecord()].unfinished += 1
+            if let (dependency, phase) = failedDependency {
+                record.state = .waiting(remaining: remaining)
+                waitingCount += 1
+                tasks[id] = record
+                finish(id, phase: phase == .cancelled ? .cancelled : .failed,
+                       error: "dependency \(dependency) \(phase == .cancelled ? "was cancelled" : "failed")", now: now)
+            } else if remaining > 0 {
+                record.state = .waiting(remaining: remaining)
+                waitingCount += 1
+                tasks[id] = record
+            } else {
+                tasks[id] = record
+                ready.push(id, priority: submission.options.priority, key: record.classKey)
+            }
             ids.append(id)
         }
-        sessions[session, default: SessionRecord()].unfinished += submissions.count
         return ids
     }
+
+    private func validate(_ submission: TaskSubmission, index: Int) throws(Refusal) {
+        let bytes = submission.handler.utf8.count
+        guard bytes > 0, bytes <= limits.handlerNameBytesMax else {
+            throw .invalidArgument("task \(index): handler name must be 1 to \(limits.handlerNameBytesMax) bytes")
+        }
+        let options = submission.options
+        guard options.after.count <= limits.dependenciesPerTaskMax else {
+            throw .invalidArgument("task \(index): at most \(limits.dependenciesPerTaskMax) dependencies")
+        }
+        for dependency in options.after where tasks[dependency] == nil {
+            // Ids only name tasks that exist already, so a cycle cannot be written down; an id
+            // that is not (or no longer) known is refused rather than waited for forever.
+            throw .invalidArgument("task \(index): unknown dependency \(dependency) (not submitted, or finished and fetched)")
+        }
+        guard options.uses.count <= limits.limitsPerTaskMax else {
+            throw .invalidArgument("task \(index): at most \(limits.limitsPerTaskMax) limits")
+        }
+        for name in options.uses where limitSizes[name] == nil {
+            throw .invalidArgument("task \(index): unknown limit '\(name)' (create it first: colony limit set \(name) N)")
+        }
+        guard options.maxAttempts >= 1, options.maxAttempts <= 1000 else {
+            throw .invalidArgument("task \(index): maxAttempts must be 1 to 1000")
+        }
+        if let timeout = options.timeoutSeconds, !(timeout > 0 && timeout.isFinite) {
+            throw .invalidArgument("task \(index): timeout must be a positive number of seconds")
+        }
+    }
+
+    // MARK: Nodes
 
     /// Records that `node` pulled at `now` and applies the results it carried.
     /// Returns the sessions that gained results (their waiting fetches can be answered).
@@ -124,55 +259,82 @@ public struct CoordinatorCore: Sendable {
         var record = nodes[announcement.name] ?? NodeRecord(announcement: announcement, lastSeen: now)
         record.announcement = announcement
         record.lastSeen = now
-        var touched: Set<String> = []
-        for var outcome in results {
-            guard record.leased.contains(outcome.id),
-                  var task = tasks[outcome.id],
-                  task.attempt == outcome.attempt,
-                  case .leased(let holder) = task.state, holder == announcement.name
-            else {
-                staleDropped += 1
-                continue
-            }
-            record.leased.remove(outcome.id)
-            leasedTotal -= 1
-            outcome.node = announcement.name
-            if outcome.succeeded {
-                succeededTotal += 1
-                record.completed += 1
-            } else {
-                failedTotal += 1
-                record.failed += 1
-            }
-            task.state = .finished
-            task.input = []
-            tasks[outcome.id] = task
-            sessions[task.session, default: SessionRecord()].finished.append(outcome)
-            sessions[task.session]!.unfinished -= 1
-            resultsWaiting += 1
-            touched.insert(task.session)
-        }
         nodes[announcement.name] = record
+        var touched: Set<String> = []
+        for outcome in results {
+            if let session = apply(outcome, from: announcement.name, now: now) { touched.insert(session) }
+        }
         return touched
     }
 
-    /// Leases up to the node's free capacity of queued tasks to it, FIFO.
-    public mutating func dispatch(toNode name: String) -> [DispatchedTask] {
-        guard var record = nodes[name] else { return [] }
+    /// Applies one reported outcome if it belongs to the attempt leased to `node`.
+    private mutating func apply(_ reported: TaskOutcome, from node: String, now: Double) -> String? {
+        if let abandoned = nodes[node]?.abandoned.first(where: { $0.id == reported.id && $0.attempt == reported.attempt }) {
+            release(abandoned, node: node)
+            staleDropped += 1
+            return nil
+        }
+        guard nodes[node]?.leased[reported.id] == reported.attempt, let task = tasks[reported.id] else {
+            staleDropped += 1
+            return nil
+        }
+        releaseLease(reported.id, node: node)
+        if reported.succeeded {
+            if reported.output.count > limits.resultBytesMax {
+                return attemptFailed(reported.id, error: "output of \(reported.output.count) bytes exceeds the limit of \(limits.resultBytesMax) bytes", retryable: false, now: now)
+            }
+            for op in reported.counterOps where !op.name.isEmpty && op.name.utf8.count <= limits.counterNameBytesMax {
+                counters[op.name, default: 0] &+= op.delta
+            }
+            nodes[node]?.completed += 1
+            return finish(reported.id, phase: .succeeded, output: reported.output, runMicros: reported.runMicros, now: now)
+        }
+        nodes[node]?.failed += 1
+        return attemptFailed(reported.id, error: reported.error, retryable: task.options.retryOnError, now: now)
+    }
+
+    /// Leases queued tasks to `name`, up to its free capacity, best first.
+    public mutating func dispatch(toNode name: String, now: Double = 0) -> [DispatchedTask] {
+        guard let node = nodes[name] else { return [] }
+        var free = node.freeSlots
         var handed: [DispatchedTask] = []
-        var free = record.freeSlots
-        while free > 0, let id = ready.pop() {
-            guard var task = tasks[id], case .queued = task.state else { continue }
+        let labels = node.announcement.labels
+        while free > 0 {
+            let sizes = limitSizes
+            let inUse = limitInUse
+            let tasks = self.tasks
+            guard let id = ready.pop(
+                eligible: { key in
+                    key.uses.allSatisfy { (inUse[$0] ?? 0) < (sizes[$0] ?? 0) }
+                        && key.labels.allSatisfy { labels[$0.key] == $0.value }
+                },
+                isLive: { tasks[$0]?.state == .queued })
+            else { break }
+            var task = self.tasks[id]!
             task.attempt += 1
-            task.state = .leased(node: name)
-            tasks[id] = task
-            record.leased.insert(id)
+            task.state = .leased(node: name, since: now)
+            task.node = name
+            var dependencies: [TaskID: [UInt8]] = [:]
+            for parent in task.options.after { dependencies[parent] = self.tasks[parent]?.output ?? [] }
+            self.tasks[id] = task
+            for limit in task.options.uses {
+                limitInUse[limit, default: 0] += 1
+                limitHighWater[limit] = max(limitHighWater[limit] ?? 0, limitInUse[limit]!)
+            }
+            nodes[name]!.leased[id] = task.attempt
             leasedTotal += 1
-            handed.append(DispatchedTask(id: id, handler: task.handler, input: task.input, attempt: task.attempt))
+            handed.append(DispatchedTask(id: id, handler: task.handler, input: task.input, attempt: task.attempt,
+                                         dependencies: dependencies, timeoutSeconds: task.options.timeoutSeconds))
             free -= 1
         }
-        nodes[name] = record
         return handed
+    }
+
+    /// Ids the node must stop (cancelled or timed out since its last pull); forgets them.
+    public mutating func takeCancellations(forNode name: String) -> [TaskID] {
+        guard let cancels = nodes[name]?.toCancel, !cancels.isEmpty else { return [] }
+        nodes[name]!.toCancel = []
+        return cancels.sorted()
     }
 
     /// Free capacity of a known node (0 for an unknown one).
@@ -180,14 +342,71 @@ public struct CoordinatorCore: Sendable {
         nodes[name]?.freeSlots ?? 0
     }
 
+    /// Time-driven rules: dead nodes lose their leases, back-offs end, attempts past their
+    /// timeout fail, unfetched results expire. Returns the sessions that gained results.
+    public mutating func tick(now: Double) -> Set<String> {
+        var touched: Set<String> = []
+        for (name, node) in nodes where now - node.lastSeen > limits.nodeTimeoutSeconds {
+            for abandoned in node.abandoned { release(abandoned, node: name) }
+            for id in node.leased.keys.sorted() {
+                releaseLease(id, node: name)
+                guard var task = tasks[id], case .leased = task.state else { continue }
+                let reason = "node \(name) lost (not heard from for \(formatSeconds(limits.nodeTimeoutSeconds)) s)"
+                if Int(task.attempt) < limits.lostAttemptsMax {
+                    retriedTotal += 1
+                    task.lastError = reason
+                    task.state = .queued
+                    tasks[id] = task
+                    ready.push(id, priority: task.options.priority, key: task.classKey)
+                } else if let session = finish(id, phase: .failed, error: "\(reason), \(task.attempt) attempts", now: now) {
+                    touched.insert(session)
+                }
+            }
+            nodes[name] = nil
+        }
+        for (id, task) in tasks {
+            switch task.state {
+            case .backoff(let until) where until <= now:
+                var queued = task
+                queued.state = .queued
+                tasks[id] = queued
+                backoffCount -= 1
+                ready.push(id, priority: task.options.priority, key: task.classKey)
+            case .leased(let node, let since):
+                if let timeout = task.options.timeoutSeconds, now - since > timeout + limits.timeoutGraceSeconds {
+                    // The node did not stop it in time: give up on the attempt and tell the node.
+                    abandonLease(id, node: node)
+                    let error = "timed out after \(formatSeconds(timeout)) s"
+                    if let session = attemptFailed(id, error: error, retryable: task.options.retryOnError, now: now) {
+                        touched.insert(session)
+                    }
+                }
+            default:
+                break
+            }
+        }
+        for (session, record) in sessions {
+            let kept = record.finished.filter { now - $0.finishedAt <= limits.resultTTLSeconds }
+            if kept.count != record.finished.count {
+                for expired in record.finished where now - expired.finishedAt > limits.resultTTLSeconds { forget(expired.outcome.id) }
+                resultsWaiting -= record.finished.count - kept.count
+                sessions[session]!.finished = kept
+                if kept.isEmpty && record.unfinished == 0 { sessions[session] = nil }
+            }
+        }
+        return touched
+    }
+
+    // MARK: Results
+
     /// Hands out up to `max` finished results of `session` and forgets them.
     /// Returns them with the number of the session's tasks still unfinished.
     public mutating func takeResults(session: String, max: Int) -> (results: [TaskOutcome], unfinished: Int) {
         guard var record = sessions[session] else { return ([], 0) }
         let count = Swift.min(max, record.finished.count)
-        let taken = Array(record.finished.prefix(count))
+        let taken = record.finished.prefix(count).map(\.outcome)
         record.finished.removeFirst(count)
-        for outcome in taken { tasks[outcome.id] = nil }
+        for outcome in taken { forget(outcome.id) }
         resultsWaiting -= count
         if record.finished.isEmpty && record.unfinished == 0 {
             sessions[session] = nil
@@ -207,6 +426,124 @@ public struct CoordinatorCore: Sendable {
         sessions[session]?.unfinished ?? 0
     }
 
+    // MARK: Cancellation
+
+    /// Cancels the tasks (and, in cascade, their dependents) that have not finished.
+    /// A queued task is removed; a running one finishes as cancelled at once and its node is
+    /// told on its next pull. Returns the sessions that gained results and how many tasks
+    /// were cancelled.
+    public mutating func cancel(_ ids: [TaskID], now: Double) -> (sessions: Set<String>, cancelled: Int) {
+        var touched: Set<String> = []
+        let before = cancelledTotal
+        for id in ids {
+            guard let task = tasks[id] else { continue }
+            switch task.state {
+            case .finished: continue
+            case .leased(let node, _):
+                abandonLease(id, node: node)
+            case .queued:
+                ready.forget()
+            default:
+                break
+            }
+            if let session = finish(id, phase: .cancelled, error: "cancelled", now: now) { touched.insert(session) }
+        }
+        return (touched, Int(cancelledTotal - before))
+    }
+
+    /// Cancels every unfinished task of `session`.
+    public mutating func cancel(session: String, now: Double) -> (sessions: Set<String>, cancelled: Int) {
+        let ids = tasks.filter { $0.value.session == session }.map(\.key).sorted()
+        return cancel(ids, now: now)
+    }
+
+    // MARK: Counters
+
+    /// The value of a counter (0 if it was never set).
+    public func counter(_ name: String) -> Int64 { counters[name] ?? 0 }
+
+    /// Adds `delta`; returns the new value.
+    public mutating func addToCounter(_ name: String, _ delta: Int64) throws(Refusal) -> Int64 {
+        try validateCounterName(name)
+        counters[name, default: 0] &+= delta
+        return counters[name]!
+    }
+
+    /// Sets a counter; returns the previous value.
+    public mutating func setCounter(_ name: String, _ value: Int64) throws(Refusal) -> Int64 {
+        try validateCounterName(name)
+        let previous = counters[name] ?? 0
+        counters[name] = value
+        return previous
+    }
+
+    /// Sets the counter to `new` if it equals `expected`; returns whether it did and the
+    /// value now.
+    public mutating func compareAndSetCounter(_ name: String, expected: Int64, new: Int64) throws(Refusal) -> (swapped: Bool, value: Int64) {
+        try validateCounterName(name)
+        let current = counters[name] ?? 0
+        guard current == expected else { return (false, current) }
+        counters[name] = new
+        return (true, new)
+    }
+
+    /// All counters, by name.
+    public var allCounters: [(name: String, value: Int64)] {
+        counters.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+    }
+
+    private func validateCounterName(_ name: String) throws(Refusal) {
+        guard !name.isEmpty, name.utf8.count <= limits.counterNameBytesMax else {
+            throw .invalidArgument("counter name must be 1 to \(limits.counterNameBytesMax) bytes")
+        }
+    }
+
+    // MARK: Limits
+
+    /// Creates or resizes a limit. Shrinking below the tasks holding it lets them finish;
+    /// no new ones start until usage is under the new size.
+    public mutating func setLimit(_ name: String, size: Int) throws(Refusal) {
+        guard !name.isEmpty, name.utf8.count <= limits.counterNameBytesMax else {
+            throw .invalidArgument("limit name must be 1 to \(limits.counterNameBytesMax) bytes")
+        }
+        guard size >= 0, size <= 1_000_000 else { throw .invalidArgument("limit size must be 0 to 1000000") }
+        limitSizes[name] = size
+    }
+
+    public var allLimits: [LimitStatus] {
+        limitSizes.keys.sorted().map {
+            LimitStatus(name: $0, size: limitSizes[$0]!, inUse: limitInUse[$0] ?? 0, highWater: limitHighWater[$0] ?? 0)
+        }
+    }
+
+    // MARK: Queries
+
+    public func taskInfo(_ id: TaskID) -> TaskInfo? {
+        guard let task = tasks[id] else { return nil }
+        return TaskInfo(id: id, handler: task.handler, phase: phase(of: task), attempt: task.attempt, node: task.node,
+                        error: task.lastError, priority: task.options.priority)
+    }
+
+    /// Tasks the coordinator still knows (unfinished, or finished and not yet fetched).
+    public func taskInfos(phase wanted: TaskPhase? = nil, limit: Int = 1000) -> [TaskInfo] {
+        var infos: [TaskInfo] = []
+        for id in tasks.keys.sorted() {
+            guard let info = taskInfo(id), wanted == nil || info.phase == wanted else { continue }
+            infos.append(info)
+            if infos.count == limit { break }
+        }
+        return infos
+    }
+
+    func phase(of task: TaskRecord) -> TaskPhase {
+        switch task.state {
+        case .waiting, .backoff: .waiting
+        case .queued: .queued
+        case .leased: .running
+        case .finished(let phase): phase
+        }
+    }
+
     public func status(now: Double) -> ClusterStatus {
         let nodeList = nodes.values
             .sorted { $0.announcement.name < $1.announcement.name }
@@ -214,7 +551,156 @@ public struct CoordinatorCore: Sendable {
                 ClusterStatus.Node(announcement: $0.announcement, running: $0.leased.count, completed: $0.completed,
                                    failed: $0.failed, lastSeenSecondsAgo: Swift.max(0, now - $0.lastSeen))
             }
-        return ClusterStatus(nodes: nodeList, queued: ready.count, running: leasedTotal, succeeded: succeededTotal,
-                             failed: failedTotal, resultsWaiting: resultsWaiting, staleResultsDropped: staleDropped)
+        var status = ClusterStatus(nodes: nodeList, queued: ready.count, running: leasedTotal, succeeded: succeededTotal,
+                                   failed: failedTotal, resultsWaiting: resultsWaiting, staleResultsDropped: staleDropped)
+        status.cancelled = cancelledTotal
+        status.retried = retriedTotal
+        status.waiting = waitingCount + backoffCount
+        status.limits = allLimits
+        let labelSets = nodes.values.map(\.announcement.labels)
+        status.unplaceable = ready.classes
+            .filter { entry in !entry.key.labels.isEmpty && !labelSets.contains { labels in entry.key.labels.allSatisfy { labels[$0.key] == $0.value } } }
+            .reduce(0) { $0 + $1.count }
+        return status
+    }
+
+    // MARK: Transitions
+
+    private mutating func releaseLease(_ id: TaskID, node: String) {
+        guard nodes[node]?.leased.removeValue(forKey: id) != nil else { return }
+        leasedTotal -= 1
+        for limit in tasks[id]?.options.uses ?? [] { limitInUse[limit, default: 0] -= 1 }
+    }
+
+    private mutating func release(_ abandoned: AbandonedLease, node: String) {
+        guard nodes[node]?.abandoned.remove(abandoned) != nil else { return }
+        leasedTotal -= 1
+        for limit in abandoned.uses { limitInUse[limit, default: 0] -= 1 }
+    }
+
+    /// The attempt stays on the node's books (slot and limits) until the node lets go of it;
+    /// the node is told to stop it on its next pull.
+    private mutating func abandonLease(_ id: TaskID, node: String) {
+        guard let attempt = nodes[node]?.leased.removeValue(forKey: id), let task = tasks[id] else { return }
+        nodes[node]!.abandoned.insert(AbandonedLease(id: id, attempt: attempt, uses: task.options.uses))
+        nodes[node]!.toCancel.insert(id)
+        // The task leaves the running state; the lease itself is counted on as abandoned.
+        var updated = task
+        updated.state = .queued  // replaced at once by the caller's transition (finish or back-off)
+        tasks[id] = updated
+    }
+
+    /// A failed attempt: back off and retry if allowed and attempts remain, else fail for good.
+    @discardableResult
+    private mutating func attemptFailed(_ id: TaskID, error: String, retryable: Bool, now: Double) -> String? {
+        guard var task = tasks[id] else { return nil }
+        task.lastError = error
+        if retryable && Int(task.attempt) < task.options.maxAttempts {
+            retriedTotal += 1
+            let exponent = Double(max(0, Int(task.attempt) - 1))
+            let base = min(limits.retryBackoffMaxSeconds, limits.retryBackoffBaseSeconds * pow2(exponent))
+            let jitter = 0.5 + Double(random.next() % 1_000_000) / 1_000_000
+            task.state = .backoff(until: now + base * jitter)
+            backoffCount += 1
+            tasks[id] = task
+            return nil
+        }
+        tasks[id] = task
+        return finish(id, phase: .failed, error: error, now: now)
+    }
+
+    /// Ends a task for good and files its result under its session. Returns the session.
+    @discardableResult
+    private mutating func finish(_ id: TaskID, phase: TaskPhase, output: [UInt8] = [], error: String = "", runMicros: UInt64 = 0, now: Double) -> String? {
+        guard var task = tasks[id] else { return nil }
+        switch task.state {
+        case .finished: return nil
+        case .waiting: waitingCount -= 1
+        case .backoff: backoffCount -= 1
+        default: break
+        }
+        task.state = .finished(phase)
+        task.input = []
+        if !error.isEmpty { task.lastError = error }
+        switch phase {
+        case .succeeded:
+            succeededTotal += 1
+            if task.readers > 0 { task.output = output }
+        case .cancelled: cancelledTotal += 1
+        default: failedTotal += 1
+        }
+        tasks[id] = task
+        let outcome = TaskOutcome(id: id, attempt: task.attempt, succeeded: phase == .succeeded, output: output,
+                                  error: phase == .succeeded ? "" : task.lastError, node: task.node, runMicros: runMicros,
+                                  cancelled: phase == .cancelled)
+        sessions[task.session, default: SessionRecord()].finished.append(FinishedResult(outcome: outcome, finishedAt: now))
+        sessions[task.session]!.unfinished -= 1
+        resultsWaiting += 1
+        // Parents: this task no longer needs their outputs.
+        for parent in Set(task.options.after) { releaseReader(parent) }
+        // Children: ready, or failed in cascade.
+        for child in task.dependents {
+            guard var dependent = tasks[child], case .waiting(let remaining) = dependent.state else { continue }
+            if phase == .succeeded {
+                if remaining <= 1 {
+                    dependent.state = .queued
+                    waitingCount -= 1
+                    tasks[child] = dependent
+                    ready.push(child, priority: dependent.options.priority, key: dependent.classKey)
+                } else {
+                    dependent.state = .waiting(remaining: remaining - 1)
+                    tasks[child] = dependent
+                }
+            } else {
+                let cascade: TaskPhase = phase == .cancelled ? .cancelled : .failed
+                finish(child, phase: cascade, error: "dependency \(id) \(phase == .cancelled ? "was cancelled" : "failed")", now: now)
+            }
+        }
+        return task.session
+    }
+
+    private mutating func releaseReader(_ parent: TaskID) {
+        guard var record = tasks[parent] else { return }
+        record.readers -= 1
+        if record.readers <= 0 {
+            record.output = nil
+            tasks[parent] = record
+            if case .finished = record.state, !(sessions[record.session]?.finished.contains { $0.outcome.id == parent } ?? false) {
+                tasks[parent] = nil
+            }
+        } else {
+            tasks[parent] = record
+        }
+    }
+
+    /// Drops a task whose result was handed out, unless dependents still read its output or
+    /// its node still holds it.
+    private mutating func forget(_ id: TaskID) {
+        guard let task = tasks[id] else { return }
+        if task.readers > 0 { return }
+        tasks[id] = nil
+    }
+}
+
+private func pow2(_ exponent: Double) -> Double {
+    var value = 1.0
+    for _ in 0..<Int(min(exponent, 60)) { value *= 2 }
+    return value
+}
+
+func formatSeconds(_ seconds: Double) -> String {
+    seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
+}
+
+/// SplitMix64: a small, fast, seedable generator, so that runs replay exactly.
+public struct SplitMix64: Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

@@ -1,13 +1,55 @@
 /// A task's id: assigned by the coordinator, unique for its lifetime, increasing.
 public typealias TaskID = UInt64
 
+/// How a task is scheduled: priority, limits it uses, dependencies, retries, timeout, labels.
+public struct TaskOptions: Sendable, Equatable {
+    /// Higher runs first; FIFO within a priority.
+    public var priority: Int32 = 0
+    /// Cluster limits (semaphores) the task holds while it runs.
+    public var uses: [String] = []
+    /// Tasks that must succeed before this one starts.
+    public var after: [TaskID] = []
+    /// Attempts in all when the handler fails and `retryOnError` is set (a lost node is
+    /// always retried, up to the core's `lostAttemptsMax`).
+    public var maxAttempts: Int = 1
+    /// Whether a handler error is retried (with back-off) or final.
+    public var retryOnError = false
+    /// Longest an attempt may run; nil: no limit.
+    public var timeoutSeconds: Double?
+    /// Labels a node must have (all of them, with these values) to take the task.
+    public var requiredLabels: [String: String] = [:]
+
+    public init(priority: Int32 = 0, uses: [String] = [], after: [TaskID] = [], maxAttempts: Int = 1,
+                retryOnError: Bool = false, timeoutSeconds: Double? = nil, requiredLabels: [String: String] = [:]) {
+        self.priority = priority
+        self.uses = uses
+        self.after = after
+        self.maxAttempts = maxAttempts
+        self.retryOnError = retryOnError
+        self.timeoutSeconds = timeoutSeconds
+        self.requiredLabels = requiredLabels
+    }
+}
+
 /// What a client asks to run.
 public struct TaskSubmission: Sendable, Equatable {
     public var handler: String
     public var input: [UInt8]
-    public init(handler: String, input: [UInt8]) {
+    public var options: TaskOptions
+    public init(handler: String, input: [UInt8], options: TaskOptions = TaskOptions()) {
         self.handler = handler
         self.input = input
+        self.options = options
+    }
+}
+
+/// A change to a named counter made by a task; applied only with that attempt's success.
+public struct CounterOp: Sendable, Equatable {
+    public var name: String
+    public var delta: Int64
+    public init(name: String, delta: Int64) {
+        self.name = name
+        self.delta = delta
     }
 }
 
@@ -17,11 +59,17 @@ public struct DispatchedTask: Sendable, Equatable {
     public var handler: String
     public var input: [UInt8]
     public var attempt: UInt32
-    public init(id: TaskID, handler: String, input: [UInt8], attempt: UInt32) {
+    /// Outputs of the task's dependencies, for its handler to read.
+    public var dependencies: [TaskID: [UInt8]]
+    /// Longest the attempt may run (nil: no limit).
+    public var timeoutSeconds: Double?
+    public init(id: TaskID, handler: String, input: [UInt8], attempt: UInt32, dependencies: [TaskID: [UInt8]] = [:], timeoutSeconds: Double? = nil) {
         self.id = id
         self.handler = handler
         self.input = input
         self.attempt = attempt
+        self.dependencies = dependencies
+        self.timeoutSeconds = timeoutSeconds
     }
 }
 
@@ -34,7 +82,12 @@ public struct TaskOutcome: Sendable, Equatable {
     public var error: String
     public var node: String
     public var runMicros: UInt64
-    public init(id: TaskID, attempt: UInt32, succeeded: Bool, output: [UInt8] = [], error: String = "", node: String, runMicros: UInt64 = 0) {
+    /// Counter changes the attempt made; applied together with its success, never otherwise.
+    public var counterOps: [CounterOp]
+    /// Set by the coordinator when the task ended by cancellation.
+    public var cancelled: Bool
+    public init(id: TaskID, attempt: UInt32, succeeded: Bool, output: [UInt8] = [], error: String = "", node: String,
+                runMicros: UInt64 = 0, counterOps: [CounterOp] = [], cancelled: Bool = false) {
         self.id = id
         self.attempt = attempt
         self.succeeded = succeeded
@@ -42,6 +95,8 @@ public struct TaskOutcome: Sendable, Equatable {
         self.error = error
         self.node = node
         self.runMicros = runMicros
+        self.counterOps = counterOps
+        self.cancelled = cancelled
     }
 }
 
@@ -54,13 +109,17 @@ public struct NodeAnnouncement: Sendable, Equatable {
     public var pid: Int
     /// Tasks the node will queue beyond its slots (asked for only while its tasks are short).
     public var prefetch: Int
-    public init(name: String, host: String, threadSlots: Int, handlers: [String] = [], pid: Int = 0, prefetch: Int = 0) {
+    /// What the node offers (`gpu=1`); tasks may require labels.
+    public var labels: [String: String]
+    public init(name: String, host: String, threadSlots: Int, handlers: [String] = [], pid: Int = 0, prefetch: Int = 0,
+                labels: [String: String] = [:]) {
         self.name = name
         self.host = host
         self.threadSlots = threadSlots
         self.handlers = handlers
         self.pid = pid
         self.prefetch = prefetch
+        self.labels = labels
     }
 }
 
@@ -88,6 +147,14 @@ public struct ClusterStatus: Sendable, Equatable {
     public var failed: UInt64
     public var resultsWaiting: Int
     public var staleResultsDropped: UInt64
+    public var cancelled: UInt64 = 0
+    public var retried: UInt64 = 0
+    /// Tasks waiting for dependencies or a retry back-off.
+    public var waiting: Int = 0
+    /// Queued tasks that no live node can take (their labels match none).
+    public var unplaceable: Int = 0
+    /// Each limit: size, tasks holding it now, and the most that ever held it at once.
+    public var limits: [LimitStatus] = []
     public init(nodes: [Node], queued: Int, running: Int, succeeded: UInt64, failed: UInt64, resultsWaiting: Int, staleResultsDropped: UInt64) {
         self.nodes = nodes
         self.queued = queued
@@ -96,5 +163,19 @@ public struct ClusterStatus: Sendable, Equatable {
         self.failed = failed
         self.resultsWaiting = resultsWaiting
         self.staleResultsDropped = staleResultsDropped
+    }
+}
+
+/// A cluster limit as the coordinator sees it.
+public struct LimitStatus: Sendable, Equatable {
+    public var name: String
+    public var size: Int
+    public var inUse: Int
+    public var highWater: Int
+    public init(name: String, size: Int, inUse: Int, highWater: Int) {
+        self.name = name
+        self.size = size
+        self.inUse = inUse
+        self.highWater = highWater
     }
 }
