@@ -693,7 +693,7 @@ func formatSeconds(_ seconds: Double) -> String {
 }
 
 /// SplitMix64: a small, fast, seedable generator, so that runs replay exactly.
-public struct SplitMix64: Sendable {
+public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
     public init(seed: UInt64) { state = seed }
     public mutating func next() -> UInt64 {

@@ -1,0 +1,181 @@
+import ColonyCore
+import XCTest
+
+/// One test per scheduling rule of the pure core.
+final class SchedulingRulesTests: XCTestCase {
+    private var core = CoordinatorCore()
+    private let node = NodeAnnouncement(name: "a", host: "h", threadSlots: 8)
+
+    private func submit(_ options: TaskOptions = TaskOptions(), handler: String = "work", session: String = "s", now: Double = 0) throws -> TaskID {
+        try core.submit([TaskSubmission(handler: handler, input: [], options: options)], session: session, now: now)[0]
+    }
+
+    private func pull(_ results: [TaskOutcome] = [], node: NodeAnnouncement? = nil, now: Double = 0) throws -> [DispatchedTask] {
+        let who = node ?? self.node
+        _ = try core.report(node: who, results: results, now: now)
+        return core.dispatch(toNode: who.name, now: now)
+    }
+
+    private func done(_ task: DispatchedTask, ok: Bool = true, ops: [CounterOp] = [], output: [UInt8] = [7]) -> TaskOutcome {
+        TaskOutcome(id: task.id, attempt: task.attempt, succeeded: ok, output: output, error: ok ? "" : "boom", node: "a", counterOps: ops)
+    }
+
+    func testHigherPriorityFirstAndFIFOWithin() throws {
+        let low1 = try submit(TaskOptions(priority: 0))
+        let high1 = try submit(TaskOptions(priority: 5))
+        let low2 = try submit(TaskOptions(priority: 0))
+        let high2 = try submit(TaskOptions(priority: 5))
+        XCTAssertEqual(try pull().map(\.id), [high1, high2, low1, low2])
+    }
+
+    func testALimitBoundsHowManyHoldersRunAndAnEligibleLowerPriorityIsNotStarved() throws {
+        try core.setLimit("db", size: 2)
+        let heavy = try (0..<5).map { _ in try submit(TaskOptions(priority: 9, uses: ["db"])) }
+        let light = try submit(TaskOptions(priority: 1))
+        let first = try pull()
+        XCTAssertEqual(first.map(\.id), Array(heavy[0..<2]) + [light], "two db holders, then the eligible lower priority")
+        XCTAssertEqual(core.allLimits.first?.inUse, 2)
+        let next = try pull([done(first[0])])
+        XCTAssertEqual(next.map(\.id), [heavy[2]], "a finished holder frees one place")
+        XCTAssertEqual(core.allLimits.first?.highWater, 2)
+    }
+
+    func testAnUnknownLimitIsRefusedAtSubmit() {
+        XCTAssertThrowsError(try submit(TaskOptions(uses: ["nope"]))) { error in
+            XCTAssertTrue("\(error)".contains("unknown limit 'nope'"), "\(error)")
+        }
+    }
+
+    func testDependentsWaitForSuccessAndSeeTheOutputs() throws {
+        let parent = try submit()
+        let child = try submit(TaskOptions(after: [parent]))
+        let first = try pull()
+        XCTAssertEqual(first.map(\.id), [parent])
+        let second = try pull([done(first[0], output: Array("42".utf8))])
+        XCTAssertEqual(second.map(\.id), [child])
+        XCTAssertEqual(second[0].dependencies[parent], Array("42".utf8))
+    }
+
+    func testAFailedDependencyFailsItsDependentsInCascade() throws {
+        let parent = try submit()
+        let child = try submit(TaskOptions(after: [parent]))
+        let grandchild = try submit(TaskOptions(after: [child]))
+        let first = try pull()
+        _ = try pull([done(first[0], ok: false)])
+        let results = core.takeResults(session: "s", max: 10).results
+        XCTAssertEqual(results.first { $0.id == child }?.error, "dependency \(parent) failed")
+        XCTAssertEqual(results.first { $0.id == grandchild }?.error, "dependency \(child) failed")
+        XCTAssertEqual(results.count, 3)
+    }
+
+    func testUnknownDependenciesAreRefused() {
+        XCTAssertThrowsError(try submit(TaskOptions(after: [999]))) { error in
+            XCTAssertTrue("\(error)".contains("unknown dependency 999"), "\(error)")
+        }
+    }
+
+    func testHandlerErrorsAreRetriedOnlyWhenAskedWithBackoff() throws {
+        let once = try submit()
+        let retried = try submit(TaskOptions(maxAttempts: 3, retryOnError: true))
+        let first = try pull()
+        _ = try pull(first.map { done($0, ok: false) }, now: 1)
+        XCTAssertEqual(core.taskInfo(once)?.phase, .failed)
+        XCTAssertEqual(core.taskInfo(retried)?.phase, .waiting, "backing off")
+        _ = core.tick(now: 100)
+        let again = try pull(now: 100)
+        XCTAssertEqual(again.map(\.id), [retried])
+        XCTAssertEqual(again[0].attempt, 2)
+    }
+
+    func testATaskOfADeadNodeRunsElsewhereAndItsLateResultIsDropped() throws {
+        let id = try submit()
+        let first = try pull(now: 0)
+        let other = NodeAnnouncement(name: "b", host: "h", threadSlots: 1)
+        _ = try core.report(node: other, results: [], now: 10)
+        _ = core.tick(now: 10)
+        let second = core.dispatch(toNode: "b", now: 10)
+        XCTAssertEqual(second.map(\.id), [id])
+        XCTAssertEqual(second[0].attempt, 2)
+        // The dead node comes back with its old result: dropped, never applied.
+        _ = try pull([done(first[0], ops: [CounterOp(name: "c", delta: 1)])], now: 11)
+        XCTAssertEqual(core.counter("c"), 0)
+        _ = try core.report(node: other, results: [TaskOutcome(id: id, attempt: 2, succeeded: true, node: "b", counterOps: [CounterOp(name: "c", delta: 1)])], now: 11)
+        XCTAssertEqual(core.counter("c"), 1)
+        XCTAssertEqual(core.takeResults(session: "s", max: 10).results.map(\.id), [id])
+    }
+
+    func testCounterOpsApplyOnlyWithSuccess() throws {
+        _ = try submit()
+        _ = try submit()
+        let tasks = try pull()
+        _ = try pull([done(tasks[0], ops: [CounterOp(name: "c", delta: 5)]), done(tasks[1], ok: false, ops: [CounterOp(name: "c", delta: 100)])])
+        XCTAssertEqual(core.counter("c"), 5)
+    }
+
+    func testCountersAddSetAndCompareAndSet() throws {
+        XCTAssertEqual(try core.addToCounter("x", 3), 3)
+        XCTAssertEqual(try core.addToCounter("x", -1), 2)
+        XCTAssertEqual(try core.setCounter("x", 10), 2)
+        XCTAssertEqual(try core.compareAndSetCounter("x", expected: 9, new: 0).swapped, false)
+        XCTAssertEqual(try core.compareAndSetCounter("x", expected: 10, new: 11).value, 11)
+        XCTAssertEqual(core.allCounters.map(\.name), ["x"])
+        XCTAssertThrowsError(try core.addToCounter("", 1))
+    }
+
+    func testCancellingQueuedAndRunningTasksCascadesAndTellsTheNode() throws {
+        let running = try submit()
+        _ = try pull()
+        let queued = try submit(TaskOptions(uses: []))
+        let dependent = try submit(TaskOptions(after: [running]))
+        let result = core.cancel([running, queued], now: 1)
+        XCTAssertEqual(result.cancelled, 3)
+        XCTAssertEqual(core.takeCancellations(forNode: "a"), [running])
+        XCTAssertEqual(core.taskInfo(dependent)?.phase, .cancelled)
+        // The node still holds the cancelled task's slot until it reports it.
+        XCTAssertEqual(core.status(now: 1).running, 1)
+        _ = try pull([TaskOutcome(id: running, attempt: 1, succeeded: false, error: "cancelled", node: "a")])
+        XCTAssertEqual(core.status(now: 1).running, 0)
+        XCTAssertEqual(core.status(now: 1).cancelled, 3)
+    }
+
+    func testAnAttemptPastItsTimeoutFailsAndTheNodeIsTold() throws {
+        let id = try submit(TaskOptions(timeoutSeconds: 1))
+        _ = try pull(now: 0)
+        _ = try core.report(node: node, results: [], now: 2)
+        _ = core.tick(now: 4)
+        XCTAssertEqual(core.taskInfo(id)?.phase, .failed)
+        XCTAssertEqual(core.taskInfo(id)?.error, "timed out after 1 s")
+        XCTAssertEqual(core.takeCancellations(forNode: "a"), [id])
+    }
+
+    func testTasksNeedingLabelsGoOnlyToNodesThatHaveThem() throws {
+        let gpuTask = try submit(TaskOptions(requiredLabels: ["gpu": "1"]))
+        XCTAssertEqual(try pull(), [])
+        XCTAssertEqual(core.status(now: 0).unplaceable, 1, "no live node can take it: reported")
+        let gpu = NodeAnnouncement(name: "g", host: "h", threadSlots: 1, labels: ["gpu": "1"])
+        XCTAssertEqual(try pull(node: gpu).map(\.id), [gpuTask])
+    }
+
+    func testUnfetchedResultsExpireAfterTheirTTL() throws {
+        var limits = CoordinatorCore.Limits()
+        limits.resultTTLSeconds = 10
+        core = CoordinatorCore(limits: limits)
+        _ = try submit()
+        let task = try pull()
+        _ = try pull([done(task[0])], now: 1)
+        XCTAssertEqual(core.status(now: 5).resultsWaiting, 1)
+        _ = core.tick(now: 20)
+        XCTAssertEqual(core.status(now: 20).resultsWaiting, 0)
+        XCTAssertTrue(core.takeResults(session: "s", max: 10).results.isEmpty)
+    }
+
+    func testAnOversizedOutputFailsTheTaskWithAClearReason() throws {
+        var limits = CoordinatorCore.Limits()
+        limits.resultBytesMax = 4
+        core = CoordinatorCore(limits: limits)
+        let id = try submit()
+        let task = try pull()
+        _ = try pull([done(task[0], output: [1, 2, 3, 4, 5])])
+        XCTAssertEqual(core.taskInfo(id)?.error, "output of 5 bytes exceeds the limit of 4 bytes")
+    }
+}
