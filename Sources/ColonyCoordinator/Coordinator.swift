@@ -92,6 +92,32 @@ public final class Coordinator: Sendable {
         }
     }
 
+    private func handleCounter(_ request: Colony_V1_CounterRequest) async throws(CoordinatorCore.Refusal) -> [UInt8] {
+        var reply = Colony_V1_CounterReply()
+        switch request.op {
+        case .get:
+            reply.value = await state.counter(request.name)
+        case .add:
+            reply.value = try await state.counterAdd(request.name, request.value)
+        case .set:
+            reply.value = try await state.counterSet(request.name, request.value)
+        case .compareAndSet:
+            let (swapped, value) = try await state.counterCompareAndSet(request.name, expected: request.expected, new: request.value)
+            reply.swapped = swapped
+            reply.value = value
+        case .list:
+            reply.counters = await state.counters().map { entry in
+                var value = Colony_V1_CounterValue()
+                value.name = entry.name
+                value.value = entry.value
+                return value
+            }
+        case .UNRECOGNIZED(let raw):
+            throw .invalidArgument("unknown counter operation \(raw)")
+        }
+        return Wire.encode(.counterReply(reply))
+    }
+
     /// Turns one request into one reply.
     func handle(_ bytes: [UInt8]) async -> [UInt8] {
         let envelope: Colony_V1_Envelope
@@ -103,7 +129,7 @@ public final class Coordinator: Sendable {
         do {
             switch envelope.body {
             case .submit(let submit):
-                let submissions = submit.tasks.map { TaskSubmission(handler: $0.handler, input: Array($0.input)) }
+                let submissions = submit.tasks.map(TaskSubmission.init(wire:))
                 let ids = try await state.submit(submissions, session: submit.session)
                 var reply = Colony_V1_SubmitReply()
                 reply.taskIds = ids
@@ -115,10 +141,11 @@ public final class Coordinator: Sendable {
                 return Wire.encode(.submitReply(reply))
             case .pull(let pull):
                 let wait = min(Double(pull.waitMs) / 1000, configuration.longPollSecondsMax)
-                let tasks = try await state.pull(node: NodeAnnouncement(wire: pull.node, prefetch: pull.prefetch),
-                                                 results: pull.results.map(TaskOutcome.init(wire:)), waitSeconds: wait)
+                let answer = try await state.pull(node: NodeAnnouncement(wire: pull.node, prefetch: pull.prefetch),
+                                                  results: pull.results.map(TaskOutcome.init(wire:)), waitSeconds: wait)
                 var reply = Colony_V1_PullReply()
-                reply.tasks = tasks.map(\.wire)
+                reply.tasks = answer.tasks.map(\.wire)
+                reply.cancel = answer.cancel
                 return Wire.encode(.pullReply(reply))
             case .fetch(let fetch):
                 guard !fetch.session.isEmpty else {
@@ -133,7 +160,41 @@ public final class Coordinator: Sendable {
                 return Wire.encode(.fetchReply(reply))
             case .status:
                 return Wire.encode(.statusReply(await state.status().wire))
-            case .submitReply, .pullReply, .fetchReply, .statusReply, .error, nil:
+            case .counter(let request):
+                return try await handleCounter(request)
+            case .limit(let request):
+                if !request.list { try await state.setLimit(request.name, size: Int(request.size)) }
+                var reply = Colony_V1_LimitReply()
+                reply.limits = await state.limits().map(\.wire)
+                return Wire.encode(.limitReply(reply))
+            case .cancel(let request):
+                var reply = Colony_V1_CancelReply()
+                reply.cancelled = UInt64(await state.cancel(ids: request.taskIds, session: request.session))
+                return Wire.encode(.cancelReply(reply))
+            case .tasks(let request):
+                var phase: CoordinatorCore.TaskPhase?
+                if !request.state.isEmpty {
+                    guard let known = CoordinatorCore.TaskPhase(rawValue: request.state) else {
+                        let names = CoordinatorCore.TaskPhase.allCases.map(\.rawValue).joined(separator: ", ")
+                        return Wire.errorReply(.invalidArgument, "unknown task state '\(request.state)' (one of \(names))")
+                    }
+                    phase = known
+                }
+                let limit = request.limit == 0 ? 1000 : min(Int(request.limit), 100_000)
+                var reply = Colony_V1_TasksReply()
+                reply.tasks = await state.tasks(phase: phase, limit: limit).map(\.wire)
+                return Wire.encode(.tasksReply(reply))
+            case .result(let request):
+                let wait = min(Double(request.waitMs) / 1000, configuration.longPollSecondsMax)
+                var reply = Colony_V1_FetchReply()
+                if let outcome = try await state.result(of: request.taskID, waitSeconds: wait) {
+                    reply.results = [outcome.wire]
+                } else {
+                    reply.pending = 1
+                }
+                return Wire.encode(.fetchReply(reply))
+            case .submitReply, .pullReply, .fetchReply, .statusReply, .error, .counterReply, .limitReply, .cancelReply,
+                 .tasksReply, nil:
                 return Wire.errorReply(.malformed, "the coordinator takes requests (submit, pull, fetch, status), not replies")
             }
         } catch {

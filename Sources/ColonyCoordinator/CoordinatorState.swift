@@ -6,8 +6,14 @@ import ColonyCore
 /// One actor serializes every decision; parked requests are continuations resumed by the
 /// event that satisfies them or by `expire` at their deadline.
 actor CoordinatorState {
+    /// What a pull is answered with: tasks to start and running tasks to stop.
+    struct PullAnswer: Sendable {
+        var tasks: [DispatchedTask] = []
+        var cancel: [TaskID] = []
+    }
+
     private struct ParkedPull {
-        var continuation: CheckedContinuation<[DispatchedTask], Never>
+        var continuation: CheckedContinuation<PullAnswer, Never>
         var deadline: Double
         var sequence: UInt64
     }
@@ -22,6 +28,7 @@ actor CoordinatorState {
     private var core: CoordinatorCore
     private var parkedPulls: [String: ParkedPull] = [:]
     private var parkedFetches: [String: [ParkedFetch]] = [:]
+    private var parkedResults: [TaskID: [(continuation: CheckedContinuation<TaskOutcome?, Never>, deadline: Double)]] = [:]
     private var sequence: UInt64 = 0
     private var closed = false
     private let clock = ContinuousClock()
@@ -38,7 +45,9 @@ actor CoordinatorState {
     }
 
     func submit(_ submissions: [TaskSubmission], session: String) throws(CoordinatorCore.Refusal) -> [TaskID] {
-        let ids = try core.submit(submissions, session: session)
+        let ids = try core.submit(submissions, session: session, now: now)
+        // Dependencies on failed tasks finish new tasks at once.
+        answerParkedFetches(session: session)
         wakeParkedPulls()
         return ids
     }
@@ -46,14 +55,16 @@ actor CoordinatorState {
     /// A node's pull: applies its results, then answers at once with work, or parks until
     /// work arrives or `waitSeconds` pass. A newer pull of the same node answers the parked
     /// one (empty), so each node has at most one parked pull.
-    func pull(node: NodeAnnouncement, results: [TaskOutcome], waitSeconds: Double) async throws(CoordinatorCore.Refusal) -> [DispatchedTask] {
+    func pull(node: NodeAnnouncement, results: [TaskOutcome], waitSeconds: Double) async throws(CoordinatorCore.Refusal) -> PullAnswer {
         let sessions = try core.report(node: node, results: results, now: now)
         for session in sessions { answerParkedFetches(session: session) }
         if let previous = parkedPulls.removeValue(forKey: node.name) {
-            previous.continuation.resume(returning: [])
+            previous.continuation.resume(returning: PullAnswer())
         }
-        let tasks = core.dispatch(toNode: node.name)
-        if !tasks.isEmpty || waitSeconds <= 0 || closed { return tasks }
+        // Freed slots and limits may let other parked nodes start work too.
+        if !results.isEmpty { wakeParkedPulls() }
+        let answer = PullAnswer(tasks: core.dispatch(toNode: node.name, now: now), cancel: core.takeCancellations(forNode: node.name))
+        if !answer.tasks.isEmpty || !answer.cancel.isEmpty || waitSeconds <= 0 || closed { return answer }
         let deadline = now + waitSeconds
         sequence += 1
         let order = sequence
@@ -83,9 +94,17 @@ actor CoordinatorState {
     /// Answers every parked request whose deadline has passed (empty: the long poll ended).
     func expire() {
         let t = now
+        let touched = core.tick(now: t)
+        for session in touched { answerParkedFetches(session: session) }
+        wakeParkedPulls()
         for (name, parked) in parkedPulls where parked.deadline <= t {
             parkedPulls[name] = nil
-            parked.continuation.resume(returning: [])
+            parked.continuation.resume(returning: PullAnswer())
+        }
+        for (id, waiting) in parkedResults {
+            let kept = waiting.filter { $0.deadline > t }
+            for expired in waiting where expired.deadline <= t { expired.continuation.resume(returning: nil) }
+            parkedResults[id] = kept.isEmpty ? nil : kept
         }
         for (session, waiting) in parkedFetches {
             var kept: [ParkedFetch] = []
@@ -103,8 +122,10 @@ actor CoordinatorState {
     /// Answers all parked requests and parks no more (shutdown).
     func close() {
         closed = true
-        for parked in parkedPulls.values { parked.continuation.resume(returning: []) }
+        for parked in parkedPulls.values { parked.continuation.resume(returning: PullAnswer()) }
         parkedPulls = [:]
+        for waiting in parkedResults.values { for parked in waiting { parked.continuation.resume(returning: nil) } }
+        parkedResults = [:]
         for (session, waiting) in parkedFetches {
             for parked in waiting { parked.continuation.resume(returning: ([], core.unfinished(session: session))) }
         }
@@ -112,18 +133,83 @@ actor CoordinatorState {
     }
 
     private func wakeParkedPulls() {
-        guard core.queuedCount > 0, !parkedPulls.isEmpty else { return }
+        guard !parkedPulls.isEmpty else { return }
         // Oldest parked first, so that idle nodes share new work in the order they asked.
         for (name, parked) in parkedPulls.sorted(by: { $0.value.sequence < $1.value.sequence }) {
-            if core.queuedCount == 0 { break }
-            let tasks = core.dispatch(toNode: name)
-            if tasks.isEmpty { continue }
+            let answer = PullAnswer(tasks: core.queuedCount > 0 ? core.dispatch(toNode: name, now: now) : [],
+                                    cancel: core.takeCancellations(forNode: name))
+            if answer.tasks.isEmpty && answer.cancel.isEmpty { continue }
             parkedPulls[name] = nil
-            parked.continuation.resume(returning: tasks)
+            parked.continuation.resume(returning: answer)
+        }
+    }
+
+    // MARK: Counters, limits, cancellation, queries
+
+    func counterAdd(_ name: String, _ delta: Int64) throws(CoordinatorCore.Refusal) -> Int64 {
+        try core.addToCounter(name, delta)
+    }
+
+    func counterSet(_ name: String, _ value: Int64) throws(CoordinatorCore.Refusal) -> Int64 {
+        try core.setCounter(name, value)
+    }
+
+    func counterCompareAndSet(_ name: String, expected: Int64, new: Int64) throws(CoordinatorCore.Refusal) -> (swapped: Bool, value: Int64) {
+        try core.compareAndSetCounter(name, expected: expected, new: new)
+    }
+
+    func counter(_ name: String) -> Int64 { core.counter(name) }
+
+    func counters() -> [(name: String, value: Int64)] { core.allCounters }
+
+    func setLimit(_ name: String, size: Int) throws(CoordinatorCore.Refusal) {
+        try core.setLimit(name, size: size)
+        wakeParkedPulls()
+    }
+
+    func limits() -> [LimitStatus] { core.allLimits }
+
+    func cancel(ids: [TaskID], session: String) -> Int {
+        var result = core.cancel(ids, now: now)
+        if !session.isEmpty {
+            let more = core.cancel(session: session, now: now)
+            result.sessions.formUnion(more.sessions)
+            result.cancelled += more.cancelled
+        }
+        for touched in result.sessions { answerParkedFetches(session: touched) }
+        // Tell nodes at once about running tasks to stop.
+        wakeParkedPulls()
+        return result.cancelled
+    }
+
+    func tasks(phase: CoordinatorCore.TaskPhase?, limit: Int) -> [CoordinatorCore.TaskInfo] {
+        core.taskInfos(phase: phase, limit: limit)
+    }
+
+    /// The result of one task by id; waits up to `waitSeconds` for it to finish. nil: not
+    /// finished in time. Throws for an id the coordinator does not know.
+    func result(of id: TaskID, waitSeconds: Double) async throws(CoordinatorCore.Refusal) -> TaskOutcome? {
+        if let outcome = core.takeResult(of: id) { return outcome }
+        guard core.knows(id) else {
+            throw .invalidArgument("task \(id) is not known (never submitted, or its result was fetched or expired)")
+        }
+        if waitSeconds <= 0 || closed { return nil }
+        let deadline = now + waitSeconds
+        return await withCheckedContinuation { continuation in
+            parkedResults[id, default: []].append((continuation, deadline))
         }
     }
 
     private func answerParkedFetches(session: String) {
+        // Waits for one task by id come first: they asked for that very result.
+        if !parkedResults.isEmpty {
+            for (id, waiting) in parkedResults {
+                guard let outcome = core.takeResult(of: id) else { continue }
+                parkedResults[id] = nil
+                waiting.first?.continuation.resume(returning: outcome)
+                for other in waiting.dropFirst() { other.continuation.resume(returning: nil) }
+            }
+        }
         guard var waiting = parkedFetches[session] else { return }
         while !waiting.isEmpty && core.hasResults(session: session) {
             let parked = waiting.removeFirst()

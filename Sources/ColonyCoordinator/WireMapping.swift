@@ -1,13 +1,25 @@
 import ColonyCore
 import ColonyWire
+import Foundation
 
 // Conversions between wire messages and core values. Kept apart so that the core knows
 // nothing of protobuf and the wire knows nothing of dispatch rules.
 
+extension TaskSubmission {
+    init(wire: Colony_V1_TaskSpec) {
+        var options = TaskOptions(priority: wire.priority, uses: wire.uses, after: wire.after,
+                                  maxAttempts: max(1, Int(wire.maxAttempts)), retryOnError: wire.retryOnError,
+                                  requiredLabels: wire.labels)
+        if wire.timeoutMs > 0 { options.timeoutSeconds = Double(wire.timeoutMs) / 1000 }
+        self.init(handler: wire.handler, input: Array(wire.input), options: options)
+    }
+}
+
 extension TaskOutcome {
     init(wire: Colony_V1_TaskResult) {
         self.init(id: wire.id, attempt: wire.attempt, succeeded: wire.ok, output: Array(wire.output),
-                  error: wire.error, node: wire.node, runMicros: wire.runMicros)
+                  error: wire.error, node: wire.node, runMicros: wire.runMicros,
+                  counterOps: wire.counterOps.map { CounterOp(name: $0.name, delta: $0.delta) })
     }
 
     var wire: Colony_V1_TaskResult {
@@ -19,6 +31,7 @@ extension TaskOutcome {
         result.error = error
         result.node = node
         result.runMicros = runMicros
+        result.cancelled = cancelled
         return result
     }
 }
@@ -30,6 +43,8 @@ extension DispatchedTask {
         task.handler = handler
         task.input = .init(input)
         task.attempt = attempt
+        task.dependencies = dependencies.mapValues { Data($0) }
+        if let timeoutSeconds { task.timeoutMs = UInt32(clamping: Int((timeoutSeconds * 1000).rounded(.up))) }
         return task
     }
 }
@@ -37,7 +52,7 @@ extension DispatchedTask {
 extension NodeAnnouncement {
     init(wire: Colony_V1_NodeInfo, prefetch: UInt32 = 0) {
         self.init(name: wire.name, host: wire.host, threadSlots: Int(wire.threadSlots), handlers: wire.handlers,
-                  pid: Int(wire.pid), prefetch: Int(prefetch))
+                  pid: Int(wire.pid), prefetch: Int(prefetch), labels: wire.labels)
     }
 
     var wire: Colony_V1_NodeInfo {
@@ -47,6 +62,7 @@ extension NodeAnnouncement {
         info.threadSlots = UInt32(clamping: threadSlots)
         info.handlers = handlers
         info.pid = UInt32(clamping: pid)
+        info.labels = labels
         return info
     }
 }
@@ -69,6 +85,36 @@ extension ClusterStatus {
         reply.failed = failed
         reply.resultsWaiting = UInt64(resultsWaiting)
         reply.staleResultsDropped = staleResultsDropped
+        reply.cancelled = cancelled
+        reply.retried = retried
+        reply.waiting = UInt64(waiting)
+        reply.unplaceable = UInt64(unplaceable)
+        reply.limits = limits.map(\.wire)
         return reply
+    }
+}
+
+extension LimitStatus {
+    var wire: Colony_V1_LimitInfo {
+        var info = Colony_V1_LimitInfo()
+        info.name = name
+        info.size = UInt32(clamping: size)
+        info.inUse = UInt32(clamping: inUse)
+        info.highWater = UInt32(clamping: highWater)
+        return info
+    }
+}
+
+extension CoordinatorCore.TaskInfo {
+    var wire: Colony_V1_TaskInfo {
+        var info = Colony_V1_TaskInfo()
+        info.id = id
+        info.handler = handler
+        info.state = phase.rawValue
+        info.attempt = attempt
+        info.node = node
+        info.error = error
+        info.priority = priority
+        return info
     }
 }

@@ -139,6 +139,9 @@ public struct CoordinatorCore: Sendable {
     var limitInUse: [String: Int] = [:]
     var limitHighWater: [String: Int] = [:]
     var backoffCount = 0
+    /// Tasks `tick` must look at: backing off, or leased with a timeout. Kept apart so that a
+    /// tick costs in proportion to them, not to every task known.
+    var timedTasks: Set<TaskID> = []
     var waitingCount = 0
     var succeededTotal: UInt64 = 0
     var failedTotal: UInt64 = 0
@@ -323,6 +326,7 @@ public struct CoordinatorCore: Sendable {
             }
             nodes[name]!.leased[id] = task.attempt
             leasedTotal += 1
+            if task.options.timeoutSeconds != nil { timedTasks.insert(id) }
             handed.append(DispatchedTask(id: id, handler: task.handler, input: task.input, attempt: task.attempt,
                                          dependencies: dependencies, timeoutSeconds: task.options.timeoutSeconds))
             free -= 1
@@ -364,9 +368,14 @@ public struct CoordinatorCore: Sendable {
             }
             nodes[name] = nil
         }
-        for (id, task) in tasks {
+        for id in timedTasks {
+            guard let task = tasks[id] else {
+                timedTasks.remove(id)
+                continue
+            }
             switch task.state {
             case .backoff(let until) where until <= now:
+                timedTasks.remove(id)
                 var queued = task
                 queued.state = .queued
                 tasks[id] = queued
@@ -381,11 +390,15 @@ public struct CoordinatorCore: Sendable {
                         touched.insert(session)
                     }
                 }
-            default:
+            case .backoff:
                 break
+            default:
+                timedTasks.remove(id)
             }
         }
         for (session, record) in sessions {
+            // Results are filed in time order: only a session whose oldest one expired needs work.
+            guard let oldest = record.finished.first, now - oldest.finishedAt > limits.resultTTLSeconds else { continue }
             let kept = record.finished.filter { now - $0.finishedAt <= limits.resultTTLSeconds }
             if kept.count != record.finished.count {
                 for expired in record.finished where now - expired.finishedAt > limits.resultTTLSeconds { forget(expired.outcome.id) }
@@ -415,6 +428,22 @@ public struct CoordinatorCore: Sendable {
         }
         return (taken, record.unfinished)
     }
+
+    /// Takes the result of one task, whichever session it belongs to; nil if it has not
+    /// finished (or was fetched already).
+    public mutating func takeResult(of id: TaskID) -> TaskOutcome? {
+        guard let task = tasks[id], case .finished = task.state,
+              let index = sessions[task.session]?.finished.firstIndex(where: { $0.outcome.id == id })
+        else { return nil }
+        let outcome = sessions[task.session]!.finished.remove(at: index).outcome
+        resultsWaiting -= 1
+        if sessions[task.session]!.finished.isEmpty && sessions[task.session]!.unfinished == 0 { sessions[task.session] = nil }
+        forget(id)
+        return outcome
+    }
+
+    /// Whether the coordinator still knows the task (unfinished, or its result unfetched).
+    public func knows(_ id: TaskID) -> Bool { tasks[id] != nil }
 
     /// Whether `session` has results to hand out now.
     public func hasResults(session: String) -> Bool {
@@ -602,6 +631,7 @@ public struct CoordinatorCore: Sendable {
             let jitter = 0.5 + Double(random.next() % 1_000_000) / 1_000_000
             task.state = .backoff(until: now + base * jitter)
             backoffCount += 1
+            timedTasks.insert(id)
             tasks[id] = task
             return nil
         }

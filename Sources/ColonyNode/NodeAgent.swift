@@ -1,6 +1,7 @@
 import ColonyWire
 import Foundation
 import NNG
+import Synchronization
 
 /// How a node reaches its coordinator and what it offers.
 public struct NodeConfiguration: Sendable {
@@ -28,6 +29,8 @@ public struct NodeConfiguration: Sendable {
     public var prefetchTargetMicros = 5000.0
     /// Largest output a handler may return; a larger one fails its task with a clear reason.
     public var outputBytesMax = 4 << 20
+    /// Labels this node offers (`gpu=1`); tasks may require them.
+    public var labels: [String: String] = [:]
     /// Where the node reports noteworthy events (one line each).
     public var log: @Sendable (String) -> Void = { _ in }
 
@@ -72,6 +75,7 @@ public actor NodeAgent {
     private var queueHead = 0
     private var executing = 0
     private var averageRunMicros: Double?
+    private var stopSignals: [UInt64: StopSignal] = [:]
     private let wake = WakeSignal()
 
     public init(configuration: NodeConfiguration, handlers: HandlerRegistry = .builtIn) {
@@ -116,8 +120,11 @@ public actor NodeAgent {
                 // Start queued tasks whenever a slot is free: on every dispatch and every finish.
                 for await _ in ticks {
                     while let task = nextStartable() {
+                        let stop = StopSignal()
+                        stopSignals[task.id] = stop
                         group.addTask(executorPreference: pool) {
-                            let result = await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax)
+                            let result = await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax,
+                                                            pool: pool, stop: stop)
                             // Deliver the result from here when a pull may go now: one wake-up
                             // fewer than handing it to the pull loop.
                             if let plan = await self.finished(result) { await self.perform(plan) }
@@ -198,6 +205,7 @@ public actor NodeAgent {
         info.threadSlots = UInt32(configuration.threads)
         info.handlers = registry.names
         info.pid = UInt32(ProcessInfo.processInfo.processIdentifier)
+        info.labels = configuration.labels
         pull.node = info
         pull.results = results
         pull.running = Array(running)
@@ -213,7 +221,7 @@ public actor NodeAgent {
             let envelope = try Wire.decode(replyBytes)
             switch envelope.body {
             case .pullReply(let reply):
-                await accepted(reply.tasks, context: plan.context)
+                await accepted(reply.tasks, cancel: reply.cancel, context: plan.context)
             case .error(let error):
                 await pullFailed(plan, reason: "coordinator refused pull: \(error.message)")
             default:
@@ -224,7 +232,25 @@ public actor NodeAgent {
         }
     }
 
-    private func accepted(_ tasks: [Colony_V1_Task], context: Context) {
+    private func accepted(_ tasks: [Colony_V1_Task], cancel: [UInt64], context: Context) {
+        if !cancel.isEmpty {
+            let stopping = Set(cancel)
+            // Not started yet: report them stopped without running them.
+            let kept = localQueue[queueHead...].filter { !stopping.contains($0.id) }
+            for task in localQueue[queueHead...] where stopping.contains(task.id) {
+                running.remove(task.id)
+                var result = Colony_V1_TaskResult()
+                result.id = task.id
+                result.attempt = task.attempt
+                result.ok = false
+                result.error = "cancelled"
+                result.node = configuration.name
+                pendingResults.append(result)
+            }
+            localQueue = Array(kept)
+            queueHead = 0
+            for id in cancel { stopSignals[id]?.stop(reason: "cancelled") }
+        }
         for task in tasks { running.insert(task.id) }
         localQueue.append(contentsOf: tasks)
         if !tasks.isEmpty { startTick?.yield() }
@@ -252,6 +278,7 @@ public actor NodeAgent {
 
     private func finished(_ result: Colony_V1_TaskResult) -> PlannedPull? {
         running.remove(result.id)
+        stopSignals[result.id] = nil
         executing -= 1
         // An exponentially weighted average (plus a little per-task overhead) of recent run times.
         let sample = Double(result.runMicros) + 5
@@ -264,9 +291,12 @@ public actor NodeAgent {
 
     // MARK: Running a task
 
-    /// Runs one task on the caller's executor (the thread pool). Never throws: every failure
-    /// becomes a failed result with a one-line reason.
-    static func execute(_ task: Colony_V1_Task, registry: HandlerRegistry, nodeName: String, outputBytesMax: Int) async -> Colony_V1_TaskResult {
+    /// Runs one task on the thread pool. Never throws: every failure becomes a failed result
+    /// with a one-line reason. A stop (cancellation from the coordinator, or the task's
+    /// timeout) cancels the handler; the thread pool cannot preempt, so a handler that never
+    /// checks for cancellation holds its slot until it returns (its result is then dropped).
+    static func execute(_ task: Colony_V1_Task, registry: HandlerRegistry, nodeName: String, outputBytesMax: Int,
+                        pool: ThreadPoolExecutor, stop: StopSignal) async -> Colony_V1_TaskResult {
         var result = Colony_V1_TaskResult()
         result.id = task.id
         result.attempt = task.attempt
@@ -278,22 +308,82 @@ public actor NodeAgent {
             result.error = HandlerError.unknownHandler(task.handler, node: nodeName, known: registry.names).description
             return result
         }
-        do {
-            let context = TaskContext(taskID: task.id, attempt: task.attempt, nodeName: nodeName)
-            let output = try await handler.run(Array(task.input), context: context)
-            if output.count > outputBytesMax {
-                result.ok = false
-                result.error = "output of \(output.count) bytes exceeds the limit of \(outputBytesMax) bytes"
-            } else {
-                result.ok = true
-                result.output = Data(output)
+        let context = TaskContext(taskID: task.id, attempt: task.attempt, nodeName: nodeName,
+                                  dependencyOutputs: task.dependencies.mapValues { Array($0) })
+        let input = Array(task.input)
+        // An unstructured task only so that it can be cancelled by id; it is awaited right
+        // here and never outlives this function.
+        let work = Task(executorPreference: pool) { try await handler.run(input, context: context) }
+        stop.onStop { work.cancel() }
+        var watchdog: Task<Void, Never>?
+        if task.timeoutMs > 0 {
+            let limit = Duration.milliseconds(Int(task.timeoutMs))
+            let seconds = Double(task.timeoutMs) / 1000
+            watchdog = Task {
+                try? await Task.sleep(for: limit)
+                if !Task.isCancelled { stop.stop(reason: "timed out after \(seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)) s") }
             }
-        } catch {
+        }
+        let outcome = await work.result
+        watchdog?.cancel()
+        if let reason = stop.reason {
             result.ok = false
-            result.error = String(describing: error)
+            result.error = reason
+        } else {
+            switch outcome {
+            case .success(let output):
+                if output.count > outputBytesMax {
+                    result.ok = false
+                    result.error = "output of \(output.count) bytes exceeds the limit of \(outputBytesMax) bytes"
+                } else {
+                    result.ok = true
+                    result.output = Data(output)
+                    result.counterOps = context.recorder.recorded.map { change in
+                        var op = Colony_V1_CounterOp()
+                        op.name = change.name
+                        op.delta = change.delta
+                        return op
+                    }
+                }
+            case .failure(let error):
+                result.ok = false
+                result.error = String(describing: error)
+            }
         }
         let elapsed = clock.now - start
         result.runMicros = UInt64(elapsed.components.seconds) * 1_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000_000)
         return result
+    }
+}
+
+/// Tells a running task to stop, once, with a reason.
+final class StopSignal: Sendable {
+    private struct State {
+        var reason: String?
+        var action: (@Sendable () -> Void)?
+    }
+    private let state = Mutex(State())
+
+    var reason: String? { state.withLock { $0.reason } }
+
+    /// Runs `action` when the task is stopped (at once if it already was).
+    func onStop(_ action: @escaping @Sendable () -> Void) {
+        let stoppedAlready = state.withLock { state -> Bool in
+            if state.reason != nil { return true }
+            state.action = action
+            return false
+        }
+        if stoppedAlready { action() }
+    }
+
+    func stop(reason: String) {
+        let action = state.withLock { state -> (@Sendable () -> Void)? in
+            guard state.reason == nil else { return nil }
+            state.reason = reason
+            let action = state.action
+            state.action = nil
+            return action
+        }
+        action?()
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// What a handler is given besides its input.
 public struct TaskContext: Sendable {
@@ -8,11 +9,31 @@ public struct TaskContext: Sendable {
     public let attempt: UInt32
     /// The node running it.
     public let nodeName: String
+    /// Raw outputs of the task's dependencies (`after:`), by task id.
+    public let dependencyOutputs: [UInt64: [UInt8]]
+    let recorder: CounterRecorder
 
-    public init(taskID: UInt64, attempt: UInt32, nodeName: String) {
+    public init(taskID: UInt64, attempt: UInt32, nodeName: String, dependencyOutputs: [UInt64: [UInt8]] = [:]) {
         self.taskID = taskID
         self.attempt = attempt
         self.nodeName = nodeName
+        self.dependencyOutputs = dependencyOutputs
+        self.recorder = CounterRecorder()
+    }
+
+    /// A cluster counter. Changes made here are applied by the coordinator together with
+    /// this attempt's successful result, so a retried task never counts twice and a failed
+    /// attempt counts nothing.
+    public func counter(_ name: String) -> TaskCounter {
+        TaskCounter(name: name, recorder: recorder)
+    }
+
+    /// The output of dependency `id`, decoded from JSON.
+    public func dependencyResult<T: Decodable>(_ id: UInt64, as type: T.Type = T.self) throws -> T {
+        guard let bytes = dependencyOutputs[id] else {
+            throw ValidationFailure("task \(taskID) has no dependency \(id)")
+        }
+        return try JSONDecoder().decode(T.self, from: Data(bytes))
     }
 
     /// Throws `CancellationError` if the task was cancelled (e.g. the node shuts down).
@@ -136,5 +157,29 @@ public struct HandlerRegistry: Sendable {
         var registry = builtIn
         for handler in extra { registry.register(handler) }
         return registry
+    }
+}
+
+/// A counter as a handler sees it: changes are recorded and travel with the result.
+public struct TaskCounter: Sendable {
+    public let name: String
+    let recorder: CounterRecorder
+
+    /// Adds `delta` when the attempt succeeds.
+    public func add(_ delta: Int64) {
+        recorder.add(name, delta)
+    }
+}
+
+/// The counter changes of one attempt, merged by name.
+final class CounterRecorder: Sendable {
+    private let changes = Mutex<[String: Int64]>([:])
+
+    func add(_ name: String, _ delta: Int64) {
+        changes.withLock { $0[name, default: 0] &+= delta }
+    }
+
+    var recorded: [(name: String, delta: Int64)] {
+        changes.withLock { $0.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } }
     }
 }

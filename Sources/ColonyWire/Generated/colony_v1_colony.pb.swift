@@ -118,6 +118,78 @@ public nonisolated struct Colony_V1_Envelope: Sendable {
     set {body = .error(newValue)}
   }
 
+  public var counter: Colony_V1_CounterRequest {
+    get {
+      if case .counter(let v)? = body {return v}
+      return Colony_V1_CounterRequest()
+    }
+    set {body = .counter(newValue)}
+  }
+
+  public var counterReply: Colony_V1_CounterReply {
+    get {
+      if case .counterReply(let v)? = body {return v}
+      return Colony_V1_CounterReply()
+    }
+    set {body = .counterReply(newValue)}
+  }
+
+  public var limit: Colony_V1_LimitRequest {
+    get {
+      if case .limit(let v)? = body {return v}
+      return Colony_V1_LimitRequest()
+    }
+    set {body = .limit(newValue)}
+  }
+
+  public var limitReply: Colony_V1_LimitReply {
+    get {
+      if case .limitReply(let v)? = body {return v}
+      return Colony_V1_LimitReply()
+    }
+    set {body = .limitReply(newValue)}
+  }
+
+  public var cancel: Colony_V1_CancelRequest {
+    get {
+      if case .cancel(let v)? = body {return v}
+      return Colony_V1_CancelRequest()
+    }
+    set {body = .cancel(newValue)}
+  }
+
+  public var cancelReply: Colony_V1_CancelReply {
+    get {
+      if case .cancelReply(let v)? = body {return v}
+      return Colony_V1_CancelReply()
+    }
+    set {body = .cancelReply(newValue)}
+  }
+
+  public var tasks: Colony_V1_TasksRequest {
+    get {
+      if case .tasks(let v)? = body {return v}
+      return Colony_V1_TasksRequest()
+    }
+    set {body = .tasks(newValue)}
+  }
+
+  public var tasksReply: Colony_V1_TasksReply {
+    get {
+      if case .tasksReply(let v)? = body {return v}
+      return Colony_V1_TasksReply()
+    }
+    set {body = .tasksReply(newValue)}
+  }
+
+  public var result: Colony_V1_ResultRequest {
+    get {
+      if case .result(let v)? = body {return v}
+      return Colony_V1_ResultRequest()
+    }
+    set {body = .result(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -130,6 +202,15 @@ public nonisolated struct Colony_V1_Envelope: Sendable {
     case status(Colony_V1_StatusRequest)
     case statusReply(Colony_V1_StatusReply)
     case error(Colony_V1_ErrorReply)
+    case counter(Colony_V1_CounterRequest)
+    case counterReply(Colony_V1_CounterReply)
+    case limit(Colony_V1_LimitRequest)
+    case limitReply(Colony_V1_LimitReply)
+    case cancel(Colony_V1_CancelRequest)
+    case cancelReply(Colony_V1_CancelReply)
+    case tasks(Colony_V1_TasksRequest)
+    case tasksReply(Colony_V1_TasksReply)
+    case result(Colony_V1_ResultRequest)
 
   }
 
@@ -147,6 +228,26 @@ public nonisolated struct Colony_V1_TaskSpec: Sendable {
 
   /// Input given to the handler.
   public var input: Data = Data()
+
+  /// Higher runs first; FIFO within a priority.
+  public var priority: Int32 = 0
+
+  /// Cluster limits held while the task runs (each must exist: see LimitRequest).
+  public var uses: [String] = []
+
+  /// Tasks that must succeed first.
+  public var after: [UInt64] = []
+
+  /// Attempts in all for handler errors when retry_on_error (0 means 1).
+  public var maxAttempts: UInt32 = 0
+
+  public var retryOnError: Bool = false
+
+  /// Longest an attempt may run; 0: no limit.
+  public var timeoutMs: UInt32 = 0
+
+  /// Labels a node must have to take the task.
+  public var labels: Dictionary<String,String> = [:]
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -202,6 +303,26 @@ public nonisolated struct Colony_V1_Task: Sendable {
 
   public var attempt: UInt32 = 0
 
+  /// Outputs of the task's dependencies.
+  public var dependencies: Dictionary<UInt64,Data> = [:]
+
+  public var timeoutMs: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A change to a named counter made by a task, applied with its successful result only.
+public nonisolated struct Colony_V1_CounterOp: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var delta: Int64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -231,6 +352,11 @@ public nonisolated struct Colony_V1_TaskResult: Sendable {
   /// Time spent in the handler.
   public var runMicros: UInt64 = 0
 
+  public var counterOps: [Colony_V1_CounterOp] = []
+
+  /// Set by the coordinator for tasks that ended by cancellation.
+  public var cancelled: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -251,6 +377,8 @@ public nonisolated struct Colony_V1_NodeInfo: Sendable {
   public var handlers: [String] = []
 
   public var pid: UInt32 = 0
+
+  public var labels: Dictionary<String,String> = [:]
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -300,6 +428,9 @@ public nonisolated struct Colony_V1_PullReply: Sendable {
   // methods supported on all messages.
 
   public var tasks: [Colony_V1_Task] = []
+
+  /// Running tasks the node must stop (cancelled, or past their timeout).
+  public var cancel: [UInt64] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -400,6 +531,254 @@ public nonisolated struct Colony_V1_StatusReply: Sendable {
 
   public var uptimeSeconds: Double = 0
 
+  public var cancelled: UInt64 = 0
+
+  public var retried: UInt64 = 0
+
+  public var waiting: UInt64 = 0
+
+  public var unplaceable: UInt64 = 0
+
+  public var limits: [Colony_V1_LimitInfo] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Counters: named int64 values kept by the coordinator, exact under concurrency.
+public nonisolated struct Colony_V1_CounterRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var op: Colony_V1_CounterRequest.Op = .get
+
+  public var name: String = String()
+
+  public var value: Int64 = 0
+
+  public var expected: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum Op: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+    case get // = 0
+    case add // = 1
+    case set // = 2
+    case compareAndSet // = 3
+    case list // = 4
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .get
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .get
+      case 1: self = .add
+      case 2: self = .set
+      case 3: self = .compareAndSet
+      case 4: self = .list
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .get: return 0
+      case .add: return 1
+      case .set: return 2
+      case .compareAndSet: return 3
+      case .list: return 4
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Colony_V1_CounterRequest.Op] = [
+      .get,
+      .add,
+      .set,
+      .compareAndSet,
+      .list,
+    ]
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Colony_V1_CounterValue: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var value: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Colony_V1_CounterReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// GET, ADD: the value now; SET: the previous value; COMPARE_AND_SET: the value now.
+  public var value: Int64 = 0
+
+  public var swapped: Bool = false
+
+  public var counters: [Colony_V1_CounterValue] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Sets a limit's size (creating it), or with list=true only lists the limits.
+public nonisolated struct Colony_V1_LimitRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var size: UInt32 = 0
+
+  public var list: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Colony_V1_LimitInfo: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  public var size: UInt32 = 0
+
+  public var inUse: UInt32 = 0
+
+  public var highWater: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Colony_V1_LimitReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var limits: [Colony_V1_LimitInfo] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Cancels these tasks, or every unfinished task of `session`.
+public nonisolated struct Colony_V1_CancelRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskIds: [UInt64] = []
+
+  public var session: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Colony_V1_CancelReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var cancelled: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Lists tasks the coordinator knows, optionally only those in `state`
+/// (waiting, queued, running, succeeded, failed, cancelled).
+public nonisolated struct Colony_V1_TasksRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var state: String = String()
+
+  public var limit: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Colony_V1_TaskInfo: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt64 = 0
+
+  public var handler: String = String()
+
+  public var state: String = String()
+
+  public var attempt: UInt32 = 0
+
+  public var node: String = String()
+
+  public var error: String = String()
+
+  public var priority: Int32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Colony_V1_TasksReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var tasks: [Colony_V1_TaskInfo] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The result of one task by id, whichever session submitted it (answered with FetchReply;
+/// waits up to wait_ms for it to finish).
+public nonisolated struct Colony_V1_ResultRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskID: UInt64 = 0
+
+  public var waitMs: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -480,7 +859,7 @@ fileprivate nonisolated let _protobuf_package = "colony.v1"
 
 nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}token\0\u{2}\u{8}submit\0\u{3}submit_reply\0\u{1}pull\0\u{3}pull_reply\0\u{1}fetch\0\u{3}fetch_reply\0\u{1}status\0\u{3}status_reply\0\u{1}error\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}token\0\u{2}\u{8}submit\0\u{3}submit_reply\0\u{1}pull\0\u{3}pull_reply\0\u{1}fetch\0\u{3}fetch_reply\0\u{1}status\0\u{3}status_reply\0\u{1}error\0\u{2}\u{2}counter\0\u{3}counter_reply\0\u{1}limit\0\u{3}limit_reply\0\u{1}cancel\0\u{3}cancel_reply\0\u{1}tasks\0\u{3}tasks_reply\0\u{1}result\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -607,6 +986,123 @@ nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._
           self.body = .error(v)
         }
       }()
+      case 20: try {
+        var v: Colony_V1_CounterRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .counter(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .counter(v)
+        }
+      }()
+      case 21: try {
+        var v: Colony_V1_CounterReply?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .counterReply(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .counterReply(v)
+        }
+      }()
+      case 22: try {
+        var v: Colony_V1_LimitRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .limit(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .limit(v)
+        }
+      }()
+      case 23: try {
+        var v: Colony_V1_LimitReply?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .limitReply(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .limitReply(v)
+        }
+      }()
+      case 24: try {
+        var v: Colony_V1_CancelRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .cancel(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .cancel(v)
+        }
+      }()
+      case 25: try {
+        var v: Colony_V1_CancelReply?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .cancelReply(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .cancelReply(v)
+        }
+      }()
+      case 26: try {
+        var v: Colony_V1_TasksRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .tasks(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .tasks(v)
+        }
+      }()
+      case 27: try {
+        var v: Colony_V1_TasksReply?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .tasksReply(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .tasksReply(v)
+        }
+      }()
+      case 28: try {
+        var v: Colony_V1_ResultRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .result(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .result(v)
+        }
+      }()
       default: break
       }
     }
@@ -660,6 +1156,42 @@ nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._
       guard case .error(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
     }()
+    case .counter?: try {
+      guard case .counter(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+    }()
+    case .counterReply?: try {
+      guard case .counterReply(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+    }()
+    case .limit?: try {
+      guard case .limit(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+    }()
+    case .limitReply?: try {
+      guard case .limitReply(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+    }()
+    case .cancel?: try {
+      guard case .cancel(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
+    }()
+    case .cancelReply?: try {
+      guard case .cancelReply(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
+    }()
+    case .tasks?: try {
+      guard case .tasks(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+    }()
+    case .tasksReply?: try {
+      guard case .tasksReply(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
+    }()
+    case .result?: try {
+      guard case .result(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -676,7 +1208,7 @@ nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}handler\0\u{1}input\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}handler\0\u{1}input\0\u{1}priority\0\u{1}uses\0\u{1}after\0\u{3}max_attempts\0\u{3}retry_on_error\0\u{3}timeout_ms\0\u{1}labels\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -686,6 +1218,13 @@ nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.handler) }()
       case 2: try { try decoder.decodeSingularBytesField(value: &self.input) }()
+      case 3: try { try decoder.decodeSingularInt32Field(value: &self.priority) }()
+      case 4: try { try decoder.decodeRepeatedStringField(value: &self.uses) }()
+      case 5: try { try decoder.decodeRepeatedUInt64Field(value: &self.after) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.maxAttempts) }()
+      case 7: try { try decoder.decodeSingularBoolField(value: &self.retryOnError) }()
+      case 8: try { try decoder.decodeSingularUInt32Field(value: &self.timeoutMs) }()
+      case 9: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
       default: break
       }
     }
@@ -698,12 +1237,40 @@ nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.input.isEmpty {
       try visitor.visitSingularBytesField(value: self.input, fieldNumber: 2)
     }
+    if self.priority != 0 {
+      try visitor.visitSingularInt32Field(value: self.priority, fieldNumber: 3)
+    }
+    if !self.uses.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.uses, fieldNumber: 4)
+    }
+    if !self.after.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.after, fieldNumber: 5)
+    }
+    if self.maxAttempts != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxAttempts, fieldNumber: 6)
+    }
+    if self.retryOnError != false {
+      try visitor.visitSingularBoolField(value: self.retryOnError, fieldNumber: 7)
+    }
+    if self.timeoutMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.timeoutMs, fieldNumber: 8)
+    }
+    if !self.labels.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labels, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Colony_V1_TaskSpec, rhs: Colony_V1_TaskSpec) -> Bool {
     if lhs.handler != rhs.handler {return false}
     if lhs.input != rhs.input {return false}
+    if lhs.priority != rhs.priority {return false}
+    if lhs.uses != rhs.uses {return false}
+    if lhs.after != rhs.after {return false}
+    if lhs.maxAttempts != rhs.maxAttempts {return false}
+    if lhs.retryOnError != rhs.retryOnError {return false}
+    if lhs.timeoutMs != rhs.timeoutMs {return false}
+    if lhs.labels != rhs.labels {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -786,7 +1353,7 @@ nonisolated extension Colony_V1_SubmitReply: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Colony_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}handler\0\u{1}input\0\u{1}attempt\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}handler\0\u{1}input\0\u{1}attempt\0\u{1}dependencies\0\u{3}timeout_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -798,6 +1365,8 @@ nonisolated extension Colony_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 2: try { try decoder.decodeSingularStringField(value: &self.handler) }()
       case 3: try { try decoder.decodeSingularBytesField(value: &self.input) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
+      case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufUInt64,SwiftProtobuf.ProtobufBytes>.self, value: &self.dependencies) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.timeoutMs) }()
       default: break
       }
     }
@@ -816,6 +1385,12 @@ nonisolated extension Colony_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if self.attempt != 0 {
       try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 4)
     }
+    if !self.dependencies.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufUInt64,SwiftProtobuf.ProtobufBytes>.self, value: self.dependencies, fieldNumber: 5)
+    }
+    if self.timeoutMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.timeoutMs, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -824,6 +1399,43 @@ nonisolated extension Colony_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.handler != rhs.handler {return false}
     if lhs.input != rhs.input {return false}
     if lhs.attempt != rhs.attempt {return false}
+    if lhs.dependencies != rhs.dependencies {return false}
+    if lhs.timeoutMs != rhs.timeoutMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_CounterOp: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CounterOp"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}delta\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularSInt64Field(value: &self.delta) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.delta != 0 {
+      try visitor.visitSingularSInt64Field(value: self.delta, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_CounterOp, rhs: Colony_V1_CounterOp) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.delta != rhs.delta {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -831,7 +1443,7 @@ nonisolated extension Colony_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Mess
 
 nonisolated extension Colony_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}attempt\0\u{1}ok\0\u{1}output\0\u{1}error\0\u{1}node\0\u{3}run_micros\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}attempt\0\u{1}ok\0\u{1}output\0\u{1}error\0\u{1}node\0\u{3}run_micros\0\u{3}counter_ops\0\u{1}cancelled\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -846,6 +1458,8 @@ nonisolated extension Colony_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf
       case 5: try { try decoder.decodeSingularStringField(value: &self.error) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.node) }()
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self.runMicros) }()
+      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.counterOps) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.cancelled) }()
       default: break
       }
     }
@@ -873,6 +1487,12 @@ nonisolated extension Colony_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf
     if self.runMicros != 0 {
       try visitor.visitSingularUInt64Field(value: self.runMicros, fieldNumber: 7)
     }
+    if !self.counterOps.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.counterOps, fieldNumber: 8)
+    }
+    if self.cancelled != false {
+      try visitor.visitSingularBoolField(value: self.cancelled, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -884,6 +1504,8 @@ nonisolated extension Colony_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.error != rhs.error {return false}
     if lhs.node != rhs.node {return false}
     if lhs.runMicros != rhs.runMicros {return false}
+    if lhs.counterOps != rhs.counterOps {return false}
+    if lhs.cancelled != rhs.cancelled {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -891,7 +1513,7 @@ nonisolated extension Colony_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}host\0\u{3}thread_slots\0\u{1}handlers\0\u{1}pid\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}host\0\u{3}thread_slots\0\u{1}handlers\0\u{1}pid\0\u{1}labels\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -904,6 +1526,7 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.threadSlots) }()
       case 4: try { try decoder.decodeRepeatedStringField(value: &self.handlers) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.pid) }()
+      case 6: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
       default: break
       }
     }
@@ -925,6 +1548,9 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
     if self.pid != 0 {
       try visitor.visitSingularUInt32Field(value: self.pid, fieldNumber: 5)
     }
+    if !self.labels.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labels, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -934,6 +1560,7 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.threadSlots != rhs.threadSlots {return false}
     if lhs.handlers != rhs.handlers {return false}
     if lhs.pid != rhs.pid {return false}
+    if lhs.labels != rhs.labels {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -995,7 +1622,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Colony_V1_PullReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tasks\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tasks\0\u{1}cancel\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1004,6 +1631,7 @@ nonisolated extension Colony_V1_PullReply: SwiftProtobuf.Message, SwiftProtobuf.
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
+      case 2: try { try decoder.decodeRepeatedUInt64Field(value: &self.cancel) }()
       default: break
       }
     }
@@ -1013,11 +1641,15 @@ nonisolated extension Colony_V1_PullReply: SwiftProtobuf.Message, SwiftProtobuf.
     if !self.tasks.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.tasks, fieldNumber: 1)
     }
+    if !self.cancel.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.cancel, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Colony_V1_PullReply, rhs: Colony_V1_PullReply) -> Bool {
     if lhs.tasks != rhs.tasks {return false}
+    if lhs.cancel != rhs.cancel {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1173,7 +1805,7 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}queued\0\u{1}running\0\u{1}succeeded\0\u{1}failed\0\u{3}results_waiting\0\u{3}stale_results_dropped\0\u{3}uptime_seconds\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}queued\0\u{1}running\0\u{1}succeeded\0\u{1}failed\0\u{3}results_waiting\0\u{3}stale_results_dropped\0\u{3}uptime_seconds\0\u{1}cancelled\0\u{1}retried\0\u{1}waiting\0\u{1}unplaceable\0\u{1}limits\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1189,6 +1821,11 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.resultsWaiting) }()
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self.staleResultsDropped) }()
       case 8: try { try decoder.decodeSingularDoubleField(value: &self.uptimeSeconds) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.cancelled) }()
+      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.retried) }()
+      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.waiting) }()
+      case 12: try { try decoder.decodeSingularUInt64Field(value: &self.unplaceable) }()
+      case 13: try { try decoder.decodeRepeatedMessageField(value: &self.limits) }()
       default: break
       }
     }
@@ -1219,6 +1856,21 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
     if self.uptimeSeconds.bitPattern != 0 {
       try visitor.visitSingularDoubleField(value: self.uptimeSeconds, fieldNumber: 8)
     }
+    if self.cancelled != 0 {
+      try visitor.visitSingularUInt64Field(value: self.cancelled, fieldNumber: 9)
+    }
+    if self.retried != 0 {
+      try visitor.visitSingularUInt64Field(value: self.retried, fieldNumber: 10)
+    }
+    if self.waiting != 0 {
+      try visitor.visitSingularUInt64Field(value: self.waiting, fieldNumber: 11)
+    }
+    if self.unplaceable != 0 {
+      try visitor.visitSingularUInt64Field(value: self.unplaceable, fieldNumber: 12)
+    }
+    if !self.limits.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.limits, fieldNumber: 13)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1231,6 +1883,475 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
     if lhs.resultsWaiting != rhs.resultsWaiting {return false}
     if lhs.staleResultsDropped != rhs.staleResultsDropped {return false}
     if lhs.uptimeSeconds != rhs.uptimeSeconds {return false}
+    if lhs.cancelled != rhs.cancelled {return false}
+    if lhs.retried != rhs.retried {return false}
+    if lhs.waiting != rhs.waiting {return false}
+    if lhs.unplaceable != rhs.unplaceable {return false}
+    if lhs.limits != rhs.limits {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_CounterRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CounterRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}op\0\u{1}name\0\u{1}value\0\u{1}expected\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.op) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeSingularSInt64Field(value: &self.value) }()
+      case 4: try { try decoder.decodeSingularSInt64Field(value: &self.expected) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.op != .get {
+      try visitor.visitSingularEnumField(value: self.op, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    if self.value != 0 {
+      try visitor.visitSingularSInt64Field(value: self.value, fieldNumber: 3)
+    }
+    if self.expected != 0 {
+      try visitor.visitSingularSInt64Field(value: self.expected, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_CounterRequest, rhs: Colony_V1_CounterRequest) -> Bool {
+    if lhs.op != rhs.op {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.value != rhs.value {return false}
+    if lhs.expected != rhs.expected {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_CounterRequest.Op: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0OP_GET\0\u{1}OP_ADD\0\u{1}OP_SET\0\u{1}OP_COMPARE_AND_SET\0\u{1}OP_LIST\0")
+}
+
+nonisolated extension Colony_V1_CounterValue: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CounterValue"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}value\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularSInt64Field(value: &self.value) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.value != 0 {
+      try visitor.visitSingularSInt64Field(value: self.value, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_CounterValue, rhs: Colony_V1_CounterValue) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.value != rhs.value {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_CounterReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CounterReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}value\0\u{1}swapped\0\u{1}counters\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularSInt64Field(value: &self.value) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.swapped) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.counters) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.value != 0 {
+      try visitor.visitSingularSInt64Field(value: self.value, fieldNumber: 1)
+    }
+    if self.swapped != false {
+      try visitor.visitSingularBoolField(value: self.swapped, fieldNumber: 2)
+    }
+    if !self.counters.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.counters, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_CounterReply, rhs: Colony_V1_CounterReply) -> Bool {
+    if lhs.value != rhs.value {return false}
+    if lhs.swapped != rhs.swapped {return false}
+    if lhs.counters != rhs.counters {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_LimitRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LimitRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}size\0\u{1}list\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.size) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.list) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.size != 0 {
+      try visitor.visitSingularUInt32Field(value: self.size, fieldNumber: 2)
+    }
+    if self.list != false {
+      try visitor.visitSingularBoolField(value: self.list, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_LimitRequest, rhs: Colony_V1_LimitRequest) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.size != rhs.size {return false}
+    if lhs.list != rhs.list {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_LimitInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LimitInfo"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}size\0\u{3}in_use\0\u{3}high_water\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.size) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.inUse) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.highWater) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.size != 0 {
+      try visitor.visitSingularUInt32Field(value: self.size, fieldNumber: 2)
+    }
+    if self.inUse != 0 {
+      try visitor.visitSingularUInt32Field(value: self.inUse, fieldNumber: 3)
+    }
+    if self.highWater != 0 {
+      try visitor.visitSingularUInt32Field(value: self.highWater, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_LimitInfo, rhs: Colony_V1_LimitInfo) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.size != rhs.size {return false}
+    if lhs.inUse != rhs.inUse {return false}
+    if lhs.highWater != rhs.highWater {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_LimitReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LimitReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}limits\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.limits) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.limits.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.limits, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_LimitReply, rhs: Colony_V1_LimitReply) -> Bool {
+    if lhs.limits != rhs.limits {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_CancelRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CancelRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_ids\0\u{1}session\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedUInt64Field(value: &self.taskIds) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.session) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.taskIds.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.taskIds, fieldNumber: 1)
+    }
+    if !self.session.isEmpty {
+      try visitor.visitSingularStringField(value: self.session, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_CancelRequest, rhs: Colony_V1_CancelRequest) -> Bool {
+    if lhs.taskIds != rhs.taskIds {return false}
+    if lhs.session != rhs.session {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_CancelReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".CancelReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cancelled\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.cancelled) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.cancelled != 0 {
+      try visitor.visitSingularUInt64Field(value: self.cancelled, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_CancelReply, rhs: Colony_V1_CancelReply) -> Bool {
+    if lhs.cancelled != rhs.cancelled {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_TasksRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TasksRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}state\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 1)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularUInt32Field(value: self.limit, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_TasksRequest, rhs: Colony_V1_TasksRequest) -> Bool {
+    if lhs.state != rhs.state {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_TaskInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskInfo"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}handler\0\u{1}state\0\u{1}attempt\0\u{1}node\0\u{1}error\0\u{1}priority\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.handler) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.state) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      case 7: try { try decoder.decodeSingularInt32Field(value: &self.priority) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.id != 0 {
+      try visitor.visitSingularUInt64Field(value: self.id, fieldNumber: 1)
+    }
+    if !self.handler.isEmpty {
+      try visitor.visitSingularStringField(value: self.handler, fieldNumber: 2)
+    }
+    if !self.state.isEmpty {
+      try visitor.visitSingularStringField(value: self.state, fieldNumber: 3)
+    }
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 4)
+    }
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 5)
+    }
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 6)
+    }
+    if self.priority != 0 {
+      try visitor.visitSingularInt32Field(value: self.priority, fieldNumber: 7)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_TaskInfo, rhs: Colony_V1_TaskInfo) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.handler != rhs.handler {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs.error != rhs.error {return false}
+    if lhs.priority != rhs.priority {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_TasksReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TasksReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tasks\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.tasks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.tasks, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_TasksReply, rhs: Colony_V1_TasksReply) -> Bool {
+    if lhs.tasks != rhs.tasks {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_ResultRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ResultRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}wait_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.taskID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.waitMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.taskID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.taskID, fieldNumber: 1)
+    }
+    if self.waitMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.waitMs, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_ResultRequest, rhs: Colony_V1_ResultRequest) -> Bool {
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.waitMs != rhs.waitMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
