@@ -74,13 +74,13 @@ public actor ColonyClient {
     // MARK: Submitting
 
     /// Queues one task; returns its id.
-    public func submit(_ handler: String, input: some Encodable & Sendable) async throws(ColonyError) -> TaskID {
-        try await submit([TaskSubmission(handler: handler, input: try Self.encode(input))])[0]
+    public func submit(_ handler: String, input: some Encodable & Sendable, options: TaskOptions = TaskOptions()) async throws(ColonyError) -> TaskID {
+        try await submit([TaskSubmission(handler: handler, input: try Self.encode(input), options: options)])[0]
     }
 
     /// Queues one task whose input is given as raw bytes (JSON for Colony's handlers).
-    public func submit(_ handler: String, rawInput: [UInt8]) async throws(ColonyError) -> TaskID {
-        try await submit([TaskSubmission(handler: handler, input: rawInput)])[0]
+    public func submit(_ handler: String, rawInput: [UInt8], options: TaskOptions = TaskOptions()) async throws(ColonyError) -> TaskID {
+        try await submit([TaskSubmission(handler: handler, input: rawInput, options: options)])[0]
     }
 
     /// Queues many tasks in batched, pipelined messages; returns their ids in order.
@@ -107,12 +107,7 @@ public actor ColonyClient {
                     group.addTask {
                         var request = Colony_V1_SubmitRequest()
                         request.session = session
-                        request.tasks = tasks[range].map { task in
-                            var spec = Colony_V1_TaskSpec()
-                            spec.handler = task.handler
-                            spec.input = Data(task.input)
-                            return spec
-                        }
+                        request.tasks = tasks[range].map(Self.spec)
                         let reply = try await self.request(.submit(request))
                         guard case .submitReply(let submitted) = reply, submitted.taskIds.count == range.count else {
                             throw ColonyError.protocolViolation("the coordinator answered a submit of \(range.count) tasks with something else")
@@ -170,10 +165,7 @@ public actor ColonyClient {
         let runSession = "\(session)/run-\(runCounter)"
         var submit = Colony_V1_SubmitRequest()
         submit.session = runSession
-        var spec = Colony_V1_TaskSpec()
-        spec.handler = handler
-        spec.input = Data(rawInput)
-        submit.tasks = [spec]
+        submit.tasks = [Self.spec(TaskSubmission(handler: handler, input: rawInput))]
         submit.waitMs = 2000
         guard case .submitReply(let submitted) = try await request(.submit(submit)), let id = submitted.taskIds.first else {
             throw .protocolViolation("the coordinator answered a submit with something else")
@@ -194,8 +186,8 @@ public actor ColonyClient {
 
     /// Runs `handler` over every input and returns the outputs in input order. Throws the
     /// first failure (in input order) after all tasks finished.
-    public func map<Input: Encodable & Sendable, Output: Decodable>(_ handler: String, _ inputs: [Input], as type: Output.Type = Output.self) async throws(ColonyError) -> [Output] {
-        let results = try await mapResults(handler, inputs)
+    public func map<Input: Encodable & Sendable, Output: Decodable>(_ handler: String, _ inputs: [Input], as type: Output.Type = Output.self, options: TaskOptions = TaskOptions()) async throws(ColonyError) -> [Output] {
+        let results = try await mapResults(handler, inputs, options: options)
         var outputs: [Output] = []
         outputs.reserveCapacity(results.count)
         for result in results { outputs.append(try result.value(as: Output.self)) }
@@ -208,10 +200,10 @@ public actor ColonyClient {
     }
 
     /// Runs `handler` over every input; returns every result, failed ones included, in order.
-    public func mapResults<Input: Encodable & Sendable>(_ handler: String, _ inputs: [Input]) async throws(ColonyError) -> [TaskResult] {
+    public func mapResults<Input: Encodable & Sendable>(_ handler: String, _ inputs: [Input], options: TaskOptions = TaskOptions()) async throws(ColonyError) -> [TaskResult] {
         var submissions: [TaskSubmission] = []
         submissions.reserveCapacity(inputs.count)
-        for input in inputs { submissions.append(TaskSubmission(handler: handler, input: try Self.encode(input))) }
+        for input in inputs { submissions.append(TaskSubmission(handler: handler, input: try Self.encode(input), options: options)) }
         let ids = try await submit(submissions)
         return try await results(of: ids)
     }
@@ -227,7 +219,113 @@ public actor ColonyClient {
         return ClusterStatus(wire: status)
     }
 
+    // MARK: Counters, limits, cancellation, queries
+
+    /// A cluster counter: `try await colony.counter("hits").add(1)`.
+    public nonisolated func counter(_ name: String) -> Counter { Counter(client: self, name: name) }
+
+    /// Every counter, by name.
+    public func counters() async throws(ColonyError) -> [(name: String, value: Int64)] {
+        var request = Colony_V1_CounterRequest()
+        request.op = .list
+        return try await counterRequest(request).counters.map { ($0.name, $0.value) }
+    }
+
+    func counterRequest(_ request: Colony_V1_CounterRequest) async throws(ColonyError) -> Colony_V1_CounterReply {
+        guard case .counterReply(let reply) = try await self.request(.counter(request)) else {
+            throw .protocolViolation("the coordinator answered a counter request with something else")
+        }
+        return reply
+    }
+
+    /// Creates or resizes a cluster limit: at most `size` tasks that use it run at once.
+    public func setLimit(_ name: String, size: Int) async throws(ColonyError) {
+        var request = Colony_V1_LimitRequest()
+        request.name = name
+        request.size = UInt32(clamping: size)
+        _ = try await limitRequest(request)
+    }
+
+    /// Every limit with its size, current use and the most ever used at once.
+    public func limits() async throws(ColonyError) -> [LimitStatus] {
+        var request = Colony_V1_LimitRequest()
+        request.list = true
+        return try await limitRequest(request)
+    }
+
+    private func limitRequest(_ request: Colony_V1_LimitRequest) async throws(ColonyError) -> [LimitStatus] {
+        guard case .limitReply(let reply) = try await self.request(.limit(request)) else {
+            throw .protocolViolation("the coordinator answered a limit request with something else")
+        }
+        return reply.limits.map { LimitStatus(name: $0.name, size: Int($0.size), inUse: Int($0.inUse), highWater: Int($0.highWater)) }
+    }
+
+    /// Cancels tasks (queued ones are removed, running ones stopped, dependents cancelled in
+    /// cascade); returns how many were cancelled. Their results say `cancelled`.
+    @discardableResult
+    public func cancel(_ ids: [TaskID]) async throws(ColonyError) -> Int {
+        var request = Colony_V1_CancelRequest()
+        request.taskIds = ids
+        return try await cancelRequest(request)
+    }
+
+    /// Cancels every unfinished task this client submitted (e.g. a whole map).
+    @discardableResult
+    public func cancelAll() async throws(ColonyError) -> Int {
+        var request = Colony_V1_CancelRequest()
+        request.session = session
+        return try await cancelRequest(request)
+    }
+
+    private func cancelRequest(_ request: Colony_V1_CancelRequest) async throws(ColonyError) -> Int {
+        guard case .cancelReply(let reply) = try await self.request(.cancel(request)) else {
+            throw .protocolViolation("the coordinator answered a cancel request with something else")
+        }
+        return Int(reply.cancelled)
+    }
+
+    /// Tasks the coordinator knows, optionally only those in one phase.
+    public func tasks(in phase: CoordinatorCore.TaskPhase? = nil, limit: Int = 1000) async throws(ColonyError) -> [CoordinatorCore.TaskInfo] {
+        var request = Colony_V1_TasksRequest()
+        request.state = phase?.rawValue ?? ""
+        request.limit = UInt32(clamping: limit)
+        guard case .tasksReply(let reply) = try await self.request(.tasks(request)) else {
+            throw .protocolViolation("the coordinator answered a tasks request with something else")
+        }
+        return reply.tasks.map {
+            CoordinatorCore.TaskInfo(id: $0.id, handler: $0.handler, phase: CoordinatorCore.TaskPhase(rawValue: $0.state) ?? .queued,
+                                     attempt: $0.attempt, node: $0.node, error: $0.error, priority: $0.priority)
+        }
+    }
+
+    /// The result of any task by id (whoever submitted it), waiting up to `wait` for it to
+    /// finish; nil if it has not finished by then. The result is handed out once.
+    public func fetchResult(of id: TaskID, wait: Duration = .seconds(0)) async throws(ColonyError) -> TaskResult? {
+        var request = Colony_V1_ResultRequest()
+        request.taskID = id
+        request.waitMs = UInt32(clamping: wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)
+        guard case .fetchReply(let reply) = try await self.request(.result(request)) else {
+            throw .protocolViolation("the coordinator answered a result request with something else")
+        }
+        return reply.results.first.map(TaskResult.init(wire:))
+    }
+
     // MARK: Internals
+
+    static func spec(_ task: TaskSubmission) -> Colony_V1_TaskSpec {
+        var spec = Colony_V1_TaskSpec()
+        spec.handler = task.handler
+        spec.input = Data(task.input)
+        let options = task.options
+        spec.priority = options.priority
+        spec.uses = options.uses
+        spec.after = options.after
+        spec.maxAttempts = UInt32(clamping: options.maxAttempts)
+        spec.retryOnError = options.retryOnError
+        if let timeout = options.timeoutSeconds { spec.timeoutMs = UInt32(clamping: Int((timeout * 1000).rounded(.up))) }
+        spec.labels = options.requiredLabels
+        return spec
+    }
 
     static func encode(_ input: some Encodable) throws(ColonyError) -> [UInt8] {
         do {
@@ -409,5 +507,43 @@ final class Gather: @unchecked Sendable {
         } catch {
             throw .transport("\(error)")
         }
+    }
+}
+
+/// A cluster counter seen from a client. Every operation is one request, applied atomically
+/// by the coordinator.
+public struct Counter: Sendable {
+    let client: ColonyClient
+    public let name: String
+
+    /// The value now (0 for a counter never set).
+    public func get() async throws(ColonyError) -> Int64 {
+        try await send(.get).value
+    }
+
+    /// Adds `delta`; returns the new value.
+    @discardableResult
+    public func add(_ delta: Int64) async throws(ColonyError) -> Int64 {
+        try await send(.add, value: delta).value
+    }
+
+    /// Sets the value; returns the previous one.
+    @discardableResult
+    public func set(_ value: Int64) async throws(ColonyError) -> Int64 {
+        try await send(.set, value: value).value
+    }
+
+    /// Sets `new` only if the value is `expected`; returns whether it did.
+    public func compareAndSet(expected: Int64, new: Int64) async throws(ColonyError) -> Bool {
+        try await send(.compareAndSet, value: new, expected: expected).swapped
+    }
+
+    private func send(_ op: Colony_V1_CounterRequest.Op, value: Int64 = 0, expected: Int64 = 0) async throws(ColonyError) -> Colony_V1_CounterReply {
+        var request = Colony_V1_CounterRequest()
+        request.op = op
+        request.name = name
+        request.value = value
+        request.expected = expected
+        return try await client.counterRequest(request)
     }
 }

@@ -14,6 +14,8 @@ public struct TaskResult: Sendable, Equatable {
     public let node: String
     public let attempt: UInt32
     public let runMicros: UInt64
+    /// The task ended by cancellation.
+    public let cancelled: Bool
 
     init(wire: Colony_V1_TaskResult) {
         id = wire.id
@@ -23,6 +25,7 @@ public struct TaskResult: Sendable, Equatable {
         node = wire.node
         attempt = wire.attempt
         runMicros = wire.runMicros
+        cancelled = wire.cancelled
     }
 
     /// The output decoded from JSON; throws `ColonyError.taskFailed` if the task failed.

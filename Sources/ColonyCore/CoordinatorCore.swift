@@ -37,6 +37,11 @@ public struct CoordinatorCore: Sendable {
         public var timeoutGraceSeconds = 2.0
         /// Results nobody fetches are dropped after this long.
         public var resultTTLSeconds = 3600.0
+        /// How long a finished task is remembered after its result was handed out, so that
+        /// later tasks can still depend on it (and read its output), and the most output
+        /// bytes kept for that.
+        public var finishedMemorySeconds = 600.0
+        public var finishedMemoryBytesMax = 256 << 20
         /// Largest task output kept.
         public var resultBytesMax = 4 << 20
         public init() {}
@@ -66,6 +71,15 @@ public struct CoordinatorCore: Sendable {
         public var node: String
         public var error: String
         public var priority: Int32
+        public init(id: TaskID, handler: String, phase: TaskPhase, attempt: UInt32, node: String, error: String, priority: Int32) {
+            self.id = id
+            self.handler = handler
+            self.phase = phase
+            self.attempt = attempt
+            self.node = node
+            self.error = error
+            self.priority = priority
+        }
     }
 
     enum State: Sendable, Equatable {
@@ -91,6 +105,7 @@ public struct CoordinatorCore: Sendable {
         var readers = 0
         var lastError = ""
         var node = ""
+        var finishedAt = 0.0
         var classKey: ReadyQueue.ClassKey {
             ReadyQueue.ClassKey(uses: options.uses, labels: options.requiredLabels)
         }
@@ -151,6 +166,16 @@ public struct CoordinatorCore: Sendable {
     var leasedTotal = 0
     var resultsWaiting = 0
     var random: SplitMix64
+    /// Finished tasks whose results were handed out: phase and output, for dependencies.
+    struct Remembered: Sendable {
+        var phase: TaskPhase
+        var output: [UInt8]
+        var at: Double
+    }
+    var remembered: [TaskID: Remembered] = [:]
+    var rememberedOrder: [TaskID] = []
+    var rememberedHead = 0
+    var rememberedBytes = 0
 
     public init(limits: Limits = Limits(), seed: UInt64 = 0x5EED) {
         self.limits = limits
@@ -184,7 +209,12 @@ public struct CoordinatorCore: Sendable {
             var remaining = 0
             var failedDependency: (TaskID, TaskPhase)?
             for dependency in Set(submission.options.after) {
-                guard var parent = tasks[dependency] else { continue }
+                guard var parent = tasks[dependency] else {
+                    if let old = remembered[dependency], old.phase != .succeeded {
+                        failedDependency = failedDependency ?? (dependency, old.phase)
+                    }
+                    continue
+                }
                 switch parent.state {
                 case .finished(.succeeded):
                     parent.readers += 1
@@ -226,7 +256,7 @@ public struct CoordinatorCore: Sendable {
         guard options.after.count <= limits.dependenciesPerTaskMax else {
             throw .invalidArgument("task \(index): at most \(limits.dependenciesPerTaskMax) dependencies")
         }
-        for dependency in options.after where tasks[dependency] == nil {
+        for dependency in options.after where tasks[dependency] == nil && remembered[dependency] == nil {
             // Ids only name tasks that exist already, so a cycle cannot be written down; an id
             // that is not (or no longer) known is refused rather than waited for forever.
             throw .invalidArgument("task \(index): unknown dependency \(dependency) (not submitted, or finished and fetched)")
@@ -318,7 +348,7 @@ public struct CoordinatorCore: Sendable {
             task.state = .leased(node: name, since: now)
             task.node = name
             var dependencies: [TaskID: [UInt8]] = [:]
-            for parent in task.options.after { dependencies[parent] = self.tasks[parent]?.output ?? [] }
+            for parent in task.options.after { dependencies[parent] = self.tasks[parent]?.output ?? remembered[parent]?.output ?? [] }
             self.tasks[id] = task
             for limit in task.options.uses {
                 limitInUse[limit, default: 0] += 1
@@ -396,6 +426,7 @@ public struct CoordinatorCore: Sendable {
                 timedTasks.remove(id)
             }
         }
+        trimRemembered(now: now)
         for (session, record) in sessions {
             // Results are filed in time order: only a session whose oldest one expired needs work.
             guard let oldest = record.finished.first, now - oldest.finishedAt > limits.resultTTLSeconds else { continue }
@@ -651,11 +682,12 @@ public struct CoordinatorCore: Sendable {
         }
         task.state = .finished(phase)
         task.input = []
+        task.finishedAt = now
         if !error.isEmpty { task.lastError = error }
         switch phase {
         case .succeeded:
             succeededTotal += 1
-            if task.readers > 0 { task.output = output }
+            task.output = output
         case .cancelled: cancelledTotal += 1
         default: failedTotal += 1
         }
@@ -693,7 +725,6 @@ public struct CoordinatorCore: Sendable {
         guard var record = tasks[parent] else { return }
         record.readers -= 1
         if record.readers <= 0 {
-            record.output = nil
             tasks[parent] = record
             if case .finished = record.state, !(sessions[record.session]?.finished.contains { $0.outcome.id == parent } ?? false) {
                 tasks[parent] = nil
@@ -709,6 +740,32 @@ public struct CoordinatorCore: Sendable {
         guard let task = tasks[id] else { return }
         if task.readers > 0 { return }
         tasks[id] = nil
+        if case .finished(let phase) = task.state {
+            let output = task.output ?? []
+            remembered[id] = Remembered(phase: phase, output: output, at: task.finishedAt)
+            rememberedOrder.append(id)
+            rememberedBytes += output.count
+            trimRemembered(now: task.finishedAt)
+        }
+    }
+
+    /// Forgets the oldest remembered tasks past their time or over the byte budget.
+    mutating func trimRemembered(now: Double) {
+        while rememberedHead < rememberedOrder.count {
+            let id = rememberedOrder[rememberedHead]
+            guard let entry = remembered[id] else {
+                rememberedHead += 1
+                continue
+            }
+            guard now - entry.at > limits.finishedMemorySeconds || rememberedBytes > limits.finishedMemoryBytesMax else { break }
+            remembered[id] = nil
+            rememberedBytes -= entry.output.count
+            rememberedHead += 1
+        }
+        if rememberedHead > 4096 && rememberedHead * 2 > rememberedOrder.count {
+            rememberedOrder.removeFirst(rememberedHead)
+            rememberedHead = 0
+        }
     }
 }
 

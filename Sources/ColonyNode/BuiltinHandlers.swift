@@ -78,3 +78,45 @@ public struct ValidationFailure: Error, Sendable, CustomStringConvertible {
     public let description: String
     public init(_ message: String) { description = message }
 }
+
+/// `count`: adds 1 to a cluster counter `times` times (applied with the task's success) and
+/// returns `times`. The seed's shared-counter example, and benchmark W4.
+public struct CountHandler: TaskHandler {
+    public static let name = "count"
+
+    public struct Input: Codable, Sendable, Equatable {
+        public var counter: String
+        public var times: Int
+        public init(counter: String, times: Int) {
+            self.counter = counter
+            self.times = times
+        }
+    }
+
+    public init() {}
+
+    public func run(_ input: Input, context: TaskContext) async throws -> Int {
+        guard input.times >= 0, input.times <= 10_000_000 else { throw ValidationFailure("count takes times from 0 to 10000000") }
+        let counter = context.counter(input.counter)
+        for _ in 0..<input.times { counter.add(1) }
+        return input.times
+    }
+}
+
+/// `collect`: returns the outputs of its dependencies (`after:`) as a JSON array, in
+/// dependency-id order. Shows how a handler reads what its dependencies produced.
+public enum CollectHandler {
+    public static let name = "collect"
+    public static var handler: AnyTaskHandler {
+        AnyTaskHandler(name: name) { _, context in
+            let parts = context.dependencyOutputs.keys.sorted().map { context.dependencyOutputs[$0]! }
+            var output: [UInt8] = [UInt8(ascii: "[")]
+            for (index, part) in parts.enumerated() {
+                if index > 0 { output.append(UInt8(ascii: ",")) }
+                output += part.isEmpty ? Array("null".utf8) : part
+            }
+            output.append(UInt8(ascii: "]"))
+            return output
+        }
+    }
+}

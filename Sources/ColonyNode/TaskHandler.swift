@@ -142,13 +142,15 @@ public struct HandlerRegistry: Sendable {
 
     public var names: [String] { handlers.keys.sorted() }
 
-    /// Colony's built-in handlers: echo, sleep, primes, fail.
+    /// Colony's built-in handlers: echo, sleep, primes, fail, count, collect.
     public static var builtIn: HandlerRegistry {
         var registry = HandlerRegistry()
         registry.register(EchoHandler.handler)
         registry.register(SleepHandler())
         registry.register(PrimesHandler())
         registry.register(FailHandler())
+        registry.register(CountHandler())
+        registry.register(CollectHandler.handler)
         return registry
     }
 

@@ -178,4 +178,14 @@ final class SchedulingRulesTests: XCTestCase {
         _ = try pull([done(task[0], output: [1, 2, 3, 4, 5])])
         XCTAssertEqual(core.taskInfo(id)?.error, "output of 5 bytes exceeds the limit of 4 bytes")
     }
+
+    func testATaskCanDependOnOneWhoseResultWasAlreadyFetched() throws {
+        let parent = try submit()
+        let first = try pull()
+        _ = try pull([done(first[0], output: Array("9".utf8))])
+        XCTAssertEqual(core.takeResults(session: "s", max: 10).results.map(\.id), [parent])
+        _ = try submit(TaskOptions(after: [parent]))
+        let child = try pull()
+        XCTAssertEqual(child.first?.dependencies[parent], Array("9".utf8))
+    }
 }

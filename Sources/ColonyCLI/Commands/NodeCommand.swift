@@ -18,6 +18,9 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "This node's unique name (default: HOST-PID).")
     var name: String?
 
+    @Option(name: .long, help: "A label KEY=VALUE this node offers, e.g. gpu=1 (repeatable).")
+    var label: [String] = []
+
     func validate() throws {
         guard threads >= 1, threads <= 4096 else { throw ValidationError("--threads must be 1 to 4096") }
         if let name, name.isEmpty || name.utf8.count > 256 { throw ValidationError("--name must be 1 to 256 bytes") }
@@ -30,6 +33,7 @@ struct NodeCommand: AsyncParsableCommand {
         var configuration = NodeConfiguration(
             coordinatorURL: url, name: name ?? "\(host)-\(ProcessInfo.processInfo.processIdentifier)", host: host, threads: threads)
         configuration.log = { printError($0) }
+        configuration.labels = try parseLabels(label)
         let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: CustomHandlers.registered))
         try await runUntilTerminated { try await node.run() }
         let stats = await node.stats()

@@ -25,6 +25,8 @@ struct SubmitCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Wait for the task and print its output; exit 1 if it failed.")
     var wait = false
 
+    @OptionGroup var scheduling: TaskOptionFlags
+
     func run() async throws {
         let bytes = Array(input.utf8)
         do {
@@ -33,7 +35,7 @@ struct SubmitCommand: AsyncParsableCommand {
             throw CLIError("input is not valid JSON: \(input.prefix(80)) (strings need quotes: '\"text\"')")
         }
         let colony = try ColonyClient(connect: client.coordinatorURL)
-        let id = try await colony.submit(handler, rawInput: bytes)
+        let id = try await colony.submit(handler, rawInput: bytes, options: try scheduling.options())
         guard wait else {
             print(id)
             return

@@ -1,0 +1,205 @@
+import ArgumentParser
+import Colony
+import Foundation
+
+/// `colony counter get|add|set|cas|list`: the cluster's named counters.
+struct CounterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "counter",
+        abstract: "Read and change the cluster's named counters (exact under concurrency).",
+        discussion: """
+            colony counter get hits        colony counter add hits 5
+            colony counter set hits 0      colony counter cas hits 5 6     (set 6 if it is 5)
+            colony counter list
+            """
+    )
+
+    @OptionGroup var client: ClientOptions
+
+    @Argument(help: "get, add, set, cas or list.")
+    var operation: String
+
+    @Argument(help: "The counter's name (not for list).")
+    var name: String?
+
+    @Argument(help: "add: the amount; set: the value; cas: EXPECTED NEW.")
+    var values: [Int64] = []
+
+    func run() async throws {
+        let colony = try ColonyClient(connect: client.coordinatorURL)
+        defer { Task { await colony.close() } }
+        if operation == "list" {
+            for (name, value) in try await colony.counters() { print("\(name)\t\(value)") }
+            return
+        }
+        guard let name else { throw CLIError("counter \(operation) needs a counter name") }
+        let counter = colony.counter(name)
+        switch (operation, values.count) {
+        case ("get", 0): print(try await counter.get())
+        case ("add", 1): print(try await counter.add(values[0]))
+        case ("set", 1):
+            _ = try await counter.set(values[0])
+            print(values[0])
+        case ("cas", 2):
+            let swapped = try await counter.compareAndSet(expected: values[0], new: values[1])
+            print(swapped ? "swapped" : "not swapped: value is \(try await counter.get())")
+            if !swapped { throw ExitCode(1) }
+        default:
+            throw CLIError("usage: colony counter get NAME | add NAME N | set NAME N | cas NAME EXPECTED NEW | list")
+        }
+    }
+}
+
+/// `colony limit set|list`: cluster-wide semaphores.
+struct LimitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "limit",
+        abstract: "Set or list cluster limits: at most SIZE tasks that use a limit run at once.",
+        discussion: "colony limit set db 2     then submit tasks with --uses db\ncolony limit list"
+    )
+
+    @OptionGroup var client: ClientOptions
+
+    @Argument(help: "set or list.")
+    var operation: String
+
+    @Argument(help: "set: NAME SIZE.")
+    var arguments: [String] = []
+
+    func run() async throws {
+        let colony = try ColonyClient(connect: client.coordinatorURL)
+        defer { Task { await colony.close() } }
+        switch operation {
+        case "set":
+            guard arguments.count == 2, let size = Int(arguments[1]), size >= 0 else {
+                throw CLIError("usage: colony limit set NAME SIZE (SIZE a whole number >= 0)")
+            }
+            try await colony.setLimit(arguments[0], size: size)
+            print("limit \(arguments[0]) = \(size)")
+        case "list":
+            print("LIMIT\tSIZE\tIN USE\tMOST AT ONCE")
+            for limit in try await colony.limits() { print("\(limit.name)\t\(limit.size)\t\(limit.inUse)\t\(limit.highWater)") }
+        default:
+            throw CLIError("usage: colony limit set NAME SIZE | colony limit list")
+        }
+    }
+}
+
+/// `colony cancel ID...`
+struct CancelCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cancel",
+        abstract: "Cancel tasks: queued ones are removed, running ones stopped, dependents cancelled too."
+    )
+
+    @OptionGroup var client: ClientOptions
+
+    @Argument(help: "Task ids.")
+    var ids: [UInt64]
+
+    func run() async throws {
+        let colony = try ColonyClient(connect: client.coordinatorURL)
+        defer { Task { await colony.close() } }
+        print("cancelled \(try await colony.cancel(ids)) task(s)")
+    }
+}
+
+/// `colony tasks [--state S]`
+struct TasksCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tasks",
+        abstract: "List the tasks the coordinator knows (unfinished, or finished with results not fetched yet)."
+    )
+
+    @OptionGroup var client: ClientOptions
+
+    @Option(name: .long, help: "Only tasks in this state: waiting, queued, running, succeeded, failed, cancelled.")
+    var state: String?
+
+    @Option(name: .long, help: "At most this many.")
+    var limit = 1000
+
+    func run() async throws {
+        var phase: CoordinatorCore.TaskPhase?
+        if let state {
+            guard let known = CoordinatorCore.TaskPhase(rawValue: state) else {
+                throw CLIError("unknown state '\(state)' (one of \(CoordinatorCore.TaskPhase.allCases.map(\.rawValue).joined(separator: ", ")))")
+            }
+            phase = known
+        }
+        let colony = try ColonyClient(connect: client.coordinatorURL)
+        defer { Task { await colony.close() } }
+        print("ID\tSTATE\tHANDLER\tPRIORITY\tATTEMPT\tNODE\tERROR")
+        for task in try await colony.tasks(in: phase, limit: limit) {
+            print("\(task.id)\t\(task.phase.rawValue)\t\(task.handler)\t\(task.priority)\t\(task.attempt)\t\(task.node)\t\(task.error)")
+        }
+    }
+}
+
+/// `colony result ID`
+struct ResultCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "result",
+        abstract: "Print a task's output (JSON) once it finished; exit 1 if it failed. The result is handed out once."
+    )
+
+    @OptionGroup var client: ClientOptions
+
+    @Argument(help: "The task id (printed by colony submit).")
+    var id: UInt64
+
+    @Option(name: .long, help: "Seconds to wait for the task to finish.")
+    var wait: Double = 5
+
+    func run() async throws {
+        let colony = try ColonyClient(connect: client.coordinatorURL)
+        defer { Task { await colony.close() } }
+        guard let result = try await colony.fetchResult(of: id, wait: .milliseconds(Int(max(0, min(wait, 5)) * 1000))) else {
+            throw CLIError("task \(id) has not finished yet")
+        }
+        guard result.succeeded else { throw CLIError("task \(id) \(result.cancelled ? "was cancelled" : "failed on \(result.node): \(result.error)")") }
+        print(result.outputText)
+    }
+}
+
+/// Scheduling options shared by `submit` (and later `map`).
+struct TaskOptionFlags: ParsableArguments {
+    @Option(name: .long, help: "Priority: higher runs first (default 0).")
+    var priority: Int32 = 0
+
+    @Option(name: .long, help: "A cluster limit the task holds while it runs (repeatable).")
+    var uses: [String] = []
+
+    @Option(name: .long, help: "A task id that must succeed first (repeatable).")
+    var after: [UInt64] = []
+
+    @Option(name: .long, help: "Retry a failed handler this many times (with back-off).")
+    var retries: Int = 0
+
+    @Option(name: .long, help: "Seconds an attempt may run.")
+    var timeout: Double?
+
+    @Option(name: .long, help: "A label KEY=VALUE the node must have (repeatable).")
+    var requireLabel: [String] = []
+
+    func options() throws -> TaskOptions {
+        guard retries >= 0, retries < 1000 else { throw ValidationError("--retries must be 0 to 999") }
+        var options = TaskOptions(priority: priority, uses: uses, after: after, maxAttempts: retries + 1, retryOnError: retries > 0,
+                                  timeoutSeconds: timeout, requiredLabels: try parseLabels(requireLabel))
+        if let timeout, !(timeout > 0) { throw ValidationError("--timeout must be > 0 seconds") }
+        options.timeoutSeconds = timeout
+        return options
+    }
+}
+
+/// Parses `KEY=VALUE` pairs.
+func parseLabels(_ pairs: [String]) throws -> [String: String] {
+    var labels: [String: String] = [:]
+    for pair in pairs {
+        guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
+            throw ValidationError("a label is KEY=VALUE, got '\(pair)'")
+        }
+        labels[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
+    }
+    return labels
+}
