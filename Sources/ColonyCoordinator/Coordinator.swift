@@ -142,10 +142,12 @@ public final class Coordinator: Sendable {
             case .pull(let pull):
                 let wait = min(Double(pull.waitMs) / 1000, configuration.longPollSecondsMax)
                 let answer = try await state.pull(node: NodeAnnouncement(wire: pull.node, prefetch: pull.prefetch),
-                                                  results: pull.results.map(TaskOutcome.init(wire:)), waitSeconds: wait)
+                                                  results: pull.results.map(TaskOutcome.init(wire:)),
+                                                  running: Set(pull.running), ackedReplySeq: pull.ackedDispatchSeq, waitSeconds: wait)
                 var reply = Colony_V1_PullReply()
                 reply.tasks = answer.tasks.map(\.wire)
                 reply.cancel = answer.cancel
+                reply.dispatchSeq = answer.seq
                 return Wire.encode(.pullReply(reply))
             case .fetch(let fetch):
                 guard !fetch.session.isEmpty else {

@@ -10,6 +10,12 @@ actor CoordinatorState {
     struct PullAnswer: Sendable {
         var tasks: [DispatchedTask] = []
         var cancel: [TaskID] = []
+        var seq: UInt64 = 0
+    }
+
+    /// Every reply to a pull gets the next sequence number (see CoordinatorCore.nextReplySeq).
+    private func answer(_ tasks: [DispatchedTask] = [], cancel: [TaskID] = []) -> PullAnswer {
+        PullAnswer(tasks: tasks, cancel: cancel, seq: core.nextReplySeq())
     }
 
     private struct ParkedPull {
@@ -55,16 +61,18 @@ actor CoordinatorState {
     /// A node's pull: applies its results, then answers at once with work, or parks until
     /// work arrives or `waitSeconds` pass. A newer pull of the same node answers the parked
     /// one (empty), so each node has at most one parked pull.
-    func pull(node: NodeAnnouncement, results: [TaskOutcome], waitSeconds: Double) async throws(CoordinatorCore.Refusal) -> PullAnswer {
-        let sessions = try core.report(node: node, results: results, now: now)
+    func pull(node: NodeAnnouncement, results: [TaskOutcome], running: Set<TaskID>, ackedReplySeq: UInt64,
+              waitSeconds: Double) async throws(CoordinatorCore.Refusal) -> PullAnswer {
+        let sessions = try core.report(node: node, results: results, now: now, running: running, ackedReplySeq: ackedReplySeq)
         for session in sessions { answerParkedFetches(session: session) }
         if let previous = parkedPulls.removeValue(forKey: node.name) {
-            previous.continuation.resume(returning: PullAnswer())
+            previous.continuation.resume(returning: answer())
         }
         // Freed slots and limits may let other parked nodes start work too.
         if !results.isEmpty { wakeParkedPulls() }
-        let answer = PullAnswer(tasks: core.dispatch(toNode: node.name, now: now), cancel: core.takeCancellations(forNode: node.name))
-        if !answer.tasks.isEmpty || !answer.cancel.isEmpty || waitSeconds <= 0 || closed { return answer }
+        let tasks = core.dispatch(toNode: node.name, now: now)
+        let cancel = core.takeCancellations(forNode: node.name)
+        if !tasks.isEmpty || !cancel.isEmpty || waitSeconds <= 0 || closed { return answer(tasks, cancel: cancel) }
         let deadline = now + waitSeconds
         sequence += 1
         let order = sequence
@@ -99,7 +107,7 @@ actor CoordinatorState {
         wakeParkedPulls()
         for (name, parked) in parkedPulls where parked.deadline <= t {
             parkedPulls[name] = nil
-            parked.continuation.resume(returning: PullAnswer())
+            parked.continuation.resume(returning: answer())
         }
         for (id, waiting) in parkedResults {
             let kept = waiting.filter { $0.deadline > t }
@@ -122,7 +130,7 @@ actor CoordinatorState {
     /// Answers all parked requests and parks no more (shutdown).
     func close() {
         closed = true
-        for parked in parkedPulls.values { parked.continuation.resume(returning: PullAnswer()) }
+        for parked in parkedPulls.values { parked.continuation.resume(returning: answer()) }
         parkedPulls = [:]
         for waiting in parkedResults.values { for parked in waiting { parked.continuation.resume(returning: nil) } }
         parkedResults = [:]
@@ -136,11 +144,11 @@ actor CoordinatorState {
         guard !parkedPulls.isEmpty else { return }
         // Oldest parked first, so that idle nodes share new work in the order they asked.
         for (name, parked) in parkedPulls.sorted(by: { $0.value.sequence < $1.value.sequence }) {
-            let answer = PullAnswer(tasks: core.queuedCount > 0 ? core.dispatch(toNode: name, now: now) : [],
-                                    cancel: core.takeCancellations(forNode: name))
-            if answer.tasks.isEmpty && answer.cancel.isEmpty { continue }
+            let tasks = core.queuedCount > 0 ? core.dispatch(toNode: name, now: now) : []
+            let cancel = core.takeCancellations(forNode: name)
+            if tasks.isEmpty && cancel.isEmpty { continue }
             parkedPulls[name] = nil
-            parked.continuation.resume(returning: answer)
+            parked.continuation.resume(returning: answer(tasks, cancel: cancel))
         }
     }
 

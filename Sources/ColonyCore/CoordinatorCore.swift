@@ -123,6 +123,9 @@ public struct CoordinatorCore: Sendable {
         var announcement: NodeAnnouncement
         /// Live attempts: task id -> attempt number.
         var leased: [TaskID: UInt32] = [:]
+        /// The reply sequence number each live attempt travelled in.
+        var leaseSeq: [TaskID: UInt64] = [:]
+
         var abandoned: Set<AbandonedLease> = []
         var completed: UInt64 = 0
         var failed: UInt64 = 0
@@ -162,6 +165,8 @@ public struct CoordinatorCore: Sendable {
     var failedTotal: UInt64 = 0
     var cancelledTotal: UInt64 = 0
     var retriedTotal: UInt64 = 0
+    var lostDispatches: UInt64 = 0
+    var replySeq: UInt64 = 0
     var staleDropped: UInt64 = 0
     var leasedTotal = 0
     var resultsWaiting = 0
@@ -279,7 +284,8 @@ public struct CoordinatorCore: Sendable {
 
     /// Records that `node` pulled at `now` and applies the results it carried.
     /// Returns the sessions that gained results (their waiting fetches can be answered).
-    public mutating func report(node announcement: NodeAnnouncement, results: [TaskOutcome], now: Double) throws(Refusal) -> Set<String> {
+    public mutating func report(node announcement: NodeAnnouncement, results: [TaskOutcome], now: Double,
+                                running: Set<TaskID>? = nil, ackedReplySeq: UInt64 = 0) throws(Refusal) -> Set<String> {
         guard !announcement.name.isEmpty, announcement.name.utf8.count <= limits.nodeNameBytesMax else {
             throw .invalidArgument("node name must be 1 to \(limits.nodeNameBytesMax) bytes")
         }
@@ -297,7 +303,33 @@ public struct CoordinatorCore: Sendable {
         for outcome in results {
             if let session = apply(outcome, from: announcement.name, now: now) { touched.insert(session) }
         }
+        if let running, ackedReplySeq > 0 {
+            reconcile(node: announcement.name, running: running, ackedReplySeq: ackedReplySeq)
+        }
         return touched
+    }
+
+    /// Requeues attempts the node should have received (their reply is at or below the one it
+    /// acknowledged) but does not run: their dispatch reply was lost in transit.
+    private mutating func reconcile(node name: String, running: Set<TaskID>, ackedReplySeq: UInt64) {
+        guard let node = nodes[name] else { return }
+        for (id, seq) in node.leaseSeq where seq <= ackedReplySeq && !running.contains(id) {
+            releaseLease(id, node: name)
+            guard var task = tasks[id], case .leased = task.state else { continue }
+            lostDispatches += 1
+            task.lastError = "dispatch to \(name) lost in transit"
+            task.state = .queued
+            tasks[id] = task
+            ready.push(id, priority: task.options.priority, key: task.classKey)
+        }
+    }
+
+    /// Numbers the next reply to a pull (every reply, with tasks or not). Call it once per
+    /// reply, after `dispatch`: the tasks just dispatched travel under this number. One
+    /// sequence for all nodes, so a node that rejoins never acknowledges numbers it was not given.
+    public mutating func nextReplySeq() -> UInt64 {
+        replySeq += 1
+        return replySeq
     }
 
     /// Applies one reported outcome if it belongs to the attempt leased to `node`.
@@ -355,6 +387,7 @@ public struct CoordinatorCore: Sendable {
                 limitHighWater[limit] = max(limitHighWater[limit] ?? 0, limitInUse[limit]!)
             }
             nodes[name]!.leased[id] = task.attempt
+            nodes[name]!.leaseSeq[id] = replySeq + 1
             leasedTotal += 1
             if task.options.timeoutSeconds != nil { timedTasks.insert(id) }
             handed.append(DispatchedTask(id: id, handler: task.handler, input: task.input, attempt: task.attempt,
@@ -628,6 +661,7 @@ public struct CoordinatorCore: Sendable {
 
     private mutating func releaseLease(_ id: TaskID, node: String) {
         guard nodes[node]?.leased.removeValue(forKey: id) != nil else { return }
+        nodes[node]!.leaseSeq[id] = nil
         leasedTotal -= 1
         for limit in tasks[id]?.options.uses ?? [] { limitInUse[limit, default: 0] -= 1 }
     }
@@ -642,6 +676,7 @@ public struct CoordinatorCore: Sendable {
     /// the node is told to stop it on its next pull.
     private mutating func abandonLease(_ id: TaskID, node: String) {
         guard let attempt = nodes[node]?.leased.removeValue(forKey: id), let task = tasks[id] else { return }
+        nodes[node]!.leaseSeq[id] = nil
         nodes[node]!.abandoned.insert(AbandonedLease(id: id, attempt: attempt, uses: task.options.uses))
         nodes[node]!.toCancel.insert(id)
         // The task leaves the running state; the lease itself is counted on as abandoned.

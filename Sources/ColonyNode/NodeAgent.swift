@@ -76,6 +76,7 @@ public actor NodeAgent {
     private var executing = 0
     private var averageRunMicros: Double?
     private var stopSignals: [UInt64: StopSignal] = [:]
+    private var highestReplySeq: UInt64 = 0
     private let wake = WakeSignal()
 
     public init(configuration: NodeConfiguration, handlers: HandlerRegistry = .builtIn) {
@@ -208,7 +209,11 @@ public actor NodeAgent {
         info.labels = configuration.labels
         pull.node = info
         pull.results = results
-        pull.running = Array(running)
+        // Finished tasks whose results wait for a later pull still count as held.
+        pull.running = Array(running) + pendingResults.map(\.id)
+        // Acknowledge only when no other pull is in flight: then every reply sent before has
+        // been processed, and tasks up to it that the node does not run were really lost.
+        pull.ackedDispatchSeq = inFlight == 1 ? highestReplySeq : 0
         pull.waitMs = configuration.longPollMilliseconds
         pull.prefetch = UInt32(prefetch)
         return PlannedPull(context: context, bytes: Wire.encode(.pull(pull)), results: results)
@@ -221,7 +226,7 @@ public actor NodeAgent {
             let envelope = try Wire.decode(replyBytes)
             switch envelope.body {
             case .pullReply(let reply):
-                await accepted(reply.tasks, cancel: reply.cancel, context: plan.context)
+                await accepted(reply.tasks, cancel: reply.cancel, seq: reply.dispatchSeq, context: plan.context)
             case .error(let error):
                 await pullFailed(plan, reason: "coordinator refused pull: \(error.message)")
             default:
@@ -232,7 +237,8 @@ public actor NodeAgent {
         }
     }
 
-    private func accepted(_ tasks: [Colony_V1_Task], cancel: [UInt64], context: Context) {
+    private func accepted(_ tasks: [Colony_V1_Task], cancel: [UInt64], seq: UInt64, context: Context) {
+        highestReplySeq = max(highestReplySeq, seq)
         if !cancel.isEmpty {
             let stopping = Set(cancel)
             // Not started yet: report them stopped without running them.

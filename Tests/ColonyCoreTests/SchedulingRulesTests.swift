@@ -188,4 +188,21 @@ final class SchedulingRulesTests: XCTestCase {
         let child = try pull()
         XCTAssertEqual(child.first?.dependencies[parent], Array("9".utf8))
     }
+
+    func testTasksOfALostDispatchReplyAreRequeuedOnceTheNodeAcknowledgesALaterReply() throws {
+        let id = try submit()
+        _ = try core.report(node: node, results: [], now: 0)
+        let lost = core.dispatch(toNode: "a", now: 0)
+        let lostSeq = core.nextReplySeq()
+        XCTAssertEqual(lost.map(\.id), [id])
+        // The node never got that reply; it acknowledges an earlier one: nothing happens yet.
+        _ = try core.report(node: node, results: [], now: 1, running: [], ackedReplySeq: lostSeq - 1)
+        XCTAssertEqual(core.taskInfo(id)?.phase, .running)
+        // A later reply reaches it; it does not run the task: the task goes back to the queue.
+        let laterSeq = core.nextReplySeq()
+        _ = try core.report(node: node, results: [], now: 2, running: [], ackedReplySeq: laterSeq)
+        let again = core.dispatch(toNode: "a", now: 2)
+        XCTAssertEqual(again.map(\.id), [id])
+        XCTAssertEqual(again.first?.attempt, 2)
+    }
 }

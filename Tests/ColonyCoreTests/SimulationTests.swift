@@ -2,7 +2,7 @@
 import XCTest
 
 /// A seeded simulation of the coordinator core: nodes with random slots run tasks of random
-/// lengths, die, send duplicated and late results; clients submit with priorities, limits,
+/// lengths, die, lose dispatch replies, send duplicated and late results; clients submit with priorities, limits,
 /// dependencies and counter increments, and cancel. After every step the core's books must
 /// balance; at the end every task must have finished exactly once and the counter must equal
 /// the increments of the tasks that succeeded. A failing seed is printed for replay:
@@ -12,6 +12,7 @@ final class SimulationTests: XCTestCase {
         var announcement: NodeAnnouncement
         var running: [(task: DispatchedTask, finishesAt: Double)] = []
         var alive = true
+        var highestSeq: UInt64 = 0
     }
 
     func testSeededSimulationKeepsEveryRule() {
@@ -87,11 +88,19 @@ final class SimulationTests: XCTestCase {
             nodes[index].running = kept
             if roll(10) == 0, let duplicate = outcomes.first { outcomes.append(duplicate) }
             do {
-                _ = try core.report(node: nodes[index].announcement, results: outcomes, now: now)
+                _ = try core.report(node: nodes[index].announcement, results: outcomes, now: now,
+                                    running: Set(nodes[index].running.map(\.task.id)), ackedReplySeq: nodes[index].highestSeq)
             } catch {
                 return "report refused: \(error)"
             }
-            let dispatched = core.dispatch(toNode: nodes[index].announcement.name, now: now)
+            var dispatched = core.dispatch(toNode: nodes[index].announcement.name, now: now)
+            let seq = core.nextReplySeq()
+            if roll(15) == 0 {
+                // The reply is lost in transit: the node never sees these tasks.
+                dispatched = []
+            } else {
+                nodes[index].highestSeq = seq
+            }
             if let lowest = dispatched.map({ core.priority(of: $0.id) ?? 0 }).min(),
                core.hasEligibleQueuedTask(above: lowest, forNode: nodes[index].announcement.name) {
                 return "node \(index) got priority \(lowest) while a higher eligible task was queued"

@@ -414,6 +414,11 @@ public nonisolated struct Colony_V1_PullRequest: Sendable {
   /// for long tasks it is 0, so a busy node never hoards work.
   public var prefetch: UInt32 = 0
 
+  /// The highest dispatch_seq of the replies the node has processed, sent only when no other
+  /// pull of the node is in flight (0: none). Tasks leased in replies up to it that are
+  /// neither in `running` nor in `results` were lost in transit and are requeued.
+  public var ackedDispatchSeq: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -431,6 +436,9 @@ public nonisolated struct Colony_V1_PullReply: Sendable {
 
   /// Running tasks the node must stop (cancelled, or past their timeout).
   public var cancel: [UInt64] = []
+
+  /// Numbers the coordinator's replies to this node, increasing.
+  public var dispatchSeq: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1568,7 +1576,7 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}results\0\u{1}running\0\u{3}wait_ms\0\u{1}prefetch\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}results\0\u{1}running\0\u{3}wait_ms\0\u{1}prefetch\0\u{3}acked_dispatch_seq\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1581,6 +1589,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
       case 3: try { try decoder.decodeRepeatedUInt64Field(value: &self.running) }()
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.waitMs) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.prefetch) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.ackedDispatchSeq) }()
       default: break
       }
     }
@@ -1606,6 +1615,9 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
     if self.prefetch != 0 {
       try visitor.visitSingularUInt32Field(value: self.prefetch, fieldNumber: 5)
     }
+    if self.ackedDispatchSeq != 0 {
+      try visitor.visitSingularUInt64Field(value: self.ackedDispatchSeq, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1615,6 +1627,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
     if lhs.running != rhs.running {return false}
     if lhs.waitMs != rhs.waitMs {return false}
     if lhs.prefetch != rhs.prefetch {return false}
+    if lhs.ackedDispatchSeq != rhs.ackedDispatchSeq {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1622,7 +1635,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Colony_V1_PullReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tasks\0\u{1}cancel\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tasks\0\u{1}cancel\0\u{3}dispatch_seq\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1632,6 +1645,7 @@ nonisolated extension Colony_V1_PullReply: SwiftProtobuf.Message, SwiftProtobuf.
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
       case 2: try { try decoder.decodeRepeatedUInt64Field(value: &self.cancel) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.dispatchSeq) }()
       default: break
       }
     }
@@ -1644,12 +1658,16 @@ nonisolated extension Colony_V1_PullReply: SwiftProtobuf.Message, SwiftProtobuf.
     if !self.cancel.isEmpty {
       try visitor.visitPackedUInt64Field(value: self.cancel, fieldNumber: 2)
     }
+    if self.dispatchSeq != 0 {
+      try visitor.visitSingularUInt64Field(value: self.dispatchSeq, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Colony_V1_PullReply, rhs: Colony_V1_PullReply) -> Bool {
     if lhs.tasks != rhs.tasks {return false}
     if lhs.cancel != rhs.cancel {return false}
+    if lhs.dispatchSeq != rhs.dispatchSeq {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
