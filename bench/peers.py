@@ -6,8 +6,35 @@ Usage: python3 bench/peers.py [--json]
 """
 import concurrent.futures as cf
 import json
+import multiprocessing
+import random
 import sys
+import threading
 import time
+
+_shared = None  # the W4 counter: a multiprocessing.Value, or a [value, lock] pair for threads
+
+
+def _init_shared(value):
+    global _shared
+    _shared = value
+
+
+def increment_100(_):
+    if isinstance(_shared, list):
+        for _ in range(100):
+            with _shared[1]:
+                _shared[0] += 1
+    else:
+        for _ in range(100):
+            with _shared.get_lock():
+                _shared.value += 1
+    return 100
+
+
+def sleep_for(seconds):
+    time.sleep(seconds)
+    return seconds
 
 
 def echo(x):
@@ -65,6 +92,28 @@ def run(pool_class, w3_limit, serial_s):
         figures["w3_wall_s"] = round(wall, 3)
         figures["w3_speedup"] = round(serial_s / wall, 3)
         figures["w3_primes"] = total
+    # W5: 200 sleeps, 90% 1 ms and 10% 50 ms (fixed seed), makespan over sum / 2 workers.
+    rng = random.Random(42)
+    sleeps = [0.05 if rng.random() < 0.1 else 0.001 for _ in range(200)]
+    with pool_class(max_workers=2) as pool:
+        start = time.perf_counter()
+        list(pool.map(sleep_for, sleeps))
+        makespan = time.perf_counter() - start
+    figures["w5_ratio"] = round(makespan / (sum(sleeps) / 2), 3)
+    # W4: 200 tasks x 100 increments of one shared counter.
+    if pool_class is cf.ThreadPoolExecutor:
+        shared = [0, threading.Lock()]
+        _init_shared(shared)
+        pool = pool_class(max_workers=2)
+    else:
+        shared = multiprocessing.Value("q", 0)
+        pool = pool_class(max_workers=2, initializer=_init_shared, initargs=(shared,))
+    with pool:
+        start = time.perf_counter()
+        list(pool.map(increment_100, range(200)))
+        elapsed = time.perf_counter() - start
+    figures["w4_incr_per_s"] = round(20000 / elapsed)
+    figures["w4_final"] = shared[0] if isinstance(shared, list) else shared.value
     return figures
 
 

@@ -7,11 +7,16 @@ extension ClusterStatus {
             nodes: wire.nodes.map { node in
                 ClusterStatus.Node(
                     announcement: NodeAnnouncement(name: node.info.name, host: node.info.host, threadSlots: Int(node.info.threadSlots),
-                                                   handlers: node.info.handlers, pid: Int(node.info.pid)),
+                                                   handlers: node.info.handlers, pid: Int(node.info.pid), labels: node.info.labels),
                     running: Int(node.running), completed: node.completed, failed: node.failed,
                     lastSeenSecondsAgo: Double(node.lastSeenMsAgo) / 1000)
             },
             queued: Int(wire.queued), running: Int(wire.running), succeeded: wire.succeeded, failed: wire.failed,
             resultsWaiting: Int(wire.resultsWaiting), staleResultsDropped: wire.staleResultsDropped)
+        cancelled = wire.cancelled
+        retried = wire.retried
+        waiting = Int(wire.waiting)
+        unplaceable = Int(wire.unplaceable)
+        limits = wire.limits.map { LimitStatus(name: $0.name, size: Int($0.size), inUse: Int($0.inUse), highWater: Int($0.highWater)) }
     }
 }

@@ -8,13 +8,15 @@ import NNG
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure throughput and latency (W1-W3) with a coordinator and a node as separate processes.",
+        abstract: "Measure throughput and latency (W1-W5) with a coordinator and a node as separate processes.",
         discussion: """
             Build with `swift build -c release` first: debug builds are many times slower.
             W1: no-op (echo) tasks submitted as one map, tasks/s.
             W2: sequential submit-then-wait no-op tasks, p50/p99 latency in microseconds.
             W3: primes below 2,000,000 by trial division in 64 tasks on a node with 2 thread slots,
                 wall time and speedup over the same loop run serially in this process.
+            W4: 200 tasks x 100 increments of one cluster counter: increments/s, final value (20000).
+            W5: 200 sleeps (90% 1 ms, 10% 50 ms, fixed seed) on 2 slots: makespan over sum/slots.
             """
     )
 
@@ -100,6 +102,27 @@ struct BenchCommand: AsyncParsableCommand {
         figures.append(("w3_serial_s", serialSeconds))
         figures.append(("w3_speedup", serialSeconds / w3Seconds))
         figures.append(("w3_primes", Double(total)))
+
+        // W4: 200 tasks x 100 increments of one counter, applied with each task's result.
+        let counter = colony.counter("bench-w4")
+        _ = try await counter.set(0)
+        start = clock.now
+        _ = try await colony.map(CountHandler.self, Array(repeating: CountHandler.Input(counter: "bench-w4", times: 100), count: 200))
+        let w4Seconds = seconds(clock.now - start)
+        let w4Final = try await counter.get()
+        figures.append(("w4_incr_per_s", 20_000 / w4Seconds))
+        figures.append(("w4_final", Double(w4Final)))
+
+        // W5: 200 sleeps, 90% 1 ms and 10% 50 ms (fixed seed), makespan over sum / slots.
+        var random = SplitMix64(seed: 42)
+        let sleeps = (0..<200).map { _ in random.next() % 10 == 0 ? 0.050 : 0.001 }
+        start = clock.now
+        _ = try await colony.map("sleep", sleeps, as: Double.self)
+        let w5Makespan = seconds(clock.now - start)
+        let w5Ideal = sleeps.reduce(0, +) / Double(threads)
+        figures.append(("w5_makespan_s", w5Makespan))
+        figures.append(("w5_ideal_s", w5Ideal))
+        figures.append(("w5_ratio", w5Makespan / w5Ideal))
 
         figures.append(("coordinator_peak_rss_mib", peakRSSMiB(coordinator.processIdentifier)))
         figures.append(("node_peak_rss_mib", peakRSSMiB(node.processIdentifier)))

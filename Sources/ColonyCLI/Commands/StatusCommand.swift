@@ -22,7 +22,13 @@ struct StatusCommand: AsyncParsableCommand {
             print(Self.json(status))
             return
         }
-        print("coordinator \(client.coordinatorURL): \(status.nodes.count) node(s), \(status.queued) queued, \(status.running) running, \(status.succeeded) succeeded, \(status.failed) failed, \(status.resultsWaiting) results waiting")
+        print("coordinator \(client.coordinatorURL): \(status.nodes.count) node(s), \(status.waiting) waiting, \(status.queued) queued, \(status.running) running, \(status.succeeded) succeeded, \(status.failed) failed, \(status.cancelled) cancelled, \(status.resultsWaiting) results waiting")
+        if status.unplaceable > 0 {
+            print("warning: \(status.unplaceable) queued task(s) need labels that no live node has")
+        }
+        for limit in status.limits {
+            print("limit \(limit.name): \(limit.inUse)/\(limit.size) in use, at most \(limit.highWater) at once so far")
+        }
         if status.nodes.isEmpty { return }
         let header = ["NODE", "HOST", "SLOTS", "RUNNING", "DONE", "FAILED", "LAST SEEN"]
         let rows = status.nodes.map { node in
@@ -39,6 +45,8 @@ struct StatusCommand: AsyncParsableCommand {
         let object: [String: Any] = [
             "queued": status.queued, "running": status.running, "succeeded": status.succeeded, "failed": status.failed,
             "results_waiting": status.resultsWaiting, "stale_results_dropped": status.staleResultsDropped,
+            "cancelled": status.cancelled, "retried": status.retried, "waiting": status.waiting, "unplaceable": status.unplaceable,
+            "limits": status.limits.map { ["name": $0.name, "size": $0.size, "in_use": $0.inUse, "high_water": $0.highWater] as [String: Any] },
             "nodes": status.nodes.map { node -> [String: Any] in
                 ["name": node.announcement.name, "host": node.announcement.host, "threads": node.announcement.threadSlots,
                  "running": node.running, "completed": node.completed, "failed": node.failed,
