@@ -154,8 +154,15 @@ struct ResultCommand: AsyncParsableCommand {
     func run() async throws {
         let colony = try ColonyClient(connect: client.coordinatorURL)
         defer { Task { await colony.close() } }
-        guard let result = try await colony.fetchResult(of: id, wait: .milliseconds(Int(max(0, min(wait, 5)) * 1000))) else {
-            throw CLIError("task \(id) has not finished yet")
+        // The coordinator holds one request at most 5 s: ask again until --wait runs out.
+        let deadline = ContinuousClock.now + .milliseconds(Int(max(0, wait) * 1000))
+        var fetched = try await colony.fetchResult(of: id, wait: .milliseconds(Int(max(0, min(wait, 5)) * 1000)))
+        while fetched == nil && ContinuousClock.now < deadline {
+            let left = deadline - ContinuousClock.now
+            fetched = try await colony.fetchResult(of: id, wait: min(left, .seconds(5)))
+        }
+        guard let result = fetched else {
+            throw CLIError("task \(id) has not finished yet (waited \(wait) s; try --wait with more)")
         }
         guard result.succeeded else { throw CLIError("task \(id) \(result.cancelled ? "was cancelled" : "failed on \(result.node): \(result.error)")") }
         print(result.outputText)
