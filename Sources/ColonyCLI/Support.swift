@@ -79,3 +79,16 @@ extension Double {
         return formatter.string(from: NSNumber(value: self)) ?? String(Int(self))
     }
 }
+
+/// Connects, runs `body`, and closes the connection whatever happens.
+func withClient<T>(_ options: ClientOptions, _ body: (ColonyClient) async throws -> T) async throws -> T {
+    let colony = try ColonyClient(connect: options.coordinatorURL)
+    do {
+        let value = try await body(colony)
+        await colony.close()
+        return value
+    } catch {
+        await colony.close()
+        throw error
+    }
+}

@@ -53,10 +53,8 @@ public final class Coordinator: Sendable {
                 group.addTask { await self.serve(context) }
             }
             group.addTask { await self.expireLoop() }
-            // Wait here until cancelled, then shut down in order.
-            await withTaskCancellationHandler {
-                while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
-            } onCancel: {}
+            // Wait here until cancelled (the sleep throws then), then shut down in order.
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
             await state.close()
             socket.close()
         }
@@ -143,7 +141,8 @@ public final class Coordinator: Sendable {
                 let wait = min(Double(pull.waitMs) / 1000, configuration.longPollSecondsMax)
                 let answer = try await state.pull(node: NodeAnnouncement(wire: pull.node, prefetch: pull.prefetch),
                                                   results: pull.results.map(TaskOutcome.init(wire:)),
-                                                  running: Set(pull.running), ackedReplySeq: pull.ackedDispatchSeq, waitSeconds: wait)
+                                                  running: pull.ackedDispatchSeq > 0 ? Set(pull.running) : nil,
+                                                  ackedReplySeq: pull.ackedDispatchSeq, waitSeconds: wait)
                 var reply = Colony_V1_PullReply()
                 reply.tasks = answer.tasks.map(\.wire)
                 reply.cancel = answer.cancel

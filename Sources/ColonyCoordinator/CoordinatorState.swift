@@ -61,7 +61,7 @@ actor CoordinatorState {
     /// A node's pull: applies its results, then answers at once with work, or parks until
     /// work arrives or `waitSeconds` pass. A newer pull of the same node answers the parked
     /// one (empty), so each node has at most one parked pull.
-    func pull(node: NodeAnnouncement, results: [TaskOutcome], running: Set<TaskID>, ackedReplySeq: UInt64,
+    func pull(node: NodeAnnouncement, results: [TaskOutcome], running: Set<TaskID>?, ackedReplySeq: UInt64,
               waitSeconds: Double) async throws(CoordinatorCore.Refusal) -> PullAnswer {
         let sessions = try core.report(node: node, results: results, now: now, running: running, ackedReplySeq: ackedReplySeq)
         for session in sessions { answerParkedFetches(session: session) }

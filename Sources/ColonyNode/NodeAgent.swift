@@ -79,9 +79,12 @@ public actor NodeAgent {
     private var highestReplySeq: UInt64 = 0
     private let wake = WakeSignal()
 
+    private let handlerNames: [String]
+
     public init(configuration: NodeConfiguration, handlers: HandlerRegistry = .builtIn) {
         self.configuration = configuration
         self.registry = handlers
+        self.handlerNames = handlers.names
     }
 
     public func stats() -> Statistics {
@@ -204,16 +207,19 @@ public actor NodeAgent {
         info.name = configuration.name
         info.host = configuration.host
         info.threadSlots = UInt32(configuration.threads)
-        info.handlers = registry.names
+        info.handlers = handlerNames
         info.pid = UInt32(ProcessInfo.processInfo.processIdentifier)
         info.labels = configuration.labels
         pull.node = info
         pull.results = results
-        // Finished tasks whose results wait for a later pull still count as held.
-        pull.running = Array(running) + pendingResults.map(\.id)
         // Acknowledge only when no other pull is in flight: then every reply sent before has
         // been processed, and tasks up to it that the node does not run were really lost.
-        pull.ackedDispatchSeq = inFlight == 1 ? highestReplySeq : 0
+        // The running list matters only with an acknowledgement, so it travels only then.
+        if inFlight == 1 && highestReplySeq > 0 {
+            pull.ackedDispatchSeq = highestReplySeq
+            // Finished tasks whose results wait for a later pull still count as held.
+            pull.running = Array(running) + pendingResults.map(\.id)
+        }
         pull.waitMs = configuration.longPollMilliseconds
         pull.prefetch = UInt32(prefetch)
         return PlannedPull(context: context, bytes: Wire.encode(.pull(pull)), results: results)

@@ -26,8 +26,10 @@ struct CounterCommand: AsyncParsableCommand {
     var values: [Int64] = []
 
     func run() async throws {
-        let colony = try ColonyClient(connect: client.coordinatorURL)
-        defer { Task { await colony.close() } }
+        try await withClient(client) { colony in try await run(colony) }
+    }
+
+    private func run(_ colony: ColonyClient) async throws {
         if operation == "list" {
             for (name, value) in try await colony.counters() { print("\(name)\t\(value)") }
             return
@@ -67,8 +69,10 @@ struct LimitCommand: AsyncParsableCommand {
     var arguments: [String] = []
 
     func run() async throws {
-        let colony = try ColonyClient(connect: client.coordinatorURL)
-        defer { Task { await colony.close() } }
+        try await withClient(client) { colony in try await run(colony) }
+    }
+
+    private func run(_ colony: ColonyClient) async throws {
         switch operation {
         case "set":
             guard arguments.count == 2, let size = Int(arguments[1]), size >= 0 else {
@@ -98,8 +102,10 @@ struct CancelCommand: AsyncParsableCommand {
     var ids: [UInt64]
 
     func run() async throws {
-        let colony = try ColonyClient(connect: client.coordinatorURL)
-        defer { Task { await colony.close() } }
+        try await withClient(client) { colony in try await run(colony) }
+    }
+
+    private func run(_ colony: ColonyClient) async throws {
         print("cancelled \(try await colony.cancel(ids)) task(s)")
     }
 }
@@ -127,10 +133,10 @@ struct TasksCommand: AsyncParsableCommand {
             }
             phase = known
         }
-        let colony = try ColonyClient(connect: client.coordinatorURL)
-        defer { Task { await colony.close() } }
+        let wanted = phase
+        let tasks = try await withClient(client) { colony in try await colony.tasks(in: wanted, limit: limit) }
         print("ID\tSTATE\tHANDLER\tPRIORITY\tATTEMPT\tNODE\tERROR")
-        for task in try await colony.tasks(in: phase, limit: limit) {
+        for task in tasks {
             print("\(task.id)\t\(task.phase.rawValue)\t\(task.handler)\t\(task.priority)\t\(task.attempt)\t\(task.node)\t\(task.error)")
         }
     }
@@ -152,8 +158,10 @@ struct ResultCommand: AsyncParsableCommand {
     var wait: Double = 5
 
     func run() async throws {
-        let colony = try ColonyClient(connect: client.coordinatorURL)
-        defer { Task { await colony.close() } }
+        try await withClient(client) { colony in try await run(colony) }
+    }
+
+    private func run(_ colony: ColonyClient) async throws {
         // The coordinator holds one request at most 5 s: ask again until --wait runs out.
         let deadline = ContinuousClock.now + .milliseconds(Int(max(0, wait) * 1000))
         var fetched = try await colony.fetchResult(of: id, wait: .milliseconds(Int(max(0, min(wait, 5)) * 1000)))
