@@ -32,6 +32,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "colony", dependencies: ["ColonyCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        // The README's "your own node executable", built and tested with the package.
+        .executableTarget(name: "colony-square-node", dependencies: ["Colony", "ColonyCLI"], path: "Examples/SquareNode"),
         .testTarget(name: "NNGTests", dependencies: ["NNG"]),
         .testTarget(name: "ColonyWireTests", dependencies: ["ColonyWire", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .testTarget(name: "ColonyCoreTests", dependencies: ["ColonyCore"]),

@@ -114,4 +114,21 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(echoed, "still here")
         await colony.close()
     }
+
+    func testAUsersOwnNodeExecutableRunsItsHandlersAndTheBuiltIns() async throws {
+        try cluster.startCoordinator()
+        let example = ClusterHarness.colonyExecutable.deletingLastPathComponent().appendingPathComponent("colony-square-node")
+        let node = Process()
+        node.executableURL = example
+        node.arguments = ["--coordinator", cluster.url, "--threads", "1", "--name", "squares"]
+        node.standardError = FileHandle.nullDevice
+        try node.run()
+        defer { node.terminate(); node.waitUntilExit() }
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let squared = try await colony.run("square", input: 7, as: Int.self)
+        XCTAssertEqual(squared, 49)
+        let echoed = try await colony.run("echo", input: "built-in", as: String.self)
+        XCTAssertEqual(echoed, "built-in")
+        await colony.close()
+    }
 }
