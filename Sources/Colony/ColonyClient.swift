@@ -338,11 +338,17 @@ public actor ColonyClient {
     /// One request/reply exchange on a free context.
     func request(_ body: Colony_V1_Envelope.OneOf_Body) async throws(ColonyError) -> Colony_V1_Envelope.OneOf_Body {
         if isClosed { throw .closed }
+        let bytes = Wire.encode(body)
+        // nng drops an oversized message without a word (and the request would only time
+        // out), so refuse it here with the reason.
+        if bytes.count > colonyMessageBytesMax {
+            throw .badInput("a request of \(bytes.count) bytes exceeds the \(colonyMessageBytesMax >> 20) MiB message limit; make the input smaller (pass a path or a URL instead of the data)")
+        }
         let context = try await acquireContext()
         defer { releaseContext(context) }
         let replyBytes: [UInt8]
         do {
-            replyBytes = try await context.request(Wire.encode(body), timeout: options.requestTimeout)
+            replyBytes = try await context.request(bytes, timeout: options.requestTimeout)
         } catch {
             if isClosed || error.isClosed { throw .closed }
             if error.isTimeout {

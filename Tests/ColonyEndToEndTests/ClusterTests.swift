@@ -131,4 +131,40 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(echoed, "built-in")
         await colony.close()
     }
+
+    func testAnOversizedInputIsRefusedWithAReasonAndTheClientCarriesOn() async throws {
+        try cluster.startCoordinator()
+        try cluster.startNode(name: "n1", threads: 1)
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        do {
+            _ = try await colony.submit("echo", rawInput: [UInt8](repeating: 0x31, count: 17 << 20))
+            XCTFail("a 17 MiB input was accepted")
+        } catch {
+            XCTAssertTrue("\(error)".contains("exceeds the 16 MiB message limit"), "\(error)")
+        }
+        let echoed = try await colony.run("echo", input: 5, as: Int.self)
+        XCTAssertEqual(echoed, 5)
+        await colony.close()
+    }
+
+    func testTasksOfANodeKilledWithSIGKILLRunElsewhereAndAllFinishOnce() async throws {
+        try cluster.startCoordinator()
+        let doomed = try cluster.start(["node", "--coordinator", cluster.url, "--threads", "4", "--name", "doomed"])
+        try cluster.startNode(name: "survivor", threads: 4)
+        let colony = try await cluster.connect(waitingForNodes: 2)
+        let ids = try await colony.submit((0..<40).map { _ in TaskSubmission(handler: "sleep", input: Array("0.2".utf8)) })
+        // Kill it while it holds tasks.
+        while try await colony.status().nodes.first(where: { $0.announcement.name == "doomed" })?.running ?? 0 == 0 {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        kill(doomed.processIdentifier, SIGKILL)
+        let results = try await colony.results(of: ids)
+        XCTAssertTrue(results.allSatisfy(\.succeeded))
+        XCTAssertEqual(Set(results.map(\.id)).count, 40)
+        XCTAssertTrue(results.contains { $0.node == "survivor" && $0.attempt == 2 }, "a task of the killed node ran again elsewhere")
+        let status = try await colony.status()
+        XCTAssertEqual(status.succeeded, 40)
+        XCTAssertEqual(status.nodes.map(\.announcement.name), ["survivor"])
+        await colony.close()
+    }
 }
