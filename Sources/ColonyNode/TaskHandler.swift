@@ -142,7 +142,7 @@ public struct HandlerRegistry: Sendable {
 
     public var names: [String] { handlers.keys.sorted() }
 
-    /// Colony's built-in handlers: echo, sleep, primes, fail, count, collect.
+    /// Colony's built-in handlers: echo, sleep, primes, fail, count, collect, and exec (refusing).
     public static var builtIn: HandlerRegistry {
         var registry = HandlerRegistry()
         registry.register(EchoHandler.handler)
@@ -151,12 +151,20 @@ public struct HandlerRegistry: Sendable {
         registry.register(FailHandler())
         registry.register(CountHandler())
         registry.register(CollectHandler.handler)
+        registry.register(ExecHandler(allowed: false))
+        return registry
+    }
+
+    /// The built-ins with `exec` enabled (`colony node --allow-exec`).
+    public static var builtInWithExec: HandlerRegistry {
+        var registry = builtIn
+        registry.register(ExecHandler(allowed: true))
         return registry
     }
 
     /// The built-ins plus `extra` (which win on a name clash).
-    public static func builtIn(plus extra: [AnyTaskHandler]) -> HandlerRegistry {
-        var registry = builtIn
+    public static func builtIn(plus extra: [AnyTaskHandler], allowExec: Bool = false) -> HandlerRegistry {
+        var registry = allowExec ? builtInWithExec : builtIn
         for handler in extra { registry.register(handler) }
         return registry
     }

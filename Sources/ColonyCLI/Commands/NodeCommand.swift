@@ -21,6 +21,9 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "A label KEY=VALUE this node offers, e.g. gpu=1 (repeatable).")
     var label: [String] = []
 
+    @Flag(name: .long, help: "Run `exec` tasks (shell commands, e.g. from `colony map`). Off by default: anyone who can submit could run commands as this node's user.")
+    var allowExec = false
+
     func validate() throws {
         guard threads >= 1, threads <= 4096 else { throw ValidationError("--threads must be 1 to 4096") }
         if let name, name.isEmpty || name.utf8.count > 256 { throw ValidationError("--name must be 1 to 256 bytes") }
@@ -34,7 +37,7 @@ struct NodeCommand: AsyncParsableCommand {
             coordinatorURL: url, name: name ?? "\(host)-\(ProcessInfo.processInfo.processIdentifier)", host: host, threads: threads)
         configuration.log = { printError($0) }
         configuration.labels = try parseLabels(label)
-        let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: CustomHandlers.registered))
+        let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: CustomHandlers.registered, allowExec: allowExec))
         try await runUntilTerminated { try await node.run() }
         let stats = await node.stats()
         printError("node \(configuration.name) stopped: \(stats.succeeded) tasks succeeded, \(stats.failed) failed")

@@ -116,11 +116,16 @@ final class Progress {
     private var done = 0
     private var lastQuarter = 0
     private let terminal = standardErrorIsTerminal
+    private let quiet: Bool
 
-    init(total: Int) { self.total = max(total, 1) }
+    init(total: Int, quiet: Bool = false) {
+        self.total = max(total, 1)
+        self.quiet = quiet
+    }
 
     func advance() {
         done += 1
+        if quiet { return }
         if terminal {
             let width = 30
             let filled = done * width / total
@@ -135,6 +140,6 @@ final class Progress {
     }
 
     func finish() {
-        if terminal { FileHandle.standardError.write(Data("\n".utf8)) }
+        if terminal && !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 }

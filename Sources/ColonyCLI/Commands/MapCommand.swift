@@ -1,0 +1,154 @@
+import ArgumentParser
+import Colony
+import Foundation
+
+/// `colony map -- CMD ARGS...`: a cluster-wide `xargs -P` / GNU parallel.
+struct MapCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "map",
+        abstract: "Run a command (or a handler) once per input line across the cluster; print the outputs in input order.",
+        discussion: """
+            Inputs are read one per line from standard input (or --inputs FILE). Each `{}` in the
+            command's arguments is replaced by the input; without `{}` the input is appended as
+            the last argument. Commands run as `exec` tasks on nodes started with --allow-exec,
+            without a shell (use `sh -c '...'` for one). Exit status: 0 when every input
+            succeeded, 1 otherwise, with a summary of the failures on stderr.
+              seq 100 | colony map -- sh -c 'echo $(( {} * {} ))'
+              ls *.png | colony map --joblog jobs.tsv -- convert {} {}.jpg
+              printf '{"lo":0,"hi":1000}\\n' | colony map --handler primes
+            """
+    )
+
+    @OptionGroup var client: ClientOptions
+
+    @Option(name: .long, help: "Read inputs from this file instead of standard input.")
+    var inputs: String?
+
+    @Option(name: .long, help: "Map this handler over JSON inputs instead of running a command.")
+    var handler: String?
+
+    @Flag(name: .long, help: "Print outputs as tasks finish instead of in input order.")
+    var unordered = false
+
+    @Option(name: .long, help: "Run a failing input again up to this many times.")
+    var retries = 0
+
+    @Option(name: .long, help: "Seconds one input may run.")
+    var timeout: Double?
+
+    @Option(name: .long, help: "Write one line per input: input, node, attempt, status, seconds (tab-separated).")
+    var joblog: String?
+
+    @Argument(parsing: .captureForPassthrough, help: "-- CMD ARGS... (the command to run per input).")
+    var command: [String] = []
+
+    func validate() throws {
+        let argv = command.first == "--" ? Array(command.dropFirst()) : command
+        if handler == nil && argv.isEmpty { throw ValidationError("give a command after --, or --handler NAME") }
+        if handler != nil && !argv.isEmpty { throw ValidationError("give either a command or --handler, not both") }
+        guard retries >= 0, retries < 1000 else { throw ValidationError("--retries must be 0 to 999") }
+        if let timeout, !(timeout > 0) { throw ValidationError("--timeout must be > 0 seconds") }
+    }
+
+    func run() async throws {
+        let argv = command.first == "--" ? Array(command.dropFirst()) : command
+        let lines = try readInputs()
+        var options = TaskOptions(maxAttempts: retries + 1, retryOnError: retries > 0)
+        if let timeout { options.timeoutSeconds = timeout + 5 }
+        var submissions: [TaskSubmission] = []
+        submissions.reserveCapacity(lines.count)
+        for (index, line) in lines.enumerated() {
+            if let handler {
+                guard (try? JSONSerialization.jsonObject(with: Data(line.utf8), options: [.fragmentsAllowed])) != nil else {
+                    throw CLIError("input line \(index + 1) is not valid JSON: \(line.prefix(80))")
+                }
+                submissions.append(TaskSubmission(handler: handler, input: Array(line.utf8), options: options))
+            } else {
+                let input = ExecHandler.Input(argv: Self.substitute(argv, with: line), timeoutSeconds: timeout, failUnlessZero: true)
+                submissions.append(TaskSubmission(handler: ExecHandler.name, input: Array(try JSONEncoder().encode(input)), options: options))
+            }
+        }
+        let failures = try await withClient(client) { colony in
+            let ids = try await colony.submit(submissions)
+            return try await collect(colony, ids: ids, lines: lines)
+        }
+        if !failures.isEmpty {
+            printError("colony map: \(failures.count) of \(lines.count) input(s) failed:")
+            for failure in failures.prefix(20) { printError("  \(failure)") }
+            if failures.count > 20 { printError("  ... and \(failures.count - 20) more") }
+            throw ExitCode(1)
+        }
+    }
+
+    /// Prints outputs (in order, or as they finish), writes the job log, returns the failures.
+    private func collect(_ colony: ColonyClient, ids: [TaskID], lines: [String]) async throws -> [String] {
+        let log = try joblog.map { path -> FileHandle in
+            guard FileManager.default.createFile(atPath: path, contents: Data("input\tnode\tattempt\tstatus\tseconds\n".utf8)) else {
+                throw CLIError("cannot write the job log \(path)")
+            }
+            return try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        }
+        defer { try? log?.close() }
+        try log?.seekToEnd()
+        let progress = Progress(total: ids.count, quiet: !standardErrorIsTerminal)
+        var failures: [String] = []
+        let indexByID = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
+        func report(_ result: TaskResult) {
+            let index = indexByID[result.id] ?? 0
+            let line = lines[index]
+            if result.succeeded {
+                emit(result)
+            } else {
+                failures.append("input \(index + 1) '\(line.prefix(60))': \(result.error)")
+            }
+            let status = result.succeeded ? "0" : result.error.replacingOccurrences(of: "\t", with: " ").replacingOccurrences(of: "\n", with: " ")
+            log?.write(Data("\(line)\t\(result.node)\t\(result.attempt)\t\(status)\t\(String(format: "%.3f", Double(result.runMicros) / 1e6))\n".utf8))
+            progress.advance()
+        }
+        if unordered {
+            try await withThrowingTaskGroup(of: TaskResult.self) { group in
+                for id in ids { group.addTask { try await colony.result(of: id) } }
+                for try await result in group { report(result) }
+            }
+        } else {
+            // Await in input order, in windows, so output streams while later inputs run.
+            var start = 0
+            while start < ids.count {
+                let window = Array(ids[start..<min(start + 256, ids.count)])
+                for result in try await colony.results(of: window) { report(result) }
+                start += window.count
+            }
+        }
+        progress.finish()
+        return failures
+    }
+
+    /// Prints a finished input's output: a command's stdout as is, a handler's output as JSON.
+    private func emit(_ result: TaskResult) {
+        if handler != nil {
+            print(result.outputText)
+        } else if let output = try? result.value(as: ExecHandler.Output.self) {
+            FileHandle.standardOutput.write(Data(output.stdout.utf8))
+            if !output.stderr.isEmpty { FileHandle.standardError.write(Data(output.stderr.utf8)) }
+        }
+    }
+
+    private func readInputs() throws -> [String] {
+        let data: Data
+        if let inputs {
+            guard let contents = FileManager.default.contents(atPath: inputs) else { throw CLIError("cannot read --inputs \(inputs)") }
+            data = contents
+        } else {
+            data = FileHandle.standardInput.readDataToEndOfFile()
+        }
+        var lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        if lines.last == "" { lines.removeLast() }
+        return lines
+    }
+
+    /// Replaces `{}` in every argument by `input`; appends it when no argument has `{}`.
+    static func substitute(_ argv: [String], with input: String) -> [String] {
+        guard argv.contains(where: { $0.contains("{}") }) else { return argv + [input] }
+        return argv.map { $0.replacingOccurrences(of: "{}", with: input) }
+    }
+}
