@@ -66,72 +66,36 @@ public struct ExecHandler: TaskHandler {
         }
         guard let program = input.argv.first, !program.isEmpty else { throw ValidationFailure("exec needs a non-empty argv") }
         let limit = max(0, min(input.outputBytesMax ?? (1 << 20), 16 << 20))
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: program.contains("/") ? program : try Self.resolve(program, env: input.env))
-        process.arguments = Array(input.argv.dropFirst())
-        if let env = input.env { process.environment = ProcessInfo.processInfo.environment.merging(env) { $1 } }
-        if let cwd = input.cwd { process.currentDirectoryURL = URL(fileURLWithPath: cwd) }
-        let stdoutPipe = Pipe()
-        let stderrPipe = Pipe()
-        let stdinPipe = Pipe()
-        process.standardOutput = stdoutPipe
-        process.standardError = stderrPipe
-        process.standardInput = input.stdin == nil ? FileHandle.nullDevice : stdinPipe
+        let executable = program.contains("/") ? program : try Self.resolve(program, env: input.env)
+        var environment = ProcessInfo.processInfo.environment
+        if let env = input.env { environment.merge(env) { $1 } }
         let clock = ContinuousClock()
         let started = clock.now
-        let exit = ExitSignal()
-        process.terminationHandler = { _ in exit.fire() }
-        do {
-            try process.run()
-        } catch {
-            throw ValidationFailure("cannot start \(program): \(error.localizedDescription)")
+        let child = try SpawnedProcess.start(executable: executable, arguments: input.argv, environment: environment,
+                                             directory: input.cwd, withStdin: input.stdin != nil)
+        // This runs on the node's thread pool (dedicated threads), so blocking in poll(2)
+        // here starves nothing.
+        let deadline = input.timeoutSeconds.map { started + .milliseconds(Int($0 * 1000)) }
+        let collected = child.communicate(input: Array((input.stdin ?? "").utf8), limit: limit, deadline: deadline,
+                                          isCancelled: { Task.isCancelled })
+        if collected.cancelled { throw CancellationError() }
+        let timedOut = collected.timedOut
+        let stderr = collected.stderr
+        let (exitCode, signal): (Int32?, Int32?) = switch collected.termination {
+        case .exited(let code): (code, nil)
+        case .signalled(let number): (nil, number)
         }
-        // Drain both pipes at once so that a chatty command never blocks on a full pipe.
-        let out = BoundedReader(stdoutPipe.fileHandleForReading, limit: limit)
-        let err = BoundedReader(stderrPipe.fileHandleForReading, limit: limit)
-        if let text = input.stdin {
-            let handle = stdinPipe.fileHandleForWriting
-            DispatchQueue.global().async {
-                try? handle.write(contentsOf: Data(text.utf8))
-                try? handle.close()
-            }
-        }
-        // Wait for the exit, the timeout or a cancellation, whichever comes first.
-        let pid = process.processIdentifier
-        let timeout = input.timeoutSeconds.map { Duration.milliseconds(Int($0 * 1000)) }
-        let timedOut = await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await withTaskCancellationHandler { await exit.wait() } onCancel: { exit.fire() }
-                return false
-            }
-            if let timeout {
-                group.addTask {
-                    do { try await Task.sleep(for: timeout) } catch { return false }
-                    return true
-                }
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
-        }
-        if timedOut || Task.isCancelled { kill(pid, SIGKILL) }
-        process.waitUntilExit()
-        let (stdout, stdoutCut) = out.finish()
-        let (stderr, stderrCut) = err.finish()
-        if Task.isCancelled { throw CancellationError() }
-        let signalled = process.terminationReason == .uncaughtSignal
         let elapsed = clock.now - started
-        if input.failUnlessZero == true && (timedOut || signalled || process.terminationStatus != 0) {
+        if input.failUnlessZero == true && (timedOut || exitCode != 0) {
             let reason = timedOut ? "timed out after \(input.timeoutSeconds ?? 0) s"
-                : signalled ? "killed by signal \(process.terminationStatus)" : "exit status \(process.terminationStatus)"
+                : signal.map { "killed by signal \($0)" } ?? "exit status \(exitCode ?? -1)"
             let tail = String(decoding: stderr.suffix(300), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
             throw ValidationFailure(tail.isEmpty ? reason : "\(reason): \(tail)")
         }
         return Output(
-            exitCode: signalled ? nil : process.terminationStatus,
-            signal: signalled ? process.terminationStatus : nil,
-            stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self),
-            truncated: stdoutCut || stderrCut, timedOut: timedOut,
+            exitCode: exitCode, signal: signal,
+            stdout: String(decoding: collected.stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self),
+            truncated: collected.truncated, timedOut: timedOut,
             durationMicros: UInt64(elapsed.components.seconds) * 1_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000_000))
     }
 
@@ -146,58 +110,5 @@ public struct ExecHandler: TaskHandler {
     }
 }
 
-/// Reads a file handle to its end on a background queue, keeping at most `limit` bytes.
-final class BoundedReader: @unchecked Sendable {
-    private let group = DispatchGroup()
-    private var kept = Data()
-    private var cut = false
 
-    init(_ handle: FileHandle, limit: Int) {
-        group.enter()
-        DispatchQueue.global().async { [self] in
-            while true {
-                let chunk = handle.availableData
-                if chunk.isEmpty { break }
-                let room = limit - kept.count
-                if room > 0 { kept.append(chunk.prefix(room)) }
-                if chunk.count > room { cut = true }
-            }
-            group.leave()
-        }
-    }
 
-    /// Waits for the end of the stream; returns what was kept and whether some was cut.
-    func finish() -> (Data, Bool) {
-        group.wait()
-        return (kept, cut)
-    }
-}
-
-/// Fires once (the process exited, or the wait was abandoned); `wait` returns after that.
-final class ExitSignal: @unchecked Sendable {
-    private let lock = NSLock()
-    private var fired = false
-    private var waiter: CheckedContinuation<Void, Never>?
-
-    func fire() {
-        lock.lock()
-        fired = true
-        let waiter = self.waiter
-        self.waiter = nil
-        lock.unlock()
-        waiter?.resume()
-    }
-
-    func wait() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            lock.lock()
-            if fired {
-                lock.unlock()
-                continuation.resume()
-            } else {
-                waiter = continuation
-                lock.unlock()
-            }
-        }
-    }
-}

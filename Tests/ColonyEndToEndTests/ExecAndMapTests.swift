@@ -21,6 +21,13 @@ final class ExecAndMapTests: XCTestCase {
         try cluster.start(arguments)
     }
 
+    /// Waits until the coordinator listens and the node has joined, for tests that then run
+    /// the CLI against them.
+    private func waitForNode() async throws {
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        await colony.close()
+    }
+
     private func exec(_ colony: ColonyClient, _ input: ExecHandler.Input) async throws -> TaskResult {
         try await colony.result(of: colony.submit(ExecHandler.name, input: input))
     }
@@ -76,8 +83,9 @@ final class ExecAndMapTests: XCTestCase {
         await colony.close()
     }
 
-    func testMapPrintsAThousandOutputsInInputOrder() throws {
+    func testMapPrintsAThousandOutputsInInputOrder() async throws {
         try execNode()
+        try await waitForNode()
         let inputs = (1...1000).map(String.init).joined(separator: "\n") + "\n"
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("colony-map-\(UUID().uuidString).txt")
         try Data(inputs.utf8).write(to: file)
@@ -87,8 +95,9 @@ final class ExecAndMapTests: XCTestCase {
         XCTAssertEqual(run.stdout, inputs)
     }
 
-    func testAFailingInputMakesMapFailAndShowsInTheJoblogAndSummary() throws {
+    func testAFailingInputMakesMapFailAndShowsInTheJoblogAndSummary() async throws {
         try execNode()
+        try await waitForNode()
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("colony-map-\(UUID().uuidString).txt")
         let joblog = FileManager.default.temporaryDirectory.appendingPathComponent("colony-joblog-\(UUID().uuidString).tsv")
         try Data("1\n2\nbad\n4\n".utf8).write(to: file)
@@ -107,8 +116,9 @@ final class ExecAndMapTests: XCTestCase {
         XCTAssertTrue(log[3].hasPrefix("bad\texec-node\t1\texit status 1\t"), String(log[3]))
     }
 
-    func testMapWithAHandlerMapsJSONLines() throws {
+    func testMapWithAHandlerMapsJSONLines() async throws {
         try execNode()
+        try await waitForNode()
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("colony-map-\(UUID().uuidString).txt")
         try Data("{\"lo\": 0, \"hi\": 100000}\n{\"lo\": 0, \"hi\": 10}\n".utf8).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }

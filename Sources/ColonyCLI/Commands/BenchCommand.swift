@@ -8,7 +8,7 @@ import NNG
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure throughput and latency (W1-W5) with a coordinator and a node as separate processes.",
+        abstract: "Measure throughput and latency (W1-W6) with a coordinator and a node as separate processes.",
         discussion: """
             Build with `swift build -c release` first: debug builds are many times slower.
             W1: no-op (echo) tasks submitted as one map, tasks/s.
@@ -17,6 +17,7 @@ struct BenchCommand: AsyncParsableCommand {
                 wall time and speedup over the same loop run serially in this process.
             W4: 200 tasks x 100 increments of one cluster counter: increments/s, final value (20000).
             W5: 200 sleeps (90% 1 ms, 10% 50 ms, fixed seed) on 2 slots: makespan over sum/slots.
+            W6: 2,000 commands `true` through `colony map`, tasks/s, beside `xargs -P2 -n1`.
             """
     )
 
@@ -41,7 +42,7 @@ struct BenchCommand: AsyncParsableCommand {
         let executable = try currentExecutable()
         let coordinator = try spawn(executable, ["coordinator", "--listen", url])
         defer { stop(coordinator) }
-        let node = try spawn(executable, ["node", "--coordinator", url, "--threads", "\(threads)", "--name", "bench-node"])
+        let node = try spawn(executable, ["node", "--coordinator", url, "--threads", "\(threads)", "--name", "bench-node", "--allow-exec"])
         defer { stop(node) }
 
         let colony = try await connectWithRetry(url)
@@ -124,6 +125,16 @@ struct BenchCommand: AsyncParsableCommand {
         figures.append(("w5_ideal_s", w5Ideal))
         figures.append(("w5_ratio", w5Makespan / w5Ideal))
 
+        // W6: 2,000 commands `true` through `colony map` (the whole command, as a user runs it),
+        // and `xargs -P2` on the same inputs for comparison.
+        let inputs2000 = (1...2000).map(String.init).joined(separator: "\n") + "\n"
+        let mapSeconds = try timeCommand(executable.path, ["map", "--coordinator", url, "--", "true"], stdin: inputs2000)
+        figures.append(("w6_tasks_per_s", 2000 / mapSeconds))
+        if let xargs = ["/usr/bin/xargs", "/bin/xargs"].first(where: FileManager.default.isExecutableFile(atPath:)) {
+            let xargsSeconds = try timeCommand(xargs, ["-P2", "-n1", "true"], stdin: inputs2000)
+            figures.append(("w6_xargs_p2_tasks_per_s", 2000 / xargsSeconds))
+        }
+
         figures.append(("coordinator_peak_rss_mib", peakRSSMiB(coordinator.processIdentifier)))
         figures.append(("node_peak_rss_mib", peakRSSMiB(node.processIdentifier)))
         await colony.close()
@@ -173,6 +184,26 @@ struct BenchCommand: AsyncParsableCommand {
         }
         samples.sort()
         return [("w0_nng_rtt_p50_us", percentile(samples, 0.5)), ("w0_nng_rtt_p99_us", percentile(samples, 0.99))]
+    }
+
+    /// Runs a command with `stdin` as its input; returns its wall time in seconds.
+    private func timeCommand(_ path: String, _ arguments: [String], stdin: String) throws -> Double {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let input = Pipe()
+        process.standardInput = input
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        let clock = ContinuousClock()
+        let start = clock.now
+        try process.run()
+        try input.fileHandleForWriting.write(contentsOf: Data(stdin.utf8))
+        try input.fileHandleForWriting.close()
+        process.waitUntilExit()
+        let elapsed = seconds(clock.now - start)
+        guard process.terminationStatus == 0 else { throw CLIError("\(path) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)") }
+        return elapsed
     }
 
     private func seconds(_ duration: Duration) -> Double {
