@@ -23,6 +23,9 @@ public struct NodeConfiguration: Sendable {
     /// Most results carried by one pull, and their largest total size.
     public var resultsPerPullMax = 4096
     public var resultBytesPerPullMax = 8 << 20
+    /// While the node is busy (tasks wait in its local queue), results are held up to this
+    /// long so that several travel in one pull; an idle node sends them at once.
+    public var resultLinger: Duration = .milliseconds(2)
     /// Most tasks queued on the node beyond its free slots (0: never prefetch).
     public var prefetchMax = 1024
     /// Work per slot worth queueing ahead when tasks are short (microseconds).
@@ -77,6 +80,9 @@ public actor NodeAgent {
     private var averageRunMicros: Double?
     private var stopSignals: [UInt64: StopSignal] = [:]
     private var highestReplySeq: UInt64 = 0
+    /// When the oldest of `pendingResults` was added.
+    private var pendingSince: ContinuousClock.Instant?
+    private var lingerTimerArmed = false
     private let wake = WakeSignal()
 
     private let handlerNames: [String]
@@ -178,10 +184,28 @@ public actor NodeAgent {
                 if let plan = nextPull() {
                     group.addTask { await self.perform(plan) }
                 } else {
+                    if let deadline = armLingerTimer() {
+                        group.addTask {
+                            try? await Task.sleep(until: deadline, clock: .continuous)
+                            await self.lingerTimerFired()
+                        }
+                    }
                     await wake.wait()
                 }
             }
         }
+    }
+
+    /// When results are being held, the moment they must go (once per held batch).
+    private func armLingerTimer() -> ContinuousClock.Instant? {
+        guard !lingerTimerArmed, let since = pendingSince else { return nil }
+        lingerTimerArmed = true
+        return since + configuration.resultLinger
+    }
+
+    private func lingerTimerFired() {
+        lingerTimerArmed = false
+        wake.notify()
     }
 
     /// Decides whether to pull now: always when nothing is in flight (the idle long poll),
@@ -189,6 +213,11 @@ public actor NodeAgent {
     private func nextPull() -> PlannedPull? {
         if backingOff || freeContexts.isEmpty { return nil }
         if inFlight >= 1 && pendingResults.isEmpty { return nil }
+        if inFlight >= 1 && queueHead < localQueue.count, let since = pendingSince,
+           ContinuousClock.now - since < configuration.resultLinger {
+            // Busy: let a few more results join this batch (the linger timer sends it).
+            return nil
+        }
         let context = freeContexts.removeLast()
         inFlight += 1
         var results: [Colony_V1_TaskResult] = []
@@ -202,6 +231,7 @@ public actor NodeAgent {
             taken += 1
         }
         pendingResults.removeFirst(taken)
+        pendingSince = pendingResults.isEmpty ? nil : ContinuousClock.now
         var pull = Colony_V1_PullRequest()
         var info = Colony_V1_NodeInfo()
         info.name = configuration.name
@@ -274,6 +304,7 @@ public actor NodeAgent {
     private func pullFailed(_ plan: PlannedPull, reason: String) async {
         // The results were not delivered: put them back in front, so none is lost.
         pendingResults.insert(contentsOf: plan.results, at: 0)
+        if pendingSince == nil && !pendingResults.isEmpty { pendingSince = ContinuousClock.now }
         statistics.failedPulls += 1
         if !Task.isCancelled {
             if statistics.failedPulls == 1 || statistics.failedPulls % 20 == 0 {
@@ -297,6 +328,7 @@ public actor NodeAgent {
         averageRunMicros = averageRunMicros.map { $0 * 0.8 + sample * 0.2 } ?? sample
         startTick?.yield()
         if result.ok { statistics.succeeded += 1 } else { statistics.failed += 1 }
+        if pendingResults.isEmpty { pendingSince = ContinuousClock.now }
         pendingResults.append(result)
         return nextPull()
     }
