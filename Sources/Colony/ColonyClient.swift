@@ -186,8 +186,8 @@ public actor ColonyClient {
 
     /// Runs `handler` over every input and returns the outputs in input order. Throws the
     /// first failure (in input order) after all tasks finished.
-    public func map<Input: Encodable & Sendable, Output: Decodable>(_ handler: String, _ inputs: [Input], as type: Output.Type = Output.self, options: TaskOptions = TaskOptions()) async throws(ColonyError) -> [Output] {
-        let results = try await mapResults(handler, inputs, options: options)
+    public func map<Input: Encodable & Sendable, Output: Decodable>(_ handler: String, _ inputs: [Input], as type: Output.Type = Output.self, options: TaskOptions = TaskOptions(), chunkSize: Int = 1) async throws(ColonyError) -> [Output] {
+        let results = try await mapResults(handler, inputs, options: options, chunkSize: chunkSize)
         var outputs: [Output] = []
         outputs.reserveCapacity(results.count)
         for result in results { outputs.append(try result.value(as: Output.self)) }
@@ -200,12 +200,60 @@ public actor ColonyClient {
     }
 
     /// Runs `handler` over every input; returns every result, failed ones included, in order.
-    public func mapResults<Input: Encodable & Sendable>(_ handler: String, _ inputs: [Input], options: TaskOptions = TaskOptions()) async throws(ColonyError) -> [TaskResult] {
+    ///
+    /// With `chunkSize` K > 1, K inputs travel in one task (the node's `batch` handler runs them
+    /// one after the other): far fewer messages for tiny inputs. Results are still one per
+    /// input, in order, a failure reported per input; the inputs of one chunk share its task id.
+    public func mapResults<Input: Encodable & Sendable>(_ handler: String, _ inputs: [Input], options: TaskOptions = TaskOptions(), chunkSize: Int = 1) async throws(ColonyError) -> [TaskResult] {
+        var encoded: [[UInt8]] = []
+        encoded.reserveCapacity(inputs.count)
+        for input in inputs { encoded.append(try Self.encode(input)) }
+        return try await mapRawResults(handler, encoded, options: options, chunkSize: chunkSize)
+    }
+
+    /// `mapResults` over inputs that are JSON already.
+    public func mapRawResults(_ handler: String, _ inputs: [[UInt8]], options: TaskOptions = TaskOptions(), chunkSize: Int = 1) async throws(ColonyError) -> [TaskResult] {
+        guard chunkSize > 1 else {
+            let ids = try await submit(inputs.map { TaskSubmission(handler: handler, input: $0, options: options) })
+            return try await results(of: ids)
+        }
         var submissions: [TaskSubmission] = []
-        submissions.reserveCapacity(inputs.count)
-        for input in inputs { submissions.append(TaskSubmission(handler: handler, input: try Self.encode(input), options: options)) }
+        var start = 0
+        while start < inputs.count {
+            let chunk = inputs[start..<min(start + chunkSize, inputs.count)]
+            var body = Array(#"{"handler":"#.utf8) + Array(try Self.encode(handler)) + Array(#","inputs":["#.utf8)
+            for (offset, input) in chunk.enumerated() {
+                if offset > 0 { body.append(UInt8(ascii: ",")) }
+                body += input
+            }
+            body += Array("]}".utf8)
+            submissions.append(TaskSubmission(handler: BatchHandler.name, input: body, options: options))
+            start += chunk.count
+        }
         let ids = try await submit(submissions)
-        return try await results(of: ids)
+        var expanded: [TaskResult] = []
+        expanded.reserveCapacity(inputs.count)
+        for (index, chunkResult) in try await results(of: ids).enumerated() {
+            let size = min(chunkSize, inputs.count - index * chunkSize)
+            guard chunkResult.succeeded else {
+                expanded += Array(repeating: chunkResult, count: size)
+                continue
+            }
+            let entries: [BatchEntry]
+            do {
+                entries = try BatchEntry.split(chunkResult.output)
+            } catch {
+                throw .badOutput(id: chunkResult.id, reason: "batch output: \(error)")
+            }
+            guard entries.count == size else {
+                throw .badOutput(id: chunkResult.id, reason: "batch of \(size) inputs returned \(entries.count) entries")
+            }
+            expanded += entries.map { entry in
+                TaskResult(id: chunkResult.id, succeeded: entry.ok, output: entry.output, error: entry.error ?? "",
+                           node: chunkResult.node, attempt: chunkResult.attempt, runMicros: chunkResult.runMicros, cancelled: false)
+            }
+        }
+        return expanded
     }
 
     // MARK: Status

@@ -17,6 +17,17 @@ public struct TaskResult: Sendable, Equatable {
     /// The task ended by cancellation.
     public let cancelled: Bool
 
+    init(id: TaskID, succeeded: Bool, output: [UInt8], error: String, node: String, attempt: UInt32, runMicros: UInt64, cancelled: Bool) {
+        self.id = id
+        self.succeeded = succeeded
+        self.output = output
+        self.error = error
+        self.node = node
+        self.attempt = attempt
+        self.runMicros = runMicros
+        self.cancelled = cancelled
+    }
+
     init(wire: Colony_V1_TaskResult) {
         id = wire.id
         succeeded = wire.ok

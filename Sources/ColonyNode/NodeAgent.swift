@@ -89,8 +89,10 @@ public actor NodeAgent {
 
     public init(configuration: NodeConfiguration, handlers: HandlerRegistry = .builtIn) {
         self.configuration = configuration
-        self.registry = handlers
-        self.handlerNames = handlers.names
+        var registry = handlers
+        registry.register(BatchHandler.handler(over: handlers))
+        self.registry = registry
+        self.handlerNames = registry.names
     }
 
     public func stats() -> Statistics {

@@ -126,4 +126,35 @@ final class ExecAndMapTests: XCTestCase {
         XCTAssertEqual(run.status, 0, run.stderr)
         XCTAssertEqual(run.stdout, "9592\n4\n")
     }
+
+    func testMapWithChunksKeepsOutputsAndFailuresPerInput() async throws {
+        try execNode()
+        try await waitForNode()
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("colony-map-\(UUID().uuidString).txt")
+        try Data(((1...99).map(String.init) + ["bad"]).joined(separator: "\n").utf8).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let run = try ClusterHarness.run(["map", "--coordinator", cluster.url, "--inputs", file.path, "--chunk-size", "7",
+                                          "--", "sh", "-c", "test {} != bad && echo {}"])
+        XCTAssertEqual(run.status, 1)
+        XCTAssertEqual(run.stdout, (1...99).map { "\($0)\n" }.joined())
+        XCTAssertTrue(run.stderr.contains("1 of 100 input(s) failed"), run.stderr)
+        XCTAssertTrue(run.stderr.contains("input 100 'bad': exit status 1"), run.stderr)
+    }
+
+    func testSwiftMapWithChunksReturnsOneResultPerInputInOrder() async throws {
+        try execNode()
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let echoed = try await colony.map("echo", Array(0..<1000), as: Int.self, chunkSize: 64)
+        XCTAssertEqual(echoed, Array(0..<1000))
+        let mixed = try await colony.mapResults("primes", [PrimesHandler.Range(lo: 0, hi: 100), PrimesHandler.Range(lo: 5, hi: 1)], chunkSize: 2)
+        XCTAssertEqual(mixed.map(\.succeeded), [true, false])
+        XCTAssertEqual(mixed[0].outputText, "25")
+        XCTAssertTrue(mixed[1].error.contains("lo <= hi"), mixed[1].error)
+        // Counter changes of the inputs of a chunk that succeeded are applied, once.
+        let counted = try await colony.mapResults(CountHandler.name, Array(repeating: CountHandler.Input(counter: "chunked", times: 10), count: 30), chunkSize: 8)
+        XCTAssertTrue(counted.allSatisfy(\.succeeded))
+        let value = try await colony.counter("chunked").get()
+        XCTAssertEqual(value, 300)
+        await colony.close()
+    }
 }

@@ -39,6 +39,9 @@ struct MapCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Write one line per input: input, node, attempt, status, seconds (tab-separated).")
     var joblog: String?
 
+    @Option(name: .long, help: "Send this many inputs per task (far fewer messages for tiny inputs; outputs and failures stay per input).")
+    var chunkSize = 1
+
     @Argument(parsing: .captureForPassthrough, help: "-- CMD ARGS... (the command to run per input).")
     var command: [String] = []
 
@@ -48,13 +51,15 @@ struct MapCommand: AsyncParsableCommand {
         if handler != nil && !argv.isEmpty { throw ValidationError("give either a command or --handler, not both") }
         guard retries >= 0, retries < 1000 else { throw ValidationError("--retries must be 0 to 999") }
         if let timeout, !(timeout > 0) { throw ValidationError("--timeout must be > 0 seconds") }
+        guard chunkSize >= 1, chunkSize <= BatchHandler.inputsMax else { throw ValidationError("--chunk-size must be 1 to \(BatchHandler.inputsMax)") }
     }
 
     func run() async throws {
         let argv = command.first == "--" ? Array(command.dropFirst()) : command
         let lines = try readInputs()
         var options = TaskOptions(maxAttempts: retries + 1, retryOnError: retries > 0)
-        if let timeout { options.timeoutSeconds = timeout + 5 }
+        // A chunk's timeout covers all of its inputs.
+        if let timeout { options.timeoutSeconds = timeout * Double(chunkSize) + 5 }
         var submissions: [TaskSubmission] = []
         submissions.reserveCapacity(lines.count)
         for (index, line) in lines.enumerated() {
@@ -69,6 +74,11 @@ struct MapCommand: AsyncParsableCommand {
             }
         }
         let failures = try await withClient(client) { colony in
+            if chunkSize > 1 {
+                let results = try await colony.mapRawResults(submissions.first?.handler ?? ExecHandler.name, submissions.map(\.input),
+                                                             options: options, chunkSize: chunkSize)
+                return try await collect(colony, ids: [], lines: lines, finished: results)
+            }
             let ids = try await colony.submit(submissions)
             return try await collect(colony, ids: ids, lines: lines)
         }
@@ -81,7 +91,7 @@ struct MapCommand: AsyncParsableCommand {
     }
 
     /// Prints outputs (in order, or as they finish), writes the job log, returns the failures.
-    private func collect(_ colony: ColonyClient, ids: [TaskID], lines: [String]) async throws -> [String] {
+    private func collect(_ colony: ColonyClient, ids: [TaskID], lines: [String], finished: [TaskResult]? = nil) async throws -> [String] {
         let log = try joblog.map { path -> FileHandle in
             guard FileManager.default.createFile(atPath: path, contents: Data("input\tnode\tattempt\tstatus\tseconds\n".utf8)) else {
                 throw CLIError("cannot write the job log \(path)")
@@ -90,11 +100,11 @@ struct MapCommand: AsyncParsableCommand {
         }
         defer { try? log?.close() }
         try log?.seekToEnd()
-        let progress = Progress(total: ids.count, quiet: !standardErrorIsTerminal)
+        let progress = Progress(total: lines.count, quiet: !standardErrorIsTerminal)
         var failures: [String] = []
         let indexByID = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
-        func report(_ result: TaskResult) {
-            let index = indexByID[result.id] ?? 0
+        func report(_ result: TaskResult, index known: Int? = nil) {
+            let index = known ?? indexByID[result.id] ?? 0
             let line = lines[index]
             if result.succeeded {
                 emit(result)
@@ -105,7 +115,9 @@ struct MapCommand: AsyncParsableCommand {
             log?.write(Data("\(line)\t\(result.node)\t\(result.attempt)\t\(status)\t\(String(format: "%.3f", Double(result.runMicros) / 1e6))\n".utf8))
             progress.advance()
         }
-        if unordered {
+        if let finished {
+            for (index, result) in finished.enumerated() { report(result, index: index) }
+        } else if unordered {
             try await withThrowingTaskGroup(of: TaskResult.self) { group in
                 for id in ids { group.addTask { try await colony.result(of: id) } }
                 for try await result in group { report(result) }
