@@ -365,16 +365,7 @@ public struct CoordinatorCore: Sendable {
         var handed: [DispatchedTask] = []
         let labels = node.announcement.labels
         while free > 0 {
-            let sizes = limitSizes
-            let inUse = limitInUse
-            let tasks = self.tasks
-            guard let id = ready.pop(
-                eligible: { key in
-                    key.uses.allSatisfy { (inUse[$0] ?? 0) < (sizes[$0] ?? 0) }
-                        && key.labels.allSatisfy { labels[$0.key] == $0.value }
-                },
-                isLive: { tasks[$0]?.state == .queued })
-            else { break }
+            guard let id = popReady(forLabels: labels) else { break }
             var task = self.tasks[id]!
             task.attempt += 1
             task.state = .leased(node: name, since: now)
@@ -395,6 +386,23 @@ public struct CoordinatorCore: Sendable {
             free -= 1
         }
         return handed
+    }
+
+    /// The best queued task a node with `labels` may take now, taken off the queue.
+    ///
+    /// A function of its own so that the copies its closures capture (the task table among
+    /// them) are gone before the caller mutates the table: a copy still alive there would make
+    /// every dispatched task copy the whole table (copy-on-write), O(tasks) each.
+    private mutating func popReady(forLabels labels: [String: String]) -> TaskID? {
+        let sizes = limitSizes
+        let inUse = limitInUse
+        let tasks = self.tasks
+        return ready.pop(
+            eligible: { key in
+                key.uses.allSatisfy { (inUse[$0] ?? 0) < (sizes[$0] ?? 0) }
+                    && key.labels.allSatisfy { labels[$0.key] == $0.value }
+            },
+            isLive: { tasks[$0]?.state == .queued })
     }
 
     /// Ids the node must stop (cancelled or timed out since its last pull); forgets them.
