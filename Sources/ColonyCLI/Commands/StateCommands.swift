@@ -199,11 +199,9 @@ struct TaskOptionFlags: ParsableArguments {
 
     func options() throws -> TaskOptions {
         guard retries >= 0, retries < 1000 else { throw ValidationError("--retries must be 0 to 999") }
-        var options = TaskOptions(priority: priority, uses: uses, after: after, maxAttempts: retries + 1, retryOnError: retries > 0,
-                                  timeoutSeconds: timeout, requiredLabels: try parseLabels(requireLabel))
         if let timeout, !(timeout > 0) { throw ValidationError("--timeout must be > 0 seconds") }
-        options.timeoutSeconds = timeout
-        return options
+        return TaskOptions(priority: priority, uses: uses, after: after, maxAttempts: retries + 1, retryOnError: retries > 0,
+                           timeoutSeconds: timeout, requiredLabels: try parseLabels(requireLabel))
     }
 }
 

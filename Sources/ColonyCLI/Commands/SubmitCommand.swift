@@ -34,8 +34,9 @@ struct SubmitCommand: AsyncParsableCommand {
         } catch {
             throw CLIError("input is not valid JSON: \(input.prefix(80)) (strings need quotes: '\"text\"')")
         }
+        let options = try scheduling.options()
         let colony = try ColonyClient(connect: client.coordinatorURL)
-        let id = try await colony.submit(handler, rawInput: bytes, options: try scheduling.options())
+        let id = try await colony.submit(handler, rawInput: bytes, options: options)
         guard wait else {
             print(id)
             return
