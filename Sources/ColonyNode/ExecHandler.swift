@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// `exec`: runs a command (argv, no shell) and reports its exit status and output.
 ///
@@ -67,7 +68,7 @@ public struct ExecHandler: TaskHandler {
         guard let program = input.argv.first, !program.isEmpty else { throw ValidationFailure("exec needs a non-empty argv") }
         let limit = max(0, min(input.outputBytesMax ?? (1 << 20), 16 << 20))
         let executable = program.contains("/") ? program : try Self.resolve(program, env: input.env)
-        var environment = ProcessInfo.processInfo.environment
+        var environment = Self.nodeEnvironment
         if let env = input.env { environment.merge(env) { $1 } }
         let clock = ContinuousClock()
         let started = clock.now
@@ -99,12 +100,23 @@ public struct ExecHandler: TaskHandler {
             durationMicros: UInt64(elapsed.components.seconds) * 1_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000_000))
     }
 
+    /// The node's environment, read once: commands inherit it (plus their own `env`).
+    static let nodeEnvironment = ProcessInfo.processInfo.environment
+
+    /// Programs already found on the node's PATH (tiny commands run thousands of times).
+    private static let resolved = Mutex<[String: String]>([:])
+
     /// Finds `program` on PATH (the task's own PATH if it sets one).
     static func resolve(_ program: String, env: [String: String]?) throws -> String {
-        let path = env?["PATH"] ?? ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
+        let ownPath = env?["PATH"]
+        if ownPath == nil, let known = resolved.withLock({ $0[program] }) { return known }
+        let path = ownPath ?? nodeEnvironment["PATH"] ?? "/usr/bin:/bin"
         for directory in path.split(separator: ":") {
             let candidate = "\(directory)/\(program)"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            if FileManager.default.isExecutableFile(atPath: candidate) {
+                if ownPath == nil { resolved.withLock { $0[program] = candidate } }
+                return candidate
+            }
         }
         throw ValidationFailure("\(program): command not found on PATH")
     }
