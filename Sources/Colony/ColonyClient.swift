@@ -460,6 +460,11 @@ public actor ColonyClient {
                 }
                 failures = 0
                 for wire in fetched.results { deliver(TaskResult(wire: wire)) }
+                if !fetched.results.isEmpty && fetched.results.count < 64 && fetched.pending > 0 {
+                    // More results are on their way: let a few gather, so that a long map
+                    // costs a fetch per batch rather than one per result.
+                    try? await Task.sleep(for: .milliseconds(1))
+                }
                 if fetched.pending == 0 && fetched.results.isEmpty && generation == submitGeneration {
                     // Nothing of ours is unfinished at the coordinator: whoever still waits
                     // waits for a task it will never report to this session.
