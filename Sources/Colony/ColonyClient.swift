@@ -305,7 +305,7 @@ public actor ColonyClient {
         guard case .limitReply(let reply) = try await self.request(.limit(request)) else {
             throw .protocolViolation("the coordinator answered a limit request with something else")
         }
-        return reply.limits.map { LimitStatus(name: $0.name, size: Int($0.size), inUse: Int($0.inUse), highWater: Int($0.highWater)) }
+        return reply.limits.map(LimitStatus.init(wire:))
     }
 
     /// Cancels tasks (queued ones are removed, running ones stopped, dependents cancelled in

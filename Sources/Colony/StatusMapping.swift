@@ -17,6 +17,12 @@ extension ClusterStatus {
         retried = wire.retried
         waiting = Int(wire.waiting)
         unplaceable = Int(wire.unplaceable)
-        limits = wire.limits.map { LimitStatus(name: $0.name, size: Int($0.size), inUse: Int($0.inUse), highWater: Int($0.highWater)) }
+        limits = wire.limits.map(LimitStatus.init(wire:))
+    }
+}
+
+extension LimitStatus {
+    init(wire: Colony_V1_LimitInfo) {
+        self.init(name: wire.name, size: Int(wire.size), inUse: Int(wire.inUse), highWater: Int(wire.highWater))
     }
 }

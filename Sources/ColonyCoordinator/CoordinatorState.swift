@@ -68,8 +68,9 @@ actor CoordinatorState {
         if let previous = parkedPulls.removeValue(forKey: node.name) {
             previous.continuation.resume(returning: answer())
         }
-        // Freed slots and limits may let other parked nodes start work too.
-        if !results.isEmpty { wakeParkedPulls() }
+        // Freed limits may let other parked nodes start queued work (cancellations reach
+        // parked nodes from `cancel` and `expire`, so nothing else needs waking here).
+        if !results.isEmpty && core.queuedCount > 0 { wakeParkedPulls() }
         let tasks = core.dispatch(toNode: node.name, now: now)
         let cancel = core.takeCancellations(forNode: node.name)
         if !tasks.isEmpty || !cancel.isEmpty || waitSeconds <= 0 || closed { return answer(tasks, cancel: cancel) }

@@ -412,11 +412,6 @@ public struct CoordinatorCore: Sendable {
         return cancels.sorted()
     }
 
-    /// Free capacity of a known node (0 for an unknown one).
-    public func freeSlots(ofNode name: String) -> Int {
-        nodes[name]?.freeSlots ?? 0
-    }
-
     /// Time-driven rules: dead nodes lose their leases, back-offs end, attempts past their
     /// timeout fail, unfetched results expire. Returns the sessions that gained results.
     public mutating func tick(now: Double) -> Set<String> {

@@ -100,6 +100,19 @@ final class ClusterHarness: @unchecked Sendable {
     }
 }
 
+/// A test case with a fresh `ClusterHarness` per test, stopped (SIGKILL) after it.
+class ClusterTestCase: XCTestCase {
+    var cluster: ClusterHarness!
+
+    override func setUpWithError() throws {
+        cluster = try ClusterHarness()
+    }
+
+    override func tearDown() {
+        cluster.stopAll()
+    }
+}
+
 struct CLIFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }

@@ -5,17 +5,7 @@ import Foundation
 import XCTest
 
 /// A coordinator and node processes on tcp loopback, driven by the Swift client.
-final class ClusterTests: XCTestCase {
-    private var cluster: ClusterHarness!
-
-    override func setUpWithError() throws {
-        cluster = try ClusterHarness()
-    }
-
-    override func tearDown() {
-        cluster.stopAll()
-    }
-
+final class ClusterTests: ClusterTestCase {
     func testTenThousandTasksOnTwoNodesAllCompleteWithCorrectResults() async throws {
         try cluster.startCoordinator()
         try cluster.startNode(name: "n1", threads: 2)

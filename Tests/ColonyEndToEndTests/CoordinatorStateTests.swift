@@ -3,17 +3,7 @@ import Foundation
 import XCTest
 
 /// The seed's shared-state examples, over tcp with real node processes.
-final class CoordinatorStateTests: XCTestCase {
-    private var cluster: ClusterHarness!
-
-    override func setUpWithError() throws {
-        cluster = try ClusterHarness()
-    }
-
-    override func tearDown() {
-        cluster.stopAll()
-    }
-
+final class CoordinatorStateTests: ClusterTestCase {
     func testCounterIncrementsFromTasksOnTwoNodesAreExact() async throws {
         try cluster.startCoordinator()
         try cluster.startNode(name: "n1", threads: 2)

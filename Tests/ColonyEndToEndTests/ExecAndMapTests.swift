@@ -3,16 +3,10 @@ import Foundation
 import XCTest
 
 /// `exec` tasks and `colony map`, with real commands on a real node process.
-final class ExecAndMapTests: XCTestCase {
-    private var cluster: ClusterHarness!
-
+final class ExecAndMapTests: ClusterTestCase {
     override func setUpWithError() throws {
-        cluster = try ClusterHarness()
+        try super.setUpWithError()
         try cluster.startCoordinator()
-    }
-
-    override func tearDown() {
-        cluster.stopAll()
     }
 
     private func execNode(allow: Bool = true) throws {

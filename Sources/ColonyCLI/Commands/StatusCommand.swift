@@ -15,9 +15,7 @@ struct StatusCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let colony = try ColonyClient(connect: client.coordinatorURL)
-        let status = try await colony.status()
-        await colony.close()
+        let status = try await withClient(client) { try await $0.status() }
         if json {
             print(Self.json(status))
             return

@@ -35,14 +35,14 @@ struct SubmitCommand: AsyncParsableCommand {
             throw CLIError("input is not valid JSON: \(input.prefix(80)) (strings need quotes: '\"text\"')")
         }
         let options = try scheduling.options()
-        let colony = try ColonyClient(connect: client.coordinatorURL)
-        let id = try await colony.submit(handler, rawInput: bytes, options: options)
-        guard wait else {
+        let (id, finished) = try await withClient(client) { colony -> (TaskID, TaskResult?) in
+            let id = try await colony.submit(handler, rawInput: bytes, options: options)
+            return (id, wait ? try await colony.result(of: id) : nil)
+        }
+        guard let result = finished else {
             print(id)
             return
         }
-        let result = try await colony.result(of: id)
-        await colony.close()
         guard result.succeeded else {
             throw CLIError("task \(id) failed on \(result.node): \(result.error)")
         }

@@ -109,37 +109,3 @@ struct UpCommand: AsyncParsableCommand {
         await colony.close()
     }
 }
-
-/// A progress line on standard error: redrawn in place on a terminal, every 25% otherwise.
-final class Progress {
-    private let total: Int
-    private var done = 0
-    private var lastQuarter = 0
-    private let terminal = standardErrorIsTerminal
-    private let quiet: Bool
-
-    init(total: Int, quiet: Bool = false) {
-        self.total = max(total, 1)
-        self.quiet = quiet
-    }
-
-    func advance() {
-        done += 1
-        if quiet { return }
-        if terminal {
-            let width = 30
-            let filled = done * width / total
-            FileHandle.standardError.write(Data("\r[\(String(repeating: "#", count: filled))\(String(repeating: ".", count: width - filled))] \(done)/\(total) tasks".utf8))
-        } else {
-            let quarter = done * 4 / total
-            if quarter > lastQuarter {
-                lastQuarter = quarter
-                printError("progress: \(done)/\(total) tasks")
-            }
-        }
-    }
-
-    func finish() {
-        if terminal && !quiet { FileHandle.standardError.write(Data("\n".utf8)) }
-    }
-}
