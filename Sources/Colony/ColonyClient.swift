@@ -372,6 +372,11 @@ public actor ColonyClient {
         spec.retryOnError = options.retryOnError
         if let timeout = options.timeoutSeconds { spec.timeoutMs = UInt32(clamping: Int((timeout * 1000).rounded(.up))) }
         spec.labels = options.requiredLabels
+        switch options.pool {
+        case .automatic: spec.pool = .default
+        case .thread: spec.pool = .thread
+        case .process: spec.pool = .process
+        }
         return spec
     }
 

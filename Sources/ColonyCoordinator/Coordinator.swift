@@ -139,7 +139,7 @@ public final class Coordinator: Sendable {
                 return Wire.encode(.submitReply(reply))
             case .pull(let pull):
                 let wait = min(Double(pull.waitMs) / 1000, configuration.longPollSecondsMax)
-                let answer = try await state.pull(node: NodeAnnouncement(wire: pull.node, prefetch: pull.prefetch),
+                let answer = try await state.pull(node: NodeAnnouncement(wire: pull.node, prefetch: pull.prefetch, processPrefetch: pull.processPrefetch),
                                                   results: pull.results.map(TaskOutcome.init(wire:)),
                                                   running: pull.ackedDispatchSeq > 0 ? Set(pull.running) : nil,
                                                   ackedReplySeq: pull.ackedDispatchSeq, waitSeconds: wait)

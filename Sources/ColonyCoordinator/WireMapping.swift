@@ -9,7 +9,7 @@ extension TaskSubmission {
     init(wire: Colony_V1_TaskSpec) {
         var options = TaskOptions(priority: wire.priority, uses: wire.uses, after: wire.after,
                                   maxAttempts: max(1, Int(wire.maxAttempts)), retryOnError: wire.retryOnError,
-                                  requiredLabels: wire.labels)
+                                  requiredLabels: wire.labels, pool: TaskPool(wire: wire.pool))
         if wire.timeoutMs > 0 { options.timeoutSeconds = Double(wire.timeoutMs) / 1000 }
         self.init(handler: wire.handler, input: Array(wire.input), options: options)
     }
@@ -45,14 +45,17 @@ extension DispatchedTask {
         task.attempt = attempt
         task.dependencies = dependencies.mapValues { Data($0) }
         if let timeoutSeconds { task.timeoutMs = UInt32(clamping: Int((timeoutSeconds * 1000).rounded(.up))) }
+        task.pool = pool.wire
         return task
     }
 }
 
 extension NodeAnnouncement {
-    init(wire: Colony_V1_NodeInfo, prefetch: UInt32 = 0) {
+    init(wire: Colony_V1_NodeInfo, prefetch: UInt32 = 0, processPrefetch: UInt32 = 0) {
         self.init(name: wire.name, host: wire.host, threadSlots: Int(wire.threadSlots), handlers: wire.handlers,
-                  pid: Int(wire.pid), prefetch: Int(prefetch), labels: wire.labels)
+                  pid: Int(wire.pid), prefetch: Int(prefetch), labels: wire.labels,
+                  processSlots: Int(wire.processSlots), processPrefetch: Int(processPrefetch),
+                  processHandlers: Set(wire.processHandlers))
     }
 
     var wire: Colony_V1_NodeInfo {
@@ -63,7 +66,27 @@ extension NodeAnnouncement {
         info.handlers = handlers
         info.pid = UInt32(clamping: pid)
         info.labels = labels
+        info.processSlots = UInt32(clamping: processSlots)
+        info.processHandlers = processHandlers.sorted()
         return info
+    }
+}
+
+extension TaskPool {
+    init(wire: Colony_V1_Pool) {
+        switch wire {
+        case .thread: self = .thread
+        case .process: self = .process
+        default: self = .automatic
+        }
+    }
+
+    var wire: Colony_V1_Pool {
+        switch self {
+        case .automatic: .default
+        case .thread: .thread
+        case .process: .process
+        }
     }
 }
 

@@ -107,7 +107,8 @@ public struct CoordinatorCore: Sendable {
         var node = ""
         var finishedAt = 0.0
         var classKey: ReadyQueue.ClassKey {
-            ReadyQueue.ClassKey(uses: options.uses, labels: options.requiredLabels)
+            ReadyQueue.ClassKey(uses: options.uses, labels: options.requiredLabels, pool: options.pool,
+                                handler: options.pool == .automatic ? handler : "")
         }
     }
 
@@ -117,6 +118,7 @@ public struct CoordinatorCore: Sendable {
         var id: TaskID
         var attempt: UInt32
         var uses: [String]
+        var pool: TaskPool
     }
 
     struct NodeRecord: Sendable {
@@ -130,10 +132,35 @@ public struct CoordinatorCore: Sendable {
         var completed: UInt64 = 0
         var failed: UInt64 = 0
         var lastSeen: Double
+        /// The pool each live attempt runs in.
+        var leasePool: [TaskID: TaskPool] = [:]
+        /// Leases (live and abandoned) held in the process pool; the rest are in the thread pool.
+        var holdingProcess = 0
         /// Tasks the node must stop (cancelled or timed out), told on its next pull.
         var toCancel: Set<TaskID> = []
         var holding: Int { leased.count + abandoned.count }
-        var freeSlots: Int { max(0, announcement.threadSlots + announcement.prefetch - holding) }
+        var holdingThread: Int { holding - holdingProcess }
+        func freeSlots(_ pool: TaskPool) -> Int {
+            pool == .process
+                ? max(0, announcement.processSlots + announcement.processPrefetch - holdingProcess)
+                : max(0, announcement.threadSlots + announcement.prefetch - holdingThread)
+        }
+
+        /// The pool a task of class `key` would run in here, or nil if this node has no slots
+        /// for it. `automatic` takes the handler's default, or the other pool when the node
+        /// has no slots of that kind.
+        func pool(for key: ReadyQueue.ClassKey) -> TaskPool? {
+            let threads = announcement.threadSlots > 0
+            let processes = announcement.processSlots > 0
+            switch key.pool {
+            case .thread: return threads ? .thread : nil
+            case .process: return processes ? .process : nil
+            case .automatic:
+                let preferred: TaskPool = announcement.processHandlers.contains(key.handler) ? .process : .thread
+                if preferred == .process { return processes ? .process : (threads ? .thread : nil) }
+                return threads ? .thread : (processes ? .process : nil)
+            }
+        }
     }
 
     struct FinishedResult: Sendable {
@@ -292,7 +319,11 @@ public struct CoordinatorCore: Sendable {
         guard announcement.threadSlots >= 0, announcement.threadSlots <= limits.threadSlotsMax else {
             throw .invalidArgument("node slots must be 0 to \(limits.threadSlotsMax)")
         }
-        guard announcement.prefetch >= 0, announcement.prefetch <= limits.prefetchMax else {
+        guard announcement.processSlots >= 0, announcement.processSlots <= limits.threadSlotsMax else {
+            throw .invalidArgument("node process slots must be 0 to \(limits.threadSlotsMax)")
+        }
+        guard announcement.prefetch >= 0, announcement.prefetch <= limits.prefetchMax,
+              announcement.processPrefetch >= 0, announcement.processPrefetch <= limits.prefetchMax else {
             throw .invalidArgument("node prefetch must be 0 to \(limits.prefetchMax)")
         }
         var record = nodes[announcement.name] ?? NodeRecord(announcement: announcement, lastSeen: now)
@@ -358,14 +389,14 @@ public struct CoordinatorCore: Sendable {
         return attemptFailed(reported.id, error: reported.error, retryable: task.options.retryOnError, now: now)
     }
 
-    /// Leases queued tasks to `name`, up to its free capacity, best first.
+    /// Leases queued tasks to `name`, up to the free capacity of each of its pools, best first.
     public mutating func dispatch(toNode name: String, now: Double = 0) -> [DispatchedTask] {
         guard let node = nodes[name] else { return [] }
-        var free = node.freeSlots
+        var freeThread = node.freeSlots(.thread)
+        var freeProcess = node.freeSlots(.process)
         var handed: [DispatchedTask] = []
-        let labels = node.announcement.labels
-        while free > 0 {
-            guard let id = popReady(forLabels: labels) else { break }
+        while freeThread > 0 || freeProcess > 0 {
+            guard let (id, pool) = popReady(for: node, freeThread: freeThread, freeProcess: freeProcess) else { break }
             var task = self.tasks[id]!
             task.attempt += 1
             task.state = .leased(node: name, since: now)
@@ -379,30 +410,42 @@ public struct CoordinatorCore: Sendable {
             }
             nodes[name]!.leased[id] = task.attempt
             nodes[name]!.leaseSeq[id] = replySeq + 1
+            nodes[name]!.leasePool[id] = pool
             leasedTotal += 1
             if task.options.timeoutSeconds != nil { timedTasks.insert(id) }
             handed.append(DispatchedTask(id: id, handler: task.handler, input: task.input, attempt: task.attempt,
-                                         dependencies: dependencies, timeoutSeconds: task.options.timeoutSeconds))
-            free -= 1
+                                         dependencies: dependencies, timeoutSeconds: task.options.timeoutSeconds, pool: pool))
+            if pool == .process {
+                nodes[name]!.holdingProcess += 1
+                freeProcess -= 1
+            } else {
+                freeThread -= 1
+            }
         }
         return handed
     }
 
-    /// The best queued task a node with `labels` may take now, taken off the queue.
+    /// The best queued task `node` may take now (with the pool it would run in), taken off the queue.
     ///
     /// A function of its own so that the copies its closures capture (the task table among
     /// them) are gone before the caller mutates the table: a copy still alive there would make
     /// every dispatched task copy the whole table (copy-on-write), O(tasks) each.
-    private mutating func popReady(forLabels labels: [String: String]) -> TaskID? {
+    private mutating func popReady(for node: NodeRecord, freeThread: Int, freeProcess: Int) -> (TaskID, TaskPool)? {
         let sizes = limitSizes
         let inUse = limitInUse
         let tasks = self.tasks
-        return ready.pop(
+        let labels = node.announcement.labels
+        let id = ready.pop(
             eligible: { key in
-                key.uses.allSatisfy { (inUse[$0] ?? 0) < (sizes[$0] ?? 0) }
-                    && key.labels.allSatisfy { labels[$0.key] == $0.value }
+                guard key.uses.allSatisfy({ (inUse[$0] ?? 0) < (sizes[$0] ?? 0) }),
+                      key.labels.allSatisfy({ labels[$0.key] == $0.value }),
+                      let pool = node.pool(for: key),
+                      (pool == .process ? freeProcess : freeThread) > 0 else { return false }
+                return true
             },
             isLive: { tasks[$0]?.state == .queued })
+        guard let id, let pool = node.pool(for: tasks[id]!.classKey) else { return nil }
+        return (id, pool)
     }
 
     /// Ids the node must stop (cancelled or timed out since its last pull); forgets them.
@@ -653,9 +696,13 @@ public struct CoordinatorCore: Sendable {
         status.retried = retriedTotal
         status.waiting = waitingCount + backoffCount
         status.limits = allLimits
-        let labelSets = nodes.values.map(\.announcement.labels)
+        // Classes that ask for something (labels, a pool) that no live node offers.
         status.unplaceable = ready.classes
-            .filter { entry in !entry.key.labels.isEmpty && !labelSets.contains { labels in entry.key.labels.allSatisfy { labels[$0.key] == $0.value } } }
+            .filter { entry in
+                (!entry.key.labels.isEmpty || entry.key.pool != .automatic) && !nodes.values.contains { node in
+                    entry.key.labels.allSatisfy { node.announcement.labels[$0.key] == $0.value } && node.pool(for: entry.key) != nil
+                }
+            }
             .reduce(0) { $0 + $1.count }
         return status
     }
@@ -665,12 +712,14 @@ public struct CoordinatorCore: Sendable {
     private mutating func releaseLease(_ id: TaskID, node: String) {
         guard nodes[node]?.leased.removeValue(forKey: id) != nil else { return }
         nodes[node]!.leaseSeq[id] = nil
+        if nodes[node]!.leasePool.removeValue(forKey: id) == .process { nodes[node]!.holdingProcess -= 1 }
         leasedTotal -= 1
         for limit in tasks[id]?.options.uses ?? [] { limitInUse[limit, default: 0] -= 1 }
     }
 
     private mutating func release(_ abandoned: AbandonedLease, node: String) {
         guard nodes[node]?.abandoned.remove(abandoned) != nil else { return }
+        if abandoned.pool == .process { nodes[node]!.holdingProcess -= 1 }
         leasedTotal -= 1
         for limit in abandoned.uses { limitInUse[limit, default: 0] -= 1 }
     }
@@ -680,7 +729,9 @@ public struct CoordinatorCore: Sendable {
     private mutating func abandonLease(_ id: TaskID, node: String) {
         guard let attempt = nodes[node]?.leased.removeValue(forKey: id), let task = tasks[id] else { return }
         nodes[node]!.leaseSeq[id] = nil
-        nodes[node]!.abandoned.insert(AbandonedLease(id: id, attempt: attempt, uses: task.options.uses))
+        // Still holding its slot in the same pool, now as abandoned.
+        let pool = nodes[node]!.leasePool.removeValue(forKey: id) ?? .thread
+        nodes[node]!.abandoned.insert(AbandonedLease(id: id, attempt: attempt, uses: task.options.uses, pool: pool))
         nodes[node]!.toCancel.insert(id)
         // The task leaves the running state; the lease itself is counted on as abandoned.
         var updated = task

@@ -7,6 +7,18 @@ extension CoordinatorCore {
         var usage: [String: Int] = [:]
         for (name, node) in nodes {
             holding += node.holding
+            if Set(node.leasePool.keys) != Set(node.leased.keys) { problems.append("node \(name): lease pools do not match its leases") }
+            let inProcess = node.leasePool.values.filter { $0 == .process }.count + node.abandoned.filter { $0.pool == .process }.count
+            if inProcess != node.holdingProcess { problems.append("node \(name): holdingProcess \(node.holdingProcess) != \(inProcess)") }
+            if node.holdingThread > node.announcement.threadSlots + node.announcement.prefetch
+                || node.holdingProcess > node.announcement.processSlots + node.announcement.processPrefetch {
+                problems.append("node \(name) holds more than its slots: \(node.holdingThread) thread, \(node.holdingProcess) process")
+            }
+            for (id, pool) in node.leasePool {
+                if let wanted = tasks[id]?.options.pool, wanted != .automatic, wanted != pool {
+                    problems.append("task \(id) asked for the \(wanted) pool but runs in the \(pool) pool")
+                }
+            }
             for (id, attempt) in node.leased {
                 guard let task = tasks[id] else {
                     problems.append("node \(name) leases unknown task \(id)")
@@ -54,10 +66,10 @@ extension CoordinatorCore {
     }
 
     /// Whether a queued task with a higher priority than `priority` could have gone to `node`
-    /// (used by the simulation to check that dispatch takes the best eligible task first).
-    public func hasEligibleQueuedTask(above priority: Int32, forNode node: String) -> Bool {
+    /// in `pool` (used by the simulation to check that dispatch takes the best eligible task first).
+    public func hasEligibleQueuedTask(above priority: Int32, forNode node: String, pool: TaskPool) -> Bool {
         guard let record = nodes[node] else { return false }
-        for task in tasks.values where task.state == .queued && task.options.priority > priority {
+        for task in tasks.values where task.state == .queued && task.options.priority > priority && record.pool(for: task.classKey) == pool {
             let limitsFree = task.options.uses.allSatisfy { (limitInUse[$0] ?? 0) < (limitSizes[$0] ?? 0) }
             let labelsMatch = task.options.requiredLabels.allSatisfy { record.announcement.labels[$0.key] == $0.value }
             if limitsFree && labelsMatch { return true }

@@ -10,6 +10,9 @@ struct ReadyQueue: Sendable {
     struct ClassKey: Hashable, Sendable {
         var uses: [String]
         var labels: [String: String]
+        var pool: TaskPool = .automatic
+        /// Set only for `automatic` tasks, whose pool depends on the handler's default.
+        var handler: String = ""
     }
 
     private struct Entry: Sendable {

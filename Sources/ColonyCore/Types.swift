@@ -1,7 +1,18 @@
 /// A task's id: assigned by the coordinator, unique for its lifetime, increasing.
 public typealias TaskID = UInt64
 
-/// How a task is scheduled: priority, limits it uses, dependencies, retries, timeout, labels.
+/// Which of a node's two pools runs a task.
+public enum TaskPool: String, Sendable, Equatable, Hashable, CaseIterable {
+    /// The handler's default pool (exec: process; the others: thread), or the other pool on a
+    /// node that has no slots of that kind.
+    case automatic
+    /// The node's thread pool: in its own process, cheapest; a crash takes the node down.
+    case thread
+    /// One of the node's long-lived child processes: a crash, leak or kill costs one child.
+    case process
+}
+
+/// How a task is scheduled: priority, limits it uses, dependencies, retries, timeout, labels, pool.
 public struct TaskOptions: Sendable, Equatable {
     /// Higher runs first; FIFO within a priority.
     public var priority: Int32 = 0
@@ -18,9 +29,13 @@ public struct TaskOptions: Sendable, Equatable {
     public var timeoutSeconds: Double?
     /// Labels a node must have (all of them, with these values) to take the task.
     public var requiredLabels: [String: String] = [:]
+    /// The pool it runs in.
+    public var pool: TaskPool = .automatic
 
     public init(priority: Int32 = 0, uses: [String] = [], after: [TaskID] = [], maxAttempts: Int = 1,
-                retryOnError: Bool = false, timeoutSeconds: Double? = nil, requiredLabels: [String: String] = [:]) {
+                retryOnError: Bool = false, timeoutSeconds: Double? = nil, requiredLabels: [String: String] = [:],
+                pool: TaskPool = .automatic) {
+        self.pool = pool
         self.priority = priority
         self.uses = uses
         self.after = after
@@ -63,7 +78,11 @@ public struct DispatchedTask: Sendable, Equatable {
     public var dependencies: [TaskID: [UInt8]]
     /// Longest the attempt may run (nil: no limit).
     public var timeoutSeconds: Double?
-    public init(id: TaskID, handler: String, input: [UInt8], attempt: UInt32, dependencies: [TaskID: [UInt8]] = [:], timeoutSeconds: Double? = nil) {
+    /// The pool chosen on the node (`thread` or `process`, never `automatic`).
+    public var pool: TaskPool
+    public init(id: TaskID, handler: String, input: [UInt8], attempt: UInt32, dependencies: [TaskID: [UInt8]] = [:], timeoutSeconds: Double? = nil,
+                pool: TaskPool = .thread) {
+        self.pool = pool
         self.id = id
         self.handler = handler
         self.input = input
@@ -111,8 +130,16 @@ public struct NodeAnnouncement: Sendable, Equatable {
     public var prefetch: Int
     /// What the node offers (`gpu=1`); tasks may require labels.
     public var labels: [String: String]
+    /// Slots of the process pool, and tasks it will queue beyond them.
+    public var processSlots: Int
+    public var processPrefetch: Int
+    /// Handlers whose default pool is the process pool on this node.
+    public var processHandlers: Set<String>
     public init(name: String, host: String, threadSlots: Int, handlers: [String] = [], pid: Int = 0, prefetch: Int = 0,
-                labels: [String: String] = [:]) {
+                labels: [String: String] = [:], processSlots: Int = 0, processPrefetch: Int = 0, processHandlers: Set<String> = []) {
+        self.processSlots = processSlots
+        self.processPrefetch = processPrefetch
+        self.processHandlers = processHandlers
         self.name = name
         self.host = host
         self.threadSlots = threadSlots
@@ -151,7 +178,7 @@ public struct ClusterStatus: Sendable, Equatable {
     public var retried: UInt64 = 0
     /// Tasks waiting for dependencies or a retry back-off.
     public var waiting: Int = 0
-    /// Queued tasks that no live node can take (their labels match none).
+    /// Queued tasks that no live node can take (their labels or pool match none).
     public var unplaceable: Int = 0
     /// Each limit: size, tasks holding it now, and the most that ever held it at once.
     public var limits: [LimitStatus] = []

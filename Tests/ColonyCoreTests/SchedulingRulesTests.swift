@@ -156,6 +156,37 @@ final class SchedulingRulesTests: XCTestCase {
         XCTAssertEqual(try pull(node: gpu).map(\.id), [gpuTask])
     }
 
+    func testEachPoolIsFilledOnlyByItsOwnTasks() throws {
+        let mixed = NodeAnnouncement(name: "m", host: "h", threadSlots: 1, processSlots: 2, processHandlers: ["exec"])
+        let threadTasks = try (0..<3).map { _ in try submit(TaskOptions(pool: .thread)) }
+        let processTask = try submit(TaskOptions(pool: .process))
+        let execTask = try submit(handler: "exec")
+        let autoTask = try submit()
+        let first = try pull(node: mixed)
+        XCTAssertEqual(Set(first.map(\.id)), [threadTasks[0], processTask, execTask],
+                       "one thread slot, two process slots: exec goes to the process pool by default")
+        XCTAssertEqual(first.first { $0.id == execTask }?.pool, .process)
+        XCTAssertEqual(first.first { $0.id == threadTasks[0] }?.pool, .thread)
+        XCTAssertEqual(try pull(node: mixed), [], "both pools full: a busy thread pool is not topped up from free process slots")
+        let second = try pull([TaskOutcome(id: first[0].id, attempt: 1, succeeded: true, node: "m")], node: mixed)
+        XCTAssertEqual(second.count, 1)
+        XCTAssertEqual(second[0].pool, first[0].pool, "the freed slot is refilled in its own pool")
+        _ = autoTask
+        XCTAssertTrue(core.invariantViolations().isEmpty, "\(core.invariantViolations())")
+    }
+
+    func testAutomaticTasksUseTheOtherPoolOnANodeWithoutTheirDefaultAndExplicitOnesWait() throws {
+        let threadsOnly = NodeAnnouncement(name: "t", host: "h", threadSlots: 2, processHandlers: ["exec"])
+        let exec = try submit(handler: "exec")
+        let isolated = try submit(TaskOptions(pool: .process))
+        let got = try pull(node: threadsOnly)
+        XCTAssertEqual(got.map(\.id), [exec])
+        XCTAssertEqual(got[0].pool, .thread)
+        XCTAssertEqual(core.status(now: 0).unplaceable, 1, "no node has a process pool: reported, not lost")
+        let processes = NodeAnnouncement(name: "p", host: "h", threadSlots: 0, processSlots: 1)
+        XCTAssertEqual(try pull(node: processes).map(\.id), [isolated])
+    }
+
     func testUnfetchedResultsExpireAfterTheirTTL() throws {
         var limits = CoordinatorCore.Limits()
         limits.resultTTLSeconds = 10

@@ -43,7 +43,8 @@ final class SimulationTests: XCTestCase {
         var nodes: [SimNode] = (0..<(2 + roll(4))).map { index in
             var labels: [String: String] = [:]
             if index == 0 { labels["gpu"] = "1" }
-            return SimNode(announcement: NodeAnnouncement(name: "n\(index)", host: "h", threadSlots: 1 + roll(4), labels: labels))
+            return SimNode(announcement: NodeAnnouncement(name: "n\(index)", host: "h", threadSlots: roll(4), labels: labels,
+                                                          processSlots: 1 + roll(2), processHandlers: roll(2) == 0 ? ["isolated"] : []))
         }
         var increments: [TaskID: Int64] = [:]
         var submitted: [TaskID] = []
@@ -101,15 +102,21 @@ final class SimulationTests: XCTestCase {
             } else {
                 nodes[index].highestSeq = seq
             }
-            if let lowest = dispatched.map({ core.priority(of: $0.id) ?? 0 }).min(),
-               core.hasEligibleQueuedTask(above: lowest, forNode: nodes[index].announcement.name) {
-                return "node \(index) got priority \(lowest) while a higher eligible task was queued"
+            for pool in [TaskPool.thread, .process] {
+                if let lowest = dispatched.filter({ $0.pool == pool }).map({ core.priority(of: $0.id) ?? 0 }).min(),
+                   core.hasEligibleQueuedTask(above: lowest, forNode: nodes[index].announcement.name, pool: pool) {
+                    return "node \(index) got priority \(lowest) in its \(pool) pool while a higher eligible task was queued"
+                }
             }
             for task in dispatched {
+                if task.pool == .automatic { return "task \(task.id) dispatched without a pool" }
                 nodes[index].running.append((task, now + Double(roll(5)) * 0.1))
             }
-            if nodes[index].running.count > nodes[index].announcement.threadSlots {
-                return "node \(index) holds \(nodes[index].running.count) tasks with \(nodes[index].announcement.threadSlots) slots"
+            let announcement = nodes[index].announcement
+            let inThreads = nodes[index].running.filter { $0.task.pool == .thread }.count
+            let inProcesses = nodes[index].running.count - inThreads
+            if inThreads > announcement.threadSlots || inProcesses > announcement.processSlots {
+                return "node \(index) holds \(inThreads)+\(inProcesses) tasks with \(announcement.threadSlots)+\(announcement.processSlots) slots"
             }
             return nil
         }
@@ -125,7 +132,8 @@ final class SimulationTests: XCTestCase {
                     if roll(6) == 0, let parent = submitted.randomElement(using: &random) { options.after = [parent] }
                     if roll(5) == 0 { options.retryOnError = true; options.maxAttempts = 3 }
                     if roll(15) == 0 { options.requiredLabels = ["gpu": "1"] }
-                    batch.append(TaskSubmission(handler: "work", input: [], options: options))
+                    options.pool = [TaskPool.automatic, .automatic, .thread, .process][roll(4)]
+                    batch.append(TaskSubmission(handler: roll(3) == 0 ? "isolated" : "work", input: [], options: options))
                 }
                 do {
                     let ids = try core.submit(batch, session: "s", now: now)
@@ -143,7 +151,8 @@ final class SimulationTests: XCTestCase {
                 if nodes[index].alive && nodes.filter(\.alive).count > 1 {
                     nodes[index].alive = false
                     nodes[index].running = []
-                    nodes.append(SimNode(announcement: NodeAnnouncement(name: "n\(nextNodeName)", host: "h", threadSlots: 1 + roll(4))))
+                    nodes.append(SimNode(announcement: NodeAnnouncement(name: "n\(nextNodeName)", host: "h", threadSlots: 1 + roll(4),
+                                                                        processSlots: roll(3), processHandlers: ["isolated"])))
                     nextNodeName += 1
                 }
             case 6:

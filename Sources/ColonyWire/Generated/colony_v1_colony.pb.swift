@@ -32,6 +32,52 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
+/// Which of a node's two pools runs a task.
+public nonisolated enum Colony_V1_Pool: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+
+  /// The handler's default (exec: the process pool; others: the thread pool), or the other
+  /// pool on a node that has no slots of that kind.
+  case `default` // = 0
+
+  /// In the node's process, on its thread pool: cheapest, but a crash takes the node down.
+  case thread // = 1
+
+  /// In one of the node's long-lived child processes: a crash, leak or kill costs one child.
+  case process // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .default
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .default
+    case 1: self = .thread
+    case 2: self = .process
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .default: return 0
+    case .thread: return 1
+    case .process: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Colony_V1_Pool] = [
+    .default,
+    .thread,
+    .process,
+  ]
+
+}
+
 /// The one frame on the wire.
 public nonisolated struct Colony_V1_Envelope: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -249,6 +295,8 @@ public nonisolated struct Colony_V1_TaskSpec: Sendable {
   /// Labels a node must have to take the task.
   public var labels: Dictionary<String,String> = [:]
 
+  public var pool: Colony_V1_Pool = .default
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -307,6 +355,9 @@ public nonisolated struct Colony_V1_Task: Sendable {
   public var dependencies: Dictionary<UInt64,Data> = [:]
 
   public var timeoutMs: UInt32 = 0
+
+  /// The pool chosen for it on this node (never POOL_DEFAULT).
+  public var pool: Colony_V1_Pool = .default
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -380,6 +431,12 @@ public nonisolated struct Colony_V1_NodeInfo: Sendable {
 
   public var labels: Dictionary<String,String> = [:]
 
+  /// Slots of the process pool (children running tasks at once).
+  public var processSlots: UInt32 = 0
+
+  /// Handlers whose default pool is the process pool.
+  public var processHandlers: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -418,6 +475,9 @@ public nonisolated struct Colony_V1_PullRequest: Sendable {
   /// pull of the node is in flight (0: none). Tasks leased in replies up to it that are
   /// neither in `running` nor in `results` were lost in transit and are requeued.
   public var ackedDispatchSeq: UInt64 = 0
+
+  /// Like prefetch, for the process pool.
+  public var processPrefetch: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -865,6 +925,10 @@ public nonisolated struct Colony_V1_ErrorReply: Sendable {
 
 fileprivate nonisolated let _protobuf_package = "colony.v1"
 
+nonisolated extension Colony_V1_Pool: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0POOL_DEFAULT\0\u{1}POOL_THREAD\0\u{1}POOL_PROCESS\0")
+}
+
 nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}token\0\u{2}\u{8}submit\0\u{3}submit_reply\0\u{1}pull\0\u{3}pull_reply\0\u{1}fetch\0\u{3}fetch_reply\0\u{1}status\0\u{3}status_reply\0\u{1}error\0\u{2}\u{2}counter\0\u{3}counter_reply\0\u{1}limit\0\u{3}limit_reply\0\u{1}cancel\0\u{3}cancel_reply\0\u{1}tasks\0\u{3}tasks_reply\0\u{1}result\0")
@@ -1216,7 +1280,7 @@ nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}handler\0\u{1}input\0\u{1}priority\0\u{1}uses\0\u{1}after\0\u{3}max_attempts\0\u{3}retry_on_error\0\u{3}timeout_ms\0\u{1}labels\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}handler\0\u{1}input\0\u{1}priority\0\u{1}uses\0\u{1}after\0\u{3}max_attempts\0\u{3}retry_on_error\0\u{3}timeout_ms\0\u{1}labels\0\u{1}pool\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1233,6 +1297,7 @@ nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._
       case 7: try { try decoder.decodeSingularBoolField(value: &self.retryOnError) }()
       case 8: try { try decoder.decodeSingularUInt32Field(value: &self.timeoutMs) }()
       case 9: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
+      case 10: try { try decoder.decodeSingularEnumField(value: &self.pool) }()
       default: break
       }
     }
@@ -1266,6 +1331,9 @@ nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.labels.isEmpty {
       try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labels, fieldNumber: 9)
     }
+    if self.pool != .default {
+      try visitor.visitSingularEnumField(value: self.pool, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1279,6 +1347,7 @@ nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.retryOnError != rhs.retryOnError {return false}
     if lhs.timeoutMs != rhs.timeoutMs {return false}
     if lhs.labels != rhs.labels {return false}
+    if lhs.pool != rhs.pool {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1361,7 +1430,7 @@ nonisolated extension Colony_V1_SubmitReply: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Colony_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}handler\0\u{1}input\0\u{1}attempt\0\u{1}dependencies\0\u{3}timeout_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}handler\0\u{1}input\0\u{1}attempt\0\u{1}dependencies\0\u{3}timeout_ms\0\u{1}pool\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1375,6 +1444,7 @@ nonisolated extension Colony_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
       case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufUInt64,SwiftProtobuf.ProtobufBytes>.self, value: &self.dependencies) }()
       case 6: try { try decoder.decodeSingularUInt32Field(value: &self.timeoutMs) }()
+      case 7: try { try decoder.decodeSingularEnumField(value: &self.pool) }()
       default: break
       }
     }
@@ -1399,6 +1469,9 @@ nonisolated extension Colony_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if self.timeoutMs != 0 {
       try visitor.visitSingularUInt32Field(value: self.timeoutMs, fieldNumber: 6)
     }
+    if self.pool != .default {
+      try visitor.visitSingularEnumField(value: self.pool, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1409,6 +1482,7 @@ nonisolated extension Colony_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.attempt != rhs.attempt {return false}
     if lhs.dependencies != rhs.dependencies {return false}
     if lhs.timeoutMs != rhs.timeoutMs {return false}
+    if lhs.pool != rhs.pool {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1521,7 +1595,7 @@ nonisolated extension Colony_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}host\0\u{3}thread_slots\0\u{1}handlers\0\u{1}pid\0\u{1}labels\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}host\0\u{3}thread_slots\0\u{1}handlers\0\u{1}pid\0\u{1}labels\0\u{3}process_slots\0\u{3}process_handlers\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1535,6 +1609,8 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
       case 4: try { try decoder.decodeRepeatedStringField(value: &self.handlers) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.pid) }()
       case 6: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.processSlots) }()
+      case 8: try { try decoder.decodeRepeatedStringField(value: &self.processHandlers) }()
       default: break
       }
     }
@@ -1559,6 +1635,12 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.labels.isEmpty {
       try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: self.labels, fieldNumber: 6)
     }
+    if self.processSlots != 0 {
+      try visitor.visitSingularUInt32Field(value: self.processSlots, fieldNumber: 7)
+    }
+    if !self.processHandlers.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.processHandlers, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1569,6 +1651,8 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.handlers != rhs.handlers {return false}
     if lhs.pid != rhs.pid {return false}
     if lhs.labels != rhs.labels {return false}
+    if lhs.processSlots != rhs.processSlots {return false}
+    if lhs.processHandlers != rhs.processHandlers {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1576,7 +1660,7 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}results\0\u{1}running\0\u{3}wait_ms\0\u{1}prefetch\0\u{3}acked_dispatch_seq\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}results\0\u{1}running\0\u{3}wait_ms\0\u{1}prefetch\0\u{3}acked_dispatch_seq\0\u{3}process_prefetch\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1590,6 +1674,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
       case 4: try { try decoder.decodeSingularUInt32Field(value: &self.waitMs) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.prefetch) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.ackedDispatchSeq) }()
+      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.processPrefetch) }()
       default: break
       }
     }
@@ -1618,6 +1703,9 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
     if self.ackedDispatchSeq != 0 {
       try visitor.visitSingularUInt64Field(value: self.ackedDispatchSeq, fieldNumber: 6)
     }
+    if self.processPrefetch != 0 {
+      try visitor.visitSingularUInt32Field(value: self.processPrefetch, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1628,6 +1716,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
     if lhs.waitMs != rhs.waitMs {return false}
     if lhs.prefetch != rhs.prefetch {return false}
     if lhs.ackedDispatchSeq != rhs.ackedDispatchSeq {return false}
+    if lhs.processPrefetch != rhs.processPrefetch {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
