@@ -24,7 +24,7 @@ let package = Package(
         .target(name: "ColonyWire", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "ColonyCore"),
         .target(name: "ColonyCoordinator", dependencies: ["NNG", "ColonyWire", "ColonyCore"]),
-        .target(name: "ColonyNode", dependencies: ["NNG", "ColonyWire"]),
+        .target(name: "ColonyNode", dependencies: ["NNG", "ColonyWire", "ColonyCore"]),
         .target(name: "Colony", dependencies: ["NNG", "ColonyWire", "ColonyCore", "ColonyNode", "ColonyCoordinator"]),
         .target(name: "ColonyCLI", dependencies: [
             "NNG",

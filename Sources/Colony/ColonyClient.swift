@@ -227,7 +227,7 @@ public actor ColonyClient {
                 body += input
             }
             body += Array("]}".utf8)
-            submissions.append(TaskSubmission(handler: BatchHandler.name, input: body, options: options))
+            submissions.append(TaskSubmission(handler: BatchHandler.name, input: body, options: options, poolHandler: handler))
             start += chunk.count
         }
         let ids = try await submit(submissions)
@@ -372,6 +372,7 @@ public actor ColonyClient {
         spec.retryOnError = options.retryOnError
         if let timeout = options.timeoutSeconds { spec.timeoutMs = UInt32(clamping: Int((timeout * 1000).rounded(.up))) }
         spec.labels = options.requiredLabels
+        if let poolHandler = task.poolHandler { spec.poolHandler = poolHandler }
         switch options.pool {
         case .automatic: spec.pool = .default
         case .thread: spec.pool = .thread

@@ -11,7 +11,8 @@ extension TaskSubmission {
                                   maxAttempts: max(1, Int(wire.maxAttempts)), retryOnError: wire.retryOnError,
                                   requiredLabels: wire.labels, pool: TaskPool(wire: wire.pool))
         if wire.timeoutMs > 0 { options.timeoutSeconds = Double(wire.timeoutMs) / 1000 }
-        self.init(handler: wire.handler, input: Array(wire.input), options: options)
+        self.init(handler: wire.handler, input: Array(wire.input), options: options,
+                  poolHandler: wire.poolHandler.isEmpty ? nil : wire.poolHandler)
     }
 }
 

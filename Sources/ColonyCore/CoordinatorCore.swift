@@ -95,6 +95,7 @@ public struct CoordinatorCore: Sendable {
         var handler: String
         var input: [UInt8]
         var session: String
+        var poolHandler: String? = nil
         var options: TaskOptions
         var attempt: UInt32 = 0
         var state: State
@@ -108,7 +109,7 @@ public struct CoordinatorCore: Sendable {
         var finishedAt = 0.0
         var classKey: ReadyQueue.ClassKey {
             ReadyQueue.ClassKey(uses: options.uses, labels: options.requiredLabels, pool: options.pool,
-                                handler: options.pool == .automatic ? handler : "")
+                                handler: options.pool == .automatic ? (poolHandler ?? handler) : "")
         }
     }
 
@@ -238,6 +239,7 @@ public struct CoordinatorCore: Sendable {
             nextID += 1
             var record = TaskRecord(handler: submission.handler, input: submission.input, session: session,
                                     options: submission.options, state: .queued)
+            record.poolHandler = submission.poolHandler
             var remaining = 0
             var failedDependency: (TaskID, TaskPhase)?
             for dependency in Set(submission.options.after) {
@@ -283,6 +285,9 @@ public struct CoordinatorCore: Sendable {
         let bytes = submission.handler.utf8.count
         guard bytes > 0, bytes <= limits.handlerNameBytesMax else {
             throw .invalidArgument("task \(index): handler name must be 1 to \(limits.handlerNameBytesMax) bytes")
+        }
+        if let poolHandler = submission.poolHandler, poolHandler.utf8.count > limits.handlerNameBytesMax {
+            throw .invalidArgument("task \(index): pool handler name must be at most \(limits.handlerNameBytesMax) bytes")
         }
         let options = submission.options
         guard options.after.count <= limits.dependenciesPerTaskMax else {

@@ -51,7 +51,11 @@ public struct TaskSubmission: Sendable, Equatable {
     public var handler: String
     public var input: [UInt8]
     public var options: TaskOptions
-    public init(handler: String, input: [UInt8], options: TaskOptions = TaskOptions()) {
+    /// The handler whose default pool applies when `options.pool` is automatic (a `batch`
+    /// task takes that of the handler it runs); nil: `handler`.
+    public var poolHandler: String?
+    public init(handler: String, input: [UInt8], options: TaskOptions = TaskOptions(), poolHandler: String? = nil) {
+        self.poolHandler = poolHandler
         self.handler = handler
         self.input = input
         self.options = options

@@ -1,3 +1,4 @@
+import ColonyCore
 import Foundation
 
 /// `echo`: returns its input unchanged (the no-op task of the benchmarks).
@@ -70,6 +71,34 @@ public struct FailHandler: TaskHandler {
     public init() {}
     public func run(_ reason: String, context: TaskContext) async throws -> String {
         throw ValidationFailure(reason)
+    }
+}
+
+/// `crash`: ends its process with `fatalError(input)`. Runs only in the process pool (where it
+/// costs one child) and refuses in the thread pool, where it would take the node down.
+/// For tests and demos of crash isolation.
+public struct CrashHandler: TaskHandler {
+    public static let name = "crash"
+    public static let defaultPool = TaskPool.process
+    public init() {}
+    public func run(_ message: String, context: TaskContext) async throws -> String {
+        guard context.pool == .process else { throw ValidationFailure("crash runs only in the process pool") }
+        fatalError(message)
+    }
+}
+
+/// `allocate`: allocates and touches its input, a number of bytes, then returns it. Runs only
+/// in the process pool; shows `--child-memory-limit` at work.
+public struct AllocateHandler: TaskHandler {
+    public static let name = "allocate"
+    public static let defaultPool = TaskPool.process
+    public init() {}
+    public func run(_ bytes: Int, context: TaskContext) async throws -> Int {
+        guard context.pool == .process else { throw ValidationFailure("allocate runs only in the process pool") }
+        guard bytes >= 0 else { throw ValidationFailure("allocate takes a number of bytes >= 0") }
+        // Filled with ones, so every page is really written (not just reserved).
+        let block = [UInt8](repeating: 1, count: bytes)
+        return withExtendedLifetime(block) { block.count }
     }
 }
 

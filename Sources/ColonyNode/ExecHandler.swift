@@ -1,3 +1,4 @@
+import ColonyCore
 import Foundation
 import Synchronization
 
@@ -9,6 +10,7 @@ import Synchronization
 /// drained and counted, with `truncated` set); past its timeout the command is killed.
 public struct ExecHandler: TaskHandler {
     public static let name = "exec"
+    public static let defaultPool = TaskPool.process
 
     /// What to run.
     public struct Input: Codable, Sendable, Equatable {
@@ -100,8 +102,9 @@ public struct ExecHandler: TaskHandler {
             durationMicros: UInt64(elapsed.components.seconds) * 1_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000_000))
     }
 
-    /// The node's environment, read once: commands inherit it (plus their own `env`).
-    static let nodeEnvironment = ProcessInfo.processInfo.environment
+    /// The node's environment, read once: commands inherit it (plus their own `env`), less
+    /// the variables that tell a process-pool child what it is.
+    static let nodeEnvironment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("COLONY_CHILD_") }
 
     /// Programs already found on the node's PATH (tiny commands run thousands of times).
     private static let resolved = Mutex<[String: String]>([:])

@@ -1,3 +1,4 @@
+import ColonyCore
 import ColonyWire
 import Foundation
 import NNG
@@ -13,6 +14,8 @@ public struct NodeConfiguration: Sendable {
     public var host: String
     /// Slots of the thread pool: handlers running at once.
     public var threads: Int
+    /// The process pool (size 0: none).
+    public var processes = ProcessPoolConfiguration(size: 0)
     /// How long the coordinator may hold an idle pull (the heartbeat period when idle).
     public var longPollMilliseconds: UInt32 = 1000
     /// A pull unanswered for this long (coordinator gone or restarting) is given up and
@@ -46,7 +49,7 @@ public struct NodeConfiguration: Sendable {
 }
 
 /// A worker node: pulls tasks from the coordinator when it has free slots, runs them in its
-/// thread pool and sends the results back on its next pull.
+/// thread pool or its process pool and sends the results back on its next pull.
 ///
 /// Tasks beyond the free slots wait in a local queue; the node asks for such extra tasks
 /// (prefetch) only while its recent tasks are short, so that tiny tasks travel in batches
@@ -74,10 +77,12 @@ public actor NodeAgent {
     private var backingOff = false
     private var statistics = Statistics()
     private var startTick: AsyncStream<Void>.Continuation?
-    private var localQueue: [Colony_V1_Task] = []
-    private var queueHead = 0
-    private var executing = 0
-    private var averageRunMicros: Double?
+    private var threadQueue = LocalQueue()
+    private var processQueue = LocalQueue()
+    private var executingThreads = 0
+    private var executingProcesses = 0
+    private var averageRunMicros: [TaskPool: Double] = [:]
+    private var processPool: ProcessPool?
     private var stopSignals: [UInt64: StopSignal] = [:]
     private var highestReplySeq: UInt64 = 0
     /// When the oldest of `pendingResults` was added.
@@ -86,6 +91,7 @@ public actor NodeAgent {
     private let wake = WakeSignal()
 
     private let handlerNames: [String]
+    private let processHandlerNames: [String]
 
     public init(configuration: NodeConfiguration, handlers: HandlerRegistry = .builtIn) {
         self.configuration = configuration
@@ -93,7 +99,11 @@ public actor NodeAgent {
         registry.register(BatchHandler.handler(over: handlers))
         self.registry = registry
         self.handlerNames = registry.names
+        self.processHandlerNames = registry.processDefaultNames
     }
+
+    /// Process ids of the process pool's live children.
+    public func childPIDs() -> [Int32] { processPool?.childPIDs ?? [] }
 
     public func stats() -> Statistics {
         var s = statistics
@@ -110,9 +120,20 @@ public actor NodeAgent {
         try socket.setRequestResendTime(nil)
         try socket.dial(configuration.coordinatorURL, waitForConnection: false)
         freeContexts = [try socket.openContext(), try socket.openContext()]
-        let pool = ThreadPoolExecutor(threads: configuration.threads, name: "colony-\(configuration.name)")
+        let pool = ThreadPoolExecutor(threads: max(1, configuration.threads), name: "colony-\(configuration.name)")
+        if configuration.processes.size > 0 {
+            // A child that found no child-mode hook in its main would start a node of its own.
+            guard !ProcessPoolChild.isRequested else {
+                throw ValidationFailure("this process is a process-pool child: its main must call ProcessPoolChild.run first")
+            }
+            processPool = ProcessPool(configuration: configuration.processes, nodeName: configuration.name,
+                                      environment: [ProcessPoolChild.allowExecVariable: registry.allowsExec ? "1" : "0"],
+                                      log: configuration.log)
+        }
+        let processPool = self.processPool
         defer {
             pool.shutdown()
+            processPool?.shutdown()
             socket.close()
         }
         let (ticks, tick) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -120,7 +141,8 @@ public actor NodeAgent {
         let registry = self.registry
         let nodeName = configuration.name
         let outputBytesMax = configuration.outputBytesMax
-        configuration.log("node \(nodeName) pulling from \(configuration.coordinatorURL) with \(configuration.threads) thread slots")
+        configuration.log("node \(nodeName) pulling from \(configuration.coordinatorURL) with \(configuration.threads) thread slots"
+            + " and \(configuration.processes.size) process slots")
         // Pulls in flight ignore task cancellation (see Context.request); closing the socket
         // is what ends them promptly when the node is stopped.
         await withTaskCancellationHandler {
@@ -131,15 +153,24 @@ public actor NodeAgent {
                 }
                 // Start queued tasks whenever a slot is free: on every dispatch and every finish.
                 for await _ in ticks {
-                    while let task = nextStartable() {
+                    while let (task, kind) = nextStartable() {
                         let stop = StopSignal()
                         stopSignals[task.id] = stop
+                        if kind == .process, let processPool {
+                            group.addTask {
+                                let watchdog = Self.watchdog(for: task, stop: stop)
+                                let result = await processPool.run(task, nodeName: nodeName, stop: stop)
+                                watchdog?.cancel()
+                                if let plan = await self.finished(result, in: .process) { await self.perform(plan) }
+                            }
+                            continue
+                        }
                         group.addTask(executorPreference: pool) {
                             let result = await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax,
-                                                            pool: pool, stop: stop)
+                                                            pool: pool, stop: stop, poolKind: .thread)
                             // Deliver the result from here when a pull may go now: one wake-up
                             // fewer than handing it to the pull loop.
-                            if let plan = await self.finished(result) { await self.perform(plan) }
+                            if let plan = await self.finished(result, in: .thread) { await self.perform(plan) }
                         }
                     }
                 }
@@ -150,26 +181,27 @@ public actor NodeAgent {
         startTick = nil
     }
 
-    /// The next queued task, if a thread slot is free; marks the slot taken.
-    private func nextStartable() -> Colony_V1_Task? {
-        guard executing < configuration.threads, queueHead < localQueue.count else { return nil }
-        let task = localQueue[queueHead]
-        queueHead += 1
-        if queueHead == localQueue.count {
-            localQueue.removeAll(keepingCapacity: true)
-            queueHead = 0
+    /// The next queued task whose pool has a free slot, and that pool; marks the slot taken.
+    private func nextStartable() -> (Colony_V1_Task, TaskPool)? {
+        if executingProcesses < configuration.processes.size, let task = processQueue.pop() {
+            executingProcesses += 1
+            return (task, .process)
         }
-        executing += 1
-        return task
+        if executingThreads < configuration.threads, let task = threadQueue.pop() {
+            executingThreads += 1
+            return (task, .thread)
+        }
+        return nil
     }
 
-    /// How many tasks to ask for beyond the free slots: enough to cover about
+    /// How many tasks to ask for beyond the free slots of `pool`: enough to cover about
     /// `prefetchTargetMicros` of work per slot at the recent average task time, so that tiny
     /// tasks travel in batches, and none for tasks long enough to amortise their round trip.
-    private var prefetch: Int {
-        guard configuration.prefetchMax > 0, let average = averageRunMicros else { return 0 }
+    private func prefetch(_ pool: TaskPool) -> Int {
+        guard configuration.prefetchMax > 0, let average = averageRunMicros[pool] else { return 0 }
         let perSlot = Int(configuration.prefetchTargetMicros / max(average, 1))
-        return min(configuration.prefetchMax, perSlot * configuration.threads)
+        let slots = pool == .process ? configuration.processes.size : configuration.threads
+        return min(configuration.prefetchMax, perSlot * slots)
     }
 
     // MARK: Pulling
@@ -215,7 +247,7 @@ public actor NodeAgent {
     private func nextPull() -> PlannedPull? {
         if backingOff || freeContexts.isEmpty { return nil }
         if inFlight >= 1 && pendingResults.isEmpty { return nil }
-        if inFlight >= 1 && queueHead < localQueue.count, let since = pendingSince,
+        if inFlight >= 1 && (!threadQueue.isEmpty || !processQueue.isEmpty), let since = pendingSince,
            ContinuousClock.now - since < configuration.resultLinger {
             // Busy: let a few more results join this batch (the linger timer sends it).
             return nil
@@ -242,6 +274,8 @@ public actor NodeAgent {
         info.handlers = handlerNames
         info.pid = UInt32(ProcessInfo.processInfo.processIdentifier)
         info.labels = configuration.labels
+        info.processSlots = UInt32(configuration.processes.size)
+        info.processHandlers = processHandlerNames
         pull.node = info
         pull.results = results
         // Acknowledge only when no other pull is in flight: then every reply sent before has
@@ -253,7 +287,8 @@ public actor NodeAgent {
             pull.running = Array(running) + pendingResults.map(\.id)
         }
         pull.waitMs = configuration.longPollMilliseconds
-        pull.prefetch = UInt32(prefetch)
+        pull.prefetch = UInt32(prefetch(.thread))
+        pull.processPrefetch = UInt32(prefetch(.process))
         return PlannedPull(context: context, bytes: Wire.encode(.pull(pull)), results: results)
     }
 
@@ -280,8 +315,7 @@ public actor NodeAgent {
         if !cancel.isEmpty {
             let stopping = Set(cancel)
             // Not started yet: report them stopped without running them.
-            let kept = localQueue[queueHead...].filter { !stopping.contains($0.id) }
-            for task in localQueue[queueHead...] where stopping.contains(task.id) {
+            for task in threadQueue.remove(stopping) + processQueue.remove(stopping) {
                 running.remove(task.id)
                 var result = Colony_V1_TaskResult()
                 result.id = task.id
@@ -291,12 +325,27 @@ public actor NodeAgent {
                 result.node = configuration.name
                 pendingResults.append(result)
             }
-            localQueue = Array(kept)
-            queueHead = 0
             for id in cancel { stopSignals[id]?.stop(reason: "cancelled") }
         }
-        for task in tasks { running.insert(task.id) }
-        localQueue.append(contentsOf: tasks)
+        for task in tasks {
+            running.insert(task.id)
+            if task.pool == .process {
+                if configuration.processes.size > 0 {
+                    processQueue.push(task)
+                } else {
+                    // Never dispatched by a coordinator that knows this node; say so rather than guess.
+                    running.remove(task.id)
+                    var result = Colony_V1_TaskResult()
+                    result.id = task.id
+                    result.attempt = task.attempt
+                    result.error = "node \(configuration.name) has no process pool"
+                    result.node = configuration.name
+                    pendingResults.append(result)
+                }
+            } else {
+                threadQueue.push(task)
+            }
+        }
         if !tasks.isEmpty { startTick?.yield() }
         freeContexts.append(context)
         inFlight -= 1
@@ -321,13 +370,13 @@ public actor NodeAgent {
         wake.notify()
     }
 
-    private func finished(_ result: Colony_V1_TaskResult) -> PlannedPull? {
+    private func finished(_ result: Colony_V1_TaskResult, in pool: TaskPool) -> PlannedPull? {
         running.remove(result.id)
         stopSignals[result.id] = nil
-        executing -= 1
+        if pool == .process { executingProcesses -= 1 } else { executingThreads -= 1 }
         // An exponentially weighted average (plus a little per-task overhead) of recent run times.
         let sample = Double(result.runMicros) + 5
-        averageRunMicros = averageRunMicros.map { $0 * 0.8 + sample * 0.2 } ?? sample
+        averageRunMicros[pool] = averageRunMicros[pool].map { $0 * 0.8 + sample * 0.2 } ?? sample
         startTick?.yield()
         if result.ok { statistics.succeeded += 1 } else { statistics.failed += 1 }
         if pendingResults.isEmpty { pendingSince = ContinuousClock.now }
@@ -337,12 +386,24 @@ public actor NodeAgent {
 
     // MARK: Running a task
 
-    /// Runs one task on the thread pool. Never throws: every failure becomes a failed result
-    /// with a one-line reason. A stop (cancellation from the coordinator, or the task's
-    /// timeout) cancels the handler; the thread pool cannot preempt, so a handler that never
-    /// checks for cancellation holds its slot until it returns (its result is then dropped).
+    /// Stops `task` with "timed out after X s" once its timeout has passed, if it has one.
+    static func watchdog(for task: Colony_V1_Task, stop: StopSignal) -> Task<Void, Never>? {
+        guard task.timeoutMs > 0 else { return nil }
+        let limit = Duration.milliseconds(Int(task.timeoutMs))
+        let seconds = Double(task.timeoutMs) / 1000
+        return Task {
+            try? await Task.sleep(for: limit)
+            if !Task.isCancelled { stop.stop(reason: "timed out after \(seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)) s") }
+        }
+    }
+
+    /// Runs one task in this process (on `pool`, the node's thread pool, or in a process-pool
+    /// child on any thread). Never throws: every failure becomes a failed result with a
+    /// one-line reason. A stop (cancellation from the coordinator, or the task's timeout)
+    /// cancels the handler; a thread cannot be preempted, so a handler that never checks for
+    /// cancellation holds its slot until it returns (its result is then dropped).
     static func execute(_ task: Colony_V1_Task, registry: HandlerRegistry, nodeName: String, outputBytesMax: Int,
-                        pool: ThreadPoolExecutor, stop: StopSignal) async -> Colony_V1_TaskResult {
+                        pool: ThreadPoolExecutor?, stop: StopSignal, poolKind: TaskPool) async -> Colony_V1_TaskResult {
         var result = Colony_V1_TaskResult()
         result.id = task.id
         result.attempt = task.attempt
@@ -355,21 +416,13 @@ public actor NodeAgent {
             return result
         }
         let context = TaskContext(taskID: task.id, attempt: task.attempt, nodeName: nodeName,
-                                  dependencyOutputs: task.dependencies.mapValues { Array($0) })
+                                  dependencyOutputs: task.dependencies.mapValues { Array($0) }, pool: poolKind)
         let input = Array(task.input)
         // An unstructured task only so that it can be cancelled by id; it is awaited right
         // here and never outlives this function.
         let work = Task(executorPreference: pool) { try await handler.run(input, context: context) }
         stop.onStop { work.cancel() }
-        var watchdog: Task<Void, Never>?
-        if task.timeoutMs > 0 {
-            let limit = Duration.milliseconds(Int(task.timeoutMs))
-            let seconds = Double(task.timeoutMs) / 1000
-            watchdog = Task {
-                try? await Task.sleep(for: limit)
-                if !Task.isCancelled { stop.stop(reason: "timed out after \(seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)) s") }
-            }
-        }
+        let watchdog = watchdog(for: task, stop: stop)
         let outcome = await work.result
         watchdog?.cancel()
         if let reason = stop.reason {
@@ -431,5 +484,37 @@ final class StopSignal: Sendable {
             return action
         }
         action?()
+    }
+}
+
+/// Tasks waiting on the node for a free slot of one pool, oldest first.
+struct LocalQueue {
+    private var items: [Colony_V1_Task] = []
+    private var head = 0
+
+    var isEmpty: Bool { head == items.count }
+
+    mutating func push(_ task: Colony_V1_Task) { items.append(task) }
+
+    mutating func pop() -> Colony_V1_Task? {
+        guard head < items.count else { return nil }
+        let task = items[head]
+        head += 1
+        if head == items.count {
+            items.removeAll(keepingCapacity: true)
+            head = 0
+        }
+        return task
+    }
+
+    /// Takes the tasks whose ids are in `ids` out of the queue and returns them.
+    mutating func remove(_ ids: Set<UInt64>) -> [Colony_V1_Task] {
+        let waiting = items[head...]
+        let removed = waiting.filter { ids.contains($0.id) }
+        if !removed.isEmpty {
+            items = waiting.filter { !ids.contains($0.id) }
+            head = 0
+        }
+        return removed
     }
 }

@@ -84,6 +84,57 @@ struct SpawnedProcess {
         return SpawnedProcess(pid: pid, stdout: outPipe[0], stderr: errPipe[0], stdin: withStdin ? inPipe[1] : -1)
     }
 
+    /// Starts a process-pool child: `executable` with `arguments`, the node's stdin (none) and
+    /// stdout, its stderr on a pipe (read by the node for crash reasons), and two more pipes:
+    /// tasks in on descriptor 3, results out on descriptor 4.
+    static func startPoolChild(executable: String, arguments: [String], environment: [String: String]) throws -> PoolChildProcess {
+        spawnLock.lock()
+        defer { spawnLock.unlock() }
+        var tasks: [Int32] = [-1, -1]
+        var results: [Int32] = [-1, -1]
+        var errors: [Int32] = [-1, -1]
+        guard makePipe(&tasks), makePipe(&results), makePipe(&errors) else {
+            let reason = String(cString: strerror(errno))
+            for fd in tasks + results + errors where fd >= 0 { close(fd) }
+            throw ValidationFailure("cannot create pipes: \(reason)")
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, errors[1], 2)
+        posix_spawn_file_actions_adddup2(&actions, tasks[0], 3)
+        posix_spawn_file_actions_adddup2(&actions, results[1], 4)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for pointer in argv { free(pointer) }
+            for pointer in envp { free(pointer) }
+        }
+        var pid: pid_t = 0
+        let rv = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+        close(tasks[0])
+        close(results[1])
+        close(errors[1])
+        guard rv == 0 else {
+            close(tasks[1])
+            close(results[0])
+            close(errors[0])
+            throw ValidationFailure("cannot start \(executable): \(String(cString: strerror(rv)))")
+        }
+        return PoolChildProcess(pid: pid, tasks: tasks[1], results: results[0], stderr: errors[0])
+    }
+
     private static func makePipe(_ ends: inout [Int32]) -> Bool {
         guard pipe(&ends) == 0 else { return false }
         _ = fcntl(ends[0], F_SETFD, FD_CLOEXEC)
@@ -99,6 +150,10 @@ struct SpawnedProcess {
 
     /// Blocks until the child ends (call it off Swift's cooperative pool).
     func waitForExit() -> Termination {
+        Self.waitForExit(pid)
+    }
+
+    static func waitForExit(_ pid: pid_t) -> Termination {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
         // WIFEXITED / WEXITSTATUS / WTERMSIG are macros Swift cannot import.
@@ -182,4 +237,15 @@ struct SpawnedProcess {
         collected.termination = waitForExit()
         return collected
     }
+}
+
+/// A process-pool child as its node sees it: its pid and the node's ends of its pipes.
+struct PoolChildProcess {
+    let pid: pid_t
+    /// Write end: tasks to the child (its descriptor 3).
+    let tasks: Int32
+    /// Read end: results from the child (its descriptor 4).
+    let results: Int32
+    /// Read end of the child's stderr.
+    let stderr: Int32
 }

@@ -1,3 +1,4 @@
+import ColonyCore
 import Foundation
 import Synchronization
 
@@ -11,9 +12,12 @@ public struct TaskContext: Sendable {
     public let nodeName: String
     /// Raw outputs of the task's dependencies (`after:`), by task id.
     public let dependencyOutputs: [UInt64: [UInt8]]
+    /// The pool it runs in: `.thread` (in the node's process) or `.process` (in a child).
+    public let pool: TaskPool
     let recorder: CounterRecorder
 
-    public init(taskID: UInt64, attempt: UInt32, nodeName: String, dependencyOutputs: [UInt64: [UInt8]] = [:]) {
+    public init(taskID: UInt64, attempt: UInt32, nodeName: String, dependencyOutputs: [UInt64: [UInt8]] = [:], pool: TaskPool = .thread) {
+        self.pool = pool
         self.taskID = taskID
         self.attempt = attempt
         self.nodeName = nodeName
@@ -37,7 +41,9 @@ public struct TaskContext: Sendable {
     }
 
     /// Throws `CancellationError` if the task was cancelled (e.g. the node shuts down).
-    /// Long-running handlers call it now and then: thread-pool timeouts are cooperative.
+    /// Long-running handlers call it now and then: in the thread pool, timeouts and
+    /// cancellations are cooperative (a thread cannot be killed). In the process pool the
+    /// child running the task is killed instead.
     public func checkCancellation() throws {
         try Task.checkCancellation()
     }
@@ -58,16 +64,26 @@ public protocol TaskHandler: Sendable {
     associatedtype Output: Codable & Sendable
     /// The name tasks use to ask for this handler.
     static var name: String { get }
+    /// The pool its tasks run in unless they ask for one: `.thread` (the default) or
+    /// `.process` for work that may crash, leak or need killing.
+    static var defaultPool: TaskPool { get }
     func run(_ input: Input, context: TaskContext) async throws -> Output
+}
+
+extension TaskHandler {
+    public static var defaultPool: TaskPool { .thread }
 }
 
 /// A handler with its types erased to bytes, as the node stores and runs it.
 public struct AnyTaskHandler: Sendable {
     public let name: String
+    /// Where its tasks run unless they ask otherwise.
+    public let defaultPool: TaskPool
     let body: @Sendable ([UInt8], TaskContext) async throws -> [UInt8]
 
     public init<H: TaskHandler>(_ handler: H) {
         name = H.name
+        defaultPool = H.defaultPool == .process ? .process : .thread
         body = { bytes, context in
             let input: H.Input
             do {
@@ -81,8 +97,9 @@ public struct AnyTaskHandler: Sendable {
     }
 
     /// A handler working on raw bytes (no JSON step), e.g. `echo`.
-    public init(name: String, raw: @escaping @Sendable ([UInt8], TaskContext) async throws -> [UInt8]) {
+    public init(name: String, defaultPool: TaskPool = .thread, raw: @escaping @Sendable ([UInt8], TaskContext) async throws -> [UInt8]) {
         self.name = name
+        self.defaultPool = defaultPool == .process ? .process : .thread
         body = raw
     }
 
@@ -124,6 +141,8 @@ private func path(_ keys: [any CodingKey]) -> String {
 /// The handlers a node can run, by name.
 public struct HandlerRegistry: Sendable {
     private var handlers: [String: AnyTaskHandler] = [:]
+    /// Whether `exec` really runs commands here (process-pool children get the same setting).
+    public private(set) var allowsExec = false
 
     public init(_ handlers: [AnyTaskHandler] = []) {
         for handler in handlers { register(handler) }
@@ -142,7 +161,11 @@ public struct HandlerRegistry: Sendable {
 
     public var names: [String] { handlers.keys.sorted() }
 
-    /// Colony's built-in handlers: echo, sleep, primes, fail, count, collect, and exec (refusing).
+    /// Handlers whose tasks go to the process pool unless they ask otherwise.
+    public var processDefaultNames: [String] { handlers.values.filter { $0.defaultPool == .process }.map(\.name).sorted() }
+
+    /// Colony's built-in handlers: echo, sleep, primes, fail, count, collect, crash and
+    /// allocate (process pool only), and exec (refusing).
     public static var builtIn: HandlerRegistry {
         var registry = HandlerRegistry()
         registry.register(EchoHandler.handler)
@@ -151,6 +174,8 @@ public struct HandlerRegistry: Sendable {
         registry.register(FailHandler())
         registry.register(CountHandler())
         registry.register(CollectHandler.handler)
+        registry.register(CrashHandler())
+        registry.register(AllocateHandler())
         registry.register(ExecHandler(allowed: false))
         return registry
     }
@@ -159,6 +184,7 @@ public struct HandlerRegistry: Sendable {
     public static var builtInWithExec: HandlerRegistry {
         var registry = builtIn
         registry.register(ExecHandler(allowed: true))
+        registry.allowsExec = true
         return registry
     }
 

@@ -42,6 +42,9 @@ struct MapCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Send this many inputs per task (far fewer messages for tiny inputs; outputs and failures stay per input).")
     var chunkSize = 1
 
+    @Option(name: .long, help: "The pool to run in: thread, process, or automatic (commands: process; handlers: their default).")
+    var pool: TaskPool = .automatic
+
     @Argument(parsing: .captureForPassthrough, help: "-- CMD ARGS... (the command to run per input).")
     var command: [String] = []
 
@@ -57,7 +60,7 @@ struct MapCommand: AsyncParsableCommand {
     func run() async throws {
         let argv = command.first == "--" ? Array(command.dropFirst()) : command
         let lines = try readInputs()
-        var options = TaskOptions(maxAttempts: retries + 1, retryOnError: retries > 0)
+        var options = TaskOptions(maxAttempts: retries + 1, retryOnError: retries > 0, pool: pool)
         // A chunk's timeout covers all of its inputs.
         if let timeout { options.timeoutSeconds = timeout * Double(chunkSize) + 5 }
         var submissions: [TaskSubmission] = []

@@ -24,8 +24,12 @@ struct NodeCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Run `exec` tasks (shell commands, e.g. from `colony map`). Off by default: anyone who can submit could run commands as this node's user.")
     var allowExec = false
 
+    @OptionGroup var processPool: ProcessPoolFlags
+
     func validate() throws {
-        guard threads >= 1, threads <= 4096 else { throw ValidationError("--threads must be 1 to 4096") }
+        guard threads >= 0, threads <= 4096 else { throw ValidationError("--threads must be 0 to 4096") }
+        guard threads + processPool.processes > 0 else { throw ValidationError("a node needs --threads or --processes above 0") }
+        try processPool.validate()
         if let name, name.isEmpty || name.utf8.count > 256 { throw ValidationError("--name must be 1 to 256 bytes") }
     }
 
@@ -37,11 +41,67 @@ struct NodeCommand: AsyncParsableCommand {
             coordinatorURL: url, name: name ?? "\(host)-\(ProcessInfo.processInfo.processIdentifier)", host: host, threads: threads)
         configuration.log = { printError($0) }
         configuration.labels = try parseLabels(label)
+        configuration.processes = processPool.configuration
         let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: CustomHandlers.registered, allowExec: allowExec))
         try await runUntilTerminated { try await node.run() }
         let stats = await node.stats()
         printError("node \(configuration.name) stopped: \(stats.succeeded) tasks succeeded, \(stats.failed) failed")
     }
+}
+
+/// The process-pool flags of `colony node` (and `colony up`).
+struct ProcessPoolFlags: ParsableArguments {
+    @Option(name: .long, help: "Process-pool slots: long-lived child processes, one task each at a time, for tasks that may crash, leak or need killing (default: the number of cores; 0: none).")
+    var processes: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @Option(name: .long, help: "Address-space limit of each child in bytes (suffixes K, M, G); a task that exceeds it fails, the child is replaced.")
+    var childMemoryLimit: String?
+
+    @Option(name: .long, help: "Replace a child after this many tasks (against slow leaks).")
+    var maxTasksPerChild: Int?
+
+    @Option(name: .long, help: "Seconds a new child may take to start before it is killed and reported.")
+    var childStartTimeout: Double = 10
+
+    func validate() throws {
+        guard processes >= 0, processes <= 1024 else { throw ValidationError("--processes must be 0 to 1024") }
+        if let maxTasksPerChild, maxTasksPerChild < 1 { throw ValidationError("--max-tasks-per-child must be at least 1") }
+        guard childStartTimeout > 0 else { throw ValidationError("--child-start-timeout must be > 0 seconds") }
+        _ = try memoryLimitBytes()
+    }
+
+    func memoryLimitBytes() throws -> Int? {
+        guard let text = childMemoryLimit else { return nil }
+        let multipliers: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+        var digits = text.uppercased()
+        var multiplier = 1
+        if let last = digits.last, let factor = multipliers[last] {
+            multiplier = factor
+            digits.removeLast()
+        }
+        guard let value = Int(digits), value > 0, value <= Int.max / multiplier else {
+            throw ValidationError("--child-memory-limit takes a number of bytes, e.g. 500M or 2G, got '\(text)'")
+        }
+        guard value * multiplier >= 64 << 20 else {
+            throw ValidationError("--child-memory-limit must be at least 64M: a child needs that much address space to start")
+        }
+        return value * multiplier
+    }
+
+    var configuration: ProcessPoolConfiguration {
+        var pool = ProcessPoolConfiguration(size: processes)
+        pool.memoryLimitBytes = try? memoryLimitBytes()
+        pool.maxTasksPerChild = maxTasksPerChild
+        pool.startTimeout = .milliseconds(Int(childStartTimeout * 1000))
+        return pool
+    }
+}
+
+/// Turns this process into a process-pool child if its node started it as one (the first
+/// thing `colony` and `ColonyNodeMain` do); returns otherwise.
+public func runProcessPoolChildIfRequested(handlers: [AnyTaskHandler] = []) async {
+    guard ProcessPoolChild.isRequested else { return }
+    await ProcessPoolChild.run(handlers: .builtIn(plus: handlers, allowExec: ProcessPoolChild.allowsExec))
 }
 
 /// Handlers added by a user's own node executable (see `ColonyNodeMain`).
@@ -61,6 +121,7 @@ enum CustomHandlers {
 /// ```
 public enum ColonyNodeMain {
     public static func main(handlers: [AnyTaskHandler], arguments: [String]? = nil) async {
+        await runProcessPoolChildIfRequested(handlers: handlers)
         CustomHandlers.set(handlers)
         let command: any AsyncParsableCommand.Type = NodeCommand.self
         await command.main(arguments)

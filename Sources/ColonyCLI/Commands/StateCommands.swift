@@ -197,11 +197,14 @@ struct TaskOptionFlags: ParsableArguments {
     @Option(name: .long, help: "A label KEY=VALUE the node must have (repeatable).")
     var requireLabel: [String] = []
 
+    @Option(name: .long, help: "The pool to run in: thread, process, or automatic (the handler's default: process for exec, crash and allocate, thread for the rest).")
+    var pool: TaskPool = .automatic
+
     func options() throws -> TaskOptions {
         guard retries >= 0, retries < 1000 else { throw ValidationError("--retries must be 0 to 999") }
         if let timeout, !(timeout > 0) { throw ValidationError("--timeout must be > 0 seconds") }
         return TaskOptions(priority: priority, uses: uses, after: after, maxAttempts: retries + 1, retryOnError: retries > 0,
-                           timeoutSeconds: timeout, requiredLabels: try parseLabels(requireLabel))
+                           timeoutSeconds: timeout, requiredLabels: try parseLabels(requireLabel), pool: pool)
     }
 }
 
@@ -216,3 +219,5 @@ func parseLabels(_ pairs: [String]) throws -> [String: String] {
     }
     return labels
 }
+
+extension TaskPool: ExpressibleByArgument {}

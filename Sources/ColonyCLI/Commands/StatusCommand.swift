@@ -22,15 +22,15 @@ struct StatusCommand: AsyncParsableCommand {
         }
         print("coordinator \(client.coordinatorURL): \(status.nodes.count) node(s), \(status.waiting) waiting, \(status.queued) queued, \(status.running) running, \(status.succeeded) succeeded, \(status.failed) failed, \(status.cancelled) cancelled, \(status.resultsWaiting) results waiting")
         if status.unplaceable > 0 {
-            print("warning: \(status.unplaceable) queued task(s) need labels that no live node has")
+            print("warning: \(status.unplaceable) queued task(s) need labels or a pool that no live node has")
         }
         for limit in status.limits {
             print("limit \(limit.name): \(limit.inUse)/\(limit.size) in use, at most \(limit.highWater) at once so far")
         }
         if status.nodes.isEmpty { return }
-        let header = ["NODE", "HOST", "SLOTS", "RUNNING", "DONE", "FAILED", "LAST SEEN"]
+        let header = ["NODE", "HOST", "THREADS", "PROCESSES", "RUNNING", "DONE", "FAILED", "LAST SEEN"]
         let rows = status.nodes.map { node in
-            [node.announcement.name, node.announcement.host, "\(node.announcement.threadSlots)", "\(node.running)",
+            [node.announcement.name, node.announcement.host, "\(node.announcement.threadSlots)", "\(node.announcement.processSlots)", "\(node.running)",
              "\(node.completed)", "\(node.failed)", String(format: "%.1fs ago", node.lastSeenSecondsAgo)]
         }
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
@@ -47,6 +47,7 @@ struct StatusCommand: AsyncParsableCommand {
             "limits": status.limits.map { ["name": $0.name, "size": $0.size, "in_use": $0.inUse, "high_water": $0.highWater] as [String: Any] },
             "nodes": status.nodes.map { node -> [String: Any] in
                 ["name": node.announcement.name, "host": node.announcement.host, "threads": node.announcement.threadSlots,
+                 "processes": node.announcement.processSlots,
                  "running": node.running, "completed": node.completed, "failed": node.failed,
                  "last_seen_s": node.lastSeenSecondsAgo, "handlers": node.announcement.handlers]
             },

@@ -297,6 +297,10 @@ public nonisolated struct Colony_V1_TaskSpec: Sendable {
 
   public var pool: Colony_V1_Pool = .default
 
+  /// The handler whose default pool applies (for `batch` tasks: the handler of their
+  /// inputs); empty: `handler`.
+  public var poolHandler: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1280,7 +1284,7 @@ nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}handler\0\u{1}input\0\u{1}priority\0\u{1}uses\0\u{1}after\0\u{3}max_attempts\0\u{3}retry_on_error\0\u{3}timeout_ms\0\u{1}labels\0\u{1}pool\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}handler\0\u{1}input\0\u{1}priority\0\u{1}uses\0\u{1}after\0\u{3}max_attempts\0\u{3}retry_on_error\0\u{3}timeout_ms\0\u{1}labels\0\u{1}pool\0\u{3}pool_handler\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1298,6 +1302,7 @@ nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._
       case 8: try { try decoder.decodeSingularUInt32Field(value: &self.timeoutMs) }()
       case 9: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
       case 10: try { try decoder.decodeSingularEnumField(value: &self.pool) }()
+      case 11: try { try decoder.decodeSingularStringField(value: &self.poolHandler) }()
       default: break
       }
     }
@@ -1334,6 +1339,9 @@ nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._
     if self.pool != .default {
       try visitor.visitSingularEnumField(value: self.pool, fieldNumber: 10)
     }
+    if !self.poolHandler.isEmpty {
+      try visitor.visitSingularStringField(value: self.poolHandler, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1348,6 +1356,7 @@ nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.timeoutMs != rhs.timeoutMs {return false}
     if lhs.labels != rhs.labels {return false}
     if lhs.pool != rhs.pool {return false}
+    if lhs.poolHandler != rhs.poolHandler {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
