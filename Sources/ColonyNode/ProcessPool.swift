@@ -130,6 +130,9 @@ private final class ChildSlot: @unchecked Sendable {
     private var tasksRun = 0
     private var closed = false
     private var stderrTail: [UInt8] = []
+    /// The start of a stderr line not finished yet (lines are forwarded whole, prefixed).
+    private var partialLine: [UInt8] = []
+    private var stderrPID: Int32 = 0
     private let livePID = Mutex<Int32?>(nil)
 
     init(index: Int, configuration: ProcessPoolConfiguration, environment: [String: String], log: @escaping @Sendable (String) -> Void) {
@@ -251,6 +254,8 @@ private final class ChildSlot: @unchecked Sendable {
             return "cannot start a child: \(error)"
         }
         stderrTail = []
+        partialLine = []
+        stderrPID = process.pid
         let clock = ContinuousClock()
         let deadline = clock.now + configuration.startTimeout
         while true {
@@ -344,18 +349,39 @@ private final class ChildSlot: @unchecked Sendable {
         return lines.last.map { ": " + String($0.prefix(300)) } ?? ""
     }
 
-    /// Copies what the child wrote to stderr to the node's stderr, keeping the last 4 KiB for
-    /// crash reasons. `once`: one read (the pipe was readable); else until end-of-file.
+    /// Copies what the child wrote to stderr to the node's stderr, each line prefixed with
+    /// `child PID:`, keeping the last 4 KiB for crash reasons. `once`: one read (the pipe was
+    /// readable); else until end-of-file.
     private func drainStderr(_ fd: Int32, once: Bool) {
         var buffer = [UInt8](repeating: 0, count: 8192)
         repeat {
             let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { return }
-            buffer.withUnsafeBytes { _ = write(2, $0.baseAddress, count) }
+            guard count > 0 else {
+                if !partialLine.isEmpty { forward(partialLine + [UInt8(ascii: "\n")]) }
+                partialLine = []
+                return
+            }
+            partialLine += buffer[0..<count]
+            if let lastNewline = partialLine.lastIndex(of: UInt8(ascii: "\n")) {
+                forward(Array(partialLine[...lastNewline]))
+                partialLine.removeFirst(lastNewline + 1)
+            } else if partialLine.count > 4096 {
+                forward(partialLine + [UInt8(ascii: "\n")])
+                partialLine = []
+            }
             stderrTail += buffer[0..<count]
             if stderrTail.count > 4096 { stderrTail.removeFirst(stderrTail.count - 4096) }
         } while !once
+    }
+
+    private func forward(_ lines: [UInt8]) {
+        let prefix = Array("child \(stderrPID): ".utf8)
+        var out: [UInt8] = []
+        for line in lines.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).dropLast() {
+            out += prefix + line + [UInt8(ascii: "\n")]
+        }
+        out.withUnsafeBytes { _ = write(2, $0.baseAddress, $0.count) }
     }
 
     private func closeDescriptors(_ process: PoolChildProcess) {

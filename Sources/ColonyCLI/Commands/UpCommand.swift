@@ -9,8 +9,10 @@ struct UpCommand: AsyncParsableCommand {
         abstract: "Start a coordinator and a local node in this process and run the demo (count primes).",
         discussion: """
             The demo counts the primes below --limit by trial division, split into --tasks ranges
-            that the local node runs on its thread pool. With --keep-running the cluster stays up
-            afterwards, so other nodes can join and `colony submit` can use it.
+            that the local node runs on its thread pool; then it runs a task that crashes its
+            process (`crash`) in the node's process pool and shows that the node carries on.
+            With --keep-running the cluster stays up afterwards, so other nodes can join and
+            `colony submit` can use it.
             """
     )
 
@@ -19,6 +21,8 @@ struct UpCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "Thread-pool slots of the local node (default: the number of cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+
+    @OptionGroup var processPool: ProcessPoolFlags
 
     @Option(name: .long, help: "Count the primes below this number.")
     var limit: Int = 2_000_000
@@ -31,6 +35,7 @@ struct UpCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard threads >= 1, threads <= 4096 else { throw ValidationError("--threads must be 1 to 4096") }
+        try processPool.validate()
         guard limit >= 0 else { throw ValidationError("--limit must be >= 0") }
         guard tasks >= 1, tasks <= 1_000_000 else { throw ValidationError("--tasks must be 1 to 1000000") }
     }
@@ -38,9 +43,10 @@ struct UpCommand: AsyncParsableCommand {
     func run() async throws {
         let coordinator = try startCoordinator()
         let url = coordinator.configuration.listenURL.replacingOccurrences(of: ":0", with: ":\(coordinator.boundPort ?? 0)")
-        printError("colony up: coordinator on \(url), local node with \(threads) thread slots")
+        printError("colony up: coordinator on \(url), local node with \(threads) thread slots and \(processPool.processes) process slots")
         var nodeConfiguration = NodeConfiguration(coordinatorURL: url, name: "local", threads: threads)
         nodeConfiguration.log = { printError($0) }
+        nodeConfiguration.processes = processPool.configuration
         let node = NodeAgent(configuration: nodeConfiguration)
         let keepRunning = self.keepRunning
         let limit = self.limit
@@ -106,6 +112,19 @@ struct UpCommand: AsyncParsableCommand {
         print("primes below \(limit): \(total)")
         print(String(format: "%d tasks in %.2f s on %@", ids.count, seconds,
                      nodes.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value) tasks)" }.joined(separator: ", ")))
+        if processPool.processes > 0 { try await crashDemo(colony) }
         await colony.close()
+    }
+
+    /// A task that kills its process, run in the process pool: it fails with the crash
+    /// reason, and the next tasks run on the same node as if nothing happened.
+    private func crashDemo(_ colony: ColonyClient) async throws {
+        printError("demo: a task that calls fatalError, in the process pool (its child dies, the node does not)")
+        let crashed = try await colony.result(of: colony.submit(CrashHandler.name, input: "the demo's deliberate crash"))
+        let after = try await colony.mapResults(PrimesHandler.name, (0..<8).map { PrimesHandler.Range(lo: $0 * 1000, hi: ($0 + 1) * 1000) },
+                                                options: TaskOptions(pool: .process))
+        let counted = try after.reduce(0) { $0 + (try $1.value(as: Int.self)) }
+        print("crash isolated: \(crashed.succeeded ? "the crash task did not crash" : crashed.error)")
+        print("after the crash: \(after.filter(\.succeeded).count)/\(after.count) process-pool tasks succeeded (primes below 8000: \(counted))")
     }
 }
