@@ -14,10 +14,12 @@ struct BenchCommand: AsyncParsableCommand {
             W1: no-op (echo) tasks submitted as one map, tasks/s.
             W2: sequential submit-then-wait no-op tasks, p50/p99 latency in microseconds.
             W3: primes below 2,000,000 by trial division in 64 tasks on a node with 2 thread slots,
-                wall time and speedup over the same loop run serially in this process.
+                wall time and speedup over the same loop run serially in this process; then the
+                same in the node's process pool (2 children): w3_process_wall_s, w3_process_speedup.
             W4: 200 tasks x 100 increments of one cluster counter: increments/s, final value (20000).
             W5: 200 sleeps (90% 1 ms, 10% 50 ms, fixed seed) on 2 slots: makespan over sum/slots.
-            W6: 2,000 commands `true` through `colony map`, tasks/s, beside `xargs -P2 -n1`.
+            W6: 2,000 commands `true` through `colony map` (process pool), tasks/s, beside
+                `xargs -P2 -n1` and GNU `parallel -j2` when installed.
             """
     )
 
@@ -36,13 +38,17 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Thread slots of the benchmark node.")
     var threads = 2
 
+    @Option(name: .long, help: "Process slots of the benchmark node (W3 in the process pool, W6).")
+    var processes = 2
+
     func run() async throws {
         let port = try freeTCPPort()
         let url = "tcp://127.0.0.1:\(port)"
         let executable = try currentExecutable()
         let coordinator = try spawn(executable, ["coordinator", "--listen", url])
         defer { stop(coordinator) }
-        let node = try spawn(executable, ["node", "--coordinator", url, "--threads", "\(threads)", "--name", "bench-node", "--allow-exec"])
+        let node = try spawn(executable, ["node", "--coordinator", url, "--threads", "\(threads)", "--processes", "\(processes)",
+                                          "--name", "bench-node", "--allow-exec"])
         defer { stop(node) }
 
         let colony = try await connectWithRetry(url)
@@ -103,6 +109,13 @@ struct BenchCommand: AsyncParsableCommand {
         figures.append(("w3_serial_s", serialSeconds))
         figures.append(("w3_speedup", serialSeconds / w3Seconds))
         figures.append(("w3_primes", Double(total)))
+        // The same in the process pool: each task's input and result cross one more pipe hop.
+        start = clock.now
+        let inChildren = try await colony.map(PrimesHandler.name, ranges, as: Int.self, options: TaskOptions(pool: .process))
+        let w3ProcessSeconds = seconds(clock.now - start)
+        guard inChildren.reduce(0, +) == serialCount else { throw CLIError("W3 (process pool): counted \(inChildren.reduce(0, +)) primes, serial loop \(serialCount)") }
+        figures.append(("w3_process_wall_s", w3ProcessSeconds))
+        figures.append(("w3_process_speedup", serialSeconds / w3ProcessSeconds))
 
         // W4: 200 tasks x 100 increments of one counter, applied with each task's result.
         let counter = colony.counter("bench-w4")
@@ -133,6 +146,10 @@ struct BenchCommand: AsyncParsableCommand {
         if let xargs = ["/usr/bin/xargs", "/bin/xargs"].first(where: FileManager.default.isExecutableFile(atPath:)) {
             let xargsSeconds = try timeCommand(xargs, ["-P2", "-n1", "true"], stdin: inputs2000)
             figures.append(("w6_xargs_p2_tasks_per_s", 2000 / xargsSeconds))
+        }
+        if let parallel = ["/usr/bin/parallel", "/usr/local/bin/parallel"].first(where: FileManager.default.isExecutableFile(atPath:)) {
+            let parallelSeconds = try timeCommand(parallel, ["-j2", "true"], stdin: inputs2000)
+            figures.append(("w6_parallel_j2_tasks_per_s", 2000 / parallelSeconds))
         }
 
         figures.append(("coordinator_peak_rss_mib", peakRSSMiB(coordinator.processIdentifier)))
