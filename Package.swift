@@ -3,6 +3,7 @@ import PackageDescription
 
 // The module graph points one way (see docs/ARCHITECTURE.md):
 // CNNG -> NNG -> ColonyWire / ColonyCore -> ColonyCoordinator, ColonyNode, Colony -> ColonyCLI -> colony
+// CSQLite -> ColonyStore (the journal, on ColonyCore) -> ColonyCoordinator
 let package = Package(
     name: "Colony",
     platforms: [.macOS(.v15)],
@@ -21,9 +22,15 @@ let package = Package(
             providers: [.apt(["libnng-dev"])]
         ),
         .target(name: "NNG", dependencies: ["CNNG"]),
+        .systemLibrary(
+            name: "CSQLite",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        // The coordinator's journal: the only module touching SQLite.
+        .target(name: "ColonyStore", dependencies: ["CSQLite", "ColonyCore"]),
         .target(name: "ColonyWire", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "ColonyCore"),
-        .target(name: "ColonyCoordinator", dependencies: ["NNG", "ColonyWire", "ColonyCore"]),
+        .target(name: "ColonyCoordinator", dependencies: ["NNG", "ColonyWire", "ColonyCore", "ColonyStore"]),
         .target(name: "ColonyNode", dependencies: ["NNG", "ColonyWire", "ColonyCore"]),
         .target(name: "Colony", dependencies: ["NNG", "ColonyWire", "ColonyCore", "ColonyNode", "ColonyCoordinator"]),
         .target(name: "ColonyCLI", dependencies: [
@@ -37,6 +44,7 @@ let package = Package(
         .testTarget(name: "NNGTests", dependencies: ["NNG"]),
         .testTarget(name: "ColonyWireTests", dependencies: ["ColonyWire", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .testTarget(name: "ColonyCoreTests", dependencies: ["ColonyCore"]),
+        .testTarget(name: "ColonyStoreTests", dependencies: ["ColonyStore", "ColonyCore"]),
         .testTarget(name: "ColonyEndToEndTests", dependencies: ["Colony", "NNG", "ColonyWire"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what Colony needs from Debian/Ubuntu packages, only where it is missing:
-# libnng-dev (the nng C library Colony links). Run as root or with sudo available.
+# libnng-dev (the nng C library Colony links) and libsqlite3-dev (the coordinator's journal).
+# Run as root or with sudo available.
 set -euo pipefail
 
 missing=()
 dpkg -s libnng-dev >/dev/null 2>&1 || missing+=(libnng-dev)
+dpkg -s libsqlite3-dev >/dev/null 2>&1 || missing+=(libsqlite3-dev)
 if [ "${1:-}" = "--with-tools" ]; then
     # nngcat for poking at a coordinator by hand, protoc for proto/generate.sh.
     dpkg -s nng-utils >/dev/null 2>&1 || missing+=(nng-utils)

@@ -175,6 +175,9 @@ public struct CoordinatorCore: Sendable {
     }
 
     public let limits: Limits
+    /// Whether transitions are recorded for the journal (`takeJournal`).
+    public var journaling = false
+    var journal: [JournalRecord] = []
     var nextID: TaskID = 1
     var tasks: [TaskID: TaskRecord] = [:]
     var ready = ReadyQueue()
@@ -240,6 +243,7 @@ public struct CoordinatorCore: Sendable {
             var record = TaskRecord(handler: submission.handler, input: submission.input, session: session,
                                     options: submission.options, state: .queued)
             record.poolHandler = submission.poolHandler
+            if journaling { journal.append(.submitted(id: id, submission: submission, session: session)) }
             var remaining = 0
             var failedDependency: (TaskID, TaskPhase)?
             for dependency in Set(submission.options.after) {
@@ -386,6 +390,7 @@ public struct CoordinatorCore: Sendable {
             }
             for op in reported.counterOps where !op.name.isEmpty && op.name.utf8.count <= limits.counterNameBytesMax {
                 counters[op.name, default: 0] &+= op.delta
+                if journaling { journal.append(.counter(name: op.name, value: counters[op.name]!)) }
             }
             nodes[node]?.completed += 1
             return finish(reported.id, phase: .succeeded, output: reported.output, runMicros: reported.runMicros, now: now)
@@ -610,6 +615,7 @@ public struct CoordinatorCore: Sendable {
     public mutating func addToCounter(_ name: String, _ delta: Int64) throws(Refusal) -> Int64 {
         try validateCounterName(name)
         counters[name, default: 0] &+= delta
+        if journaling { journal.append(.counter(name: name, value: counters[name]!)) }
         return counters[name]!
     }
 
@@ -618,6 +624,7 @@ public struct CoordinatorCore: Sendable {
         try validateCounterName(name)
         let previous = counters[name] ?? 0
         counters[name] = value
+        if journaling { journal.append(.counter(name: name, value: value)) }
         return previous
     }
 
@@ -628,6 +635,7 @@ public struct CoordinatorCore: Sendable {
         let current = counters[name] ?? 0
         guard current == expected else { return (false, current) }
         counters[name] = new
+        if journaling { journal.append(.counter(name: name, value: new)) }
         return (true, new)
     }
 
@@ -652,6 +660,7 @@ public struct CoordinatorCore: Sendable {
         }
         guard size >= 0, size <= 1_000_000 else { throw .invalidArgument("limit size must be 0 to 1000000") }
         limitSizes[name] = size
+        if journaling { journal.append(.limit(name: name, size: size)) }
     }
 
     public var allLimits: [LimitStatus] {
@@ -789,6 +798,7 @@ public struct CoordinatorCore: Sendable {
         let outcome = TaskOutcome(id: id, attempt: task.attempt, succeeded: phase == .succeeded, output: output,
                                   error: phase == .succeeded ? "" : task.lastError, node: task.node, runMicros: runMicros,
                                   cancelled: phase == .cancelled)
+        if journaling { journal.append(.finished(outcome)) }
         sessions[task.session, default: SessionRecord()].finished.append(FinishedResult(outcome: outcome, finishedAt: now))
         sessions[task.session]!.unfinished -= 1
         resultsWaiting += 1
@@ -832,6 +842,8 @@ public struct CoordinatorCore: Sendable {
     /// its node still holds it.
     private mutating func forget(_ id: TaskID) {
         guard let task = tasks[id] else { return }
+        // Durably gone once handed out, even if dependents still read it in memory.
+        if journaling { journal.append(.removed(id)) }
         if task.readers > 0 { return }
         tasks[id] = nil
         if case .finished(let phase) = task.state {

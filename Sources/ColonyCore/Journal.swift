@@ -1,0 +1,106 @@
+/// A change to the coordinator's durable state, as the core reports it for the journal.
+///
+/// The journal keeps *state*, not history: a row per task that is unfinished or whose result
+/// has not been handed out, a value per counter, a size per limit. Leases are not journaled:
+/// after a restart every unfinished task is queued again (a node still running one reports its
+/// result as a late, dropped one). So the file and the restart time are bounded by the live
+/// tasks, never by how many ever ran.
+public enum JournalRecord: Sendable, Equatable {
+    /// A task was accepted.
+    case submitted(id: TaskID, submission: TaskSubmission, session: String)
+    /// A task finished (succeeded, failed or cancelled); its counter changes are journaled
+    /// in the same batch, so a restart never applies them twice or loses them.
+    case finished(TaskOutcome)
+    /// A task's result was handed out or expired: the task is gone.
+    case removed(TaskID)
+    /// A counter's value now.
+    case counter(name: String, value: Int64)
+    /// A limit's size.
+    case limit(name: String, size: Int)
+}
+
+/// A task as the journal restores it.
+public struct RecoveredTask: Sendable, Equatable {
+    public var id: TaskID
+    public var submission: TaskSubmission
+    public var session: String
+    /// How it ended, if it did (its result not handed out yet).
+    public var outcome: TaskOutcome?
+    public init(id: TaskID, submission: TaskSubmission, session: String, outcome: TaskOutcome?) {
+        self.id = id
+        self.submission = submission
+        self.session = session
+        self.outcome = outcome
+    }
+}
+
+/// Everything the journal restores.
+public struct RecoveredState: Sendable, Equatable {
+    public var tasks: [RecoveredTask] = []
+    public var counters: [String: Int64] = [:]
+    public var limits: [String: Int] = [:]
+    /// The next task id to hand out (ids are never reused, also across restarts).
+    public var nextID: TaskID = 1
+    public init() {}
+}
+
+extension CoordinatorCore {
+    /// The journal records produced since the last call (empty unless `journaling` is on).
+    public mutating func takeJournal() -> [JournalRecord] {
+        let taken = journal
+        journal = []
+        return taken
+    }
+
+    /// Rebuilds the state a journal kept: finished tasks keep their results for their
+    /// sessions, unfinished ones are queued (or wait for unfinished dependencies) with a fresh
+    /// attempt count. Call on a new core, before anything else.
+    public mutating func restore(_ state: RecoveredState, now: Double) {
+        counters = state.counters
+        limitSizes = state.limits
+        for task in state.tasks.sorted(by: { $0.id < $1.id }) {
+            var record = TaskRecord(handler: task.submission.handler, input: task.submission.input, session: task.session,
+                                    options: task.submission.options, state: .queued)
+            record.poolHandler = task.submission.poolHandler
+            record.finishedAt = now
+            if let outcome = task.outcome {
+                let phase: TaskPhase = outcome.cancelled ? .cancelled : outcome.succeeded ? .succeeded : .failed
+                record.state = .finished(phase)
+                record.attempt = outcome.attempt
+                record.node = outcome.node
+                record.lastError = outcome.error
+                if outcome.succeeded { record.output = outcome.output }
+                tasks[task.id] = record
+                sessions[task.session, default: SessionRecord()].finished.append(FinishedResult(outcome: outcome, finishedAt: now))
+                resultsWaiting += 1
+                continue
+            }
+            // Dependencies: unfinished ones (restored before, ids are increasing) are waited
+            // for; finished ones lend their output; ones already handed out and forgotten
+            // count as done.
+            var remaining = 0
+            for parent in Set(task.submission.options.after) {
+                guard var parentRecord = tasks[parent] else { continue }
+                if case .finished = parentRecord.state {
+                    parentRecord.readers += 1
+                } else {
+                    parentRecord.dependents.append(task.id)
+                    parentRecord.readers += 1
+                    remaining += 1
+                }
+                tasks[parent] = parentRecord
+            }
+            sessions[task.session, default: SessionRecord()].unfinished += 1
+            if remaining > 0 {
+                record.state = .waiting(remaining: remaining)
+                waitingCount += 1
+                tasks[task.id] = record
+            } else {
+                tasks[task.id] = record
+                ready.push(task.id, priority: task.submission.options.priority, key: record.classKey)
+            }
+            if task.submission.options.timeoutSeconds != nil { timedTasks.insert(task.id) }
+        }
+        nextID = max(state.nextID, (state.tasks.map(\.id).max() ?? 0) + 1)
+    }
+}

@@ -1,0 +1,366 @@
+import CSQLite
+import ColonyCore
+import Foundation
+import Synchronization
+
+/// Why the state folder cannot be used; one line for users.
+public struct StoreError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// The coordinator's journal: its durable state in SQLite (WAL mode) in a state folder.
+///
+/// `append` queues records and returns a ticket at once; one writer thread commits whatever
+/// has queued in one transaction (group commit: while a commit is in progress the next batch
+/// gathers), and `waitDurable(ticket)` returns once the records up to the ticket are on disk.
+/// The coordinator answers a request only after that, so nothing it acknowledged is lost by a
+/// crash. Rows hold state, not history (see `JournalRecord`): the file stays as large as the
+/// live tasks, and SQLite's automatic WAL checkpoints keep the log bounded.
+public final class Store: @unchecked Sendable {
+    /// The layout of the state folder this build reads and writes.
+    public static let formatVersion = 1
+    static let formatName = "colony-state"
+
+    public let path: String
+    /// What the writer did so far.
+    public struct Statistics: Sendable, Equatable {
+        public var commits: UInt64 = 0
+        public var records: UInt64 = 0
+        public var commitMicros: UInt64 = 0
+        public var lastError: String?
+    }
+
+    private let database: Database
+    private let queue = Mutex(Queue())
+    private let wake = NSCondition()
+    private var writer: Thread?
+
+    private struct Queue {
+        var pending: [JournalRecord] = []
+        var nextID: TaskID = 1
+        var appended: UInt64 = 0
+        var durable: UInt64 = 0
+        var failed: String?
+        var closing = false
+        var closed = false
+        var waiters: [(ticket: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+        var statistics = Statistics()
+    }
+
+    /// Opens (creating if needed) the state folder `directory` and its `colony.db`. Refuses
+    /// a folder written by another format with a clear message.
+    public init(directory: String) throws(StoreError) {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw StoreError("cannot create the state folder \(directory): \(error.localizedDescription)")
+        }
+        path = (directory as NSString).appendingPathComponent("colony.db")
+        database = try Database(path: path)
+        try database.execute("""
+            PRAGMA journal_mode=WAL;
+            PRAGMA synchronous=FULL;
+            CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+            CREATE TABLE IF NOT EXISTS tasks(
+                id INTEGER PRIMARY KEY, session TEXT NOT NULL, handler TEXT NOT NULL, input BLOB NOT NULL,
+                priority INTEGER NOT NULL, uses BLOB, after BLOB, max_attempts INTEGER NOT NULL,
+                retry_on_error INTEGER NOT NULL, timeout REAL, labels BLOB, pool TEXT NOT NULL, pool_handler TEXT,
+                outcome TEXT, attempt INTEGER, output BLOB, error TEXT, node TEXT, run_micros INTEGER);
+            CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS limits(name TEXT PRIMARY KEY, size INTEGER NOT NULL);
+            """)
+        let format = try database.scalarText("SELECT value FROM meta WHERE key = 'format'")
+        let expected = "\(Self.formatName) \(Self.formatVersion)"
+        if let format {
+            guard format == expected else {
+                throw StoreError("the state folder \(directory) was written in format '\(format)'; this coordinator reads '\(expected)' (move the folder aside or give another --state)")
+            }
+        } else {
+            try database.execute("INSERT INTO meta(key, value) VALUES('format', '\(expected)')")
+        }
+    }
+
+    /// Reads everything the journal holds (call before the first `append`).
+    public func recover() throws(StoreError) -> RecoveredState {
+        var state = RecoveredState()
+        if let next = try database.scalarText("SELECT value FROM meta WHERE key = 'next_id'"), let id = TaskID(next) { state.nextID = id }
+        try database.forEachRow("SELECT name, value FROM counters") { row in state.counters[row.text(0)] = row.int64(1) }
+        try database.forEachRow("SELECT name, size FROM limits") { row in state.limits[row.text(0)] = Int(row.int64(1)) }
+        try database.forEachRow("""
+            SELECT id, session, handler, input, priority, uses, after, max_attempts, retry_on_error, timeout, labels, pool,
+                   pool_handler, outcome, attempt, output, error, node, run_micros FROM tasks ORDER BY id
+            """) { row in
+            let id = TaskID(bitPattern: row.int64(0))
+            var options = TaskOptions(priority: Int32(truncatingIfNeeded: row.int64(4)), uses: Strings.decode(row.blob(5)),
+                                      after: IDs.decode(row.blob(6)), maxAttempts: Int(row.int64(7)), retryOnError: row.int64(8) != 0,
+                                      timeoutSeconds: row.isNull(9) ? nil : row.double(9))
+            let labelList = Strings.decode(row.blob(10))
+            for pair in stride(from: 0, to: labelList.count - 1, by: 2) { options.requiredLabels[labelList[pair]] = labelList[pair + 1] }
+            options.pool = TaskPool(rawValue: row.text(11)) ?? .automatic
+            let submission = TaskSubmission(handler: row.text(2), input: row.blob(3), options: options,
+                                            poolHandler: row.isNull(12) ? nil : row.text(12))
+            var outcome: TaskOutcome?
+            if !row.isNull(13) {
+                let phase = row.text(13)
+                outcome = TaskOutcome(id: id, attempt: UInt32(truncatingIfNeeded: row.int64(14)), succeeded: phase == "succeeded",
+                                      output: row.blob(15), error: row.text(16), node: row.text(17),
+                                      runMicros: UInt64(bitPattern: row.int64(18)), cancelled: phase == "cancelled")
+            }
+            state.tasks.append(RecoveredTask(id: id, submission: submission, session: row.text(1), outcome: outcome))
+        }
+        queue.withLock { $0.nextID = state.nextID }
+        return state
+    }
+
+    /// Starts the writer thread.
+    public func start() {
+        let thread = Thread { [self] in self.writeLoop() }
+        thread.name = "colony-journal"
+        thread.start()
+        writer = thread
+    }
+
+    /// Queues `records` (and the next id to hand out); returns the ticket to wait for.
+    @discardableResult
+    public func append(_ records: [JournalRecord], nextID: TaskID) -> UInt64 {
+        guard !records.isEmpty else { return queue.withLock { $0.appended } }
+        let ticket = queue.withLock { state -> UInt64 in
+            state.pending.append(contentsOf: records)
+            state.nextID = nextID
+            state.appended += 1
+            return state.appended
+        }
+        wake.lock()
+        wake.signal()
+        wake.unlock()
+        return ticket
+    }
+
+    /// The ticket of the last `append`.
+    public var lastTicket: UInt64 { queue.withLock { $0.appended } }
+
+    /// Returns once every record up to `ticket` is committed; throws if the journal cannot be
+    /// written (the coordinator must then not acknowledge).
+    public func waitDurable(_ ticket: UInt64) async throws(StoreError) {
+        do {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let outcome: Result<Void, StoreError>? = queue.withLock { state in
+                    if let failed = state.failed { return .failure(StoreError(failed)) }
+                    if state.durable >= ticket { return .success(()) }
+                    state.waiters.append((ticket, continuation))
+                    return nil
+                }
+                switch outcome {
+                case .success?: continuation.resume()
+                case .failure(let error)?: continuation.resume(throwing: error)
+                case nil: break
+                }
+            }
+        } catch let error as StoreError {
+            throw error
+        } catch {
+            throw StoreError("\(error)")
+        }
+    }
+
+    public var statistics: Statistics { queue.withLock { $0.statistics } }
+
+    /// Commits what is queued, stops the writer and closes the database.
+    public func close() {
+        let alreadyClosing = queue.withLock { state -> Bool in
+            defer { state.closing = true }
+            return state.closing
+        }
+        if alreadyClosing { return }
+        wake.lock()
+        wake.signal()
+        wake.unlock()
+        if writer != nil {
+            while !queue.withLock({ $0.closed }) { usleep(1000) }
+        }
+        database.close()
+    }
+
+    // MARK: Writer
+
+    private func writeLoop() {
+        var statements: Statements
+        do {
+            statements = try Statements(database)
+        } catch {
+            fail("cannot prepare the journal's statements: \(error)")
+            queue.withLock { $0.closed = true }
+            return
+        }
+        while true {
+            wake.lock()
+            while queue.withLock({ $0.pending.isEmpty && !$0.closing }) { wake.wait() }
+            wake.unlock()
+            let (batch, nextID, ticket, closing) = queue.withLock { state in
+                defer { state.pending = [] }
+                return (state.pending, state.nextID, state.appended, state.closing)
+            }
+            if !batch.isEmpty {
+                let clock = ContinuousClock()
+                let started = clock.now
+                do {
+                    try database.execute("BEGIN")
+                    for record in batch { try statements.apply(record) }
+                    try statements.setNextID(nextID)
+                    try database.execute("COMMIT")
+                } catch {
+                    try? database.execute("ROLLBACK")
+                    fail("cannot write the coordinator's journal at \(path): \(error)")
+                }
+                let elapsed = clock.now - started
+                let waiters = queue.withLock { state -> [CheckedContinuation<Void, any Error>] in
+                    guard state.failed == nil else { return [] }
+                    state.durable = ticket
+                    state.statistics.commits += 1
+                    state.statistics.records += UInt64(batch.count)
+                    state.statistics.commitMicros += UInt64(elapsed.components.seconds) * 1_000_000
+                        + UInt64(elapsed.components.attoseconds / 1_000_000_000_000)
+                    let ready = state.waiters.filter { $0.ticket <= ticket }.map(\.continuation)
+                    state.waiters.removeAll { $0.ticket <= ticket }
+                    return ready
+                }
+                for waiter in waiters { waiter.resume() }
+            }
+            if closing && queue.withLock({ $0.pending.isEmpty }) {
+                statements.finalize()
+                queue.withLock { $0.closed = true }
+                return
+            }
+        }
+    }
+
+    private func fail(_ reason: String) {
+        let waiters = queue.withLock { state -> [CheckedContinuation<Void, any Error>] in
+            state.failed = reason
+            state.statistics.lastError = reason
+            defer { state.waiters = [] }
+            return state.waiters.map(\.continuation)
+        }
+        for waiter in waiters { waiter.resume(throwing: StoreError(reason)) }
+    }
+}
+
+/// The writer's prepared statements, one per kind of record.
+private struct Statements {
+    let database: Database
+    let insertTask: Statement
+    let finishTask: Statement
+    let deleteTask: Statement
+    let upsertCounter: Statement
+    let upsertLimit: Statement
+    let setMeta: Statement
+
+    init(_ database: Database) throws(StoreError) {
+        self.database = database
+        insertTask = try database.prepare("""
+            INSERT OR REPLACE INTO tasks(id, session, handler, input, priority, uses, after, max_attempts, retry_on_error,
+                                         timeout, labels, pool, pool_handler)
+            VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+            """)
+        finishTask = try database.prepare("""
+            UPDATE tasks SET outcome = ?2, attempt = ?3, output = ?4, error = ?5, node = ?6, run_micros = ?7 WHERE id = ?1
+            """)
+        deleteTask = try database.prepare("DELETE FROM tasks WHERE id = ?1")
+        upsertCounter = try database.prepare("INSERT OR REPLACE INTO counters(name, value) VALUES(?1, ?2)")
+        upsertLimit = try database.prepare("INSERT OR REPLACE INTO limits(name, size) VALUES(?1, ?2)")
+        setMeta = try database.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('next_id', ?1)")
+    }
+
+    func apply(_ record: JournalRecord) throws(StoreError) {
+        switch record {
+        case .submitted(let id, let submission, let session):
+            let options = submission.options
+            let statement = insertTask
+            statement.bind(1, Int64(bitPattern: id))
+            statement.bind(2, session)
+            statement.bind(3, submission.handler)
+            statement.bind(4, submission.input)
+            statement.bind(5, Int64(options.priority))
+            statement.bind(6, Strings.encode(options.uses))
+            statement.bind(7, IDs.encode(options.after))
+            statement.bind(8, Int64(options.maxAttempts))
+            statement.bind(9, Int64(options.retryOnError ? 1 : 0))
+            if let timeout = options.timeoutSeconds { statement.bind(10, timeout) } else { statement.bindNull(10) }
+            statement.bind(11, Strings.encode(options.requiredLabels.sorted { $0.key < $1.key }.flatMap { [$0.key, $0.value] }))
+            statement.bind(12, options.pool.rawValue)
+            if let poolHandler = submission.poolHandler { statement.bind(13, poolHandler) } else { statement.bindNull(13) }
+            try statement.run()
+        case .finished(let outcome):
+            let statement = finishTask
+            statement.bind(1, Int64(bitPattern: outcome.id))
+            statement.bind(2, outcome.cancelled ? "cancelled" : outcome.succeeded ? "succeeded" : "failed")
+            statement.bind(3, Int64(outcome.attempt))
+            statement.bind(4, outcome.output)
+            statement.bind(5, outcome.error)
+            statement.bind(6, outcome.node)
+            statement.bind(7, Int64(bitPattern: outcome.runMicros))
+            try statement.run()
+        case .removed(let id):
+            deleteTask.bind(1, Int64(bitPattern: id))
+            try deleteTask.run()
+        case .counter(let name, let value):
+            upsertCounter.bind(1, name)
+            upsertCounter.bind(2, value)
+            try upsertCounter.run()
+        case .limit(let name, let size):
+            upsertLimit.bind(1, name)
+            upsertLimit.bind(2, Int64(size))
+            try upsertLimit.run()
+        }
+    }
+
+    func setNextID(_ id: TaskID) throws(StoreError) {
+        setMeta.bind(1, String(id))
+        try setMeta.run()
+    }
+
+    func finalize() {
+        for statement in [insertTask, finishTask, deleteTask, upsertCounter, upsertLimit, setMeta] { statement.finalize() }
+    }
+}
+
+/// Lists of strings in one blob: each as a 4-byte length and its UTF-8 bytes.
+enum Strings {
+    static func encode(_ strings: [String]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for string in strings {
+            let utf8 = Array(string.utf8)
+            let length = UInt32(utf8.count)
+            bytes += [UInt8(length & 0xFF), UInt8((length >> 8) & 0xFF), UInt8((length >> 16) & 0xFF), UInt8(length >> 24)]
+            bytes += utf8
+        }
+        return bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) -> [String] {
+        var strings: [String] = []
+        var offset = 0
+        while offset + 4 <= bytes.count {
+            let length = Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16 | Int(bytes[offset + 3]) << 24
+            offset += 4
+            guard offset + length <= bytes.count else { break }
+            strings.append(String(decoding: bytes[offset..<offset + length], as: UTF8.self))
+            offset += length
+        }
+        return strings
+    }
+}
+
+/// Lists of task ids in one blob, 8 bytes each (little-endian).
+enum IDs {
+    static func encode(_ ids: [TaskID]) -> [UInt8] {
+        ids.flatMap { id in (0..<8).map { UInt8(truncatingIfNeeded: id >> (8 * $0)) } }
+    }
+
+    static func decode(_ bytes: [UInt8]) -> [TaskID] {
+        stride(from: 0, to: bytes.count - bytes.count % 8, by: 8).map { start in
+            (0..<8).reduce(TaskID(0)) { $0 | TaskID(bytes[start + $1]) << (8 * $1) }
+        }
+    }
+}

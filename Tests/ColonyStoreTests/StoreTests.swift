@@ -1,0 +1,89 @@
+import ColonyCore
+@testable import ColonyStore
+import Foundation
+import XCTest
+
+/// The journal against a real SQLite file in a temporary folder.
+final class StoreTests: XCTestCase {
+    private var folder: String!
+
+    override func setUpWithError() throws {
+        folder = NSTemporaryDirectory() + "colony-store-\(UUID().uuidString)"
+    }
+
+    override func tearDown() {
+        try? FileManager.default.removeItem(atPath: folder)
+    }
+
+    func testWhatWasCommittedComesBackAfterReopening() async throws {
+        let store = try Store(directory: folder)
+        store.start()
+        let options = TaskOptions(priority: 3, uses: ["db"], maxAttempts: 2, retryOnError: true, timeoutSeconds: 1.5,
+                                  requiredLabels: ["gpu": "1", "zone": "a\nb"], pool: .process)
+        var core = CoordinatorCore()
+        core.journaling = true
+        try core.setLimit("db", size: 2)
+        let ids = try core.submit([TaskSubmission(handler: "work", input: [1, 2, 3], options: options, poolHandler: "exec"),
+                                   TaskSubmission(handler: "echo", input: []),
+                                   TaskSubmission(handler: "echo", input: [9])], session: "s")
+        _ = try core.addToCounter("hits", 5)
+        let node = NodeAnnouncement(name: "n", host: "h", threadSlots: 4)
+        _ = try core.report(node: node, results: [], now: 0)
+        let dispatched = core.dispatch(toNode: node.name)
+        let echo = dispatched.first { $0.id == ids[1] }!
+        _ = try core.report(node: node, results: [TaskOutcome(id: echo.id, attempt: echo.attempt, succeeded: true, output: [7], node: "n",
+                                                              counterOps: [CounterOp(name: "hits", delta: 2)])], now: 1)
+        let third = dispatched.first { $0.id == ids[2] }!
+        _ = try core.report(node: node, results: [TaskOutcome(id: third.id, attempt: third.attempt, succeeded: true, output: [8], node: "n")], now: 1)
+        XCTAssertEqual(core.takeResult(of: ids[2])?.output, [8], "handed out: gone from the journal")
+        let ticket = store.append(core.takeJournal(), nextID: ids[2] + 1)
+        try await store.waitDurable(ticket)
+        store.close()
+
+        let reopened = try Store(directory: folder)
+        let state = try reopened.recover()
+        reopened.close()
+        XCTAssertEqual(state.counters, ["hits": 7])
+        XCTAssertEqual(state.limits, ["db": 2])
+        XCTAssertEqual(state.nextID, ids[2] + 1)
+        XCTAssertEqual(state.tasks.map(\.id), [ids[0], ids[1]])
+        XCTAssertEqual(state.tasks[0].submission, TaskSubmission(handler: "work", input: [1, 2, 3], options: options, poolHandler: "exec"))
+        XCTAssertNil(state.tasks[0].outcome, "unfinished")
+        XCTAssertEqual(state.tasks[1].outcome?.output, [7])
+        XCTAssertEqual(state.tasks[1].outcome?.succeeded, true)
+
+        var restored = CoordinatorCore()
+        restored.restore(state, now: 0)
+        XCTAssertEqual(restored.queuedCount, 1, "the unfinished task is queued again")
+        XCTAssertEqual(restored.takeResult(of: ids[1])?.output, [7], "the unfetched result is still there")
+        XCTAssertEqual(restored.counter("hits"), 7)
+        XCTAssertEqual(try restored.submit([TaskSubmission(handler: "echo", input: [])], session: "s"), [ids[2] + 1], "ids are never reused")
+        XCTAssertTrue(restored.invariantViolations().isEmpty, "\(restored.invariantViolations())")
+    }
+
+    func testAFolderOfAnotherFormatIsRefusedWithAClearMessage() throws {
+        let store = try Store(directory: folder)
+        store.close()
+        let database = try Database(path: folder + "/colony.db")
+        try database.execute("UPDATE meta SET value = 'colony-state 99' WHERE key = 'format'")
+        database.close()
+        XCTAssertThrowsError(try Store(directory: folder)) { error in
+            XCTAssertTrue("\(error)".contains("was written in format 'colony-state 99'"), "\(error)")
+        }
+    }
+
+    func testAFileThatIsNotADatabaseIsRefused() throws {
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try Data(repeating: 0x41, count: 4096).write(to: URL(fileURLWithPath: folder + "/colony.db"))
+        XCTAssertThrowsError(try Store(directory: folder)) { error in
+            XCTAssertTrue("\(error)".contains("not a Colony state file"), "\(error)")
+        }
+    }
+
+    func testListsSurviveTheirEncoding() {
+        let strings = ["", "a", "multi\nline", "ünïcödé"]
+        XCTAssertEqual(Strings.decode(Strings.encode(strings)), strings)
+        let ids: [TaskID] = [0, 1, .max, 1 << 40]
+        XCTAssertEqual(IDs.decode(IDs.encode(ids)), ids)
+    }
+}
