@@ -32,7 +32,7 @@ let package = Package(
         .target(name: "ColonyCore"),
         .target(name: "ColonyCoordinator", dependencies: ["NNG", "ColonyWire", "ColonyCore", "ColonyStore"]),
         .target(name: "ColonyNode", dependencies: ["NNG", "ColonyWire", "ColonyCore"]),
-        .target(name: "Colony", dependencies: ["NNG", "ColonyWire", "ColonyCore", "ColonyNode", "ColonyCoordinator"]),
+        .target(name: "Colony", dependencies: ["NNG", "ColonyWire", "ColonyCore", "ColonyNode", "ColonyCoordinator", "ColonyStore"]),
         .target(name: "ColonyCLI", dependencies: [
             "NNG",
             "Colony",

@@ -2,3 +2,4 @@
 @_exported import ColonyCore
 @_exported import ColonyCoordinator
 @_exported import ColonyNode
+@_exported import ColonyStore

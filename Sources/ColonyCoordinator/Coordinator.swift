@@ -1,4 +1,5 @@
 import ColonyCore
+import ColonyStore
 import ColonyWire
 import NNG
 
@@ -31,14 +32,20 @@ public final class Coordinator: Sendable {
     private let socket: Socket
     private let listener: Listener
     private let state: CoordinatorState
+    private let store: Store?
 
     /// Opens the socket and starts listening; throws at once for a bad or busy address.
-    public init(configuration: Configuration) throws(NNGError) {
+    ///
+    /// With a `store`, the coordinator starts from `recovered` (what `store.recover()` read)
+    /// and answers a request only once the state changes it made are committed to the store.
+    public init(configuration: Configuration, store: Store? = nil, recovered: RecoveredState? = nil) throws(NNGError) {
         self.configuration = configuration
+        self.store = store
         socket = try Socket(.rep)
         try socket.setReceiveMaxBytes(configuration.messageBytesMax)
         listener = try socket.listen(configuration.listenURL)
-        state = CoordinatorState(limits: configuration.limits)
+        state = CoordinatorState(limits: configuration.limits, store: store, recovered: recovered)
+        store?.start()
     }
 
     /// The TCP port bound (useful when listening on port 0).
@@ -57,6 +64,8 @@ public final class Coordinator: Sendable {
             while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
             await state.close()
             socket.close()
+            // Commits what is queued, so a clean stop loses nothing either.
+            store?.close()
         }
     }
 
@@ -78,7 +87,16 @@ public final class Coordinator: Sendable {
             return
         }
         while !Task.isCancelled {
-            let reply = await handle(request)
+            var reply = await handle(request)
+            if let store {
+                // Acknowledge nothing the journal does not hold yet. Every change made before
+                // this point is covered by the latest ticket (group commit: one wait, many replies).
+                do {
+                    try await store.waitDurable(store.lastTicket)
+                } catch {
+                    reply = Wire.errorReply(.unavailable, "the coordinator cannot write its state: \(error)")
+                }
+            }
             // One step: the reply goes out and the context waits for its next request. A
             // requester that has gone only costs its reply.
             do {

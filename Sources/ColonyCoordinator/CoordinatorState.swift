@@ -1,4 +1,5 @@
 import ColonyCore
+import ColonyStore
 
 /// The coordinator's state and its waiting requests: the core, plus the pulls and fetches
 /// parked until there is something to answer (long polls).
@@ -32,6 +33,7 @@ actor CoordinatorState {
     }
 
     private var core: CoordinatorCore
+    private let store: Store?
     private var parkedPulls: [String: ParkedPull] = [:]
     private var parkedFetches: [String: [ParkedFetch]] = [:]
     private var parkedResults: [TaskID: [(continuation: CheckedContinuation<TaskOutcome?, Never>, deadline: Double)]] = [:]
@@ -40,9 +42,20 @@ actor CoordinatorState {
     private let clock = ContinuousClock()
     private let started: ContinuousClock.Instant
 
-    init(limits: CoordinatorCore.Limits) {
+    /// A state restored from `recovered` (if any) that journals to `store` (if any).
+    init(limits: CoordinatorCore.Limits, store: Store? = nil, recovered: RecoveredState? = nil) {
         core = CoordinatorCore(limits: limits)
         started = clock.now
+        self.store = store
+        if let recovered { core.restore(recovered, now: 0) }
+        core.journaling = store != nil
+    }
+
+    /// Hands what the core journaled to the store (the replies wait for it to be durable).
+    private func journal() {
+        guard let store else { return }
+        let records = core.takeJournal()
+        if !records.isEmpty { store.append(records, nextID: core.nextTaskID) }
     }
 
     private var now: Double {
@@ -55,6 +68,7 @@ actor CoordinatorState {
         // Dependencies on failed tasks finish new tasks at once.
         answerParkedFetches(session: session)
         wakeParkedPulls()
+        journal()
         return ids
     }
 
@@ -65,6 +79,7 @@ actor CoordinatorState {
               waitSeconds: Double) async throws(CoordinatorCore.Refusal) -> PullAnswer {
         let sessions = try core.report(node: node, results: results, now: now, running: running, ackedReplySeq: ackedReplySeq)
         for session in sessions { answerParkedFetches(session: session) }
+        journal()
         if let previous = parkedPulls.removeValue(forKey: node.name) {
             previous.continuation.resume(returning: answer())
         }
@@ -86,6 +101,7 @@ actor CoordinatorState {
     /// nothing is pending), else parks until results arrive or `waitSeconds` pass.
     func fetch(session: String, maxResults: Int, waitSeconds: Double) async -> (results: [TaskOutcome], unfinished: Int) {
         let taken = core.takeResults(session: session, max: maxResults)
+        journal()
         if !taken.results.isEmpty || taken.unfinished == 0 || waitSeconds <= 0 || closed { return taken }
         let deadline = now + waitSeconds
         sequence += 1
@@ -126,6 +142,7 @@ actor CoordinatorState {
             }
             parkedFetches[session] = kept.isEmpty ? nil : kept
         }
+        journal()
     }
 
     /// Answers all parked requests and parks no more (shutdown).
@@ -156,15 +173,18 @@ actor CoordinatorState {
     // MARK: Counters, limits, cancellation, queries
 
     func counterAdd(_ name: String, _ delta: Int64) throws(CoordinatorCore.Refusal) -> Int64 {
-        try core.addToCounter(name, delta)
+        defer { journal() }
+        return try core.addToCounter(name, delta)
     }
 
     func counterSet(_ name: String, _ value: Int64) throws(CoordinatorCore.Refusal) -> Int64 {
-        try core.setCounter(name, value)
+        defer { journal() }
+        return try core.setCounter(name, value)
     }
 
     func counterCompareAndSet(_ name: String, expected: Int64, new: Int64) throws(CoordinatorCore.Refusal) -> (swapped: Bool, value: Int64) {
-        try core.compareAndSetCounter(name, expected: expected, new: new)
+        defer { journal() }
+        return try core.compareAndSetCounter(name, expected: expected, new: new)
     }
 
     func counter(_ name: String) -> Int64 { core.counter(name) }
@@ -173,6 +193,7 @@ actor CoordinatorState {
 
     func setLimit(_ name: String, size: Int) throws(CoordinatorCore.Refusal) {
         try core.setLimit(name, size: size)
+        journal()
         wakeParkedPulls()
     }
 
@@ -188,6 +209,7 @@ actor CoordinatorState {
         for touched in result.sessions { answerParkedFetches(session: touched) }
         // Tell nodes at once about running tasks to stop.
         wakeParkedPulls()
+        journal()
         return result.cancelled
     }
 
@@ -198,7 +220,10 @@ actor CoordinatorState {
     /// The result of one task by id; waits up to `waitSeconds` for it to finish. nil: not
     /// finished in time. Throws for an id the coordinator does not know.
     func result(of id: TaskID, waitSeconds: Double) async throws(CoordinatorCore.Refusal) -> TaskOutcome? {
-        if let outcome = core.takeResult(of: id) { return outcome }
+        if let outcome = core.takeResult(of: id) {
+            journal()
+            return outcome
+        }
         guard core.knows(id) else {
             throw .invalidArgument("task \(id) is not known (never submitted, or its result was fetched or expired)")
         }

@@ -45,6 +45,9 @@ public struct RecoveredState: Sendable, Equatable {
 }
 
 extension CoordinatorCore {
+    /// The id the next submitted task will get.
+    public var nextTaskID: TaskID { nextID }
+
     /// The journal records produced since the last call (empty unless `journaling` is on).
     public mutating func takeJournal() -> [JournalRecord] {
         let taken = journal

@@ -37,8 +37,10 @@ final class ClusterHarness: @unchecked Sendable {
         return process
     }
 
-    func startCoordinator() throws {
-        try start(["coordinator", "--listen", url])
+    /// Starts a coordinator keeping its state in `stateDirectory` (default: in memory only).
+    @discardableResult
+    func startCoordinator(stateDirectory: String = ":memory:") throws -> Process {
+        try start(["coordinator", "--listen", url, "--state", stateDirectory])
     }
 
     func startNode(name: String, threads: Int) throws {

@@ -45,7 +45,7 @@ struct BenchCommand: AsyncParsableCommand {
         let port = try freeTCPPort()
         let url = "tcp://127.0.0.1:\(port)"
         let executable = try currentExecutable()
-        let coordinator = try spawn(executable, ["coordinator", "--listen", url])
+        let coordinator = try spawn(executable, ["coordinator", "--listen", url, "--state", ":memory:"])
         defer { stop(coordinator) }
         let node = try spawn(executable, ["node", "--coordinator", url, "--threads", "\(threads)", "--processes", "\(processes)",
                                           "--name", "bench-node", "--allow-exec"])
@@ -177,7 +177,7 @@ struct BenchCommand: AsyncParsableCommand {
     private func nngRoundTripFloor() async throws -> [(String, Double)] {
         let port = try freeTCPPort()
         let url = "tcp://127.0.0.1:\(port)"
-        let server = try spawn(try currentExecutable(), ["coordinator", "--listen", url])
+        let server = try spawn(try currentExecutable(), ["coordinator", "--listen", url, "--state", ":memory:"])
         defer { stop(server) }
         let socket = try Socket(.req)
         defer { socket.close() }

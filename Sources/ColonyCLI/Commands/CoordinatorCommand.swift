@@ -1,5 +1,6 @@
 import ArgumentParser
 import Colony
+import Foundation
 
 /// `colony coordinator`: holds the queue and answers the nodes' pulls.
 struct CoordinatorCommand: AsyncParsableCommand {
@@ -14,6 +15,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Requests served at once (parked long polls count).")
     var contexts: Int = 256
 
+    @Option(name: .long, help: "Folder for the durable state (SQLite journal): tasks, results, counters and limits survive a restart or a crash. ':memory:' keeps nothing.")
+    var state: String = "colony-state"
+
     func validate() throws {
         guard contexts >= 2, contexts <= 65536 else { throw ValidationError("--contexts must be 2 to 65536") }
     }
@@ -22,10 +26,30 @@ struct CoordinatorCommand: AsyncParsableCommand {
         try ColonyURL.validate(listen)
         var configuration = Coordinator.Configuration(listenURL: listen)
         configuration.contexts = contexts
+        var store: Store?
+        var recovered: RecoveredState?
+        if state != ":memory:" {
+            let clock = ContinuousClock()
+            let started = clock.now
+            do {
+                let opened = try Store(directory: state)
+                recovered = try opened.recover()
+                store = opened
+            } catch {
+                throw CLIError("\(error)")
+            }
+            let elapsed = clock.now - started
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let tasks = recovered?.tasks ?? []
+            let unfinished = tasks.filter { $0.outcome == nil }.count
+            printError(String(format: "colony coordinator: state in %@: recovered %d unfinished tasks, %d results, %d counters, %d limits in %.3f s",
+                              state, unfinished, tasks.count - unfinished, recovered?.counters.count ?? 0, recovered?.limits.count ?? 0, seconds))
+        }
         let coordinator: Coordinator
         do {
-            coordinator = try Coordinator(configuration: configuration)
+            coordinator = try Coordinator(configuration: configuration, store: store, recovered: recovered)
         } catch {
+            store?.close()
             throw ColonyURL.describe(error, url: listen)
         }
         let shown = coordinator.boundPort.map { port in listen.replacingOccurrences(of: ":0", with: ":\(port)") } ?? listen
