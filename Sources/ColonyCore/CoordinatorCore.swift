@@ -26,8 +26,9 @@ public struct CoordinatorCore: Sendable {
         public var prefetchMax = 4096
         public var dependenciesPerTaskMax = 10_000
         public var limitsPerTaskMax = 16
-        /// A node not heard from for this long is dead; its attempts are requeued.
-        public var nodeTimeoutSeconds = 5.0
+        /// A node not heard from for this long is dead; its attempts are requeued. Idle nodes
+        /// pull every second (the long poll), so 2.5 s is two missed heartbeats and change.
+        public var nodeTimeoutSeconds = 2.5
         /// Attempts lost with a dead node are retried, up to this many attempts in all.
         public var lostAttemptsMax = 10
         /// Retry back-off: base * 2^(attempt-1), capped, times a jitter in [0.5, 1.5).

@@ -15,17 +15,22 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Requests served at once (parked long polls count).")
     var contexts: Int = 256
 
+    @Option(name: .long, help: "Seconds without a pull after which a node is dead and its tasks run elsewhere.")
+    var nodeTimeout: Double = 2.5
+
     @Option(name: .long, help: "Folder for the durable state (SQLite journal): tasks, results, counters and limits survive a restart or a crash. ':memory:' keeps nothing.")
     var state: String = "colony-state"
 
     func validate() throws {
         guard contexts >= 2, contexts <= 65536 else { throw ValidationError("--contexts must be 2 to 65536") }
+        guard nodeTimeout >= 0.5, nodeTimeout <= 3600 else { throw ValidationError("--node-timeout must be 0.5 to 3600 seconds") }
     }
 
     func run() async throws {
         try ColonyURL.validate(listen)
         var configuration = Coordinator.Configuration(listenURL: listen)
         configuration.contexts = contexts
+        configuration.limits.nodeTimeoutSeconds = nodeTimeout
         var store: Store?
         var recovered: RecoveredState?
         if state != ":memory:" {
