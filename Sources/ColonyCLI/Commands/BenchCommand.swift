@@ -41,6 +41,12 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Process slots of the benchmark node (W3 in the process pool, W6).")
     var processes = 2
 
+    @Option(name: .long, help: "Durability: tasks queued before the coordinator is killed and restarted (recovery time).")
+    var recoveryTasks = 100_000
+
+    @Flag(name: .long, help: "Skip the durability figures (W1 with a state folder, recovery, node death).")
+    var skipDurability = false
+
     func run() async throws {
         let port = try freeTCPPort()
         let url = "tcp://127.0.0.1:\(port)"
@@ -155,6 +161,9 @@ struct BenchCommand: AsyncParsableCommand {
         figures.append(("coordinator_peak_rss_mib", peakRSSMiB(coordinator.processIdentifier)))
         figures.append(("node_peak_rss_mib", peakRSSMiB(node.processIdentifier)))
         await colony.close()
+        stop(node)
+        stop(coordinator)
+        if !skipDurability { figures.append(contentsOf: try await durabilityFigures(executable)) }
 
         if json {
             let body = figures.map { key, value in
@@ -201,6 +210,81 @@ struct BenchCommand: AsyncParsableCommand {
         }
         samples.sort()
         return [("w0_nng_rtt_p50_us", percentile(samples, 0.5)), ("w0_nng_rtt_p99_us", percentile(samples, 0.99))]
+    }
+
+    /// W1 against a coordinator with a state folder; the time a coordinator killed with
+    /// `--recovery-tasks` queued tasks takes to answer again; the time from a node's SIGKILL
+    /// to its tasks running on another node.
+    private func durabilityFigures(_ executable: URL) async throws -> [(String, Double)] {
+        var figures: [(String, Double)] = []
+        let folder = NSTemporaryDirectory() + "colony-bench-state-\(ProcessInfo.processInfo.processIdentifier)"
+        try? FileManager.default.removeItem(atPath: folder)
+        defer { try? FileManager.default.removeItem(atPath: folder) }
+        let clock = ContinuousClock()
+
+        // W1 with every transition journaled.
+        var url = "tcp://127.0.0.1:\(try freeTCPPort())"
+        var coordinator = try spawn(executable, ["coordinator", "--listen", url, "--state", folder])
+        var node = try spawn(executable, ["node", "--coordinator", url, "--threads", "\(threads)", "--processes", "0", "--name", "bench-node"])
+        var colony = try await connectWithRetry(url)
+        try await waitForNode(colony)
+        _ = try await colony.map("echo", Array(0..<2000), as: Int.self)
+        var start = clock.now
+        let inputs = Array(0..<w1Tasks)
+        let echoed = try await colony.map("echo", inputs, as: Int.self)
+        guard echoed == inputs else { throw CLIError("W1 durable: outputs differ from inputs") }
+        figures.append(("w1_durable_tasks_per_s", Double(w1Tasks) / seconds(clock.now - start)))
+        await colony.close()
+        stop(node)
+
+        // Recovery: queue tasks with no node to run them, kill -9, restart, time to answer.
+        colony = try await connectWithRetry(url)
+        var queued = 0
+        while queued < recoveryTasks {
+            let batch = min(50_000, recoveryTasks - queued)
+            _ = try await colony.submit(Array(repeating: TaskSubmission(handler: "echo", input: Array("1".utf8)), count: batch))
+            queued += batch
+        }
+        await colony.close()
+        kill(coordinator.processIdentifier, SIGKILL)
+        coordinator.waitUntilExit()
+        start = clock.now
+        coordinator = try spawn(executable, ["coordinator", "--listen", url, "--state", folder])
+        colony = try await connectWithRetry(url)
+        let status = try await colony.statusWhenUp()
+        figures.append(("recovery_s", seconds(clock.now - start)))
+        figures.append(("recovery_tasks", Double(status.queued)))
+        if let size = try? FileManager.default.attributesOfItem(atPath: folder + "/colony.db")[.size] as? Int {
+            figures.append(("state_file_mib", Double(size) / 1_048_576))
+        }
+        await colony.close()
+        stop(coordinator)
+
+        // Node death: two 60 s tasks on node A; kill -9 A; time until both run on node B.
+        url = "tcp://127.0.0.1:\(try freeTCPPort())"
+        coordinator = try spawn(executable, ["coordinator", "--listen", url, "--state", ":memory:"])
+        defer { stop(coordinator) }
+        node = try spawn(executable, ["node", "--coordinator", url, "--threads", "2", "--processes", "0", "--name", "victim"])
+        colony = try await connectWithRetry(url)
+        try await waitForNode(colony)
+        let ids = try await colony.submit(Array(repeating: TaskSubmission(handler: "sleep", input: Array("60".utf8)), count: 2))
+        while try await colony.status().running < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        let survivor = try spawn(executable, ["node", "--coordinator", url, "--threads", "2", "--processes", "0", "--name", "survivor"])
+        defer { stop(survivor) }
+        while try await colony.status().nodes.count < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        kill(node.processIdentifier, SIGKILL)
+        node.waitUntilExit()
+        start = clock.now
+        while true {
+            let running = try await colony.tasks(in: .running)
+            if ids.allSatisfy({ id in running.contains { $0.id == id && $0.node == "survivor" } }) { break }
+            guard seconds(clock.now - start) < 60 else { throw CLIError("node death: tasks did not move within 60 s") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        figures.append(("node_death_requeue_s", seconds(clock.now - start)))
+        _ = try await colony.cancel(ids)
+        await colony.close()
+        return figures
     }
 
     /// Runs a command with `stdin` as its input; returns its wall time in seconds.
@@ -287,5 +371,18 @@ struct BenchCommand: AsyncParsableCommand {
               let kib = Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
         else { return 0 }
         return kib / 1024
+    }
+}
+
+extension ColonyClient {
+    /// The status, retrying while the coordinator is still starting (recovering).
+    func statusWhenUp() async throws -> ClusterStatus {
+        let deadline = ContinuousClock.now + .seconds(120)
+        while true {
+            do { return try await status() } catch {
+                guard ContinuousClock.now < deadline else { throw error }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+        }
     }
 }
