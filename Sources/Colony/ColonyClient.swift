@@ -25,6 +25,9 @@ public actor ColonyClient {
         public var submitBytesMax = 4 << 20
         /// How long one fetch may wait at the coordinator.
         public var fetchWaitMilliseconds: UInt32 = 1000
+        /// How long waits for results ride through a coordinator that cannot be reached
+        /// (restarting, or cut off) before they fail.
+        public var rideThrough: Duration = .seconds(60)
         public init() {}
     }
 
@@ -44,6 +47,10 @@ public actor ColonyClient {
     private var submitGeneration: UInt64 = 0
     private var runCounter: UInt64 = 0
     private var isClosed = false
+    /// Tasks submitted so far: each gets the idempotency key `SESSION#N`.
+    private var keyCounter: UInt64 = 0
+    /// Ids of the results the last fetch brought, acknowledged by the next one.
+    private var unacked: [TaskID] = []
 
     /// Connects to the coordinator at `url`; fails at once with a clear error when the URL
     /// is malformed or nothing listens there.
@@ -84,8 +91,17 @@ public actor ColonyClient {
     }
 
     /// Queues many tasks in batched, pipelined messages; returns their ids in order.
+    ///
+    /// Every task carries an idempotency key (yours, or `SESSION#N`), so a submit that nng
+    /// resends after a lost reply or a coordinator restart never creates a task twice.
     public func submit(_ tasks: [TaskSubmission]) async throws(ColonyError) -> [TaskID] {
         if tasks.isEmpty { return [] }
+        var keyed = tasks
+        for index in keyed.indices where keyed[index].key == nil {
+            keyCounter += 1
+            keyed[index].key = "\(session)#\(keyCounter)"
+        }
+        let tasks = keyed
         var chunks: [Range<Int>] = []
         var start = 0
         var bytes = 0
@@ -165,7 +181,7 @@ public actor ColonyClient {
         let runSession = "\(session)/run-\(runCounter)"
         var submit = Colony_V1_SubmitRequest()
         submit.session = runSession
-        submit.tasks = [Self.spec(TaskSubmission(handler: handler, input: rawInput))]
+        submit.tasks = [Self.spec(TaskSubmission(handler: handler, input: rawInput, key: runSession))]
         submit.waitMs = 2000
         guard case .submitReply(let submitted) = try await request(.submit(submit)), let id = submitted.taskIds.first else {
             throw .protocolViolation("the coordinator answered a submit with something else")
@@ -373,6 +389,7 @@ public actor ColonyClient {
         if let timeout = options.timeoutSeconds { spec.timeoutMs = UInt32(clamping: Int((timeout * 1000).rounded(.up))) }
         spec.labels = options.requiredLabels
         if let poolHandler = task.poolHandler { spec.poolHandler = poolHandler }
+        if let key = task.key { spec.key = key }
         switch options.pool {
         case .automatic: spec.pool = .default
         case .thread: spec.pool = .thread
@@ -453,18 +470,37 @@ public actor ColonyClient {
     /// Fetches this session's results in batches (long poll) and hands them to waiters.
     private func pump() async {
         var failures = 0
+        while !isClosed {
+            await pumpWhileWaited(&failures)
+            guard !unacked.isEmpty && !isClosed else { break }
+            // Nobody waits any more: let the coordinator forget what arrived. (A wait that
+            // began meanwhile keeps this pump going: `ensurePump` saw it running.)
+            var ack = Colony_V1_FetchRequest()
+            ack.session = session
+            ack.acked = unacked
+            ack.maxResults = 0
+            if (try? await request(.fetch(ack))) != nil { unacked = [] }
+            if waiting.isEmpty { break }
+        }
+        pumpRunning = false
+    }
+
+    private func pumpWhileWaited(_ failures: inout Int) async {
         while !waiting.isEmpty && !isClosed {
             let generation = submitGeneration
             var fetch = Colony_V1_FetchRequest()
             fetch.session = session
             fetch.maxResults = 8192
             fetch.waitMs = options.fetchWaitMilliseconds
+            fetch.acked = unacked
             do throws(ColonyError) {
                 let reply = try await request(.fetch(fetch))
                 guard case .fetchReply(let fetched) = reply else {
                     throw ColonyError.protocolViolation("the coordinator answered a fetch with something else")
                 }
                 failures = 0
+                // The coordinator keeps these until the next fetch says they arrived.
+                unacked = fetched.results.map(\.id)
                 for wire in fetched.results { deliver(TaskResult(wire: wire)) }
                 if !fetched.results.isEmpty && fetched.results.count < 64 && fetched.pending > 0 {
                     // More results are on their way: let a few gather, so that a long map
@@ -480,15 +516,21 @@ public actor ColonyClient {
             } catch {
                 failures += 1
                 if case .closed = error { break }
-                if failures >= 3 {
+                // A coordinator that is restarting or cut off is waited for (it keeps the
+                // session's tasks in its journal); one that answers with nonsense is not.
+                let transient: Bool = switch error {
+                case .unreachable, .timedOut, .transport: true
+                default: false
+                }
+                let patience = transient ? max(3, Int(options.rideThrough / .milliseconds(250))) : 3
+                if failures >= patience {
                     for gather in waiting.values { gather.fail(error) }
                     waiting = [:]
                     break
                 }
-                try? await Task.sleep(for: .milliseconds(100 * failures))
+                try? await Task.sleep(for: .milliseconds(min(250, 50 * failures)))
             }
         }
-        pumpRunning = false
     }
 
     private func deliver(_ result: TaskResult) {

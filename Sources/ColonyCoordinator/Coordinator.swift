@@ -171,8 +171,11 @@ public final class Coordinator: Sendable {
                     return Wire.errorReply(.invalidArgument, "fetch needs a session id")
                 }
                 let wait = min(Double(fetch.waitMs) / 1000, configuration.longPollSecondsMax)
-                let limit = max(1, min(Int(fetch.maxResults == 0 ? 1024 : fetch.maxResults), configuration.resultsPerFetchMax))
-                let (results, unfinished) = await state.fetch(session: fetch.session, maxResults: limit, waitSeconds: wait)
+                // Acknowledgements with max_results 0: only acknowledge.
+                let ackOnly = !fetch.acked.isEmpty && fetch.maxResults == 0
+                let limit = ackOnly ? 0 : max(1, min(Int(fetch.maxResults == 0 ? 1024 : fetch.maxResults), configuration.resultsPerFetchMax))
+                let (results, unfinished) = await state.fetch(session: fetch.session, maxResults: limit, waitSeconds: wait,
+                                                              acked: fetch.acked)
                 var reply = Colony_V1_FetchReply()
                 reply.results = results.map(\.wire)
                 reply.pending = UInt64(unfinished)

@@ -28,6 +28,8 @@ actor CoordinatorState {
     private struct ParkedFetch {
         var continuation: CheckedContinuation<(results: [TaskOutcome], unfinished: Int), Never>
         var maxResults: Int
+        /// Whether results stay until acknowledged (a client's fetch) or go when handed out.
+        var keepUntilAcked: Bool
         var deadline: Double
         var sequence: UInt64
     }
@@ -99,16 +101,22 @@ actor CoordinatorState {
 
     /// A client's fetch of its session's results: answers at once when there are some (or
     /// nothing is pending), else parks until results arrive or `waitSeconds` pass.
-    func fetch(session: String, maxResults: Int, waitSeconds: Double) async -> (results: [TaskOutcome], unfinished: Int) {
-        let taken = core.takeResults(session: session, max: maxResults)
+    ///
+    /// With `acked` (a client's pump) results stay until a later fetch acknowledges them, so a
+    /// lost reply (or a coordinator restart before it arrived) loses nothing; without it (a
+    /// submit that waits for its own result) they go as they are handed out.
+    func fetch(session: String, maxResults: Int, waitSeconds: Double, acked: [TaskID]? = nil) async -> (results: [TaskOutcome], unfinished: Int) {
+        let taken = acked.map { core.peekResults(session: session, max: maxResults, acked: $0) }
+            ?? core.takeResults(session: session, max: maxResults)
         journal()
+        if maxResults == 0 { return taken }
         if !taken.results.isEmpty || taken.unfinished == 0 || waitSeconds <= 0 || closed { return taken }
         let deadline = now + waitSeconds
         sequence += 1
         let order = sequence
         return await withCheckedContinuation { continuation in
             parkedFetches[session, default: []].append(
-                ParkedFetch(continuation: continuation, maxResults: maxResults, deadline: deadline, sequence: order))
+                ParkedFetch(continuation: continuation, maxResults: maxResults, keepUntilAcked: acked != nil, deadline: deadline, sequence: order))
         }
     }
 
@@ -247,7 +255,9 @@ actor CoordinatorState {
         guard var waiting = parkedFetches[session] else { return }
         while !waiting.isEmpty && core.hasResults(session: session) {
             let parked = waiting.removeFirst()
-            parked.continuation.resume(returning: core.takeResults(session: session, max: parked.maxResults))
+            parked.continuation.resume(returning: parked.keepUntilAcked
+                ? core.peekResults(session: session, max: parked.maxResults, acked: [])
+                : core.takeResults(session: session, max: parked.maxResults))
         }
         parkedFetches[session] = waiting.isEmpty ? nil : waiting
     }

@@ -12,7 +12,7 @@ extension TaskSubmission {
                                   requiredLabels: wire.labels, pool: TaskPool(wire: wire.pool))
         if wire.timeoutMs > 0 { options.timeoutSeconds = Double(wire.timeoutMs) / 1000 }
         self.init(handler: wire.handler, input: Array(wire.input), options: options,
-                  poolHandler: wire.poolHandler.isEmpty ? nil : wire.poolHandler)
+                  poolHandler: wire.poolHandler.isEmpty ? nil : wire.poolHandler, key: wire.key.isEmpty ? nil : wire.key)
     }
 }
 

@@ -97,6 +97,7 @@ public struct CoordinatorCore: Sendable {
         var input: [UInt8]
         var session: String
         var poolHandler: String? = nil
+        var key: String? = nil
         var options: TaskOptions
         var attempt: UInt32 = 0
         var state: State
@@ -208,7 +209,10 @@ public struct CoordinatorCore: Sendable {
         var phase: TaskPhase
         var output: [UInt8]
         var at: Double
+        var key: String?
     }
+    /// Idempotency keys of the tasks the core knows or remembers.
+    var keys: [String: TaskID] = [:]
     var remembered: [TaskID: Remembered] = [:]
     var rememberedOrder: [TaskID] = []
     var rememberedHead = 0
@@ -239,11 +243,17 @@ public struct CoordinatorCore: Sendable {
         var ids: [TaskID] = []
         ids.reserveCapacity(submissions.count)
         for submission in submissions {
+            if let key = submission.key, let existing = keys[key] {
+                ids.append(existing)
+                continue
+            }
             let id = nextID
             nextID += 1
+            if let key = submission.key { keys[key] = id }
             var record = TaskRecord(handler: submission.handler, input: submission.input, session: session,
                                     options: submission.options, state: .queued)
             record.poolHandler = submission.poolHandler
+            record.key = submission.key
             if journaling { journal.append(.submitted(id: id, submission: submission, session: session)) }
             var remaining = 0
             var failedDependency: (TaskID, TaskPhase)?
@@ -290,6 +300,9 @@ public struct CoordinatorCore: Sendable {
         let bytes = submission.handler.utf8.count
         guard bytes > 0, bytes <= limits.handlerNameBytesMax else {
             throw .invalidArgument("task \(index): handler name must be 1 to \(limits.handlerNameBytesMax) bytes")
+        }
+        if let key = submission.key, key.isEmpty || key.utf8.count > limits.sessionBytesMax {
+            throw .invalidArgument("task \(index): a key must be 1 to \(limits.sessionBytesMax) bytes")
         }
         if let poolHandler = submission.poolHandler, poolHandler.utf8.count > limits.handlerNameBytesMax {
             throw .invalidArgument("task \(index): pool handler name must be at most \(limits.handlerNameBytesMax) bytes")
@@ -548,6 +561,31 @@ public struct CoordinatorCore: Sendable {
             sessions[session] = record
         }
         return (taken, record.unfinished)
+    }
+
+    /// Hands out up to `max` finished results of `session` *without* forgetting them, after
+    /// forgetting the `acked` ones (those the client confirmed from the previous fetch). A
+    /// reply lost on the way is thus sent again by the next fetch; a client dedupes by id.
+    public mutating func peekResults(session: String, max: Int, acked: [TaskID]) -> (results: [TaskOutcome], unfinished: Int) {
+        guard var record = sessions[session] else { return ([], 0) }
+        if !acked.isEmpty {
+            let ackedSet = Set(acked)
+            // Acknowledged results are the oldest ones as a rule: drop that prefix cheaply.
+            var prefix = 0
+            while prefix < record.finished.count && ackedSet.contains(record.finished[prefix].outcome.id) { prefix += 1 }
+            var dropped = Array(record.finished.prefix(prefix))
+            record.finished.removeFirst(prefix)
+            if prefix < ackedSet.count {
+                dropped += record.finished.filter { ackedSet.contains($0.outcome.id) }
+                record.finished.removeAll { ackedSet.contains($0.outcome.id) }
+            }
+            sessions[session] = record
+            for entry in dropped { forget(entry.outcome.id) }
+            resultsWaiting -= dropped.count
+        }
+        let shown = record.finished.prefix(Swift.max(0, max)).map(\.outcome)
+        if record.finished.isEmpty && record.unfinished == 0 { sessions[session] = nil }
+        return (shown, record.unfinished)
     }
 
     /// Takes the result of one task, whichever session it belongs to; nil if it has not
@@ -833,6 +871,7 @@ public struct CoordinatorCore: Sendable {
             tasks[parent] = record
             if case .finished = record.state, !(sessions[record.session]?.finished.contains { $0.outcome.id == parent } ?? false) {
                 tasks[parent] = nil
+                if let key = record.key { keys[key] = nil }
             }
         } else {
             tasks[parent] = record
@@ -849,7 +888,7 @@ public struct CoordinatorCore: Sendable {
         tasks[id] = nil
         if case .finished(let phase) = task.state {
             let output = task.output ?? []
-            remembered[id] = Remembered(phase: phase, output: output, at: task.finishedAt)
+            remembered[id] = Remembered(phase: phase, output: output, at: task.finishedAt, key: task.key)
             rememberedOrder.append(id)
             rememberedBytes += output.count
             trimRemembered(now: task.finishedAt)
@@ -866,6 +905,7 @@ public struct CoordinatorCore: Sendable {
             }
             guard now - entry.at > limits.finishedMemorySeconds || rememberedBytes > limits.finishedMemoryBytesMax else { break }
             remembered[id] = nil
+            if let key = entry.key { keys[key] = nil }
             rememberedBytes -= entry.output.count
             rememberedHead += 1
         }

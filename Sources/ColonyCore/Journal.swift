@@ -65,6 +65,8 @@ extension CoordinatorCore {
             var record = TaskRecord(handler: task.submission.handler, input: task.submission.input, session: task.session,
                                     options: task.submission.options, state: .queued)
             record.poolHandler = task.submission.poolHandler
+            record.key = task.submission.key
+            if let key = task.submission.key { keys[key] = task.id }
             record.finishedAt = now
             if let outcome = task.outcome {
                 let phase: TaskPhase = outcome.cancelled ? .cancelled : outcome.succeeded ? .succeeded : .failed

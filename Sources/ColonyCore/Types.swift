@@ -54,8 +54,12 @@ public struct TaskSubmission: Sendable, Equatable {
     /// The handler whose default pool applies when `options.pool` is automatic (a `batch`
     /// task takes that of the handler it runs); nil: `handler`.
     public var poolHandler: String?
-    public init(handler: String, input: [UInt8], options: TaskOptions = TaskOptions(), poolHandler: String? = nil) {
+    /// Idempotency key: submitting a task with a key the coordinator knows returns the first
+    /// task's id instead of creating another (a resent submit never runs a task twice).
+    public var key: String?
+    public init(handler: String, input: [UInt8], options: TaskOptions = TaskOptions(), poolHandler: String? = nil, key: String? = nil) {
         self.poolHandler = poolHandler
+        self.key = key
         self.handler = handler
         self.input = input
         self.options = options

@@ -65,7 +65,7 @@ public final class Store: @unchecked Sendable {
             CREATE TABLE IF NOT EXISTS tasks(
                 id INTEGER PRIMARY KEY, session TEXT NOT NULL, handler TEXT NOT NULL, input BLOB NOT NULL,
                 priority INTEGER NOT NULL, uses BLOB, after BLOB, max_attempts INTEGER NOT NULL,
-                retry_on_error INTEGER NOT NULL, timeout REAL, labels BLOB, pool TEXT NOT NULL, pool_handler TEXT,
+                retry_on_error INTEGER NOT NULL, timeout REAL, labels BLOB, pool TEXT NOT NULL, pool_handler TEXT, key TEXT,
                 outcome TEXT, attempt INTEGER, output BLOB, error TEXT, node TEXT, run_micros INTEGER);
             CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS limits(name TEXT PRIMARY KEY, size INTEGER NOT NULL);
@@ -89,7 +89,7 @@ public final class Store: @unchecked Sendable {
         try database.forEachRow("SELECT name, size FROM limits") { row in state.limits[row.text(0)] = Int(row.int64(1)) }
         try database.forEachRow("""
             SELECT id, session, handler, input, priority, uses, after, max_attempts, retry_on_error, timeout, labels, pool,
-                   pool_handler, outcome, attempt, output, error, node, run_micros FROM tasks ORDER BY id
+                   pool_handler, outcome, attempt, output, error, node, run_micros, key FROM tasks ORDER BY id
             """) { row in
             let id = TaskID(bitPattern: row.int64(0))
             var options = TaskOptions(priority: Int32(truncatingIfNeeded: row.int64(4)), uses: Strings.decode(row.blob(5)),
@@ -99,7 +99,7 @@ public final class Store: @unchecked Sendable {
             for pair in stride(from: 0, to: labelList.count - 1, by: 2) { options.requiredLabels[labelList[pair]] = labelList[pair + 1] }
             options.pool = TaskPool(rawValue: row.text(11)) ?? .automatic
             let submission = TaskSubmission(handler: row.text(2), input: row.blob(3), options: options,
-                                            poolHandler: row.isNull(12) ? nil : row.text(12))
+                                            poolHandler: row.isNull(12) ? nil : row.text(12), key: row.isNull(19) ? nil : row.text(19))
             var outcome: TaskOutcome?
             if !row.isNull(13) {
                 let phase = row.text(13)
@@ -260,8 +260,8 @@ private struct Statements {
         self.database = database
         insertTask = try database.prepare("""
             INSERT OR REPLACE INTO tasks(id, session, handler, input, priority, uses, after, max_attempts, retry_on_error,
-                                         timeout, labels, pool, pool_handler)
-            VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                                         timeout, labels, pool, pool_handler, key)
+            VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
             """)
         finishTask = try database.prepare("""
             UPDATE tasks SET outcome = ?2, attempt = ?3, output = ?4, error = ?5, node = ?6, run_micros = ?7 WHERE id = ?1
@@ -290,6 +290,7 @@ private struct Statements {
             statement.bind(11, Strings.encode(options.requiredLabels.sorted { $0.key < $1.key }.flatMap { [$0.key, $0.value] }))
             statement.bind(12, options.pool.rawValue)
             if let poolHandler = submission.poolHandler { statement.bind(13, poolHandler) } else { statement.bindNull(13) }
+            if let key = submission.key { statement.bind(14, key) } else { statement.bindNull(14) }
             try statement.run()
         case .finished(let outcome):
             let statement = finishTask

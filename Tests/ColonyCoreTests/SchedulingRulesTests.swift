@@ -187,6 +187,39 @@ final class SchedulingRulesTests: XCTestCase {
         XCTAssertEqual(try pull(node: processes).map(\.id), [isolated])
     }
 
+    func testASubmitWithAKnownKeyCreatesNoSecondTask() throws {
+        let first = try core.submit([TaskSubmission(handler: "work", input: [1], key: "k1"),
+                                     TaskSubmission(handler: "work", input: [2], key: "k2")], session: "s")
+        let again = try core.submit([TaskSubmission(handler: "work", input: [1], key: "k1"),
+                                     TaskSubmission(handler: "work", input: [3], key: "k3")], session: "s")
+        XCTAssertEqual(again[0], first[0], "the resent task keeps its id")
+        XCTAssertNotEqual(again[1], first[1])
+        XCTAssertEqual(core.queuedCount, 3)
+        let tasks = try pull()
+        _ = try pull(tasks.map { done($0) })
+        XCTAssertEqual(core.takeResults(session: "s", max: 10).results.count, 3)
+        XCTAssertEqual(try core.submit([TaskSubmission(handler: "work", input: [1], key: "k1")], session: "s"), [first[0]],
+                       "still known while remembered after its result was handed out")
+        XCTAssertEqual(core.queuedCount, 0)
+    }
+
+    func testPeekedResultsStayUntilAcknowledged() throws {
+        _ = try submit()
+        _ = try submit()
+        let tasks = try pull()
+        _ = try pull(tasks.map { done($0) })
+        let first = core.peekResults(session: "s", max: 10, acked: [])
+        XCTAssertEqual(first.results.count, 2)
+        let again = core.peekResults(session: "s", max: 10, acked: [])
+        XCTAssertEqual(again.results.map(\.id), first.results.map(\.id), "a lost reply is sent again")
+        let afterAck = core.peekResults(session: "s", max: 10, acked: [first.results[0].id])
+        XCTAssertEqual(afterAck.results.map(\.id), [first.results[1].id])
+        XCTAssertEqual(core.status(now: 0).resultsWaiting, 1)
+        _ = core.peekResults(session: "s", max: 0, acked: [first.results[1].id])
+        XCTAssertEqual(core.status(now: 0).resultsWaiting, 0)
+        XCTAssertTrue(core.invariantViolations().isEmpty, "\(core.invariantViolations())")
+    }
+
     func testUnfetchedResultsExpireAfterTheirTTL() throws {
         var limits = CoordinatorCore.Limits()
         limits.resultTTLSeconds = 10

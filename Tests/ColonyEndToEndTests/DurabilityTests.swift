@@ -92,6 +92,52 @@ final class DurabilityTests: ClusterTestCase {
         await colony.close()
     }
 
+    func testColonyMapRidesThroughACoordinatorKilledAndRestarted() async throws {
+        let coordinator = try cluster.startCoordinator(stateDirectory: stateDirectory)
+        try cluster.start(["node", "--coordinator", cluster.url, "--threads", "2", "--processes", "2", "--allow-exec", "--name", "n1"])
+        let probe = try await cluster.connect(waitingForNodes: 1)
+        await probe.close()
+
+        let count = 3000
+        let outputPath = stateDirectory + "-map.out"
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        let map = Process()
+        map.executableURL = ClusterHarness.colonyExecutable
+        map.arguments = ["map", "--coordinator", cluster.url, "--", "sh", "-c", "echo {}"]
+        let input = Pipe()
+        map.standardInput = input
+        map.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        map.standardError = FileHandle.nullDevice
+        try map.run()
+        try input.fileHandleForWriting.write(contentsOf: Data((1...count).map(String.init).joined(separator: "\n").utf8 + [10]))
+        try input.fileHandleForWriting.close()
+
+        // Kill the coordinator once some outputs are out, then start it again on the same state.
+        let deadline = ContinuousClock.now + .seconds(60)
+        while (try? String(contentsOfFile: outputPath, encoding: .utf8))?.split(separator: "\n").count ?? 0 < 200 {
+            guard ContinuousClock.now < deadline, map.isRunning else { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        kill(coordinator.processIdentifier, SIGKILL)
+        coordinator.waitUntilExit()
+        let printedAtCrash = (try? String(contentsOfFile: outputPath, encoding: .utf8))?.split(separator: "\n").count ?? 0
+        try await Task.sleep(for: .milliseconds(300))
+        try cluster.startCoordinator(stateDirectory: stateDirectory)
+
+        while map.isRunning {
+            guard ContinuousClock.now < deadline + .seconds(60) else {
+                map.terminate()
+                throw CLIFailure("colony map did not finish within 120 s")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        XCTAssertEqual(map.terminationStatus, 0)
+        XCTAssertLessThan(printedAtCrash, count, "the crash came mid-run")
+        let lines = try String(contentsOfFile: outputPath, encoding: .utf8).split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines, (1...count).map(String.init), "every output once, in input order")
+    }
+
     func testAStateFolderOfAnotherFormatIsRefusedWithOneLine() throws {
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         try Data("not a database at all, just bytes".utf8 + [UInt8](repeating: 7, count: 4096)).write(to: URL(fileURLWithPath: stateDirectory + "/colony.db"))

@@ -301,6 +301,11 @@ public nonisolated struct Colony_V1_TaskSpec: Sendable {
   /// inputs); empty: `handler`.
   public var poolHandler: String = String()
 
+  /// Idempotency key (at most 256 bytes): a task submitted again with a key the coordinator
+  /// knows is not created again; the reply carries the first one's id. Clients set it so that
+  /// a submit resent after a lost reply or a coordinator restart never runs a task twice.
+  public var key: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -521,6 +526,11 @@ public nonisolated struct Colony_V1_FetchRequest: Sendable {
   public var maxResults: UInt32 = 0
 
   public var waitMs: UInt32 = 0
+
+  /// Results of the previous fetch that arrived: the coordinator forgets them now. Results
+  /// not acknowledged are sent again by the next fetch, so a lost reply loses nothing. With
+  /// acknowledgements and max_results 0 the fetch only acknowledges.
+  public var acked: [UInt64] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1284,7 +1294,7 @@ nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}handler\0\u{1}input\0\u{1}priority\0\u{1}uses\0\u{1}after\0\u{3}max_attempts\0\u{3}retry_on_error\0\u{3}timeout_ms\0\u{1}labels\0\u{1}pool\0\u{3}pool_handler\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}handler\0\u{1}input\0\u{1}priority\0\u{1}uses\0\u{1}after\0\u{3}max_attempts\0\u{3}retry_on_error\0\u{3}timeout_ms\0\u{1}labels\0\u{1}pool\0\u{3}pool_handler\0\u{1}key\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1303,6 +1313,7 @@ nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._
       case 9: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
       case 10: try { try decoder.decodeSingularEnumField(value: &self.pool) }()
       case 11: try { try decoder.decodeSingularStringField(value: &self.poolHandler) }()
+      case 12: try { try decoder.decodeSingularStringField(value: &self.key) }()
       default: break
       }
     }
@@ -1342,6 +1353,9 @@ nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.poolHandler.isEmpty {
       try visitor.visitSingularStringField(value: self.poolHandler, fieldNumber: 11)
     }
+    if !self.key.isEmpty {
+      try visitor.visitSingularStringField(value: self.key, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1357,6 +1371,7 @@ nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.labels != rhs.labels {return false}
     if lhs.pool != rhs.pool {return false}
     if lhs.poolHandler != rhs.poolHandler {return false}
+    if lhs.key != rhs.key {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1773,7 +1788,7 @@ nonisolated extension Colony_V1_PullReply: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Colony_V1_FetchRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FetchRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}session\0\u{3}max_results\0\u{3}wait_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}session\0\u{3}max_results\0\u{3}wait_ms\0\u{1}acked\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1784,6 +1799,7 @@ nonisolated extension Colony_V1_FetchRequest: SwiftProtobuf.Message, SwiftProtob
       case 1: try { try decoder.decodeSingularStringField(value: &self.session) }()
       case 2: try { try decoder.decodeSingularUInt32Field(value: &self.maxResults) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.waitMs) }()
+      case 4: try { try decoder.decodeRepeatedUInt64Field(value: &self.acked) }()
       default: break
       }
     }
@@ -1799,6 +1815,9 @@ nonisolated extension Colony_V1_FetchRequest: SwiftProtobuf.Message, SwiftProtob
     if self.waitMs != 0 {
       try visitor.visitSingularUInt32Field(value: self.waitMs, fieldNumber: 3)
     }
+    if !self.acked.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.acked, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1806,6 +1825,7 @@ nonisolated extension Colony_V1_FetchRequest: SwiftProtobuf.Message, SwiftProtob
     if lhs.session != rhs.session {return false}
     if lhs.maxResults != rhs.maxResults {return false}
     if lhs.waitMs != rhs.waitMs {return false}
+    if lhs.acked != rhs.acked {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
