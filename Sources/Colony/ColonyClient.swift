@@ -69,12 +69,20 @@ public actor ColonyClient {
         }
     }
 
-    /// Fails every wait and closes the connection.
-    public func close() {
+    /// Fails every wait and closes the connection, once the requests in flight (at most a
+    /// fetch's long poll) have ended.
+    public func close() async {
         guard !isClosed else { return }
         isClosed = true
         for gather in waiting.values { gather.fail(.closed) }
         waiting = [:]
+        // nng 1.5.2's nng_close can hang for good when it races a REQ context between its
+        // send and its receive (seen with the pump's last acknowledgement): let requests in
+        // flight finish first (bounded), then close.
+        let deadline = ContinuousClock.now + .seconds(3)
+        while openedContexts > idleContexts.count && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(2))
+        }
         socket.close()
     }
 
@@ -322,6 +330,19 @@ public actor ColonyClient {
             throw .protocolViolation("the coordinator answered a limit request with something else")
         }
         return reply.limits.map(LimitStatus.init(wire:))
+    }
+
+    /// Asks node `name` to drain: it takes no new tasks, finishes what it runs (handing back
+    /// what still runs after `deadline`), then leaves. False if the coordinator does not know it.
+    @discardableResult
+    public func drain(node name: String, deadline: Duration = .seconds(30)) async throws(ColonyError) -> Bool {
+        var request = Colony_V1_DrainRequest()
+        request.node = name
+        request.deadlineMs = UInt32(clamping: Int(deadline / .milliseconds(1)))
+        guard case .drainReply(let reply) = try await self.request(.drain(request)) else {
+            throw .protocolViolation("the coordinator answered a drain request with something else")
+        }
+        return reply.found
     }
 
     /// Cancels tasks (queued ones are removed, running ones stopped, dependents cancelled in

@@ -9,7 +9,7 @@ extension ClusterStatus {
                     announcement: NodeAnnouncement(name: node.info.name, host: node.info.host, threadSlots: Int(node.info.threadSlots),
                                                    handlers: node.info.handlers, pid: Int(node.info.pid), labels: node.info.labels,
                                                    processSlots: Int(node.info.processSlots),
-                                                   processHandlers: Set(node.info.processHandlers)),
+                                                   processHandlers: Set(node.info.processHandlers), draining: node.info.draining),
                     running: Int(node.running), completed: node.completed, failed: node.failed,
                     lastSeenSecondsAgo: Double(node.lastSeenMsAgo) / 1000)
             },

@@ -160,11 +160,16 @@ public final class Coordinator: Sendable {
                 let answer = try await state.pull(node: NodeAnnouncement(wire: pull.node, prefetch: pull.prefetch, processPrefetch: pull.processPrefetch),
                                                   results: pull.results.map(TaskOutcome.init(wire:)),
                                                   running: pull.ackedDispatchSeq > 0 ? Set(pull.running) : nil,
-                                                  ackedReplySeq: pull.ackedDispatchSeq, waitSeconds: wait)
+                                                  ackedReplySeq: pull.ackedDispatchSeq, returned: pull.returned, leaving: pull.leaving,
+                                                  waitSeconds: wait)
                 var reply = Colony_V1_PullReply()
                 reply.tasks = answer.tasks.map(\.wire)
                 reply.cancel = answer.cancel
                 reply.dispatchSeq = answer.seq
+                if let deadline = answer.drainDeadline {
+                    reply.drain = true
+                    reply.drainDeadlineMs = UInt32(clamping: Int(deadline * 1000))
+                }
                 return Wire.encode(.pullReply(reply))
             case .fetch(let fetch):
                 guard !fetch.session.isEmpty else {
@@ -193,6 +198,11 @@ public final class Coordinator: Sendable {
                 var reply = Colony_V1_CancelReply()
                 reply.cancelled = UInt64(await state.cancel(ids: request.taskIds, session: request.session))
                 return Wire.encode(.cancelReply(reply))
+            case .drain(let request):
+                let deadline = request.deadlineMs == 0 ? 30 : Double(request.deadlineMs) / 1000
+                var reply = Colony_V1_DrainReply()
+                reply.found = await state.drain(node: request.node, deadlineSeconds: deadline)
+                return Wire.encode(.drainReply(reply))
             case .tasks(let request):
                 var phase: CoordinatorCore.TaskPhase?
                 if !request.state.isEmpty {
@@ -216,7 +226,7 @@ public final class Coordinator: Sendable {
                 }
                 return Wire.encode(.fetchReply(reply))
             case .submitReply, .pullReply, .fetchReply, .statusReply, .error, .counterReply, .limitReply, .cancelReply,
-                 .tasksReply, nil:
+                 .tasksReply, .drainReply, nil:
                 return Wire.errorReply(.malformed, "the coordinator takes requests (submit, pull, fetch, status), not replies")
             }
         } catch {

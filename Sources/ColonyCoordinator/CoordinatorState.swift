@@ -12,11 +12,13 @@ actor CoordinatorState {
         var tasks: [DispatchedTask] = []
         var cancel: [TaskID] = []
         var seq: UInt64 = 0
+        /// Set when `colony drain` asked this node to drain: its deadline in seconds.
+        var drainDeadline: Double?
     }
 
     /// Every reply to a pull gets the next sequence number (see CoordinatorCore.nextReplySeq).
-    private func answer(_ tasks: [DispatchedTask] = [], cancel: [TaskID] = []) -> PullAnswer {
-        PullAnswer(tasks: tasks, cancel: cancel, seq: core.nextReplySeq())
+    private func answer(to node: String, _ tasks: [DispatchedTask] = [], cancel: [TaskID] = []) -> PullAnswer {
+        PullAnswer(tasks: tasks, cancel: cancel, seq: core.nextReplySeq(), drainDeadline: core.drainRequest(forNode: node))
     }
 
     private struct ParkedPull {
@@ -78,19 +80,29 @@ actor CoordinatorState {
     /// work arrives or `waitSeconds` pass. A newer pull of the same node answers the parked
     /// one (empty), so each node has at most one parked pull.
     func pull(node: NodeAnnouncement, results: [TaskOutcome], running: Set<TaskID>?, ackedReplySeq: UInt64,
+              returned: [TaskID] = [], leaving: Bool = false,
               waitSeconds: Double) async throws(CoordinatorCore.Refusal) -> PullAnswer {
-        let sessions = try core.report(node: node, results: results, now: now, running: running, ackedReplySeq: ackedReplySeq)
+        let sessions = try core.report(node: node, results: results, now: now, running: running, ackedReplySeq: ackedReplySeq,
+                                       returned: returned, leaving: leaving)
         for session in sessions { answerParkedFetches(session: session) }
         journal()
         if let previous = parkedPulls.removeValue(forKey: node.name) {
-            previous.continuation.resume(returning: answer())
+            previous.continuation.resume(returning: answer(to: node.name))
         }
+        if leaving {
+            // Its tasks (handed back or not) may go to other nodes now.
+            wakeParkedPulls()
+            return answer(to: node.name)
+        }
+        if !returned.isEmpty { wakeParkedPulls() }
         // Freed limits may let other parked nodes start queued work (cancellations reach
         // parked nodes from `cancel` and `expire`, so nothing else needs waking here).
         if !results.isEmpty && core.queuedCount > 0 { wakeParkedPulls() }
         let tasks = core.dispatch(toNode: node.name, now: now)
         let cancel = core.takeCancellations(forNode: node.name)
-        if !tasks.isEmpty || !cancel.isEmpty || waitSeconds <= 0 || closed { return answer(tasks, cancel: cancel) }
+        if !tasks.isEmpty || !cancel.isEmpty || waitSeconds <= 0 || closed || (core.drainRequest(forNode: node.name) != nil && !node.draining) {
+            return answer(to: node.name, tasks, cancel: cancel)
+        }
         let deadline = now + waitSeconds
         sequence += 1
         let order = sequence
@@ -132,7 +144,7 @@ actor CoordinatorState {
         wakeParkedPulls()
         for (name, parked) in parkedPulls where parked.deadline <= t {
             parkedPulls[name] = nil
-            parked.continuation.resume(returning: answer())
+            parked.continuation.resume(returning: answer(to: name))
         }
         for (id, waiting) in parkedResults {
             let kept = waiting.filter { $0.deadline > t }
@@ -156,7 +168,7 @@ actor CoordinatorState {
     /// Answers all parked requests and parks no more (shutdown).
     func close() {
         closed = true
-        for parked in parkedPulls.values { parked.continuation.resume(returning: answer()) }
+        for (name, parked) in parkedPulls { parked.continuation.resume(returning: answer(to: name)) }
         parkedPulls = [:]
         for waiting in parkedResults.values { for parked in waiting { parked.continuation.resume(returning: nil) } }
         parkedResults = [:]
@@ -174,7 +186,7 @@ actor CoordinatorState {
             let cancel = core.takeCancellations(forNode: name)
             if tasks.isEmpty && cancel.isEmpty { continue }
             parkedPulls[name] = nil
-            parked.continuation.resume(returning: answer(tasks, cancel: cancel))
+            parked.continuation.resume(returning: answer(to: name, tasks, cancel: cancel))
         }
     }
 
@@ -206,6 +218,15 @@ actor CoordinatorState {
     }
 
     func limits() -> [LimitStatus] { core.allLimits }
+
+    /// Asks `node` to drain; its parked pull (if any) is answered at once so it learns now.
+    func drain(node: String, deadlineSeconds: Double) -> Bool {
+        guard core.requestDrain(node: node, deadlineSeconds: deadlineSeconds) else { return false }
+        if let parked = parkedPulls.removeValue(forKey: node) {
+            parked.continuation.resume(returning: answer(to: node))
+        }
+        return true
+    }
 
     func cancel(ids: [TaskID], session: String) -> Int {
         var result = core.cancel(ids, now: now)

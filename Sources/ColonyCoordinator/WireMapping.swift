@@ -57,6 +57,7 @@ extension NodeAnnouncement {
                   pid: Int(wire.pid), prefetch: Int(prefetch), labels: wire.labels,
                   processSlots: Int(wire.processSlots), processPrefetch: Int(processPrefetch),
                   processHandlers: Set(wire.processHandlers))
+        draining = wire.draining
     }
 
     var wire: Colony_V1_NodeInfo {
@@ -69,6 +70,7 @@ extension NodeAnnouncement {
         info.labels = labels
         info.processSlots = UInt32(clamping: processSlots)
         info.processHandlers = processHandlers.sorted()
+        info.draining = draining
         return info
     }
 }

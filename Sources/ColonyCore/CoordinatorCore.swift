@@ -141,10 +141,13 @@ public struct CoordinatorCore: Sendable {
         var holdingProcess = 0
         /// Tasks the node must stop (cancelled or timed out), told on its next pull.
         var toCancel: Set<TaskID> = []
+        /// `colony drain` asked for it (with this deadline, seconds), until the node drains.
+        var drainRequested: Double?
         var holding: Int { leased.count + abandoned.count }
         var holdingThread: Int { holding - holdingProcess }
         func freeSlots(_ pool: TaskPool) -> Int {
-            pool == .process
+            if announcement.draining { return 0 }
+            return pool == .process
                 ? max(0, announcement.processSlots + announcement.processPrefetch - holdingProcess)
                 : max(0, announcement.threadSlots + announcement.prefetch - holdingThread)
         }
@@ -334,8 +337,13 @@ public struct CoordinatorCore: Sendable {
 
     /// Records that `node` pulled at `now` and applies the results it carried.
     /// Returns the sessions that gained results (their waiting fetches can be answered).
+    ///
+    /// `returned`: tasks the node hands back unfinished (draining); they are queued again
+    /// without counting as a failure. `leaving`: the node's last pull; what it still holds is
+    /// queued again and the node is forgotten at once.
     public mutating func report(node announcement: NodeAnnouncement, results: [TaskOutcome], now: Double,
-                                running: Set<TaskID>? = nil, ackedReplySeq: UInt64 = 0) throws(Refusal) -> Set<String> {
+                                running: Set<TaskID>? = nil, ackedReplySeq: UInt64 = 0,
+                                returned: [TaskID] = [], leaving: Bool = false) throws(Refusal) -> Set<String> {
         guard !announcement.name.isEmpty, announcement.name.utf8.count <= limits.nodeNameBytesMax else {
             throw .invalidArgument("node name must be 1 to \(limits.nodeNameBytesMax) bytes")
         }
@@ -359,6 +367,58 @@ public struct CoordinatorCore: Sendable {
         }
         if let running, ackedReplySeq > 0 {
             reconcile(node: announcement.name, running: running, ackedReplySeq: ackedReplySeq)
+        }
+        for id in returned {
+            if let abandoned = nodes[announcement.name]?.abandoned.first(where: { $0.id == id }) {
+                release(abandoned, node: announcement.name)
+                continue
+            }
+            guard nodes[announcement.name]?.leased[id] != nil else { continue }
+            releaseLease(id, node: announcement.name)
+            guard var task = tasks[id], case .leased = task.state else { continue }
+            task.lastError = "handed back by node \(announcement.name) (draining)"
+            task.state = .queued
+            tasks[id] = task
+            ready.push(id, priority: task.options.priority, key: task.classKey)
+        }
+        if announcement.draining { nodes[announcement.name]?.drainRequested = nil }
+        if leaving {
+            touched.formUnion(requeueLeases(ofNode: announcement.name, reason: "node \(announcement.name) left", now: now))
+            nodes[announcement.name] = nil
+        }
+        return touched
+    }
+
+    /// Asks `node` to drain (told on its next pull); false if no such node is known.
+    public mutating func requestDrain(node name: String, deadlineSeconds: Double) -> Bool {
+        guard nodes[name] != nil else { return false }
+        nodes[name]!.drainRequested = deadlineSeconds
+        return true
+    }
+
+    /// The drain deadline to tell `node`, if `colony drain` asked for one and it has not started draining.
+    public func drainRequest(forNode name: String) -> Double? {
+        nodes[name]?.drainRequested
+    }
+
+    /// Queues again (or fails, past `lostAttemptsMax`) every attempt `name` holds; returns
+    /// the sessions that gained results.
+    private mutating func requeueLeases(ofNode name: String, reason: String, now: Double) -> Set<String> {
+        guard let node = nodes[name] else { return [] }
+        var touched: Set<String> = []
+        for abandoned in node.abandoned { release(abandoned, node: name) }
+        for id in node.leased.keys.sorted() {
+            releaseLease(id, node: name)
+            guard var task = tasks[id], case .leased = task.state else { continue }
+            if Int(task.attempt) < limits.lostAttemptsMax {
+                retriedTotal += 1
+                task.lastError = reason
+                task.state = .queued
+                tasks[id] = task
+                ready.push(id, priority: task.options.priority, key: task.classKey)
+            } else if let session = finish(id, phase: .failed, error: "\(reason), \(task.attempt) attempts", now: now) {
+                touched.insert(session)
+            }
         }
         return touched
     }
@@ -484,21 +544,8 @@ public struct CoordinatorCore: Sendable {
     public mutating func tick(now: Double) -> Set<String> {
         var touched: Set<String> = []
         for (name, node) in nodes where now - node.lastSeen > limits.nodeTimeoutSeconds {
-            for abandoned in node.abandoned { release(abandoned, node: name) }
-            for id in node.leased.keys.sorted() {
-                releaseLease(id, node: name)
-                guard var task = tasks[id], case .leased = task.state else { continue }
-                let reason = "node \(name) lost (not heard from for \(formatSeconds(limits.nodeTimeoutSeconds)) s)"
-                if Int(task.attempt) < limits.lostAttemptsMax {
-                    retriedTotal += 1
-                    task.lastError = reason
-                    task.state = .queued
-                    tasks[id] = task
-                    ready.push(id, priority: task.options.priority, key: task.classKey)
-                } else if let session = finish(id, phase: .failed, error: "\(reason), \(task.attempt) attempts", now: now) {
-                    touched.insert(session)
-                }
-            }
+            let reason = "node \(name) lost (not heard from for \(formatSeconds(limits.nodeTimeoutSeconds)) s)"
+            touched.formUnion(requeueLeases(ofNode: name, reason: reason, now: now))
             nodes[name] = nil
         }
         for id in timedTasks {

@@ -143,8 +143,12 @@ public struct NodeAnnouncement: Sendable, Equatable {
     public var processPrefetch: Int
     /// Handlers whose default pool is the process pool on this node.
     public var processHandlers: Set<String>
+    /// The node is draining: it gets no new tasks.
+    public var draining = false
     public init(name: String, host: String, threadSlots: Int, handlers: [String] = [], pid: Int = 0, prefetch: Int = 0,
-                labels: [String: String] = [:], processSlots: Int = 0, processPrefetch: Int = 0, processHandlers: Set<String> = []) {
+                labels: [String: String] = [:], processSlots: Int = 0, processPrefetch: Int = 0, processHandlers: Set<String> = [],
+                draining: Bool = false) {
+        self.draining = draining
         self.processSlots = processSlots
         self.processPrefetch = processPrefetch
         self.processHandlers = processHandlers

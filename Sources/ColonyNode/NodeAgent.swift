@@ -89,6 +89,12 @@ public actor NodeAgent {
     private var pendingSince: ContinuousClock.Instant?
     private var lingerTimerArmed = false
     private let wake = WakeSignal()
+    /// Draining: no new tasks; queued ones (and, past the deadline, running ones) go back.
+    private var draining = false
+    private var toReturn: [UInt64] = []
+    /// The last pull (leaving) was answered: the node is done.
+    private var drained = false
+    private static let drainStopReason = "handed back: node draining past its deadline"
 
     private let handlerNames: [String]
     private let processHandlerNames: [String]
@@ -100,6 +106,33 @@ public actor NodeAgent {
         self.registry = registry
         self.handlerNames = registry.names
         self.processHandlerNames = registry.processDefaultNames
+    }
+
+    /// Stops taking tasks: queued ones are handed back at once, running ones may finish
+    /// within `deadline` (then they are stopped and handed back too); once nothing is left
+    /// the node says it is leaving and `run` returns. Idempotent.
+    public func drain(deadline: Duration) {
+        guard !draining else { return }
+        draining = true
+        configuration.log("node \(configuration.name) draining: \(executingThreads + executingProcesses) task(s) running, deadline \(deadline)")
+        handBackQueued()
+        Task {
+            try? await Task.sleep(for: deadline)
+            stopRemaining()
+        }
+        wake.notify()
+    }
+
+    /// At the drain deadline: stops what still runs (it is handed back as it ends).
+    private func stopRemaining() {
+        for stop in stopSignals.values { stop.stop(reason: Self.drainStopReason) }
+    }
+
+    private func handBackQueued() {
+        for task in threadQueue.remove(Set(running)) + processQueue.remove(Set(running)) {
+            running.remove(task.id)
+            toReturn.append(task.id)
+        }
     }
 
     /// Process ids of the process pool's live children.
@@ -210,11 +243,13 @@ public actor NodeAgent {
         var context: Context
         var bytes: [UInt8]
         var results: [Colony_V1_TaskResult]
+        var returned: [UInt64] = []
+        var leaving = false
     }
 
     private func pullLoop() async {
         await withDiscardingTaskGroup { group in
-            while !Task.isCancelled {
+            while !Task.isCancelled && !drained {
                 if let plan = nextPull() {
                     group.addTask { await self.perform(plan) }
                 } else {
@@ -245,8 +280,11 @@ public actor NodeAgent {
     /// Decides whether to pull now: always when nothing is in flight (the idle long poll),
     /// and a second one only to deliver results while the first is held.
     private func nextPull() -> PlannedPull? {
-        if backingOff || freeContexts.isEmpty { return nil }
-        if inFlight >= 1 && pendingResults.isEmpty { return nil }
+        if backingOff || freeContexts.isEmpty || drained { return nil }
+        // Drained: nothing runs, nothing waits to be delivered, no other pull out. Leave.
+        let leaving = draining && inFlight == 0 && executingThreads + executingProcesses == 0
+            && threadQueue.isEmpty && processQueue.isEmpty && pendingResults.count <= configuration.resultsPerPullMax
+        if inFlight >= 1 && pendingResults.isEmpty && toReturn.isEmpty { return nil }
         if inFlight >= 1 && (!threadQueue.isEmpty || !processQueue.isEmpty), let since = pendingSince,
            ContinuousClock.now - since < configuration.resultLinger {
             // Busy: let a few more results join this batch (the linger timer sends it).
@@ -276,7 +314,11 @@ public actor NodeAgent {
         info.labels = configuration.labels
         info.processSlots = UInt32(configuration.processes.size)
         info.processHandlers = processHandlerNames
+        info.draining = draining
         pull.node = info
+        pull.returned = toReturn
+        toReturn = []
+        pull.leaving = leaving && pendingResults.isEmpty
         pull.results = results
         // Acknowledge only when no other pull is in flight: then every reply sent before has
         // been processed, and tasks up to it that the node does not run were really lost.
@@ -286,10 +328,11 @@ public actor NodeAgent {
             // Finished tasks whose results wait for a later pull still count as held.
             pull.running = Array(running) + pendingResults.map(\.id)
         }
-        pull.waitMs = configuration.longPollMilliseconds
-        pull.prefetch = UInt32(prefetch(.thread))
-        pull.processPrefetch = UInt32(prefetch(.process))
-        return PlannedPull(context: context, bytes: Wire.encode(.pull(pull)), results: results)
+        pull.waitMs = pull.leaving ? 0 : configuration.longPollMilliseconds
+        pull.prefetch = draining ? 0 : UInt32(prefetch(.thread))
+        pull.processPrefetch = draining ? 0 : UInt32(prefetch(.process))
+        return PlannedPull(context: context, bytes: Wire.encode(.pull(pull)), results: results, returned: pull.returned,
+                           leaving: pull.leaving)
     }
 
     private nonisolated func perform(_ plan: PlannedPull) async {
@@ -299,7 +342,8 @@ public actor NodeAgent {
             let envelope = try Wire.decode(replyBytes)
             switch envelope.body {
             case .pullReply(let reply):
-                await accepted(reply.tasks, cancel: reply.cancel, seq: reply.dispatchSeq, context: plan.context)
+                if reply.drain { await drain(deadline: .milliseconds(Int(reply.drainDeadlineMs))) }
+                await accepted(reply.tasks, cancel: reply.cancel, seq: reply.dispatchSeq, context: plan.context, leaving: plan.leaving)
             case .error(let error):
                 await pullFailed(plan, reason: "coordinator refused pull: \(error.message)")
             default:
@@ -310,8 +354,12 @@ public actor NodeAgent {
         }
     }
 
-    private func accepted(_ tasks: [Colony_V1_Task], cancel: [UInt64], seq: UInt64, context: Context) {
+    private func accepted(_ tasks: [Colony_V1_Task], cancel: [UInt64], seq: UInt64, context: Context, leaving: Bool = false) {
         highestReplySeq = max(highestReplySeq, seq)
+        if leaving {
+            drained = true
+            configuration.log("node \(configuration.name) drained and left")
+        }
         if !cancel.isEmpty {
             let stopping = Set(cancel)
             // Not started yet: report them stopped without running them.
@@ -346,6 +394,8 @@ public actor NodeAgent {
                 threadQueue.push(task)
             }
         }
+        // Dispatched before the coordinator saw the node draining: hand them straight back.
+        if draining { handBackQueued() }
         if !tasks.isEmpty { startTick?.yield() }
         freeContexts.append(context)
         inFlight -= 1
@@ -355,6 +405,7 @@ public actor NodeAgent {
     private func pullFailed(_ plan: PlannedPull, reason: String) async {
         // The results were not delivered: put them back in front, so none is lost.
         pendingResults.insert(contentsOf: plan.results, at: 0)
+        toReturn.insert(contentsOf: plan.returned, at: 0)
         if pendingSince == nil && !pendingResults.isEmpty { pendingSince = ContinuousClock.now }
         statistics.failedPulls += 1
         if !Task.isCancelled {
@@ -378,6 +429,11 @@ public actor NodeAgent {
         let sample = Double(result.runMicros) + 5
         averageRunMicros[pool] = averageRunMicros[pool].map { $0 * 0.8 + sample * 0.2 } ?? sample
         startTick?.yield()
+        if !result.ok && result.error == Self.drainStopReason {
+            // Stopped at the drain deadline: another node runs it; not a failure.
+            toReturn.append(result.id)
+            return nextPull()
+        }
         if result.ok { statistics.succeeded += 1 } else { statistics.failed += 1 }
         if pendingResults.isEmpty { pendingSince = ContinuousClock.now }
         pendingResults.append(result)

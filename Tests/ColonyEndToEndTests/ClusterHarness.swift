@@ -32,6 +32,15 @@ final class ClusterHarness: @unchecked Sendable {
         process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
+        // COLONY_TEST_LOGS=DIR keeps each process's stderr there, for debugging a failure.
+        if let directory = ProcessInfo.processInfo.environment["COLONY_TEST_LOGS"] {
+            let path = "\(directory)/\(arguments.first ?? "colony")-\(processes.count)-\(UUID().uuidString.prefix(8)).log"
+            if FileManager.default.createFile(atPath: path, contents: Data((arguments.joined(separator: " ") + "\n").utf8)),
+               let handle = FileHandle(forWritingAtPath: path) {
+                handle.seekToEndOfFile()
+                process.standardError = handle
+            }
+        }
         try process.run()
         processes.append(process)
         return process

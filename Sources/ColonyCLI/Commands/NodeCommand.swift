@@ -26,9 +26,13 @@ struct NodeCommand: AsyncParsableCommand {
 
     @OptionGroup var processPool: ProcessPoolFlags
 
+    @Option(name: .long, help: "On SIGTERM/SIGINT the node drains: seconds its running tasks may take before they are handed back to other nodes (a second signal stops it at once).")
+    var drainTimeout: Double = 30
+
     func validate() throws {
         guard threads >= 0, threads <= 4096 else { throw ValidationError("--threads must be 0 to 4096") }
         guard threads + processPool.processes > 0 else { throw ValidationError("a node needs --threads or --processes above 0") }
+        guard drainTimeout >= 0, drainTimeout <= 86_400 else { throw ValidationError("--drain-timeout must be 0 to 86400 seconds") }
         try processPool.validate()
         if let name, name.isEmpty || name.utf8.count > 256 { throw ValidationError("--name must be 1 to 256 bytes") }
     }
@@ -43,7 +47,26 @@ struct NodeCommand: AsyncParsableCommand {
         configuration.labels = try parseLabels(label)
         configuration.processes = processPool.configuration
         let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: CustomHandlers.registered, allowExec: allowExec))
-        try await runUntilTerminated { try await node.run() }
+        let drainTimeout = Duration.milliseconds(Int(self.drainTimeout * 1000))
+        // First signal: drain (finish or hand back, then leave, exit 0). Second: stop now.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await node.run() }
+            group.addTask {
+                var signals = 0
+                for await signal in terminationSignals() {
+                    signals += 1
+                    if signals == 1 {
+                        printError("colony node: got signal \(signal), draining (again to stop at once)")
+                        await node.drain(deadline: drainTimeout)
+                    } else {
+                        printError("colony node: got signal \(signal) again, stopping now")
+                        return
+                    }
+                }
+            }
+            try await group.next()
+            group.cancelAll()
+        }
         let stats = await node.stats()
         printError("node \(configuration.name) stopped: \(stats.succeeded) tasks succeeded, \(stats.failed) failed")
     }

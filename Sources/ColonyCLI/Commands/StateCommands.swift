@@ -2,6 +2,32 @@ import ArgumentParser
 import Colony
 import Foundation
 
+/// `colony drain NODE`: a node finishes its running tasks, hands back the rest, and leaves.
+struct DrainCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drain",
+        abstract: "Make a node stop taking tasks, finish (or at --deadline hand back) what it runs, and exit 0."
+    )
+
+    @OptionGroup var client: ClientOptions
+
+    @Argument(help: "The node's name (see colony status).")
+    var node: String
+
+    @Option(name: .long, help: "Seconds the node may finish its running tasks; what still runs then is handed back to other nodes.")
+    var deadline: Double = 30
+
+    func run() async throws {
+        guard deadline >= 0, deadline <= 86_400 else { throw ValidationError("--deadline must be 0 to 86400 seconds") }
+        try await withClient(client) { colony in
+            guard try await colony.drain(node: node, deadline: .milliseconds(Int(deadline * 1000))) else {
+                throw CLIError("no node named '\(node)' is known to the coordinator (see colony status)")
+            }
+            print("node \(node) is draining")
+        }
+    }
+}
+
 /// `colony counter get|add|set|cas|list`: the cluster's named counters.
 struct CounterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -236,6 +236,22 @@ public nonisolated struct Colony_V1_Envelope: Sendable {
     set {body = .result(newValue)}
   }
 
+  public var drain: Colony_V1_DrainRequest {
+    get {
+      if case .drain(let v)? = body {return v}
+      return Colony_V1_DrainRequest()
+    }
+    set {body = .drain(newValue)}
+  }
+
+  public var drainReply: Colony_V1_DrainReply {
+    get {
+      if case .drainReply(let v)? = body {return v}
+      return Colony_V1_DrainReply()
+    }
+    set {body = .drainReply(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Body: Equatable, Sendable {
@@ -257,6 +273,8 @@ public nonisolated struct Colony_V1_Envelope: Sendable {
     case tasks(Colony_V1_TasksRequest)
     case tasksReply(Colony_V1_TasksReply)
     case result(Colony_V1_ResultRequest)
+    case drain(Colony_V1_DrainRequest)
+    case drainReply(Colony_V1_DrainReply)
 
   }
 
@@ -446,6 +464,9 @@ public nonisolated struct Colony_V1_NodeInfo: Sendable {
   /// Handlers whose default pool is the process pool.
   public var processHandlers: [String] = []
 
+  /// The node is draining: it takes no new tasks and leaves once its running ones are done.
+  public var draining: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -454,45 +475,76 @@ public nonisolated struct Colony_V1_NodeInfo: Sendable {
 /// Node -> coordinator: "here are my finished results; give me work for my free slots".
 /// With nothing to hand out the coordinator holds the request up to `wait_ms` (long poll);
 /// the empty reply then doubles as the heartbeat.
-public nonisolated struct Colony_V1_PullRequest: Sendable {
+public nonisolated struct Colony_V1_PullRequest: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var node: Colony_V1_NodeInfo {
-    get {_node ?? Colony_V1_NodeInfo()}
-    set {_node = newValue}
+    get {_storage._node ?? Colony_V1_NodeInfo()}
+    set {_uniqueStorage()._node = newValue}
   }
   /// Returns true if `node` has been explicitly set.
-  public var hasNode: Bool {self._node != nil}
+  public var hasNode: Bool {_storage._node != nil}
   /// Clears the value of `node`. Subsequent reads from it will return its default value.
-  public mutating func clearNode() {self._node = nil}
+  public mutating func clearNode() {_uniqueStorage()._node = nil}
 
-  public var results: [Colony_V1_TaskResult] = []
+  public var results: [Colony_V1_TaskResult] {
+    get {_storage._results}
+    set {_uniqueStorage()._results = newValue}
+  }
 
   /// Ids of the tasks the node is running now.
-  public var running: [UInt64] = []
+  public var running: [UInt64] {
+    get {_storage._running}
+    set {_uniqueStorage()._running = newValue}
+  }
 
-  public var waitMs: UInt32 = 0
+  public var waitMs: UInt32 {
+    get {_storage._waitMs}
+    set {_uniqueStorage()._waitMs = newValue}
+  }
 
   /// Tasks the node is willing to queue beyond its free slots. Nodes ask for some only
   /// while their recent tasks are short (so that a round trip per task would dominate);
   /// for long tasks it is 0, so a busy node never hoards work.
-  public var prefetch: UInt32 = 0
+  public var prefetch: UInt32 {
+    get {_storage._prefetch}
+    set {_uniqueStorage()._prefetch = newValue}
+  }
 
   /// The highest dispatch_seq of the replies the node has processed, sent only when no other
   /// pull of the node is in flight (0: none). Tasks leased in replies up to it that are
   /// neither in `running` nor in `results` were lost in transit and are requeued.
-  public var ackedDispatchSeq: UInt64 = 0
+  public var ackedDispatchSeq: UInt64 {
+    get {_storage._ackedDispatchSeq}
+    set {_uniqueStorage()._ackedDispatchSeq = newValue}
+  }
 
   /// Like prefetch, for the process pool.
-  public var processPrefetch: UInt32 = 0
+  public var processPrefetch: UInt32 {
+    get {_storage._processPrefetch}
+    set {_uniqueStorage()._processPrefetch = newValue}
+  }
+
+  /// Tasks handed back unfinished (a draining node's queued tasks, or running ones at its
+  /// drain deadline): the coordinator queues them again for other nodes.
+  public var returned: [UInt64] {
+    get {_storage._returned}
+    set {_uniqueStorage()._returned = newValue}
+  }
+
+  /// The node's last pull: it is leaving; whatever it still holds is queued again at once.
+  public var leaving: Bool {
+    get {_storage._leaving}
+    set {_uniqueStorage()._leaving = newValue}
+  }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _node: Colony_V1_NodeInfo? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// Coordinator -> node: tasks to start now (never more than the node's free slots).
@@ -508,6 +560,12 @@ public nonisolated struct Colony_V1_PullReply: Sendable {
 
   /// Numbers the coordinator's replies to this node, increasing.
   public var dispatchSeq: UInt64 = 0
+
+  /// `colony drain` asked this node to drain: finish what it runs (handing back what is still
+  /// running after drain_deadline_ms), then leave.
+  public var drain: Bool = false
+
+  public var drainDeadlineMs: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -866,6 +924,35 @@ public nonisolated struct Colony_V1_ResultRequest: Sendable {
   public init() {}
 }
 
+/// Asks a node to drain (graceful removal); answered with DrainReply.
+public nonisolated struct Colony_V1_DrainRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var node: String = String()
+
+  /// How long the node may finish its running tasks before handing them back (0: 30 s).
+  public var deadlineMs: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Colony_V1_DrainReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Whether the coordinator knows the node.
+  public var found: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// Why a request was refused. The text is one line for users.
 public nonisolated struct Colony_V1_ErrorReply: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -945,7 +1032,7 @@ nonisolated extension Colony_V1_Pool: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}token\0\u{2}\u{8}submit\0\u{3}submit_reply\0\u{1}pull\0\u{3}pull_reply\0\u{1}fetch\0\u{3}fetch_reply\0\u{1}status\0\u{3}status_reply\0\u{1}error\0\u{2}\u{2}counter\0\u{3}counter_reply\0\u{1}limit\0\u{3}limit_reply\0\u{1}cancel\0\u{3}cancel_reply\0\u{1}tasks\0\u{3}tasks_reply\0\u{1}result\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}token\0\u{2}\u{8}submit\0\u{3}submit_reply\0\u{1}pull\0\u{3}pull_reply\0\u{1}fetch\0\u{3}fetch_reply\0\u{1}status\0\u{3}status_reply\0\u{1}error\0\u{2}\u{2}counter\0\u{3}counter_reply\0\u{1}limit\0\u{3}limit_reply\0\u{1}cancel\0\u{3}cancel_reply\0\u{1}tasks\0\u{3}tasks_reply\0\u{1}result\0\u{1}drain\0\u{3}drain_reply\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1189,6 +1276,32 @@ nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._
           self.body = .result(v)
         }
       }()
+      case 29: try {
+        var v: Colony_V1_DrainRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .drain(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .drain(v)
+        }
+      }()
+      case 30: try {
+        var v: Colony_V1_DrainReply?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .drainReply(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .drainReply(v)
+        }
+      }()
       default: break
       }
     }
@@ -1277,6 +1390,14 @@ nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._
     case .result?: try {
       guard case .result(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
+    }()
+    case .drain?: try {
+      guard case .drain(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 29)
+    }()
+    case .drainReply?: try {
+      guard case .drainReply(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
     }()
     case nil: break
     }
@@ -1619,7 +1740,7 @@ nonisolated extension Colony_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}host\0\u{3}thread_slots\0\u{1}handlers\0\u{1}pid\0\u{1}labels\0\u{3}process_slots\0\u{3}process_handlers\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}host\0\u{3}thread_slots\0\u{1}handlers\0\u{1}pid\0\u{1}labels\0\u{3}process_slots\0\u{3}process_handlers\0\u{1}draining\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1635,6 +1756,7 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
       case 6: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufString>.self, value: &self.labels) }()
       case 7: try { try decoder.decodeSingularUInt32Field(value: &self.processSlots) }()
       case 8: try { try decoder.decodeRepeatedStringField(value: &self.processHandlers) }()
+      case 9: try { try decoder.decodeSingularBoolField(value: &self.draining) }()
       default: break
       }
     }
@@ -1665,6 +1787,9 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.processHandlers.isEmpty {
       try visitor.visitRepeatedStringField(value: self.processHandlers, fieldNumber: 8)
     }
+    if self.draining != false {
+      try visitor.visitSingularBoolField(value: self.draining, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1677,6 +1802,7 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.labels != rhs.labels {return false}
     if lhs.processSlots != rhs.processSlots {return false}
     if lhs.processHandlers != rhs.processHandlers {return false}
+    if lhs.draining != rhs.draining {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1684,63 +1810,125 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}results\0\u{1}running\0\u{3}wait_ms\0\u{1}prefetch\0\u{3}acked_dispatch_seq\0\u{3}process_prefetch\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}results\0\u{1}running\0\u{3}wait_ms\0\u{1}prefetch\0\u{3}acked_dispatch_seq\0\u{3}process_prefetch\0\u{1}returned\0\u{1}leaving\0")
+
+  fileprivate class _StorageClass {
+    var _node: Colony_V1_NodeInfo? = nil
+    var _results: [Colony_V1_TaskResult] = []
+    var _running: [UInt64] = []
+    var _waitMs: UInt32 = 0
+    var _prefetch: UInt32 = 0
+    var _ackedDispatchSeq: UInt64 = 0
+    var _processPrefetch: UInt32 = 0
+    var _returned: [UInt64] = []
+    var _leaving: Bool = false
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _node = source._node
+      _results = source._results
+      _running = source._running
+      _waitMs = source._waitMs
+      _prefetch = source._prefetch
+      _ackedDispatchSeq = source._ackedDispatchSeq
+      _processPrefetch = source._processPrefetch
+      _returned = source._returned
+      _leaving = source._leaving
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._node) }()
-      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.results) }()
-      case 3: try { try decoder.decodeRepeatedUInt64Field(value: &self.running) }()
-      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.waitMs) }()
-      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.prefetch) }()
-      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.ackedDispatchSeq) }()
-      case 7: try { try decoder.decodeSingularUInt32Field(value: &self.processPrefetch) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._node) }()
+        case 2: try { try decoder.decodeRepeatedMessageField(value: &_storage._results) }()
+        case 3: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._running) }()
+        case 4: try { try decoder.decodeSingularUInt32Field(value: &_storage._waitMs) }()
+        case 5: try { try decoder.decodeSingularUInt32Field(value: &_storage._prefetch) }()
+        case 6: try { try decoder.decodeSingularUInt64Field(value: &_storage._ackedDispatchSeq) }()
+        case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._processPrefetch) }()
+        case 8: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._returned) }()
+        case 9: try { try decoder.decodeSingularBoolField(value: &_storage._leaving) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._node {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
-    if !self.results.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.results, fieldNumber: 2)
-    }
-    if !self.running.isEmpty {
-      try visitor.visitPackedUInt64Field(value: self.running, fieldNumber: 3)
-    }
-    if self.waitMs != 0 {
-      try visitor.visitSingularUInt32Field(value: self.waitMs, fieldNumber: 4)
-    }
-    if self.prefetch != 0 {
-      try visitor.visitSingularUInt32Field(value: self.prefetch, fieldNumber: 5)
-    }
-    if self.ackedDispatchSeq != 0 {
-      try visitor.visitSingularUInt64Field(value: self.ackedDispatchSeq, fieldNumber: 6)
-    }
-    if self.processPrefetch != 0 {
-      try visitor.visitSingularUInt32Field(value: self.processPrefetch, fieldNumber: 7)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._node {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if !_storage._results.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._results, fieldNumber: 2)
+      }
+      if !_storage._running.isEmpty {
+        try visitor.visitPackedUInt64Field(value: _storage._running, fieldNumber: 3)
+      }
+      if _storage._waitMs != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._waitMs, fieldNumber: 4)
+      }
+      if _storage._prefetch != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._prefetch, fieldNumber: 5)
+      }
+      if _storage._ackedDispatchSeq != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._ackedDispatchSeq, fieldNumber: 6)
+      }
+      if _storage._processPrefetch != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._processPrefetch, fieldNumber: 7)
+      }
+      if !_storage._returned.isEmpty {
+        try visitor.visitPackedUInt64Field(value: _storage._returned, fieldNumber: 8)
+      }
+      if _storage._leaving != false {
+        try visitor.visitSingularBoolField(value: _storage._leaving, fieldNumber: 9)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Colony_V1_PullRequest, rhs: Colony_V1_PullRequest) -> Bool {
-    if lhs._node != rhs._node {return false}
-    if lhs.results != rhs.results {return false}
-    if lhs.running != rhs.running {return false}
-    if lhs.waitMs != rhs.waitMs {return false}
-    if lhs.prefetch != rhs.prefetch {return false}
-    if lhs.ackedDispatchSeq != rhs.ackedDispatchSeq {return false}
-    if lhs.processPrefetch != rhs.processPrefetch {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._node != rhs_storage._node {return false}
+        if _storage._results != rhs_storage._results {return false}
+        if _storage._running != rhs_storage._running {return false}
+        if _storage._waitMs != rhs_storage._waitMs {return false}
+        if _storage._prefetch != rhs_storage._prefetch {return false}
+        if _storage._ackedDispatchSeq != rhs_storage._ackedDispatchSeq {return false}
+        if _storage._processPrefetch != rhs_storage._processPrefetch {return false}
+        if _storage._returned != rhs_storage._returned {return false}
+        if _storage._leaving != rhs_storage._leaving {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -1748,7 +1936,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Colony_V1_PullReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tasks\0\u{1}cancel\0\u{3}dispatch_seq\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tasks\0\u{1}cancel\0\u{3}dispatch_seq\0\u{1}drain\0\u{3}drain_deadline_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1759,6 +1947,8 @@ nonisolated extension Colony_V1_PullReply: SwiftProtobuf.Message, SwiftProtobuf.
       case 1: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
       case 2: try { try decoder.decodeRepeatedUInt64Field(value: &self.cancel) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.dispatchSeq) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.drain) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.drainDeadlineMs) }()
       default: break
       }
     }
@@ -1774,6 +1964,12 @@ nonisolated extension Colony_V1_PullReply: SwiftProtobuf.Message, SwiftProtobuf.
     if self.dispatchSeq != 0 {
       try visitor.visitSingularUInt64Field(value: self.dispatchSeq, fieldNumber: 3)
     }
+    if self.drain != false {
+      try visitor.visitSingularBoolField(value: self.drain, fieldNumber: 4)
+    }
+    if self.drainDeadlineMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.drainDeadlineMs, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1781,6 +1977,8 @@ nonisolated extension Colony_V1_PullReply: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.tasks != rhs.tasks {return false}
     if lhs.cancel != rhs.cancel {return false}
     if lhs.dispatchSeq != rhs.dispatchSeq {return false}
+    if lhs.drain != rhs.drain {return false}
+    if lhs.drainDeadlineMs != rhs.drainDeadlineMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2488,6 +2686,71 @@ nonisolated extension Colony_V1_ResultRequest: SwiftProtobuf.Message, SwiftProto
   public static func ==(lhs: Colony_V1_ResultRequest, rhs: Colony_V1_ResultRequest) -> Bool {
     if lhs.taskID != rhs.taskID {return false}
     if lhs.waitMs != rhs.waitMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_DrainRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrainRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{3}deadline_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.deadlineMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 1)
+    }
+    if self.deadlineMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.deadlineMs, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_DrainRequest, rhs: Colony_V1_DrainRequest) -> Bool {
+    if lhs.node != rhs.node {return false}
+    if lhs.deadlineMs != rhs.deadlineMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_DrainReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".DrainReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}found\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.found) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.found != false {
+      try visitor.visitSingularBoolField(value: self.found, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_DrainReply, rhs: Colony_V1_DrainReply) -> Bool {
+    if lhs.found != rhs.found {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,97 @@
+import Colony
+import Foundation
+import XCTest
+
+/// Graceful removal of nodes: SIGTERM and `colony drain`.
+final class DrainTests: ClusterTestCase {
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        try cluster.startCoordinator()
+    }
+
+    private func node(_ name: String, extra: [String] = []) throws -> Process {
+        try cluster.start(["node", "--coordinator", cluster.url, "--threads", "2", "--processes", "0", "--name", name] + extra)
+    }
+
+    /// Waits (up to 30 s) until `condition` holds.
+    private func eventually(_ what: String, _ condition: () async throws -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while try await !condition() {
+            guard ContinuousClock.now < deadline else { throw CLIFailure("timed out waiting for: \(what)") }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// The results of `ids` (any session), failing after 30 s instead of hanging the suite.
+    private func results(_ colony: ColonyClient, _ ids: [UInt64]) async throws -> [TaskResult] {
+        var results: [TaskResult] = []
+        let deadline = ContinuousClock.now + .seconds(30)
+        for id in ids {
+            while true {
+                if let result = try await colony.fetchResult(of: id, wait: .seconds(1)) {
+                    results.append(result)
+                    break
+                }
+                guard ContinuousClock.now < deadline else { throw CLIFailure("task \(id) did not finish within 30 s") }
+            }
+        }
+        return results
+    }
+
+    private func waitForExit(_ process: Process, within seconds: Int = 30) async throws {
+        let deadline = ContinuousClock.now + .seconds(seconds)
+        while process.isRunning {
+            guard ContinuousClock.now < deadline else { throw CLIFailure("the node did not exit within \(seconds) s") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    func testSIGTERMLetsRunningTasksFinishThenTheNodeLeavesAndExitsZero() async throws {
+        let worker = try node("worker", extra: ["--allow-exec"])
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        // Each task marks that it started, then runs 1.5 s more.
+        let marks = NSTemporaryDirectory() + "colony-drain-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: marks, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: marks) }
+        let inputs = (0..<2).map { ExecHandler.Input(argv: ["sh", "-c", "touch \(marks)/\($0); sleep 1.5"], failUnlessZero: true) }
+        var ids: [UInt64] = []
+        for input in inputs { ids.append(try await colony.submit(ExecHandler.name, input: input, options: TaskOptions(pool: .thread))) }
+        try await eventually("both tasks started on the worker") {
+            (try? FileManager.default.contentsOfDirectory(atPath: marks).count) == 2
+        }
+        kill(worker.processIdentifier, SIGTERM)
+        try await waitForExit(worker)
+        XCTAssertEqual(worker.terminationStatus, 0)
+        for result in try await results(colony, ids) {
+            XCTAssertTrue(result.succeeded, result.error)
+            XCTAssertEqual(result.node, "worker", "a started task finishes where it runs")
+            XCTAssertEqual(result.attempt, 1)
+        }
+        let status = try await colony.status()
+        XCTAssertTrue(status.nodes.isEmpty, "the node said it left: no wait for its timeout")
+        await colony.close()
+    }
+
+    func testColonyDrainHandsBackWhatStillRunsAtTheDeadlineAndOtherNodesFinishIt() async throws {
+        let first = try node("first")
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let ids = try await colony.submit(Array(repeating: TaskSubmission(handler: SleepHandler.name, input: Array("3".utf8)), count: 2))
+        try await eventually("both tasks running") { try await colony.status().running == 2 }
+        _ = try node("second")
+        try await eventually("the second node joined") { try await colony.status().nodes.count == 2 }
+        let run = try ClusterHarness.run(["drain", "first", "--deadline", "0.5", "--coordinator", cluster.url])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        try await waitForExit(first)
+        XCTAssertEqual(first.terminationStatus, 0)
+        let results = try await results(colony, ids)
+        for result in results {
+            XCTAssertTrue(result.succeeded, result.error)
+            XCTAssertEqual(result.node, "second")
+            XCTAssertEqual(result.attempt, 2)
+        }
+        let unknown = try ClusterHarness.run(["drain", "nobody", "--coordinator", cluster.url])
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertTrue(unknown.stderr.contains("no node named 'nobody'"), unknown.stderr)
+        await colony.close()
+    }
+}
