@@ -7,11 +7,13 @@ up:
 	swift build -c release --product colony
 	.build/release/colony up
 
-# Every test: the NNG wrapper, the wire format, the coordinator core, real clusters of processes.
+# Every test: the NNG wrapper, the wire format, the coordinator core, the journal, real clusters
+# of processes; then the chaos test on a network-namespace cluster (skipped without root).
 test:
 	./scripts/install-deps.sh
 	swift build --build-tests
 	swift test --skip-build --disable-swift-testing
+	bash deploy/netns/chaos.sh
 
 build:
 	./scripts/install-deps.sh

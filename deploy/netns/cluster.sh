@@ -4,15 +4,16 @@
 #
 #   cluster.sh up N                 coordinator + N nodes (+ a client namespace)
 #   cluster.sh run CMD ARGS...      run a command in the client namespace, COLONY_COORDINATOR set
-#   cluster.sh kill NODE            kill -9 a node (n1, n2, ...)
+#   cluster.sh kill NODE            kill -9 a node (n1, n2, ...); start NODE starts it again
 #   cluster.sh partition NODE       cut a node off the network; heal NODE joins it again
-#   cluster.sh restart-coordinator  kill -9 the coordinator and start it again
+#   cluster.sh restart-coordinator  kill -9 the coordinator and start it again (same state)
 #   cluster.sh status               namespaces, processes, links
 #   cluster.sh down                 stop everything, remove every namespace (idempotent)
 #
 # Needs root and iproute2. Addresses come from 10.77.0.0/24 and exist only inside these
 # namespaces. COLONY (default: the `colony` next to this repo's release or debug build, else on
-# PATH) is the binary to run; state and logs go to COLONY_NETNS_DIR (default /tmp/colony-netns).
+# PATH) is the binary to run; the coordinator's state folder and the logs go to COLONY_NETNS_DIR
+# (default /tmp/colony-netns; `up` starts from an empty state).
 set -euo pipefail
 
 prefix=colony-
@@ -50,14 +51,15 @@ add_host() {
 
 start_coordinator() {
     ip netns exec "${prefix}coord" "$(colony_binary)" coordinator --listen "tcp://$coordinator_ip:$port" \
-        >>"$dir/coord.log" 2>&1 &
+        --state "$dir/state" >>"$dir/coord.log" 2>&1 &
     echo $! >"$dir/coord.pid"
 }
 
 start_node() {
     local name=$1
     ip netns exec "$prefix$name" "$(colony_binary)" node --coordinator "tcp://$coordinator_ip:$port" \
-        --name "$name" --threads "${COLONY_NODE_THREADS:-2}" --allow-exec >>"$dir/$name.log" 2>&1 &
+        --name "$name" --threads "${COLONY_NODE_THREADS:-2}" --processes "${COLONY_NODE_PROCESSES:-2}" --allow-exec \
+        >>"$dir/$name.log" 2>&1 &
     echo $! >"$dir/$name.pid"
 }
 
@@ -66,6 +68,7 @@ up() {
     need_root
     down >/dev/null 2>&1 || true
     mkdir -p "$dir"
+    rm -rf "$dir/state"
     ip netns add "$net"
     ip -n "$net" link add br0 type bridge
     ip -n "$net" link set br0 up
@@ -110,6 +113,7 @@ case "${1:-}" in
         pid=$(pid_of "${2:?usage: cluster.sh kill NODE}")
         [ -n "$pid" ] && kill -9 "$pid" && echo "killed $2 (pid $pid)"
         ;;
+    start) need_root; start_node "${2:?usage: cluster.sh start NODE}"; echo "started $2" ;;
     partition) need_root; ip -n "$net" link set "v${2:?usage: cluster.sh partition NODE}" down; echo "partitioned $2" ;;
     heal) need_root; ip -n "$net" link set "v${2:?usage: cluster.sh heal NODE}" up; echo "healed $2" ;;
     restart-coordinator)
@@ -118,7 +122,7 @@ case "${1:-}" in
         [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null || true
         sleep 0.2
         start_coordinator
-        echo "coordinator restarted (state is in memory: queued tasks are lost until issue 6)"
+        echo "coordinator restarted on its state folder"
         ;;
     status)
         need_root
@@ -132,7 +136,7 @@ case "${1:-}" in
         done
         ;;
     *)
-        sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
         exit 2
         ;;
 esac

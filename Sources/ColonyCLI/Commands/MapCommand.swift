@@ -45,6 +45,9 @@ struct MapCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The pool to run in: thread, process, or automatic (commands: process; handlers: their default).")
     var pool: TaskPool = .automatic
 
+    @Option(name: .long, help: "A cluster limit every input holds while it runs (repeatable).")
+    var uses: [String] = []
+
     @Argument(parsing: .captureForPassthrough, help: "-- CMD ARGS... (the command to run per input).")
     var command: [String] = []
 
@@ -60,7 +63,7 @@ struct MapCommand: AsyncParsableCommand {
     func run() async throws {
         let argv = command.first == "--" ? Array(command.dropFirst()) : command
         let lines = try readInputs()
-        var options = TaskOptions(maxAttempts: retries + 1, retryOnError: retries > 0, pool: pool)
+        var options = TaskOptions(uses: uses, maxAttempts: retries + 1, retryOnError: retries > 0, pool: pool)
         // A chunk's timeout covers all of its inputs.
         if let timeout { options.timeoutSeconds = timeout * Double(chunkSize) + 5 }
         var submissions: [TaskSubmission] = []
