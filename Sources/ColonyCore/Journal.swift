@@ -61,7 +61,27 @@ extension CoordinatorCore {
     public mutating func restore(_ state: RecoveredState, now: Double) {
         counters = state.counters
         limitSizes = state.limits
-        for task in state.tasks.sorted(by: { $0.id < $1.id }) {
+        // The journal reads rows in id order; sort only if someone handed them otherwise.
+        let ordered = zip(state.tasks, state.tasks.dropFirst()).allSatisfy { $0.id < $1.id }
+            ? state.tasks : state.tasks.sorted { $0.id < $1.id }
+        tasks.reserveCapacity(ordered.count)
+        keys.reserveCapacity(ordered.count)
+        // Consecutive tasks mostly share a session and a class: count and queue them in runs
+        // (a million restored tasks, one hash of each kind per run instead of per task).
+        var runSession = ""
+        var runUnfinished = 0
+        var runIDs: [TaskID] = []
+        var runKey: (priority: Int32, key: ReadyQueue.ClassKey)?
+        func flushSession(_ core: inout CoordinatorCore) {
+            if runUnfinished > 0 { core.sessions[runSession, default: SessionRecord()].unfinished += runUnfinished }
+            runUnfinished = 0
+        }
+        func flushQueue(_ core: inout CoordinatorCore) {
+            if let run = runKey { core.ready.push(runIDs, priority: run.priority, key: run.key) }
+            runIDs.removeAll(keepingCapacity: true)
+            runKey = nil
+        }
+        for task in ordered {
             var record = TaskRecord(handler: task.submission.handler, input: task.submission.input, session: task.session,
                                     options: task.submission.options, state: .queued)
             record.poolHandler = task.submission.poolHandler
@@ -84,28 +104,39 @@ extension CoordinatorCore {
             // for; finished ones lend their output; ones already handed out and forgotten
             // count as done.
             var remaining = 0
-            for parent in Set(task.submission.options.after) {
-                guard var parentRecord = tasks[parent] else { continue }
-                if case .finished = parentRecord.state {
-                    parentRecord.readers += 1
-                } else {
-                    parentRecord.dependents.append(task.id)
-                    parentRecord.readers += 1
-                    remaining += 1
+            if !task.submission.options.after.isEmpty {
+                for parent in Set(task.submission.options.after) {
+                    guard var parentRecord = tasks[parent] else { continue }
+                    if case .finished = parentRecord.state {
+                        parentRecord.readers += 1
+                    } else {
+                        parentRecord.dependents.append(task.id)
+                        parentRecord.readers += 1
+                        remaining += 1
+                    }
+                    tasks[parent] = parentRecord
                 }
-                tasks[parent] = parentRecord
             }
-            sessions[task.session, default: SessionRecord()].unfinished += 1
+            if task.session != runSession {
+                flushSession(&self)
+                runSession = task.session
+            }
+            runUnfinished += 1
             if remaining > 0 {
                 record.state = .waiting(remaining: remaining)
                 waitingCount += 1
                 tasks[task.id] = record
             } else {
+                let key = record.classKey
                 tasks[task.id] = record
-                ready.push(task.id, priority: task.submission.options.priority, key: record.classKey)
+                if let run = runKey, run.priority != task.submission.options.priority || run.key != key { flushQueue(&self) }
+                if runKey == nil { runKey = (task.submission.options.priority, key) }
+                runIDs.append(task.id)
             }
             if task.submission.options.timeoutSeconds != nil { timedTasks.insert(task.id) }
         }
+        flushSession(&self)
+        flushQueue(&self)
         nextID = max(state.nextID, (state.tasks.map(\.id).max() ?? 0) + 1)
     }
 }

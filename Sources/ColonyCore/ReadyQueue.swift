@@ -26,6 +26,7 @@ struct ReadyQueue: Sendable {
         var isEmpty: Bool { head == entries.count }
         var first: Entry? { head < entries.count ? entries[head] : nil }
         mutating func push(_ entry: Entry) { entries.append(entry) }
+        mutating func push(contentsOf more: [Entry]) { entries.append(contentsOf: more) }
         mutating func pop() {
             head += 1
             if head == entries.count {
@@ -52,6 +53,20 @@ struct ReadyQueue: Sendable {
         }
         lanes[priority]![key, default: Lane()].push(Entry(sequence: sequence, id: id))
         count += 1
+    }
+
+    /// Queues `ids` (oldest first) of one priority and class at once (a restart's recovery).
+    mutating func push(_ ids: [TaskID], priority: Int32, key: ClassKey) {
+        guard !ids.isEmpty else { return }
+        if lanes[priority] == nil {
+            lanes[priority] = [:]
+            prioritiesDescending.append(priority)
+            prioritiesDescending.sort(by: >)
+        }
+        let first = sequence + 1
+        sequence += UInt64(ids.count)
+        lanes[priority]![key, default: Lane()].push(contentsOf: ids.enumerated().map { Entry(sequence: first + UInt64($0.offset), id: $0.element) })
+        count += ids.count
     }
 
     /// Removes and returns the oldest task of the highest priority whose class `eligible`
