@@ -98,6 +98,9 @@ public struct CoordinatorCore: Sendable {
         var session: String
         var poolHandler: String? = nil
         var key: String? = nil
+        /// Restored from the journal and not leased since: a node that reports it running
+        /// (it ran it before the restart) may keep it.
+        var restored = false
         var options: TaskOptions
         var attempt: UInt32 = 0
         var state: State
@@ -143,6 +146,8 @@ public struct CoordinatorCore: Sendable {
         var toCancel: Set<TaskID> = []
         /// `colony drain` asked for it (with this deadline, seconds), until the node drains.
         var drainRequested: Double?
+        /// Leases taken over after a restart (their attempt numbers predate it).
+        var adopted: Set<TaskID> = []
         var holding: Int { leased.count + abandoned.count }
         var holdingThread: Int { holding - holdingProcess }
         func freeSlots(_ pool: TaskPool) -> Int {
@@ -204,6 +209,8 @@ public struct CoordinatorCore: Sendable {
     var lostDispatches: UInt64 = 0
     var replySeq: UInt64 = 0
     var staleDropped: UInt64 = 0
+    /// Restored tasks left with the node that was running them (see `adopt`).
+    public internal(set) var adoptedTotal: UInt64 = 0
     var leasedTotal = 0
     var resultsWaiting = 0
     var random: SplitMix64
@@ -366,6 +373,7 @@ public struct CoordinatorCore: Sendable {
             if let session = apply(outcome, from: announcement.name, now: now) { touched.insert(session) }
         }
         if let running, ackedReplySeq > 0 {
+            adopt(running, node: announcement.name, now: now)
             reconcile(node: announcement.name, running: running, ackedReplySeq: ackedReplySeq)
         }
         for id in returned {
@@ -387,6 +395,32 @@ public struct CoordinatorCore: Sendable {
             nodes[announcement.name] = nil
         }
         return touched
+    }
+
+    /// After a restart: tasks restored as queued that `node` reports running (it got them
+    /// before the coordinator died) stay with it instead of running a second time elsewhere.
+    private mutating func adopt(_ running: Set<TaskID>, node name: String, now: Double) {
+        for id in running where nodes[name]?.leased[id] == nil {
+            guard var task = tasks[id], task.restored, task.state == .queued else { continue }
+            task.restored = false
+            task.attempt += 1
+            task.state = .leased(node: name, since: now)
+            task.node = name
+            tasks[id] = task
+            ready.forget()
+            for limit in task.options.uses {
+                limitInUse[limit, default: 0] += 1
+                limitHighWater[limit] = max(limitHighWater[limit] ?? 0, limitInUse[limit]!)
+            }
+            nodes[name]!.leased[id] = task.attempt
+            // Sequence 0: from now on it is reconciled like any lease the node acknowledged.
+            nodes[name]!.leaseSeq[id] = 0
+            nodes[name]!.leasePool[id] = .thread
+            nodes[name]!.adopted.insert(id)
+            leasedTotal += 1
+            adoptedTotal += 1
+            if task.options.timeoutSeconds != nil { timedTasks.insert(id) }
+        }
     }
 
     /// Asks `node` to drain (told on its next pull); false if no such node is known.
@@ -453,7 +487,9 @@ public struct CoordinatorCore: Sendable {
             staleDropped += 1
             return nil
         }
-        guard nodes[node]?.leased[reported.id] == reported.attempt, let task = tasks[reported.id] else {
+        // An adopted attempt (see `adopt`) was numbered before the restart: any number goes.
+        let adopted = nodes[node]?.adopted.contains(reported.id) == true && nodes[node]?.leased[reported.id] != nil
+        guard adopted || nodes[node]?.leased[reported.id] == reported.attempt, let task = tasks[reported.id] else {
             staleDropped += 1
             return nil
         }
@@ -483,6 +519,7 @@ public struct CoordinatorCore: Sendable {
             guard let (id, pool) = popReady(for: node, freeThread: freeThread, freeProcess: freeProcess) else { break }
             var task = self.tasks[id]!
             task.attempt += 1
+            task.restored = false
             task.state = .leased(node: name, since: now)
             task.node = name
             var dependencies: [TaskID: [UInt8]] = [:]
@@ -811,6 +848,7 @@ public struct CoordinatorCore: Sendable {
 
     private mutating func releaseLease(_ id: TaskID, node: String) {
         guard nodes[node]?.leased.removeValue(forKey: id) != nil else { return }
+        nodes[node]!.adopted.remove(id)
         nodes[node]!.leaseSeq[id] = nil
         if nodes[node]!.leasePool.removeValue(forKey: id) == .process { nodes[node]!.holdingProcess -= 1 }
         leasedTotal -= 1
@@ -829,6 +867,7 @@ public struct CoordinatorCore: Sendable {
     private mutating func abandonLease(_ id: TaskID, node: String) {
         guard let attempt = nodes[node]?.leased.removeValue(forKey: id), let task = tasks[id] else { return }
         nodes[node]!.leaseSeq[id] = nil
+        nodes[node]!.adopted.remove(id)
         // Still holding its slot in the same pool, now as abandoned.
         let pool = nodes[node]!.leasePool.removeValue(forKey: id) ?? .thread
         nodes[node]!.abandoned.insert(AbandonedLease(id: id, attempt: attempt, uses: task.options.uses, pool: pool))

@@ -86,6 +86,7 @@ extension CoordinatorCore {
                                     options: task.submission.options, state: .queued)
             record.poolHandler = task.submission.poolHandler
             record.key = task.submission.key
+            record.restored = true
             if let key = task.submission.key { keys[key] = task.id }
             record.finishedAt = now
             if let outcome = task.outcome {

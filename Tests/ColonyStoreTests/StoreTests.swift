@@ -61,6 +61,29 @@ final class StoreTests: XCTestCase {
         XCTAssertTrue(restored.invariantViolations().isEmpty, "\(restored.invariantViolations())")
     }
 
+    func testANodeStillRunningARestoredTaskKeepsItAndItsResultCounts() throws {
+        var state = RecoveredState()
+        state.tasks = [RecoveredTask(id: 7, submission: TaskSubmission(handler: "work", input: []), session: "s", outcome: nil),
+                       RecoveredTask(id: 8, submission: TaskSubmission(handler: "work", input: []), session: "s", outcome: nil)]
+        state.nextID = 9
+        var core = CoordinatorCore()
+        core.restore(state, now: 0)
+        XCTAssertEqual(core.queuedCount, 2)
+        let node = NodeAnnouncement(name: "n", host: "h", threadSlots: 1)
+        // The node ran task 7 before the restart; it says so with its first acknowledged pull.
+        _ = try core.report(node: node, results: [], now: 1, running: [7], ackedReplySeq: 41)
+        XCTAssertEqual(core.queuedCount, 1, "task 7 stays with its node")
+        XCTAssertEqual(core.adoptedTotal, 1)
+        XCTAssertEqual(core.dispatch(toNode: "n").map(\.id), [], "its one slot is taken by task 7")
+        // Its result carries the attempt number from before the restart.
+        _ = try core.report(node: node, results: [TaskOutcome(id: 7, attempt: 3, succeeded: true, output: [1], node: "n",
+                                                              counterOps: [CounterOp(name: "c", delta: 5)])], now: 2)
+        XCTAssertEqual(core.takeResult(of: 7)?.output, [1])
+        XCTAssertEqual(core.counter("c"), 5)
+        XCTAssertEqual(core.dispatch(toNode: "n").map(\.id), [8])
+        XCTAssertTrue(core.invariantViolations().isEmpty, "\(core.invariantViolations())")
+    }
+
     func testAFolderOfAnotherFormatIsRefusedWithAClearMessage() throws {
         let store = try Store(directory: folder)
         store.close()
