@@ -209,6 +209,8 @@ public struct CoordinatorCore: Sendable {
     var lostDispatches: UInt64 = 0
     var replySeq: UInt64 = 0
     var staleDropped: UInt64 = 0
+    /// Attempts a node was told to stop because they were no longer its own.
+    public internal(set) var staleTold: UInt64 = 0
     /// Restored tasks left with the node that was running them (see `adopt`).
     public internal(set) var adoptedTotal: UInt64 = 0
     var leasedTotal = 0
@@ -374,6 +376,7 @@ public struct CoordinatorCore: Sendable {
         }
         if let running, ackedReplySeq > 0 {
             adopt(running, node: announcement.name, now: now)
+            tellStale(running, node: announcement.name)
             reconcile(node: announcement.name, running: running, ackedReplySeq: ackedReplySeq)
         }
         for id in returned {
@@ -420,6 +423,15 @@ public struct CoordinatorCore: Sendable {
             leasedTotal += 1
             adoptedTotal += 1
             if task.options.timeoutSeconds != nil { timedTasks.insert(id) }
+        }
+    }
+
+    /// Attempts the node runs that are no longer its own (requeued while it was cut off, or
+    /// run again elsewhere): it is told to stop them; their late results would be dropped.
+    private mutating func tellStale(_ running: Set<TaskID>, node name: String) {
+        guard let node = nodes[name] else { return }
+        for id in running where node.leased[id] == nil && !node.abandoned.contains(where: { $0.id == id }) {
+            if nodes[name]!.toCancel.insert(id).inserted { staleTold += 1 }
         }
     }
 

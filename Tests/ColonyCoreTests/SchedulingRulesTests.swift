@@ -220,6 +220,19 @@ final class SchedulingRulesTests: XCTestCase {
         XCTAssertTrue(core.invariantViolations().isEmpty, "\(core.invariantViolations())")
     }
 
+    func testANodeThatComesBackIsToldToStopAttemptsThatAreNoLongerItsOwn() throws {
+        let id = try submit()
+        XCTAssertEqual(try pull().map(\.id), [id])
+        _ = core.tick(now: 10)  // node "a" silent past the node timeout: its attempt is requeued
+        let other = NodeAnnouncement(name: "b", host: "h", threadSlots: 1)
+        XCTAssertEqual(try pull(node: other, now: 10).map(\.id), [id])
+        // "a" comes back, still running the old attempt.
+        _ = try core.report(node: node, results: [], now: 11, running: [id], ackedReplySeq: 1)
+        XCTAssertEqual(core.takeCancellations(forNode: "a"), [id])
+        XCTAssertEqual(core.staleTold, 1)
+        XCTAssertTrue(core.invariantViolations().isEmpty, "\(core.invariantViolations())")
+    }
+
     func testUnfetchedResultsExpireAfterTheirTTL() throws {
         var limits = CoordinatorCore.Limits()
         limits.resultTTLSeconds = 10
