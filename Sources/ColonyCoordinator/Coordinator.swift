@@ -60,6 +60,15 @@ public final class Coordinator: Sendable {
                 group.addTask { await self.serve(context) }
             }
             group.addTask { await self.expireLoop() }
+            // A node's connection that closes (its process died: the kernel closed the socket)
+            // makes it suspect at once; it has a moment to reconnect before its work moves.
+            if let events = try? socket.pipeEvents() {
+                group.addTask {
+                    for await event in events where event.kind == .removed {
+                        await self.state.pipeRemoved(event.pipeID)
+                    }
+                }
+            }
             // Wait here until cancelled (the sleep throws then), then shut down in order.
             while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
             await state.close()
@@ -80,14 +89,14 @@ public final class Coordinator: Sendable {
     }
 
     private func serve(_ context: Context) async {
-        var request: [UInt8]
+        var request: ReceivedMessage
         do {
-            request = try await context.receive()
+            request = try await context.receiveMessage()
         } catch {
             return
         }
         while !Task.isCancelled {
-            var reply = await handle(request)
+            var reply = await handle(request.bytes, pipeID: request.pipeID)
             if let store {
                 // Acknowledge nothing the journal does not hold yet. Every change made before
                 // this point is covered by the latest ticket (group commit: one wait, many replies).
@@ -100,10 +109,10 @@ public final class Coordinator: Sendable {
             // One step: the reply goes out and the context waits for its next request. A
             // requester that has gone only costs its reply.
             do {
-                request = try await context.reply(reply)
+                request = try await context.replyThenReceiveMessage(reply)
             } catch {
                 if error.isClosed || error.isCancelled || Task.isCancelled { return }
-                do { request = try await context.receive() } catch { return }
+                do { request = try await context.receiveMessage() } catch { return }
             }
         }
     }
@@ -135,7 +144,7 @@ public final class Coordinator: Sendable {
     }
 
     /// Turns one request into one reply.
-    func handle(_ bytes: [UInt8]) async -> [UInt8] {
+    func handle(_ bytes: [UInt8], pipeID: UInt32 = 0) async -> [UInt8] {
         let envelope: Colony_V1_Envelope
         do {
             envelope = try Wire.decode(bytes, limit: configuration.messageBytesMax)
@@ -161,7 +170,7 @@ public final class Coordinator: Sendable {
                                                   results: pull.results.map(TaskOutcome.init(wire:)),
                                                   running: pull.ackedDispatchSeq > 0 ? Set(pull.running) : nil,
                                                   ackedReplySeq: pull.ackedDispatchSeq, returned: pull.returned, leaving: pull.leaving,
-                                                  waitSeconds: wait)
+                                                  pipeID: pipeID, waitSeconds: wait)
                 var reply = Colony_V1_PullReply()
                 reply.tasks = answer.tasks.map(\.wire)
                 reply.cancel = answer.cancel

@@ -38,6 +38,9 @@ actor CoordinatorState {
 
     private var core: CoordinatorCore
     private let store: Store?
+    /// The connection each node last pulled on, and back, to map a closed connection to its node.
+    private var pipeOfNode: [String: UInt32] = [:]
+    private var nodeOfPipe: [UInt32: String] = [:]
     private var parkedPulls: [String: ParkedPull] = [:]
     private var parkedFetches: [String: [ParkedFetch]] = [:]
     private var parkedResults: [TaskID: [(continuation: CheckedContinuation<TaskOutcome?, Never>, deadline: Double)]] = [:]
@@ -80,8 +83,13 @@ actor CoordinatorState {
     /// work arrives or `waitSeconds` pass. A newer pull of the same node answers the parked
     /// one (empty), so each node has at most one parked pull.
     func pull(node: NodeAnnouncement, results: [TaskOutcome], running: Set<TaskID>?, ackedReplySeq: UInt64,
-              returned: [TaskID] = [], leaving: Bool = false,
+              returned: [TaskID] = [], leaving: Bool = false, pipeID: UInt32 = 0,
               waitSeconds: Double) async throws(CoordinatorCore.Refusal) -> PullAnswer {
+        if pipeID != 0 && pipeOfNode[node.name] != pipeID {
+            if let old = pipeOfNode[node.name] { nodeOfPipe[old] = nil }
+            pipeOfNode[node.name] = pipeID
+            nodeOfPipe[pipeID] = node.name
+        }
         let sessions = try core.report(node: node, results: results, now: now, running: running, ackedReplySeq: ackedReplySeq,
                                        returned: returned, leaving: leaving)
         for session in sessions { answerParkedFetches(session: session) }
@@ -218,6 +226,13 @@ actor CoordinatorState {
     }
 
     func limits() -> [LimitStatus] { core.allLimits }
+
+    /// A connection closed: if a node pulled on it, the node is suspect (see `markSuspect`).
+    func pipeRemoved(_ pipeID: UInt32) {
+        guard let name = nodeOfPipe.removeValue(forKey: pipeID) else { return }
+        pipeOfNode[name] = nil
+        core.markSuspect(node: name, now: now)
+    }
 
     /// Asks `node` to drain; its parked pull (if any) is answered at once so it learns now.
     func drain(node: String, deadlineSeconds: Double) -> Bool {

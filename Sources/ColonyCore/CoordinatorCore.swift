@@ -34,6 +34,9 @@ public struct CoordinatorCore: Sendable {
         /// Retry back-off: base * 2^(attempt-1), capped, times a jitter in [0.5, 1.5).
         public var retryBackoffBaseSeconds = 0.1
         public var retryBackoffMaxSeconds = 30.0
+        /// A node whose connection closed is given this long to pull again (reconnect) before
+        /// it counts as dead and its attempts move.
+        public var suspectGraceSeconds = 0.3
         /// Grace beyond a task's own timeout before the coordinator gives up on the attempt.
         public var timeoutGraceSeconds = 2.0
         /// Results nobody fetches are dropped after this long.
@@ -433,6 +436,14 @@ public struct CoordinatorCore: Sendable {
         for id in running where node.leased[id] == nil && !node.abandoned.contains(where: { $0.id == id }) {
             if nodes[name]!.toCancel.insert(id).inserted { staleTold += 1 }
         }
+    }
+
+    /// The node's connection closed (its process died, or the network reset it): unless it
+    /// pulls again within `suspectGraceSeconds`, `tick` declares it dead, well before the
+    /// node timeout. A partition closes nothing, so there the node timeout still applies.
+    public mutating func markSuspect(node name: String, now: Double) {
+        guard let node = nodes[name] else { return }
+        nodes[name]!.lastSeen = min(node.lastSeen, now - limits.nodeTimeoutSeconds + limits.suspectGraceSeconds)
     }
 
     /// Asks `node` to drain (told on its next pull); false if no such node is known.

@@ -75,13 +75,26 @@ public final class Context: @unchecked Sendable {
         return try await Transfer.sendThenReceive(
             request, sendOperation: "send request", receiveOperation: "receive reply",
             sendTimeout: timeout, receiveTimeout: timeout, cancellable: false, using: op,
-            send: { nng_ctx_send(ctx, $0) }, receive: { nng_ctx_recv(ctx, $0) })
+            send: { nng_ctx_send(ctx, $0) }, receive: { nng_ctx_recv(ctx, $0) }).bytes
     }
 
     /// REP: sends `reply` to the request received last, then waits for the next request; the
     /// serving loop of a REP context in one step. If the reply cannot be sent (the requester
     /// has gone), this still receives the next request.
     public func reply(_ reply: [UInt8], thenReceiveWithin timeout: Duration? = nil) async throws(NNGError) -> [UInt8] {
+        try await replyThenReceiveMessage(reply, within: timeout).bytes
+    }
+
+    /// Receives the next message with the pipe it came on (see `ReceivedMessage`).
+    public func receiveMessage(timeout: Duration? = nil) async throws(NNGError) -> ReceivedMessage {
+        let ctx = raw
+        let op = borrowOperation()
+        defer { returnOperation(op) }
+        return try await Transfer.receiveMessage(operation: "receive", timeout: timeout, using: op) { nng_ctx_recv(ctx, $0) }
+    }
+
+    /// `reply(_:thenReceiveWithin:)`, with the pipe the next request came on.
+    public func replyThenReceiveMessage(_ reply: [UInt8], within timeout: Duration? = nil) async throws(NNGError) -> ReceivedMessage {
         let ctx = raw
         let op = borrowOperation()
         defer { returnOperation(op) }
@@ -91,7 +104,7 @@ public final class Context: @unchecked Sendable {
                 sendTimeout: .seconds(10), receiveTimeout: timeout, cancellable: true, using: op,
                 send: { nng_ctx_send(ctx, $0) }, receive: { nng_ctx_recv(ctx, $0) })
         } catch where error.operation == "send reply" && !error.isClosed && !error.isCancelled {
-            return try await Transfer.receive(operation: "receive", timeout: timeout, using: op) { nng_ctx_recv(ctx, $0) }
+            return try await Transfer.receiveMessage(operation: "receive", timeout: timeout, using: op) { nng_ctx_recv(ctx, $0) }
         }
     }
 

@@ -16,6 +16,12 @@ enum MessageBytes {
         return msg
     }
 
+    /// Copies the body out, notes the pipe it came on, and frees the message.
+    static func consumeReceived(_ msg: OpaquePointer) -> ReceivedMessage {
+        let pipe = UInt32(bitPattern: nng_pipe_id(nng_msg_get_pipe(msg)))
+        return ReceivedMessage(bytes: consume(msg), pipeID: pipe)
+    }
+
     /// Copies the body out and frees the message.
     static func consume(_ msg: OpaquePointer) -> [UInt8] {
         let count = nng_msg_len(msg)
@@ -29,4 +35,12 @@ enum MessageBytes {
         nng_msg_free(msg)
         return bytes
     }
+}
+
+/// A received message and the connection (nng pipe) it came on, so that a server can tell
+/// which peer's connection a request used (and notice when that connection goes away).
+public struct ReceivedMessage: Sendable {
+    public let bytes: [UInt8]
+    /// nng's pipe id, as in `PipeEvent.pipeID` (0 if unknown).
+    public let pipeID: UInt32
 }

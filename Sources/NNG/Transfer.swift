@@ -37,6 +37,13 @@ enum Transfer {
         operation: String, timeout: Duration?, cancellable: Bool = true,
         using reusable: AsyncOperation? = nil, start: @escaping (OpaquePointer) -> Void
     ) async throws(NNGError) -> [UInt8] {
+        try await receiveMessage(operation: operation, timeout: timeout, cancellable: cancellable, using: reusable, start: start).bytes
+    }
+
+    static func receiveMessage(
+        operation: String, timeout: Duration?, cancellable: Bool = true,
+        using reusable: AsyncOperation? = nil, start: @escaping (OpaquePointer) -> Void
+    ) async throws(NNGError) -> ReceivedMessage {
         let op: AsyncOperation
         if let reusable { op = reusable } else { op = try AsyncOperation() }
         let outcome = await op.run(timeoutMilliseconds: timeout.map(milliseconds), cancellable: cancellable, start)
@@ -44,7 +51,7 @@ enum Transfer {
         guard let msg = op.takeMessage() else {
             throw NNGError(code: Int32(NNG_EINTERNAL.rawValue), operation: "\(operation): no message")
         }
-        return MessageBytes.consume(msg)
+        return MessageBytes.consumeReceived(msg)
     }
 
     /// Sends `bytes`, then receives on the same aio; the receive is started by nng's callback
@@ -55,7 +62,7 @@ enum Transfer {
         sendTimeout: Duration?, receiveTimeout: Duration?, cancellable: Bool,
         using reusable: AsyncOperation?,
         send: @escaping (OpaquePointer) -> Void, receive: @escaping @Sendable (OpaquePointer) -> Void
-    ) async throws(NNGError) -> [UInt8] {
+    ) async throws(NNGError) -> ReceivedMessage {
         let op = try loaded(bytes, operation: sendOperation, reusable: reusable)
         let outcome = await op.run(
             timeoutMilliseconds: sendTimeout.map(milliseconds), cancellable: cancellable, send,
@@ -70,7 +77,7 @@ enum Transfer {
         guard let reply = op.takeMessage() else {
             throw NNGError(code: Int32(NNG_EINTERNAL.rawValue), operation: "\(receiveOperation): no message")
         }
-        return MessageBytes.consume(reply)
+        return MessageBytes.consumeReceived(reply)
     }
 }
 

@@ -233,6 +233,20 @@ final class SchedulingRulesTests: XCTestCase {
         XCTAssertTrue(core.invariantViolations().isEmpty, "\(core.invariantViolations())")
     }
 
+    func testASuspectNodeLosesItsAttemptsAfterTheGraceUnlessItPullsAgain() throws {
+        let id = try submit()
+        XCTAssertEqual(try pull(now: 0).map(\.id), [id])
+        core.markSuspect(node: "a", now: 1)
+        _ = try pull(now: 1.1)  // it reconnected and pulled: not dead
+        _ = core.tick(now: 1.5)
+        XCTAssertEqual(core.status(now: 1.5).running, 1)
+        core.markSuspect(node: "a", now: 2)
+        _ = core.tick(now: 2.2)
+        XCTAssertEqual(core.status(now: 2.2).running, 1, "within the grace")
+        _ = core.tick(now: 2.4)
+        XCTAssertEqual(core.status(now: 2.4).queued, 1, "past the grace (far below the node timeout): requeued")
+    }
+
     func testUnfetchedResultsExpireAfterTheirTTL() throws {
         var limits = CoordinatorCore.Limits()
         limits.resultTTLSeconds = 10

@@ -2,8 +2,8 @@ import Colony
 import Foundation
 import XCTest
 
-/// Graceful removal of nodes: SIGTERM and `colony drain`.
-final class DrainTests: ClusterTestCase {
+/// Nodes leaving: gracefully (SIGTERM, `colony drain`) or killed (their connection closes).
+final class NodeRemovalTests: ClusterTestCase {
     override func setUpWithError() throws {
         try super.setUpWithError()
         try cluster.startCoordinator()
@@ -69,6 +69,23 @@ final class DrainTests: ClusterTestCase {
         }
         let status = try await colony.status()
         XCTAssertTrue(status.nodes.isEmpty, "the node said it left: no wait for its timeout")
+        await colony.close()
+    }
+
+    func testAKilledNodesTasksMoveAtOnceWhenItsConnectionCloses() async throws {
+        // A node timeout of a minute: only the closed connection can move the task in time.
+        cluster.stopAll()
+        try cluster.start(["coordinator", "--listen", cluster.url, "--state", ":memory:", "--node-timeout", "60"])
+        let victim = try node("victim")
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let id = try await colony.submit(SleepHandler.name, input: 1.0)
+        try await eventually("the task leased to the victim") { try await colony.status().running == 1 }
+        _ = try node("survivor")
+        try await eventually("the survivor joined") { try await colony.status().nodes.count == 2 }
+        kill(victim.processIdentifier, SIGKILL)
+        let result = try await results(colony, [id])[0]
+        XCTAssertTrue(result.succeeded, result.error)
+        XCTAssertEqual(result.node, "survivor")
         await colony.close()
     }
 
