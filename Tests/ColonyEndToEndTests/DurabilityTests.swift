@@ -138,6 +138,29 @@ final class DurabilityTests: ClusterTestCase {
         XCTAssertEqual(lines, (1...count).map(String.init), "every output once, in input order")
     }
 
+    func testSIGTERMStopsTheCoordinatorCleanlyWithItsStateKept() async throws {
+        let coordinator = try cluster.startCoordinator(stateDirectory: stateDirectory)
+        var colony = try await reconnect()
+        let ids = try await colony.submit([TaskSubmission(handler: EchoHandler.name, input: Array("\"kept\"".utf8))])
+        _ = try await colony.counter("kept").add(3)
+        await colony.close()
+        kill(coordinator.processIdentifier, SIGTERM)
+        let deadline = ContinuousClock.now + .seconds(20)
+        while coordinator.isRunning {
+            guard ContinuousClock.now < deadline else { throw CLIFailure("the coordinator did not stop within 20 s of SIGTERM") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        XCTAssertEqual(coordinator.terminationStatus, 0)
+        try cluster.startCoordinator(stateDirectory: stateDirectory)
+        try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--processes", "0", "--name", "n1"])
+        colony = try await reconnect()
+        let kept = try await colony.counter("kept").get()
+        XCTAssertEqual(kept, 3)
+        let result = try await waitForResult(colony, ids[0])
+        XCTAssertEqual(try result.value(as: String.self), "kept")
+        await colony.close()
+    }
+
     func testAStateFolderOfAnotherFormatIsRefusedWithOneLine() throws {
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
         try Data("not a database at all, just bytes".utf8 + [UInt8](repeating: 7, count: 4096)).write(to: URL(fileURLWithPath: stateDirectory + "/colony.db"))
