@@ -25,6 +25,8 @@ public actor ColonyClient {
         public var submitBytesMax = 4 << 20
         /// How long one fetch may wait at the coordinator.
         public var fetchWaitMilliseconds: UInt32 = 1000
+        /// The coordinator's shared token ("" when it requires none).
+        public var token = ""
         /// How long waits for results ride through a coordinator that cannot be reached
         /// (restarting, or cut off) before they fail.
         public var rideThrough: Duration = .seconds(60)
@@ -430,7 +432,7 @@ public actor ColonyClient {
     /// One request/reply exchange on a free context.
     func request(_ body: Colony_V1_Envelope.OneOf_Body) async throws(ColonyError) -> Colony_V1_Envelope.OneOf_Body {
         if isClosed { throw .closed }
-        let bytes = Wire.encode(body)
+        let bytes = Wire.encode(body, token: options.token)
         // nng drops an oversized message without a word (and the request would only time
         // out), so refuse it here with the reason.
         if bytes.count > colonyMessageBytesMax {

@@ -71,6 +71,20 @@ public enum ColonyURL {
         }
     }
 
+    /// Whether listening on `url` stays on this machine: ipc, inproc, or tcp/ws on a loopback
+    /// address (127.x.x.x, ::1, localhost). Anything else is reachable from the network.
+    public static func isLocal(_ url: String) -> Bool {
+        guard let separator = url.range(of: "://") else { return false }
+        let scheme = String(url[..<separator.lowerBound])
+        if scheme == "ipc" || scheme == "inproc" { return true }
+        let rest = String(url[separator.upperBound...])
+        let hostPort = rest.split(separator: "/", maxSplits: 1).first.map(String.init) ?? rest
+        guard let colon = hostPort.lastIndex(of: ":") else { return false }
+        var host = String(hostPort[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
     /// Maps an nng error from dialling or listening on `url` to a user-facing error.
     public static func describe(_ error: NNGError, url: String) -> ColonyError {
         if error.isConnectionRefused { return .unreachable(url: url, reason: "connection refused") }

@@ -8,12 +8,47 @@ struct ClientOptions: ParsableArguments {
     @Option(name: .long, help: "The coordinator's URL (default: $COLONY_COORDINATOR, else tcp://127.0.0.1:7411).")
     var coordinator: String?
 
+    @OptionGroup var tokenSource: TokenOptions
+
+    /// The shared token ("" for none).
+    func token() throws -> String { try tokenSource.token() ?? "" }
+
     var coordinatorURL: String {
         if let coordinator { return coordinator }
         if let fromEnvironment = ProcessInfo.processInfo.environment["COLONY_COORDINATOR"], !fromEnvironment.isEmpty {
             return fromEnvironment
         }
         return ColonyURL.defaultCoordinator
+    }
+}
+
+/// Where the shared token comes from: a file or `$COLONY_TOKEN`, never the command line
+/// (where `ps` would show it to every user of the machine).
+struct TokenOptions: ParsableArguments {
+    @Option(name: .long, help: "A file holding the cluster's shared token (default: $COLONY_TOKEN). Needed when the coordinator listens beyond loopback.")
+    var tokenFile: String?
+
+    /// The token, or nil when none is configured.
+    func token() throws -> String? {
+        if let tokenFile {
+            guard let data = FileManager.default.contents(atPath: tokenFile) else {
+                throw CLIError("cannot read the token file \(tokenFile)")
+            }
+            let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !token.isEmpty else { throw CLIError("the token file \(tokenFile) is empty") }
+            return token
+        }
+        if let token = ProcessInfo.processInfo.environment["COLONY_TOKEN"], !token.isEmpty { return token }
+        return nil
+    }
+
+    /// The token, refusing to go on without one when `listen` is reachable from the network.
+    func tokenForListening(on listen: String) throws -> String? {
+        let token = try token()
+        if token == nil && !ColonyURL.isLocal(listen) {
+            throw CLIError("listening on \(listen) (beyond loopback) needs a shared token: put one in a file and pass --token-file PATH, or set COLONY_TOKEN (e.g. openssl rand -hex 16)")
+        }
+        return token
     }
 }
 
@@ -82,7 +117,9 @@ extension Double {
 
 /// Connects, runs `body`, and closes the connection whatever happens.
 func withClient<T>(_ options: ClientOptions, _ body: (ColonyClient) async throws -> T) async throws -> T {
-    let colony = try ColonyClient(connect: options.coordinatorURL)
+    var clientOptions = ColonyClient.Options()
+    clientOptions.token = try options.token()
+    let colony = try ColonyClient(connect: options.coordinatorURL, options: clientOptions)
     do {
         let value = try await body(colony)
         await colony.close()

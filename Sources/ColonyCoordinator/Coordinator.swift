@@ -2,6 +2,7 @@ import ColonyCore
 import ColonyStore
 import ColonyWire
 import NNG
+import Synchronization
 
 /// The coordinator: a REP socket served by many contexts at once (nng's async-server
 /// pattern), in front of `CoordinatorState`.
@@ -22,6 +23,11 @@ public final class Coordinator: Sendable {
         /// Most results handed out by one fetch.
         public var resultsPerFetchMax = 8192
         public var limits = CoordinatorCore.Limits()
+        /// The shared secret every request must carry (nil: none required). Compared in
+        /// constant time; a request without it is refused and changes nothing.
+        public var token: String?
+        /// Where the coordinator reports noteworthy events (one line each).
+        public var log: @Sendable (String) -> Void = { _ in }
 
         public init(listenURL: String) {
             self.listenURL = listenURL
@@ -33,6 +39,7 @@ public final class Coordinator: Sendable {
     private let listener: Listener
     private let state: CoordinatorState
     private let store: Store?
+    private let refusedTokens = Atomic<UInt64>(0)
 
     /// Opens the socket and starts listening; throws at once for a bad or busy address.
     ///
@@ -151,6 +158,14 @@ public final class Coordinator: Sendable {
         } catch {
             return Wire.errorReply(error.replyCode, error.description)
         }
+        if let token = configuration.token, !constantTimeEqual(Array(envelope.token.utf8), Array(token.utf8)) {
+            let refused = refusedTokens.add(1, ordering: .relaxed).newValue
+            // One line for the first refusal and then every 100th, so a flood cannot fill the log.
+            if refused == 1 || refused % 100 == 0 {
+                configuration.log("colony coordinator: refused \(refused) request(s) with a wrong or missing token (latest from pipe \(pipeID))")
+            }
+            return Wire.errorReply(.unauthorized, "wrong or missing token (give the coordinator's token with --token-file or COLONY_TOKEN)")
+        }
         do {
             switch envelope.body {
             case .submit(let submit):
@@ -242,4 +257,14 @@ public final class Coordinator: Sendable {
             return Wire.errorReply(.invalidArgument, error.description)
         }
     }
+}
+
+/// Compares two byte strings in time that depends only on their lengths, so that a wrong
+/// token's timing says nothing about how much of it was right.
+func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    var difference = UInt8(a.count == b.count ? 0 : 1)
+    for index in 0..<max(a.count, b.count) {
+        difference |= (index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0)
+    }
+    return difference == 0
 }

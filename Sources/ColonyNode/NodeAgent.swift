@@ -37,6 +37,8 @@ public struct NodeConfiguration: Sendable {
     public var outputBytesMax = 4 << 20
     /// Labels this node offers (`gpu=1`); tasks may require them.
     public var labels: [String: String] = [:]
+    /// The coordinator's shared token ("" when it requires none).
+    public var token = ""
     /// Where the node reports noteworthy events (one line each).
     public var log: @Sendable (String) -> Void = { _ in }
 
@@ -331,7 +333,7 @@ public actor NodeAgent {
         pull.waitMs = pull.leaving ? 0 : configuration.longPollMilliseconds
         pull.prefetch = draining ? 0 : UInt32(prefetch(.thread))
         pull.processPrefetch = draining ? 0 : UInt32(prefetch(.process))
-        return PlannedPull(context: context, bytes: Wire.encode(.pull(pull)), results: results, returned: pull.returned,
+        return PlannedPull(context: context, bytes: Wire.encode(.pull(pull), token: configuration.token), results: results, returned: pull.returned,
                            leaving: pull.leaving)
     }
 

@@ -26,10 +26,11 @@ final class ClusterHarness: @unchecked Sendable {
     }
 
     @discardableResult
-    func start(_ arguments: [String]) throws -> Process {
+    func start(_ arguments: [String], environment: [String: String]? = nil) throws -> Process {
         let process = Process()
         process.executableURL = Self.colonyExecutable
         process.arguments = arguments
+        if let environment { process.environment = environment }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         // COLONY_TEST_LOGS=DIR keeps each process's stderr there, for debugging a failure.

@@ -49,15 +49,21 @@ add_host() {
     ip -n "$ns" link set lo up
 }
 
+# The cluster's shared token (the coordinator listens beyond loopback): $COLONY_TOKEN, else a
+# random one made by `up` in $dir/token.
+cluster_token() {
+    if [ -n "${COLONY_TOKEN:-}" ]; then echo "$COLONY_TOKEN"; else cat "$dir/token"; fi
+}
+
 start_coordinator() {
-    ip netns exec "${prefix}coord" "$(colony_binary)" coordinator --listen "tcp://$coordinator_ip:$port" \
+    COLONY_TOKEN=$(cluster_token) ip netns exec "${prefix}coord" "$(colony_binary)" coordinator --listen "tcp://$coordinator_ip:$port" \
         --state "$dir/state" >>"$dir/coord.log" 2>&1 &
     echo $! >"$dir/coord.pid"
 }
 
 start_node() {
     local name=$1
-    ip netns exec "$prefix$name" "$(colony_binary)" node --coordinator "tcp://$coordinator_ip:$port" \
+    COLONY_TOKEN=$(cluster_token) ip netns exec "$prefix$name" "$(colony_binary)" node --coordinator "tcp://$coordinator_ip:$port" \
         --name "$name" --threads "${COLONY_NODE_THREADS:-2}" --processes "${COLONY_NODE_PROCESSES:-2}" --allow-exec \
         >>"$dir/$name.log" 2>&1 &
     echo $! >"$dir/$name.pid"
@@ -69,6 +75,7 @@ up() {
     down >/dev/null 2>&1 || true
     mkdir -p "$dir"
     rm -rf "$dir/state"
+    [ -n "${COLONY_TOKEN:-}" ] || { od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$dir/token"; chmod 600 "$dir/token"; }
     ip netns add "$net"
     ip -n "$net" link add br0 type bridge
     ip -n "$net" link set br0 up
@@ -106,7 +113,7 @@ case "${1:-}" in
     run)
         shift
         need_root
-        COLONY_COORDINATOR="tcp://$coordinator_ip:$port" ip netns exec "${prefix}client" "$@"
+        COLONY_TOKEN=$(cluster_token) COLONY_COORDINATOR="tcp://$coordinator_ip:$port" ip netns exec "${prefix}client" "$@"
         ;;
     kill)
         need_root

@@ -349,7 +349,10 @@ struct BenchCommand: AsyncParsableCommand {
     private func connectWithRetry(_ url: String) async throws -> ColonyClient {
         var lastError: (any Error)?
         for _ in 0..<100 {
-            do { return try ColonyClient(connect: url) } catch {
+            var options = ColonyClient.Options()
+            // The spawned coordinator inherits $COLONY_TOKEN, if set; so does this client.
+            options.token = ProcessInfo.processInfo.environment["COLONY_TOKEN"] ?? ""
+            do { return try ColonyClient(connect: url, options: options) } catch {
                 lastError = error
                 try await Task.sleep(for: .milliseconds(50))
             }

@@ -15,6 +15,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Requests served at once (parked long polls count).")
     var contexts: Int = 256
 
+    @OptionGroup var tokenSource: TokenOptions
+
     @Option(name: .long, help: "Seconds without a pull after which a node is dead and its tasks run elsewhere.")
     var nodeTimeout: Double = 2.5
 
@@ -31,6 +33,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         var configuration = Coordinator.Configuration(listenURL: listen)
         configuration.contexts = contexts
         configuration.limits.nodeTimeoutSeconds = nodeTimeout
+        configuration.token = try tokenSource.tokenForListening(on: listen)
+        configuration.log = { printError($0) }
         var store: Store?
         var recovered: RecoveredState?
         if state != ":memory:" {

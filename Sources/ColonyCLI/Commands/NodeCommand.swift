@@ -45,6 +45,7 @@ struct NodeCommand: AsyncParsableCommand {
             coordinatorURL: url, name: name ?? "\(host)-\(ProcessInfo.processInfo.processIdentifier)", host: host, threads: threads)
         configuration.log = { printError($0) }
         configuration.labels = try parseLabels(label)
+        configuration.token = try client.token()
         configuration.processes = processPool.configuration
         let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: CustomHandlers.registered, allowExec: allowExec))
         let drainTimeout = Duration.milliseconds(Int(self.drainTimeout * 1000))

@@ -24,6 +24,8 @@ struct UpCommand: AsyncParsableCommand {
 
     @OptionGroup var processPool: ProcessPoolFlags
 
+    @OptionGroup var tokenSource: TokenOptions
+
     @Option(name: .long, help: "Count the primes below this number.")
     var limit: Int = 2_000_000
 
@@ -41,12 +43,14 @@ struct UpCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let coordinator = try startCoordinator()
+        let token = try tokenSource.tokenForListening(on: listen ?? ColonyURL.defaultCoordinator)
+        let coordinator = try startCoordinator(token: token)
         let url = coordinator.configuration.listenURL.replacingOccurrences(of: ":0", with: ":\(coordinator.boundPort ?? 0)")
         printError("colony up: coordinator on \(url), local node with \(threads) thread slots and \(processPool.processes) process slots")
         var nodeConfiguration = NodeConfiguration(coordinatorURL: url, name: "local", threads: threads)
         nodeConfiguration.log = { printError($0) }
         nodeConfiguration.processes = processPool.configuration
+        nodeConfiguration.token = token ?? ""
         let node = NodeAgent(configuration: nodeConfiguration)
         let keepRunning = self.keepRunning
         let limit = self.limit
@@ -57,7 +61,7 @@ struct UpCommand: AsyncParsableCommand {
             services.addTask { await coordinator.run() }
             try await withThrowingTaskGroup(of: Void.self) { nodes in
                 nodes.addTask { try await node.run() }
-                try await runDemo(url: url, limit: limit, taskCount: taskCount)
+                try await runDemo(url: url, token: token ?? "", limit: limit, taskCount: taskCount)
                 if keepRunning {
                     printError("colony up: running; try COLONY_COORDINATOR=\(url) colony status (Ctrl-C stops)")
                     for await _ in terminationSignals() { break }
@@ -68,15 +72,19 @@ struct UpCommand: AsyncParsableCommand {
         }
     }
 
-    private func startCoordinator() throws -> Coordinator {
+    private func startCoordinator(token: String?) throws -> Coordinator {
         let requested = listen ?? ColonyURL.defaultCoordinator
         try ColonyURL.validate(requested)
+        var configuration = Coordinator.Configuration(listenURL: requested)
+        configuration.token = token
+        configuration.log = { printError($0) }
         do {
-            return try Coordinator(configuration: .init(listenURL: requested))
+            return try Coordinator(configuration: configuration)
         } catch where listen == nil && error.isAddressInUse {
             printError("colony up: \(requested) is taken; using a free port instead")
+            configuration.listenURL = "tcp://127.0.0.1:0"
             do {
-                return try Coordinator(configuration: .init(listenURL: "tcp://127.0.0.1:0"))
+                return try Coordinator(configuration: configuration)
             } catch {
                 throw ColonyURL.describe(error, url: "tcp://127.0.0.1:0")
             }
@@ -85,8 +93,10 @@ struct UpCommand: AsyncParsableCommand {
         }
     }
 
-    private func runDemo(url: String, limit: Int, taskCount: Int) async throws {
-        let colony = try ColonyClient(connect: url)
+    private func runDemo(url: String, token: String, limit: Int, taskCount: Int) async throws {
+        var options = ColonyClient.Options()
+        options.token = token
+        let colony = try ColonyClient(connect: url, options: options)
         let clock = ContinuousClock()
         let started = clock.now
         let step = max(1, (limit + taskCount - 1) / taskCount)
