@@ -32,29 +32,6 @@ struct SpawnedProcess {
             for fd in outPipe + errPipe + inPipe where fd >= 0 { close(fd) }
             throw ValidationFailure("cannot create pipes: \(reason)")
         }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        if withStdin {
-            posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
-        } else {
-            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        }
-        posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        // The child starts with default signal handling (the node ignores SIGINT/SIGTERM itself).
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        var none = sigset_t()
-        sigemptyset(&none)
-        posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-
         // posix_spawn_file_actions_addchdir_np is not visible to Swift either: a working
         // directory goes through sh, which changes to it and execs the command.
         var arguments = arguments
@@ -63,14 +40,15 @@ struct SpawnedProcess {
             arguments = ["/bin/sh", "-c", "cd -- \"$0\" && exec \"$@\"", directory] + arguments
             executable = "/bin/sh"
         }
-        let argv = arguments.map { strdup($0) } + [nil]
-        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            for pointer in argv { free(pointer) }
-            for pointer in envp { free(pointer) }
+        let (pid, rv) = spawn(executable, arguments, environment) { actions in
+            if withStdin {
+                posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
+            } else {
+                posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            }
+            posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
+            posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
         }
-        var pid: pid_t = 0
-        let rv = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         // The child's ends are the child's now.
         close(outPipe[1])
         close(errPipe[1])
@@ -98,13 +76,33 @@ struct SpawnedProcess {
             for fd in tasks + results + errors where fd >= 0 { close(fd) }
             throw ValidationFailure("cannot create pipes: \(reason)")
         }
+        let (pid, rv) = spawn(executable, arguments, environment) { actions in
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_adddup2(&actions, errors[1], 2)
+            posix_spawn_file_actions_adddup2(&actions, tasks[0], 3)
+            posix_spawn_file_actions_adddup2(&actions, results[1], 4)
+        }
+        close(tasks[0])
+        close(results[1])
+        close(errors[1])
+        guard rv == 0 else {
+            close(tasks[1])
+            close(results[0])
+            close(errors[0])
+            throw ValidationFailure("cannot start \(executable): \(String(cString: strerror(rv)))")
+        }
+        return PoolChildProcess(pid: pid, tasks: tasks[1], results: results[0], stderr: errors[0])
+    }
+
+    /// posix_spawn with the descriptors `arrange` sets up, default signal handling and an
+    /// empty signal mask (the node itself ignores SIGINT/SIGTERM and SIGPIPE). Returns the pid
+    /// and posix_spawn's result.
+    private static func spawn(_ executable: String, _ arguments: [String], _ environment: [String: String],
+                              arrange: (inout posix_spawn_file_actions_t) -> Void) -> (pid_t, Int32) {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, errors[1], 2)
-        posix_spawn_file_actions_adddup2(&actions, tasks[0], 3)
-        posix_spawn_file_actions_adddup2(&actions, results[1], 4)
+        arrange(&actions)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }
@@ -123,16 +121,7 @@ struct SpawnedProcess {
         }
         var pid: pid_t = 0
         let rv = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
-        close(tasks[0])
-        close(results[1])
-        close(errors[1])
-        guard rv == 0 else {
-            close(tasks[1])
-            close(results[0])
-            close(errors[0])
-            throw ValidationFailure("cannot start \(executable): \(String(cString: strerror(rv)))")
-        }
-        return PoolChildProcess(pid: pid, tasks: tasks[1], results: results[0], stderr: errors[0])
+        return (pid, rv)
     }
 
     private static func makePipe(_ ends: inout [Int32]) -> Bool {
