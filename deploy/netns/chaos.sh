@@ -9,6 +9,7 @@
 # is exact (tasks x increments), the limit was never exceeded, and no namespace or process is left.
 #
 # Needs root and iproute2; without them it says so and exits 0 (skipped). Run by `make test`.
+# One at a time per machine: the namespaces have fixed names (colony-*), and `up` clears them.
 # CHAOS_TASKS=N changes the number of tasks (default 20000).
 set -euo pipefail
 
