@@ -30,7 +30,7 @@ struct StatusCommand: AsyncParsableCommand {
         if status.nodes.isEmpty { return }
         let header = ["NODE", "HOST", "THREADS", "PROCESSES", "RUNNING", "DONE", "FAILED", "LAST SEEN"]
         let rows = status.nodes.map { node in
-            [node.announcement.name, node.announcement.host, "\(node.announcement.threadSlots)", "\(node.announcement.processSlots)", "\(node.running)",
+            [node.announcement.name + (node.announcement.draining ? " (draining)" : ""), node.announcement.host, "\(node.announcement.threadSlots)", "\(node.announcement.processSlots)", "\(node.running)",
              "\(node.completed)", "\(node.failed)", String(format: "%.1fs ago", node.lastSeenSecondsAgo)]
         }
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
@@ -47,7 +47,7 @@ struct StatusCommand: AsyncParsableCommand {
             "limits": status.limits.map { ["name": $0.name, "size": $0.size, "in_use": $0.inUse, "high_water": $0.highWater] as [String: Any] },
             "nodes": status.nodes.map { node -> [String: Any] in
                 ["name": node.announcement.name, "host": node.announcement.host, "threads": node.announcement.threadSlots,
-                 "processes": node.announcement.processSlots,
+                 "processes": node.announcement.processSlots, "draining": node.announcement.draining,
                  "running": node.running, "completed": node.completed, "failed": node.failed,
                  "last_seen_s": node.lastSeenSecondsAgo, "handlers": node.announcement.handlers]
             },
