@@ -87,6 +87,7 @@ public final class Store: @unchecked Sendable {
         if let next = try database.scalarText("SELECT value FROM meta WHERE key = 'next_id'"), let id = TaskID(next) { state.nextID = id }
         try database.forEachRow("SELECT name, value FROM counters") { row in state.counters[row.text(0)] = row.int64(1) }
         try database.forEachRow("SELECT name, size FROM limits") { row in state.limits[row.text(0)] = Int(row.int64(1)) }
+        if let count = try database.scalarText("SELECT count(*) FROM tasks").flatMap(Int.init) { state.tasks.reserveCapacity(count) }
         try database.forEachRow("""
             SELECT id, session, handler, input, priority, uses, after, max_attempts, retry_on_error, timeout, labels, pool,
                    pool_handler, outcome, attempt, output, error, node, run_micros, key FROM tasks ORDER BY id
