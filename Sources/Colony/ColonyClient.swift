@@ -27,6 +27,8 @@ public actor ColonyClient {
         public var fetchWaitMilliseconds: UInt32 = 1000
         /// The coordinator's shared token ("" when it requires none).
         public var token = ""
+        /// Certificates for a `tls+tcp://` coordinator URL.
+        public var tls: TLSSettings?
         /// How long waits for results ride through a coordinator that cannot be reached
         /// (restarting, or cut off) before they fail.
         public var rideThrough: Duration = .seconds(60)
@@ -65,7 +67,7 @@ public actor ColonyClient {
             socket = try Socket(.req)
             try socket.setReceiveMaxBytes(colonyMessageBytesMax)
             try socket.setReconnectTimes(minimum: .milliseconds(50), maximum: .seconds(2))
-            try socket.dial(url, waitForConnection: true)
+            try socket.dial(url, waitForConnection: true, tls: options.tls)
         } catch {
             throw ColonyURL.describe(error, url: url)
         }

@@ -90,6 +90,9 @@ public enum ColonyURL {
         if error.isConnectionRefused { return .unreachable(url: url, reason: "connection refused") }
         if error.isInvalidAddress { return .invalidURL(url, reason: error.reason) }
         if error.isAddressInUse { return .transport("cannot listen on \(url): address already in use") }
+        if error.isTLSFailure {
+            return .unreachable(url: url, reason: "TLS handshake failed: the coordinator's certificate is not signed by --tls-ca, or does not carry the host's name (mbedTLS matches DNS names only: dialling an IP address, give --tls-server-name NAME), or the coordinator wants a client certificate (--tls-cert)")
+        }
         return .transport("\(error.operation) failed: \(error.reason)")
     }
 }

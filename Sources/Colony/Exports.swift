@@ -3,3 +3,4 @@
 @_exported import ColonyCoordinator
 @_exported import ColonyNode
 @_exported import ColonyStore
+@_exported import struct NNG.TLSSettings

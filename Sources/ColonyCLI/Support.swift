@@ -10,8 +10,13 @@ struct ClientOptions: ParsableArguments {
 
     @OptionGroup var tokenSource: TokenOptions
 
+    @OptionGroup var tlsFiles: TLSOptions
+
     /// The shared token ("" for none).
     func token() throws -> String { try tokenSource.token() ?? "" }
+
+    /// Certificates for a tls+tcp:// coordinator URL (nil for other schemes).
+    func tls() throws -> TLSSettings? { try tlsFiles.forDialing(coordinatorURL) }
 
     var coordinatorURL: String {
         if let coordinator { return coordinator }
@@ -49,6 +54,38 @@ struct TokenOptions: ParsableArguments {
             throw CLIError("listening on \(listen) (beyond loopback) needs a shared token: put one in a file and pass --token-file PATH, or set COLONY_TOKEN (e.g. openssl rand -hex 16)")
         }
         return token
+    }
+}
+
+/// Certificate files for `tls+tcp://` (PEM; scripts/make-test-certs.sh makes a throwaway set).
+struct TLSOptions: ParsableArguments {
+    @Option(name: .long, help: "tls+tcp: this side's certificate and unencrypted key in one PEM file (the coordinator's, or a client's/node's own).")
+    var tlsCert: String?
+
+    @Option(name: .long, help: "tls+tcp: the CA that signed the other side's certificate (clients and nodes: required; coordinator: makes client certificates mandatory).")
+    var tlsCa: String?
+
+    @Option(name: .long, help: "tls+tcp: the name the coordinator's certificate must carry (default: the URL's host).")
+    var tlsServerName: String?
+
+    private func checkReadable(_ path: String?, _ flag: String) throws {
+        if let path, !FileManager.default.isReadableFile(atPath: path) { throw CLIError("cannot read \(flag) \(path)") }
+    }
+
+    func forDialing(_ url: String) throws -> TLSSettings? {
+        guard url.hasPrefix("tls+tcp://") else { return nil }
+        guard let tlsCa else { throw CLIError("\(url) needs --tls-ca FILE: the CA that signed the coordinator's certificate") }
+        try checkReadable(tlsCa, "--tls-ca")
+        try checkReadable(tlsCert, "--tls-cert")
+        return TLSSettings(certificateAndKeyFile: tlsCert, certificateAuthorityFile: tlsCa, serverName: tlsServerName)
+    }
+
+    func forListening(_ url: String) throws -> TLSSettings? {
+        guard url.hasPrefix("tls+tcp://") else { return nil }
+        guard let tlsCert else { throw CLIError("listening on \(url) needs --tls-cert FILE: the coordinator's certificate and key in one PEM file") }
+        try checkReadable(tlsCert, "--tls-cert")
+        try checkReadable(tlsCa, "--tls-ca")
+        return TLSSettings(certificateAndKeyFile: tlsCert, certificateAuthorityFile: tlsCa)
     }
 }
 
@@ -119,6 +156,7 @@ extension Double {
 func withClient<T>(_ options: ClientOptions, _ body: (ColonyClient) async throws -> T) async throws -> T {
     var clientOptions = ColonyClient.Options()
     clientOptions.token = try options.token()
+    clientOptions.tls = try options.tls()
     let colony = try ColonyClient(connect: options.coordinatorURL, options: clientOptions)
     do {
         let value = try await body(colony)

@@ -26,6 +26,9 @@ public final class Coordinator: Sendable {
         /// The shared secret every request must carry (nil: none required). Compared in
         /// constant time; a request without it is refused and changes nothing.
         public var token: String?
+        /// Certificates for a `tls+tcp://` listen URL (a CA file here makes client
+        /// certificates mandatory).
+        public var tls: TLSSettings?
         /// Where the coordinator reports noteworthy events (one line each).
         public var log: @Sendable (String) -> Void = { _ in }
 
@@ -50,7 +53,7 @@ public final class Coordinator: Sendable {
         self.store = store
         socket = try Socket(.rep)
         try socket.setReceiveMaxBytes(configuration.messageBytesMax)
-        listener = try socket.listen(configuration.listenURL)
+        listener = try socket.listen(configuration.listenURL, tls: configuration.tls)
         state = CoordinatorState(limits: configuration.limits, store: store, recovered: recovered)
         store?.start()
     }

@@ -39,6 +39,8 @@ public struct NodeConfiguration: Sendable {
     public var labels: [String: String] = [:]
     /// The coordinator's shared token ("" when it requires none).
     public var token = ""
+    /// Certificates for a `tls+tcp://` coordinator URL.
+    public var tls: TLSSettings?
     /// Where the node reports noteworthy events (one line each).
     public var log: @Sendable (String) -> Void = { _ in }
 
@@ -153,7 +155,7 @@ public actor NodeAgent {
         try socket.setReconnectTimes(minimum: .milliseconds(50), maximum: .seconds(2))
         // Resending is ours to do (with the results put back), not nng's.
         try socket.setRequestResendTime(nil)
-        try socket.dial(configuration.coordinatorURL, waitForConnection: false)
+        try socket.dial(configuration.coordinatorURL, waitForConnection: false, tls: configuration.tls)
         freeContexts = [try socket.openContext(), try socket.openContext()]
         let pool = ThreadPoolExecutor(threads: max(1, configuration.threads), name: "colony-\(configuration.name)")
         if configuration.processes.size > 0 {

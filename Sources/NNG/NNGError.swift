@@ -34,6 +34,8 @@ public struct NNGError: Error, Sendable, Equatable, CustomStringConvertible {
     }
     /// The address is already bound by someone else.
     public var isAddressInUse: Bool { code == Int32(NNG_EADDRINUSE.rawValue) }
+    /// A TLS handshake failed: a certificate was not trusted, or did not match the peer's name.
+    public var isTLSFailure: Bool { code == Int32(NNG_ECRYPTO.rawValue) || code == Int32(NNG_EPEERAUTH.rawValue) }
 }
 
 @inline(__always)

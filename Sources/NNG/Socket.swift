@@ -44,11 +44,31 @@ public final class Socket: @unchecked Sendable {
         pipeEventsBox.withLock { $0?.finish() }
     }
 
-    /// Listens on `url` (e.g. `tcp://0.0.0.0:7411`, `ipc:///tmp/colony.sock`, `inproc://x`).
+    /// Listens on `url` (e.g. `tcp://0.0.0.0:7411`, `ipc:///tmp/colony.sock`, `inproc://x`,
+    /// `tls+tcp://0.0.0.0:7411` with `tls`).
     @discardableResult
-    public func listen(_ url: String) throws(NNGError) -> Listener {
+    public func listen(_ url: String, tls: TLSSettings? = nil) throws(NNGError) -> Listener {
         var listener = nng_listener()
-        try check(nng_listen(raw, url, &listener, 0), "listen on \(url)")
+        guard let tls else {
+            try check(nng_listen(raw, url, &listener, 0), "listen on \(url)")
+            return Listener(raw: listener)
+        }
+        try check(nng_listener_create(&listener, raw, url), "listen on \(url)")
+        do {
+            if let file = tls.certificateAndKeyFile {
+                try check(nng_listener_set_string(listener, NNG_OPT_TLS_CERT_KEY_FILE, file), "load TLS certificate and key \(file)")
+            }
+            if let file = tls.certificateAuthorityFile {
+                // A CA on the listening side means: clients must present a certificate it signed.
+                try check(nng_listener_set_string(listener, NNG_OPT_TLS_CA_FILE, file), "load TLS CA \(file)")
+                try check(nng_listener_set_int(listener, NNG_OPT_TLS_AUTH_MODE, Int32(NNG_TLS_AUTH_MODE_REQUIRED.rawValue)),
+                          "require client certificates")
+            }
+            try check(nng_listener_start(listener, 0), "listen on \(url)")
+        } catch {
+            nng_listener_close(listener)
+            throw error
+        }
         return Listener(raw: listener)
     }
 
@@ -56,10 +76,30 @@ public final class Socket: @unchecked Sendable {
     /// thrown (`isConnectionRefused` when nothing listens); otherwise nng connects in the
     /// background and keeps redialling.
     @discardableResult
-    public func dial(_ url: String, waitForConnection: Bool = true) throws(NNGError) -> Dialer {
+    public func dial(_ url: String, waitForConnection: Bool = true, tls: TLSSettings? = nil) throws(NNGError) -> Dialer {
         var dialer = nng_dialer()
         let flags: Int32 = waitForConnection ? 0 : Int32(NNG_FLAG_NONBLOCK)
-        try check(nng_dial(raw, url, &dialer, flags), "dial \(url)")
+        guard let tls else {
+            try check(nng_dial(raw, url, &dialer, flags), "dial \(url)")
+            return Dialer(raw: dialer)
+        }
+        try check(nng_dialer_create(&dialer, raw, url), "dial \(url)")
+        do {
+            // Dialers verify the server by default (NNG_TLS_AUTH_MODE_REQUIRED) against this CA.
+            if let file = tls.certificateAuthorityFile {
+                try check(nng_dialer_set_string(dialer, NNG_OPT_TLS_CA_FILE, file), "load TLS CA \(file)")
+            }
+            if let file = tls.certificateAndKeyFile {
+                try check(nng_dialer_set_string(dialer, NNG_OPT_TLS_CERT_KEY_FILE, file), "load TLS certificate and key \(file)")
+            }
+            if let name = tls.serverName {
+                try check(nng_dialer_set_string(dialer, NNG_OPT_TLS_SERVER_NAME, name), "set TLS server name")
+            }
+            try check(nng_dialer_start(dialer, flags), "dial \(url)")
+        } catch {
+            nng_dialer_close(dialer)
+            throw error
+        }
         return Dialer(raw: dialer)
     }
 
@@ -127,6 +167,24 @@ public final class Socket: @unchecked Sendable {
     /// nil turns resending off.
     public func setRequestResendTime(_ time: Duration?) throws(NNGError) {
         try check(nng_socket_set_ms(raw, NNG_OPT_REQ_RESENDTIME, time.map(milliseconds) ?? NNG_DURATION_INFINITE), "set resend time")
+    }
+}
+
+/// Certificates for `tls+tcp://` endpoints (PEM files; nng's TLS is mbedTLS on Debian).
+public struct TLSSettings: Sendable, Equatable {
+    /// One file with this side's certificate and its unencrypted key (a listener must have
+    /// one; a dialer may, to authenticate itself).
+    public var certificateAndKeyFile: String?
+    /// The CA that signs the peer's certificate: dialers verify the server with it (required);
+    /// on a listener it makes client certificates mandatory.
+    public var certificateAuthorityFile: String?
+    /// The name the server's certificate must carry (dialers; default: the URL's host).
+    public var serverName: String?
+
+    public init(certificateAndKeyFile: String? = nil, certificateAuthorityFile: String? = nil, serverName: String? = nil) {
+        self.certificateAndKeyFile = certificateAndKeyFile
+        self.certificateAuthorityFile = certificateAuthorityFile
+        self.serverName = serverName
     }
 }
 

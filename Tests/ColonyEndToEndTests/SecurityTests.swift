@@ -101,4 +101,60 @@ final class SecurityTests: ClusterTestCase {
         XCTAssertNotEqual(missing.status, 0)
         XCTAssertTrue(missing.stderr.contains("cannot read the token file /nonexistent/token"), missing.stderr)
     }
+
+    func testTLSWithAThrowawayCAAndClientCertificates() async throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/openssl") else {
+            throw XCTSkip("openssl is missing: cannot make a throwaway CA (apt-get install openssl)")
+        }
+        let root = NSTemporaryDirectory() + "colony-tls-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("scripts/make-test-certs.sh").path
+        for folder in ["good", "other"] {
+            let make = Process()
+            make.executableURL = URL(fileURLWithPath: "/bin/bash")
+            make.arguments = [script, "\(root)/\(folder)"]
+            make.standardOutput = FileHandle.nullDevice
+            try make.run()
+            make.waitUntilExit()
+            XCTAssertEqual(make.terminationStatus, 0)
+        }
+        let port = try ClusterHarness.freePort()
+        let url = "tls+tcp://127.0.0.1:\(port)"
+        // The coordinator trusts its CA for client certificates too: clients must present one.
+        try cluster.start(["coordinator", "--listen", url, "--state", ":memory:", "--tls-cert", "\(root)/good/server.pem",
+                           "--tls-ca", "\(root)/good/ca.pem"], environment: environment)
+        try cluster.start(["node", "--coordinator", url, "--tls-ca", "\(root)/good/ca.pem", "--tls-cert", "\(root)/good/client.pem",
+                           "--tls-server-name", "localhost", "--threads", "1", "--processes", "0", "--name", "tls-node"],
+                          environment: environment)
+        var options = ColonyClient.Options()
+        options.tls = TLSSettings(certificateAndKeyFile: "\(root)/good/client.pem", certificateAuthorityFile: "\(root)/good/ca.pem",
+                                  serverName: "localhost")
+        let deadline = ContinuousClock.now + .seconds(20)
+        var colony: ColonyClient?
+        while colony == nil {
+            colony = try? ColonyClient(connect: url, options: options)
+            if colony == nil {
+                guard ContinuousClock.now < deadline else { throw CLIFailure("could not connect over TLS") }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        let echoed = try await colony!.run("echo", input: "over tls", as: String.self)
+        XCTAssertEqual(echoed, "over tls", "client and node both got through")
+        await colony!.close()
+
+        // A coordinator certificate from another CA is refused, with a reason.
+        let wrongCA = try ClusterHarness.run(["status", "--coordinator", url, "--tls-ca", "\(root)/other/ca.pem",
+                                              "--tls-cert", "\(root)/good/client.pem", "--tls-server-name", "localhost"],
+                                             environment: environment, timeout: .seconds(30))
+        XCTAssertNotEqual(wrongCA.status, 0)
+        XCTAssertTrue(wrongCA.stderr.contains("TLS handshake failed"), wrongCA.stderr)
+        // No client certificate: the coordinator refuses the handshake.
+        let noCert = try ClusterHarness.run(["status", "--coordinator", url, "--tls-ca", "\(root)/good/ca.pem",
+                                             "--tls-server-name", "localhost"], environment: environment, timeout: .seconds(30))
+        XCTAssertNotEqual(noCert.status, 0, noCert.stdout)
+        // No CA at all: a clear line before any connection.
+        let noCA = try ClusterHarness.run(["status", "--coordinator", url], environment: environment, timeout: .seconds(30))
+        XCTAssertTrue(noCA.stderr.contains("needs --tls-ca FILE"), noCA.stderr)
+    }
 }

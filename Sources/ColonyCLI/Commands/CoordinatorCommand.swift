@@ -17,6 +17,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     @OptionGroup var tokenSource: TokenOptions
 
+    @OptionGroup var tlsFiles: TLSOptions
+
     @Option(name: .long, help: "Seconds without a pull after which a node is dead and its tasks run elsewhere.")
     var nodeTimeout: Double = 2.5
 
@@ -34,6 +36,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.contexts = contexts
         configuration.limits.nodeTimeoutSeconds = nodeTimeout
         configuration.token = try tokenSource.tokenForListening(on: listen)
+        configuration.tls = try tlsFiles.forListening(listen)
         configuration.log = { printError($0) }
         var store: Store?
         var recovered: RecoveredState?

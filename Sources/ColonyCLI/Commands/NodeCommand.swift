@@ -46,6 +46,7 @@ struct NodeCommand: AsyncParsableCommand {
         configuration.log = { printError($0) }
         configuration.labels = try parseLabels(label)
         configuration.token = try client.token()
+        configuration.tls = try client.tls()
         configuration.processes = processPool.configuration
         let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: CustomHandlers.registered, allowExec: allowExec))
         let drainTimeout = Duration.milliseconds(Int(self.drainTimeout * 1000))
