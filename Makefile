@@ -8,12 +8,14 @@ up:
 	.build/release/colony up
 
 # Every test: the NNG wrapper, the wire format, the coordinator core, the journal, real clusters
-# of processes; then the chaos test on a network-namespace cluster (skipped without root).
+# of processes; then the chaos test on a network-namespace cluster (skipped without root) and
+# the ssh launcher through a fake ssh.
 test:
 	./scripts/install-deps.sh
 	swift build --build-tests
 	swift test --skip-build --disable-swift-testing
 	bash deploy/netns/chaos.sh
+	bash deploy/ssh/test-launch.sh
 
 build:
 	./scripts/install-deps.sh
