@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Installs what Colony needs from Debian/Ubuntu packages, only where it is missing:
-# libnng-dev (the nng C library Colony links) and libsqlite3-dev (the coordinator's journal).
+# libnng-dev (the nng C library Colony links), libsqlite3-dev (the coordinator's journal) and
+# nng-utils (nngcat, for tests that send raw bytes).
 # Run as root or with sudo available.
 set -euo pipefail
 
 missing=()
 dpkg -s libnng-dev >/dev/null 2>&1 || missing+=(libnng-dev)
 dpkg -s libsqlite3-dev >/dev/null 2>&1 || missing+=(libsqlite3-dev)
+# nngcat (nng's own client) for the tests that send raw bytes to a coordinator.
+dpkg -s nng-utils >/dev/null 2>&1 || missing+=(nng-utils)
 if [ "${1:-}" = "--with-tools" ]; then
-    # nngcat for poking at a coordinator by hand, protoc for proto/generate.sh.
-    dpkg -s nng-utils >/dev/null 2>&1 || missing+=(nng-utils)
+    # protoc for proto/generate.sh.
     dpkg -s protobuf-compiler >/dev/null 2>&1 || missing+=(protobuf-compiler)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
