@@ -43,6 +43,8 @@ public final class Coordinator: Sendable {
     private let state: CoordinatorState
     private let store: Store?
     private let refusedTokens = Atomic<UInt64>(0)
+    /// `configuration.token`'s bytes, once, for the per-request check.
+    private let tokenBytes: [UInt8]?
 
     /// Opens the socket and starts listening; throws at once for a bad or busy address.
     ///
@@ -51,6 +53,7 @@ public final class Coordinator: Sendable {
     public init(configuration: Configuration, store: Store? = nil, recovered: RecoveredState? = nil) throws(NNGError) {
         self.configuration = configuration
         self.store = store
+        tokenBytes = configuration.token.map { Array($0.utf8) }
         socket = try Socket(.rep)
         try socket.setReceiveMaxBytes(configuration.messageBytesMax)
         listener = try socket.listen(configuration.listenURL, tls: configuration.tls)
@@ -161,7 +164,7 @@ public final class Coordinator: Sendable {
         } catch {
             return Wire.errorReply(error.replyCode, error.description)
         }
-        if let token = configuration.token, !constantTimeEqual(Array(envelope.token.utf8), Array(token.utf8)) {
+        if let tokenBytes, !constantTimeEqual(envelope.token.utf8, tokenBytes) {
             let refused = refusedTokens.add(1, ordering: .relaxed).newValue
             // One line for the first refusal and then every 100th, so a flood cannot fill the log.
             if refused == 1 || refused % 100 == 0 {
@@ -264,10 +267,12 @@ public final class Coordinator: Sendable {
 
 /// Compares two byte strings in time that depends only on their lengths, so that a wrong
 /// token's timing says nothing about how much of it was right.
-func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-    var difference = UInt8(a.count == b.count ? 0 : 1)
-    for index in 0..<max(a.count, b.count) {
-        difference |= (index < a.count ? a[index] : 0) ^ (index < b.count ? b[index] : 0)
+func constantTimeEqual(_ given: String.UTF8View, _ expected: [UInt8]) -> Bool {
+    var difference = UInt8(given.count == expected.count ? 0 : 1)
+    var index = 0
+    for byte in given {
+        difference |= byte ^ (index < expected.count ? expected[index] : 0)
+        index += 1
     }
     return difference == 0
 }

@@ -579,17 +579,17 @@ public struct CoordinatorCore: Sendable {
         let inUse = limitInUse
         let tasks = self.tasks
         let labels = node.announcement.labels
-        let id = ready.pop(
+        let popped = ready.pop(
             eligible: { key in
                 guard key.uses.allSatisfy({ (inUse[$0] ?? 0) < (sizes[$0] ?? 0) }),
                       key.labels.allSatisfy({ labels[$0.key] == $0.value }),
-                      let pool = node.pool(for: key),
-                      (pool == .process ? freeProcess : freeThread) > 0 else { return false }
-                return true
+                      let pool = node.pool(for: key) else { return false }
+                return (pool == .process ? freeProcess : freeThread) > 0
             },
             isLive: { tasks[$0]?.state == .queued })
-        guard let id, let pool = node.pool(for: tasks[id]!.classKey) else { return nil }
-        return (id, pool)
+        // The popped class was eligible, so it resolves to a pool with room on this node.
+        guard let popped, let pool = node.pool(for: popped.key) else { return nil }
+        return (popped.id, pool)
     }
 
     /// Ids the node must stop (cancelled or timed out since its last pull); forgets them.

@@ -70,9 +70,9 @@ struct ReadyQueue: Sendable {
     }
 
     /// Removes and returns the oldest task of the highest priority whose class `eligible`
-    /// accepts, or nil. `isLive` filters out entries whose task is no longer queued (they
-    /// are dropped lazily, e.g. after a cancellation).
-    mutating func pop(eligible: (ClassKey) -> Bool, isLive: (TaskID) -> Bool) -> TaskID? {
+    /// accepts, with its class, or nil. `isLive` filters out entries whose task is no longer
+    /// queued (they are dropped lazily, e.g. after a cancellation).
+    mutating func pop(eligible: (ClassKey) -> Bool, isLive: (TaskID) -> Bool) -> (id: TaskID, key: ClassKey)? {
         for priority in prioritiesDescending {
             while true {
                 var best: (key: ClassKey, entry: Entry)?
@@ -86,7 +86,7 @@ struct ReadyQueue: Sendable {
                 // A stale entry was already subtracted from `count` by `forget`.
                 if isLive(chosen.entry.id) {
                     count -= 1
-                    return chosen.entry.id
+                    return (chosen.entry.id, chosen.key)
                 }
             }
             if lanes[priority]!.isEmpty {

@@ -133,7 +133,7 @@ public actor NodeAgent {
     }
 
     private func handBackQueued() {
-        for task in threadQueue.remove(Set(running)) + processQueue.remove(Set(running)) {
+        for task in threadQueue.takeAll() + processQueue.takeAll() {
             running.remove(task.id)
             toReturn.append(task.id)
         }
@@ -565,6 +565,15 @@ struct LocalQueue {
             head = 0
         }
         return task
+    }
+
+    /// Empties the queue; returns what was waiting, oldest first.
+    mutating func takeAll() -> [Colony_V1_Task] {
+        defer {
+            items = []
+            head = 0
+        }
+        return Array(items[head...])
     }
 
     /// Takes the tasks whose ids are in `ids` out of the queue and returns them.

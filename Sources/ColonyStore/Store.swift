@@ -144,6 +144,15 @@ public final class Store: @unchecked Sendable {
     /// Returns once every record up to `ticket` is committed; throws if the journal cannot be
     /// written (the coordinator must then not acknowledge).
     public func waitDurable(_ ticket: UInt64) async throws(StoreError) {
+        // Most replies find their records committed already: no continuation for those.
+        let settled: StoreError?? = queue.withLock { state in
+            if let failed = state.failed { return .some(StoreError(failed)) }
+            return state.durable >= ticket ? .some(nil) : nil
+        }
+        if let settled {
+            if let error = settled { throw error }
+            return
+        }
         do {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let outcome: Result<Void, StoreError>? = queue.withLock { state in

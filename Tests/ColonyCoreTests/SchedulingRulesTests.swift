@@ -161,17 +161,17 @@ final class SchedulingRulesTests: XCTestCase {
         let threadTasks = try (0..<3).map { _ in try submit(TaskOptions(pool: .thread)) }
         let processTask = try submit(TaskOptions(pool: .process))
         let execTask = try submit(handler: "exec")
-        let autoTask = try submit()
+        _ = try submit()  // automatic, handler "work": the thread pool
         let first = try pull(node: mixed)
         XCTAssertEqual(Set(first.map(\.id)), [threadTasks[0], processTask, execTask],
                        "one thread slot, two process slots: exec goes to the process pool by default")
         XCTAssertEqual(first.first { $0.id == execTask }?.pool, .process)
         XCTAssertEqual(first.first { $0.id == threadTasks[0] }?.pool, .thread)
+        XCTAssertEqual(core.queuedCount, 3, "two thread tasks and the automatic one wait for the one thread slot")
         XCTAssertEqual(try pull(node: mixed), [], "both pools full: a busy thread pool is not topped up from free process slots")
         let second = try pull([TaskOutcome(id: first[0].id, attempt: 1, succeeded: true, node: "m")], node: mixed)
         XCTAssertEqual(second.count, 1)
         XCTAssertEqual(second[0].pool, first[0].pool, "the freed slot is refilled in its own pool")
-        _ = autoTask
         XCTAssertTrue(core.invariantViolations().isEmpty, "\(core.invariantViolations())")
     }
 
