@@ -41,10 +41,16 @@ let package = Package(
         .executableTarget(name: "colony", dependencies: ["ColonyCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // The README's "your own node executable", built and tested with the package.
         .executableTarget(name: "colony-square-node", dependencies: ["Colony", "ColonyCLI"], path: "Examples/SquareNode"),
+        // The fuzzer's harness (a conversation of raw requests against a fresh coordinator
+        // state) and its entry point: a replayer in every build, a libFuzzer target when built
+        // by scripts/fuzz.sh.
+        .target(name: "ColonyFuzzing", dependencies: ["ColonyCoordinator", "ColonyWire"], path: "Fuzz/Harness"),
+        .executableTarget(name: "colony-fuzz", dependencies: ["ColonyFuzzing"], path: "Fuzz/Main"),
         .testTarget(name: "NNGTests", dependencies: ["NNG"]),
         .testTarget(name: "ColonyWireTests", dependencies: ["ColonyWire", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .testTarget(name: "ColonyCoreTests", dependencies: ["ColonyCore"]),
         .testTarget(name: "ColonyStoreTests", dependencies: ["ColonyStore", "ColonyCore"]),
+        .testTarget(name: "ColonyFuzzingTests", dependencies: ["ColonyFuzzing"]),
         .testTarget(name: "ColonyEndToEndTests", dependencies: ["Colony", "NNG", "ColonyWire"]),
     ],
     swiftLanguageModes: [.v6]

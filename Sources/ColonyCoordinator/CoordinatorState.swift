@@ -140,6 +140,8 @@ actor CoordinatorState {
         }
     }
 
+    func invariantViolations() -> [String] { core.invariantViolations() }
+
     func status() -> ClusterStatus {
         core.status(now: now)
     }

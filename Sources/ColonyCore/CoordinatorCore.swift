@@ -151,6 +151,10 @@ public struct CoordinatorCore: Sendable {
         var drainRequested: Double?
         /// Leases taken over after a restart (their attempt numbers predate it).
         var adopted: Set<TaskID> = []
+        /// What it held when dispatch last looked at it (for the invariant: a node that
+        /// announces fewer slots, or reports restored tasks running, may hold more than its
+        /// slots, but dispatch never adds to that).
+        var heldBeforeDispatch = (thread: 0, process: 0)
         var holding: Int { leased.count + abandoned.count }
         var holdingThread: Int { holding - holdingProcess }
         func freeSlots(_ pool: TaskPool) -> Int {
@@ -522,7 +526,10 @@ public struct CoordinatorCore: Sendable {
                 return attemptFailed(reported.id, error: "output of \(reported.output.count) bytes exceeds the limit of \(limits.resultBytesMax) bytes", retryable: false, now: now)
             }
             for op in reported.counterOps where !op.name.isEmpty && op.name.utf8.count <= limits.counterNameBytesMax {
-                counters[op.name, default: 0] &+= op.delta
+                // The task has succeeded and cannot be refused: a change past the 64-bit range
+                // leaves the counter at the bound rather than wrapping to the other sign.
+                let (sum, overflow) = counters[op.name, default: 0].addingReportingOverflow(op.delta)
+                counters[op.name] = overflow ? (op.delta > 0 ? .max : .min) : sum
                 if journaling { journal.append(.counter(name: op.name, value: counters[op.name]!)) }
             }
             nodes[node]?.completed += 1
@@ -535,6 +542,7 @@ public struct CoordinatorCore: Sendable {
     /// Leases queued tasks to `name`, up to the free capacity of each of its pools, best first.
     public mutating func dispatch(toNode name: String, now: Double = 0) -> [DispatchedTask] {
         guard let node = nodes[name] else { return [] }
+        nodes[name]!.heldBeforeDispatch = (node.holdingThread, node.holdingProcess)
         var freeThread = node.freeSlots(.thread)
         var freeProcess = node.freeSlots(.process)
         var handed: [DispatchedTask] = []
@@ -760,7 +768,12 @@ public struct CoordinatorCore: Sendable {
     /// Adds `delta`; returns the new value.
     public mutating func addToCounter(_ name: String, _ delta: Int64) throws(Refusal) -> Int64 {
         try validateCounterName(name)
-        counters[name, default: 0] &+= delta
+        let current = counters[name, default: 0]
+        let (sum, overflow) = current.addingReportingOverflow(delta)
+        if overflow {
+            throw .invalidArgument("counter '\(name)' would overflow: \(current) + \(delta) is outside the 64-bit range (it keeps \(current))")
+        }
+        counters[name] = sum
         if journaling { journal.append(.counter(name: name, value: counters[name]!)) }
         return counters[name]!
     }

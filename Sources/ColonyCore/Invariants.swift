@@ -10,9 +10,13 @@ extension CoordinatorCore {
             if Set(node.leasePool.keys) != Set(node.leased.keys) { problems.append("node \(name): lease pools do not match its leases") }
             let inProcess = node.leasePool.values.filter { $0 == .process }.count + node.abandoned.filter { $0.pool == .process }.count
             if inProcess != node.holdingProcess { problems.append("node \(name): holdingProcess \(node.holdingProcess) != \(inProcess)") }
-            if node.holdingThread > node.announcement.threadSlots + node.announcement.prefetch
-                || node.holdingProcess > node.announcement.processSlots + node.announcement.processPrefetch {
-                problems.append("node \(name) holds more than its slots: \(node.holdingThread) thread, \(node.holdingProcess) process")
+            // A node may hold more than its slots when it announced fewer than it had, or
+            // reported restored tasks running; dispatch must never add to that.
+            let threadCapacity = node.announcement.threadSlots + node.announcement.prefetch
+            let processCapacity = node.announcement.processSlots + node.announcement.processPrefetch
+            if node.holdingThread > max(threadCapacity, node.heldBeforeDispatch.thread)
+                || node.holdingProcess > max(processCapacity, node.heldBeforeDispatch.process) {
+                problems.append("node \(name) was given more than its slots: \(node.holdingThread) thread, \(node.holdingProcess) process")
             }
             for (id, pool) in node.leasePool {
                 if let wanted = tasks[id]?.options.pool, wanted != .automatic, wanted != pool {

@@ -122,6 +122,23 @@ final class SchedulingRulesTests: XCTestCase {
         XCTAssertThrowsError(try core.addToCounter("", 1))
     }
 
+    /// Found by the fuzzer's seed: `Int64.max + 1` wrapped to `Int64.min`.
+    func testACounterNeverWrapsAroundRefusingAnAddAndHoldingATasksChangeAtTheBound() throws {
+        XCTAssertEqual(try core.addToCounter("x", .max), .max)
+        XCTAssertThrowsError(try core.addToCounter("x", 1)) { error in
+            XCTAssertTrue("\(error)".contains("would overflow"), "\(error)")
+        }
+        XCTAssertEqual(core.counter("x"), .max, "a refused add changes nothing")
+        XCTAssertEqual(try core.addToCounter("x", -1), .max - 1)
+        _ = try core.setCounter("y", .min + 1)
+        let tasks = [try submit(), try submit()]
+        let dispatched = try pull()
+        XCTAssertEqual(dispatched.count, tasks.count)
+        _ = try pull(dispatched.map { done($0, ops: [CounterOp(name: "y", delta: -5), CounterOp(name: "x", delta: 10)]) })
+        XCTAssertEqual(core.counter("y"), .min, "a task's change past the range stops at the bound")
+        XCTAssertEqual(core.counter("x"), .max)
+    }
+
     func testCancellingQueuedAndRunningTasksCascadesAndTellsTheNode() throws {
         let running = try submit()
         _ = try pull()

@@ -1,0 +1,205 @@
+import ColonyCore
+import ColonyStore
+import ColonyWire
+import Synchronization
+
+/// The coordinator's request handling without a socket: bytes of one request in, bytes of
+/// its reply out, against one `CoordinatorState`.
+///
+/// `Coordinator` serves it over nng; the fuzzer (`Fuzz/`) and tests drive it directly,
+/// which is why it knows nothing of sockets or pipes beyond an id.
+public final class RequestHandler: Sendable {
+    /// The bounds one request is held to.
+    public struct Bounds: Sendable {
+        /// Largest request accepted.
+        public var messageBytesMax = colonyMessageBytesMax
+        /// The longest a pull or fetch may be parked (0: never park).
+        public var longPollSecondsMax = 5.0
+        /// Most results handed out by one fetch.
+        public var resultsPerFetchMax = 8192
+
+        public init() {}
+    }
+
+    let state: CoordinatorState
+    private let limits: Bounds
+    private let log: @Sendable (String) -> Void
+    private let refusedTokens = Atomic<UInt64>(0)
+    /// The token's bytes, once, for the per-request check (nil: none required).
+    private let tokenBytes: [UInt8]?
+
+    /// A handler over a fresh state (or the one `recovered` from `store`), journaling to `store`.
+    public init(bounds: Bounds = Bounds(), coreLimits: CoordinatorCore.Limits = CoordinatorCore.Limits(),
+                token: String? = nil, store: Store? = nil, recovered: RecoveredState? = nil,
+                log: @escaping @Sendable (String) -> Void = { _ in }) {
+        limits = bounds
+        tokenBytes = token.map { Array($0.utf8) }
+        self.log = log
+        state = CoordinatorState(limits: coreLimits, store: store, recovered: recovered)
+    }
+
+    /// A connection closed: a node that pulled on it becomes suspect (its work moves soon
+    /// unless it reconnects).
+    public func connectionClosed(pipeID: UInt32) async {
+        await state.pipeRemoved(pipeID)
+    }
+
+    /// Ends expired long polls and leases, and moves the work of nodes gone silent; the
+    /// coordinator runs it every 20 ms.
+    public func expire() async {
+        await state.expire()
+    }
+
+    /// What is wrong in the state's books (empty when sound). Slow: for tests and the fuzzer.
+    public func invariantViolations() async -> [String] {
+        await state.invariantViolations()
+    }
+
+    private func handleCounter(_ request: Colony_V1_CounterRequest) async throws(CoordinatorCore.Refusal) -> [UInt8] {
+        var reply = Colony_V1_CounterReply()
+        switch request.op {
+        case .get:
+            reply.value = await state.counter(request.name)
+        case .add:
+            reply.value = try await state.counterAdd(request.name, request.value)
+        case .set:
+            reply.value = try await state.counterSet(request.name, request.value)
+        case .compareAndSet:
+            let (swapped, value) = try await state.counterCompareAndSet(request.name, expected: request.expected, new: request.value)
+            reply.swapped = swapped
+            reply.value = value
+        case .list:
+            reply.counters = await state.counters().map { entry in
+                var value = Colony_V1_CounterValue()
+                value.name = entry.name
+                value.value = entry.value
+                return value
+            }
+        case .UNRECOGNIZED(let raw):
+            throw .invalidArgument("unknown counter operation \(raw)")
+        }
+        return Wire.encode(.counterReply(reply))
+    }
+
+    /// Turns one request into one reply: an encoded envelope, an error reply for anything
+    /// that is not a valid request. Never throws and never traps on what it is given.
+    public func handle(_ bytes: [UInt8], pipeID: UInt32 = 0) async -> [UInt8] {
+        let envelope: Colony_V1_Envelope
+        do {
+            envelope = try Wire.decode(bytes, limit: limits.messageBytesMax)
+        } catch {
+            return Wire.errorReply(error.replyCode, error.description)
+        }
+        if let tokenBytes, !constantTimeEqual(envelope.token.utf8, tokenBytes) {
+            let refused = refusedTokens.add(1, ordering: .relaxed).newValue
+            // One line for the first refusal and then every 100th, so a flood cannot fill the log.
+            if refused == 1 || refused % 100 == 0 {
+                log("colony coordinator: refused \(refused) request(s) with a wrong or missing token (latest from pipe \(pipeID))")
+            }
+            return Wire.errorReply(.unauthorized, "wrong or missing token (give the coordinator's token with --token-file or COLONY_TOKEN)")
+        }
+        do {
+            switch envelope.body {
+            case .submit(let submit):
+                let submissions = submit.tasks.map(TaskSubmission.init(wire:))
+                let ids = try await state.submit(submissions, session: submit.session)
+                var reply = Colony_V1_SubmitReply()
+                reply.taskIds = ids
+                if submit.waitMs > 0 {
+                    let wait = min(Double(submit.waitMs) / 1000, limits.longPollSecondsMax)
+                    let (results, _) = await state.fetch(session: submit.session, maxResults: limits.resultsPerFetchMax, waitSeconds: wait)
+                    reply.results = results.map(\.wire)
+                }
+                return Wire.encode(.submitReply(reply))
+            case .pull(let pull):
+                let wait = min(Double(pull.waitMs) / 1000, limits.longPollSecondsMax)
+                let answer = try await state.pull(node: NodeAnnouncement(wire: pull.node, prefetch: pull.prefetch, processPrefetch: pull.processPrefetch),
+                                                  results: pull.results.map(TaskOutcome.init(wire:)),
+                                                  running: pull.ackedDispatchSeq > 0 ? Set(pull.running) : nil,
+                                                  ackedReplySeq: pull.ackedDispatchSeq, returned: pull.returned, leaving: pull.leaving,
+                                                  pipeID: pipeID, waitSeconds: wait)
+                var reply = Colony_V1_PullReply()
+                reply.tasks = answer.tasks.map(\.wire)
+                reply.cancel = answer.cancel
+                reply.dispatchSeq = answer.seq
+                if let deadline = answer.drainDeadline {
+                    reply.drain = true
+                    reply.drainDeadlineMs = UInt32(clamping: Int(deadline * 1000))
+                }
+                return Wire.encode(.pullReply(reply))
+            case .fetch(let fetch):
+                guard !fetch.session.isEmpty else {
+                    return Wire.errorReply(.invalidArgument, "fetch needs a session id")
+                }
+                let wait = min(Double(fetch.waitMs) / 1000, limits.longPollSecondsMax)
+                // Acknowledgements with max_results 0: only acknowledge.
+                let ackOnly = !fetch.acked.isEmpty && fetch.maxResults == 0
+                let limit = ackOnly ? 0 : max(1, min(Int(fetch.maxResults == 0 ? 1024 : fetch.maxResults), limits.resultsPerFetchMax))
+                let (results, unfinished) = await state.fetch(session: fetch.session, maxResults: limit, waitSeconds: wait,
+                                                              acked: fetch.acked)
+                var reply = Colony_V1_FetchReply()
+                reply.results = results.map(\.wire)
+                reply.pending = UInt64(unfinished)
+                return Wire.encode(.fetchReply(reply))
+            case .status:
+                return Wire.encode(.statusReply(await state.status().wire))
+            case .counter(let request):
+                return try await handleCounter(request)
+            case .limit(let request):
+                if !request.list { try await state.setLimit(request.name, size: Int(request.size)) }
+                var reply = Colony_V1_LimitReply()
+                reply.limits = await state.limits().map(\.wire)
+                return Wire.encode(.limitReply(reply))
+            case .cancel(let request):
+                var reply = Colony_V1_CancelReply()
+                reply.cancelled = UInt64(await state.cancel(ids: request.taskIds, session: request.session))
+                return Wire.encode(.cancelReply(reply))
+            case .drain(let request):
+                let deadline = request.deadlineMs == 0 ? 30 : Double(request.deadlineMs) / 1000
+                var reply = Colony_V1_DrainReply()
+                reply.found = await state.drain(node: request.node, deadlineSeconds: deadline)
+                return Wire.encode(.drainReply(reply))
+            case .tasks(let request):
+                var phase: CoordinatorCore.TaskPhase?
+                if !request.state.isEmpty {
+                    guard let known = CoordinatorCore.TaskPhase(rawValue: request.state) else {
+                        let names = CoordinatorCore.TaskPhase.allCases.map(\.rawValue).joined(separator: ", ")
+                        return Wire.errorReply(.invalidArgument, "unknown task state '\(request.state)' (one of \(names))")
+                    }
+                    phase = known
+                }
+                let limit = request.limit == 0 ? 1000 : min(Int(request.limit), 100_000)
+                var reply = Colony_V1_TasksReply()
+                reply.tasks = await state.tasks(phase: phase, limit: limit).map(\.wire)
+                return Wire.encode(.tasksReply(reply))
+            case .result(let request):
+                let wait = min(Double(request.waitMs) / 1000, limits.longPollSecondsMax)
+                var reply = Colony_V1_FetchReply()
+                if let outcome = try await state.result(of: request.taskID, waitSeconds: wait) {
+                    reply.results = [outcome.wire]
+                } else {
+                    reply.pending = 1
+                }
+                return Wire.encode(.fetchReply(reply))
+            case .submitReply, .pullReply, .fetchReply, .statusReply, .error, .counterReply, .limitReply, .cancelReply,
+                 .tasksReply, .drainReply, nil:
+                return Wire.errorReply(.malformed, "the coordinator takes requests (submit, pull, fetch, status), not replies")
+            }
+        } catch {
+            return Wire.errorReply(.invalidArgument, error.description)
+        }
+    }
+}
+
+
+/// Compares two byte strings in time that depends only on their lengths, so that a wrong
+/// token's timing says nothing about how much of it was right.
+func constantTimeEqual(_ given: String.UTF8View, _ expected: [UInt8]) -> Bool {
+    var difference = UInt8(given.count == expected.count ? 0 : 1)
+    var index = 0
+    for byte in given {
+        difference |= byte ^ (index < expected.count ? expected[index] : 0)
+        index += 1
+    }
+    return difference == 0
+}
