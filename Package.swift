@@ -15,6 +15,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.30.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -30,12 +33,25 @@ let package = Package(
         .target(name: "ColonyStore", dependencies: ["CSQLite", "ColonyCore"]),
         .target(name: "ColonyWire", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "ColonyCore"),
-        .target(name: "ColonyCoordinator", dependencies: ["NNG", "ColonyWire", "ColonyCore", "ColonyStore"]),
+        .target(name: "ColonyCoordinator", dependencies: [
+            "NNG", "ColonyWire", "ColonyCore", "ColonyStore",
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+        ]),
+        // The coordinator's HTTP side: Prometheus metrics, the JSON API and the dashboard.
+        .target(name: "ColonyHTTP", dependencies: [
+            "NNG", "ColonyWire", "ColonyCore", "ColonyCoordinator",
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+        ]),
         .target(name: "ColonyNode", dependencies: ["NNG", "ColonyWire", "ColonyCore"]),
         .target(name: "Colony", dependencies: ["NNG", "ColonyWire", "ColonyCore", "ColonyNode", "ColonyCoordinator", "ColonyStore"]),
         .target(name: "ColonyCLI", dependencies: [
             "NNG",
             "Colony",
+            "ColonyHTTP",
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "Metrics", package: "swift-metrics"),
+            .product(name: "Logging", package: "swift-log"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "colony", dependencies: ["ColonyCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]),

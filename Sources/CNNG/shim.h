@@ -8,4 +8,5 @@
 #include <nng/protocol/pipeline0/pull.h>
 #include <nng/protocol/pair1/pair.h>
 #include <nng/supplemental/tls/tls.h>
+#include <nng/supplemental/http/http.h>
 #endif

@@ -295,6 +295,18 @@ public actor ColonyClient {
         return ClusterStatus(wire: status)
     }
 
+    /// The cluster at a glance: the status with exact task counts, throughput, latency
+    /// percentiles, recent failures and counters (what `colony top` shows).
+    public func report() async throws(ColonyError) -> ClusterReport {
+        var request = Colony_V1_StatusRequest()
+        request.figures = true
+        let reply = try await self.request(.status(request))
+        guard case .statusReply(let status) = reply else {
+            throw .protocolViolation("the coordinator answered a status request with something else")
+        }
+        return ClusterReport(wire: status)
+    }
+
     // MARK: Counters, limits, cancellation, queries
 
     /// A cluster counter: `try await colony.counter("hits").add(1)`.

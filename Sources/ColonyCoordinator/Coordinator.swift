@@ -41,6 +41,8 @@ public final class Coordinator: Sendable {
     private let listener: Listener
     private let handler: RequestHandler
     private var state: CoordinatorState { handler.state }
+    /// The request handling behind the socket, for other ways in (the HTTP API).
+    public var requests: RequestHandler { handler }
     private let store: Store?
 
     /// Opens the socket and starts listening; throws at once for a bad or busy address.
@@ -96,9 +98,12 @@ public final class Coordinator: Sendable {
     public func status() async -> ClusterStatus { await state.status() }
 
     private func expireLoop() async {
+        var ticks = 0
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(20))
             await handler.expire()
+            ticks += 1
+            if ticks % 50 == 0 { await handler.sampleFigures() }
         }
     }
 
@@ -110,16 +115,8 @@ public final class Coordinator: Sendable {
             return
         }
         while !Task.isCancelled {
-            var reply = await handler.handle(request.bytes, pipeID: request.pipeID)
-            if let store {
-                // Acknowledge nothing the journal does not hold yet. Every change made before
-                // this point is covered by the latest ticket (group commit: one wait, many replies).
-                do {
-                    try await store.waitDurable(store.lastTicket)
-                } catch {
-                    reply = Wire.errorReply(.unavailable, "the coordinator cannot write its state: \(error)")
-                }
-            }
+            // The handler answers once the request's state changes are durable.
+            let reply = await handler.handle(request.bytes, pipeID: request.pipeID)
             // One step: the reply goes out and the context waits for its next request. A
             // requester that has gone only costs its reply.
             do {

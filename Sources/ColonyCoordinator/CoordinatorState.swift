@@ -142,6 +142,32 @@ actor CoordinatorState {
 
     func invariantViolations() -> [String] { core.invariantViolations() }
 
+    // MARK: Figures
+
+    private var window = FigureWindow()
+
+    /// Moves the latency samples gathered since the last call into the last minute's window
+    /// (and returns them, for the metrics); called about once a second.
+    func sampleFigures() -> (queueWaits: [Double], runTimes: [Double]) {
+        let samples = core.takeLatencySamples()
+        window.add(at: now, finishedTotal: core.finishedTotal, queueWaits: samples.queueWaits, runTimes: samples.runTimes)
+        return samples
+    }
+
+    /// Exact counts and the last minute's figures.
+    func figures(refused: [String: UInt64]) -> (ClusterFigures, ClusterStatus) {
+        let t = now
+        let finished = core.finishedTotal
+        let figures = ClusterFigures(
+            counts: core.taskCounts(), nodeSlots: core.nodeSlots, recentFailures: core.recentFailures,
+            counters: core.allCounters,
+            finishedPerSecondNow: window.rate(over: 5, finishedTotal: finished, now: t),
+            finishedPerSecondMinute: window.rate(over: 60, finishedTotal: finished, now: t),
+            queueWait: window.percentiles(\.queueWaits), runTime: window.percentiles(\.runTimes),
+            throughput: window.throughput(now: t), refusedRequests: refused, now: t)
+        return (figures, core.status(now: t))
+    }
+
     func status() -> ClusterStatus {
         core.status(now: now)
     }

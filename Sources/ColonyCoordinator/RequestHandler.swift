@@ -25,6 +25,9 @@ public final class RequestHandler: Sendable {
     private let limits: Bounds
     private let log: @Sendable (String) -> Void
     private let refusedTokens = Atomic<UInt64>(0)
+    private let refusals = Mutex<[String: UInt64]>([:])
+    let store: Store?
+    private let metrics = MetricsRecorder()
     /// The token's bytes, once, for the per-request check (nil: none required).
     private let tokenBytes: [UInt8]?
 
@@ -35,6 +38,7 @@ public final class RequestHandler: Sendable {
         limits = bounds
         tokenBytes = token.map { Array($0.utf8) }
         self.log = log
+        self.store = store
         state = CoordinatorState(limits: coreLimits, store: store, recovered: recovered)
     }
 
@@ -50,12 +54,34 @@ public final class RequestHandler: Sendable {
         await state.expire()
     }
 
+    /// Moves the latest latency samples into the last minute's figures and the metrics; the
+    /// coordinator calls it once a second.
+    public func sampleFigures() async {
+        let samples = await state.sampleFigures()
+        metrics.samples(queueWaits: samples.queueWaits, runTimes: samples.runTimes)
+    }
+
+    /// Exact task counts and the last minute's figures, with the status they go with; also
+    /// brings the swift-metrics figures up to date (a scrape right after this is exact).
+    public func figures() async -> (figures: ClusterFigures, status: ClusterStatus) {
+        let (figures, status) = await state.figures(refused: refusedRequests)
+        metrics.record(figures, status: status)
+        if let store { metrics.journal(store.statistics) }
+        return (figures, status)
+    }
+
+    /// The cluster at a glance (status with figures), as the HTTP API serves it.
+    public func report() async -> ClusterReport {
+        let (figures, status) = await figures()
+        return ClusterReport(wire: figures.wire(status: status))
+    }
+
     /// What is wrong in the state's books (empty when sound). Slow: for tests and the fuzzer.
     public func invariantViolations() async -> [String] {
         await state.invariantViolations()
     }
 
-    private func handleCounter(_ request: Colony_V1_CounterRequest) async throws(CoordinatorCore.Refusal) -> [UInt8] {
+    private func handleCounter(_ request: Colony_V1_CounterRequest) async throws(CoordinatorCore.Refusal) -> Colony_V1_Envelope.OneOf_Body {
         var reply = Colony_V1_CounterReply()
         switch request.op {
         case .get:
@@ -78,7 +104,7 @@ public final class RequestHandler: Sendable {
         case .UNRECOGNIZED(let raw):
             throw .invalidArgument("unknown counter operation \(raw)")
         }
-        return Wire.encode(.counterReply(reply))
+        return .counterReply(reply)
     }
 
     /// Turns one request into one reply: an encoded envelope, an error reply for anything
@@ -88,18 +114,41 @@ public final class RequestHandler: Sendable {
         do {
             envelope = try Wire.decode(bytes, limit: limits.messageBytesMax)
         } catch {
+            noteRefused(error.replyCode)
             return Wire.errorReply(error.replyCode, error.description)
         }
         if let tokenBytes, !constantTimeEqual(envelope.token.utf8, tokenBytes) {
             let refused = refusedTokens.add(1, ordering: .relaxed).newValue
+            noteRefused(.unauthorized)
             // One line for the first refusal and then every 100th, so a flood cannot fill the log.
             if refused == 1 || refused % 100 == 0 {
                 log("colony coordinator: refused \(refused) request(s) with a wrong or missing token (latest from pipe \(pipeID))")
             }
             return Wire.errorReply(.unauthorized, "wrong or missing token (give the coordinator's token with --token-file or COLONY_TOKEN)")
         }
+        return Wire.encode(await answer(envelope.body, pipeID: pipeID))
+    }
+
+    /// Answers one request already decoded and authorized (the HTTP API's way in), once the
+    /// state changes it made are durable.
+    public func answer(_ body: Colony_V1_Envelope.OneOf_Body?, pipeID: UInt32 = 0) async -> Colony_V1_Envelope.OneOf_Body {
+        var reply = await respond(to: body, pipeID: pipeID)
+        if let store {
+            // Acknowledge nothing the journal does not hold yet. Every change made before
+            // this point is covered by the latest ticket (group commit: one wait, many replies).
+            do {
+                try await store.waitDurable(store.lastTicket)
+            } catch {
+                reply = Wire.errorBody(.unavailable, "the coordinator cannot write its state: \(error)")
+            }
+        }
+        if case .error(let error) = reply { noteRefused(error.code) }
+        return reply
+    }
+
+    private func respond(to body: Colony_V1_Envelope.OneOf_Body?, pipeID: UInt32) async -> Colony_V1_Envelope.OneOf_Body {
         do {
-            switch envelope.body {
+            switch body {
             case .submit(let submit):
                 let submissions = submit.tasks.map(TaskSubmission.init(wire:))
                 let ids = try await state.submit(submissions, session: submit.session)
@@ -110,7 +159,7 @@ public final class RequestHandler: Sendable {
                     let (results, _) = await state.fetch(session: submit.session, maxResults: limits.resultsPerFetchMax, waitSeconds: wait)
                     reply.results = results.map(\.wire)
                 }
-                return Wire.encode(.submitReply(reply))
+                return .submitReply(reply)
             case .pull(let pull):
                 let wait = min(Double(pull.waitMs) / 1000, limits.longPollSecondsMax)
                 let answer = try await state.pull(node: NodeAnnouncement(wire: pull.node, prefetch: pull.prefetch, processPrefetch: pull.processPrefetch),
@@ -126,10 +175,10 @@ public final class RequestHandler: Sendable {
                     reply.drain = true
                     reply.drainDeadlineMs = UInt32(clamping: Int(deadline * 1000))
                 }
-                return Wire.encode(.pullReply(reply))
+                return .pullReply(reply)
             case .fetch(let fetch):
                 guard !fetch.session.isEmpty else {
-                    return Wire.errorReply(.invalidArgument, "fetch needs a session id")
+                    return Wire.errorBody(.invalidArgument, "fetch needs a session id")
                 }
                 let wait = min(Double(fetch.waitMs) / 1000, limits.longPollSecondsMax)
                 // Acknowledgements with max_results 0: only acknowledge.
@@ -140,38 +189,40 @@ public final class RequestHandler: Sendable {
                 var reply = Colony_V1_FetchReply()
                 reply.results = results.map(\.wire)
                 reply.pending = UInt64(unfinished)
-                return Wire.encode(.fetchReply(reply))
-            case .status:
-                return Wire.encode(.statusReply(await state.status().wire))
+                return .fetchReply(reply)
+            case .status(let request):
+                guard request.figures else { return .statusReply(await state.status().wire) }
+                let (figures, status) = await figures()
+                return .statusReply(figures.wire(status: status))
             case .counter(let request):
                 return try await handleCounter(request)
             case .limit(let request):
                 if !request.list { try await state.setLimit(request.name, size: Int(request.size)) }
                 var reply = Colony_V1_LimitReply()
                 reply.limits = await state.limits().map(\.wire)
-                return Wire.encode(.limitReply(reply))
+                return .limitReply(reply)
             case .cancel(let request):
                 var reply = Colony_V1_CancelReply()
                 reply.cancelled = UInt64(await state.cancel(ids: request.taskIds, session: request.session))
-                return Wire.encode(.cancelReply(reply))
+                return .cancelReply(reply)
             case .drain(let request):
                 let deadline = request.deadlineMs == 0 ? 30 : Double(request.deadlineMs) / 1000
                 var reply = Colony_V1_DrainReply()
                 reply.found = await state.drain(node: request.node, deadlineSeconds: deadline)
-                return Wire.encode(.drainReply(reply))
+                return .drainReply(reply)
             case .tasks(let request):
                 var phase: CoordinatorCore.TaskPhase?
                 if !request.state.isEmpty {
                     guard let known = CoordinatorCore.TaskPhase(rawValue: request.state) else {
                         let names = CoordinatorCore.TaskPhase.allCases.map(\.rawValue).joined(separator: ", ")
-                        return Wire.errorReply(.invalidArgument, "unknown task state '\(request.state)' (one of \(names))")
+                        return Wire.errorBody(.invalidArgument, "unknown task state '\(request.state)' (one of \(names))")
                     }
                     phase = known
                 }
                 let limit = request.limit == 0 ? 1000 : min(Int(request.limit), 100_000)
                 var reply = Colony_V1_TasksReply()
                 reply.tasks = await state.tasks(phase: phase, limit: limit).map(\.wire)
-                return Wire.encode(.tasksReply(reply))
+                return .tasksReply(reply)
             case .result(let request):
                 let wait = min(Double(request.waitMs) / 1000, limits.longPollSecondsMax)
                 var reply = Colony_V1_FetchReply()
@@ -180,15 +231,34 @@ public final class RequestHandler: Sendable {
                 } else {
                     reply.pending = 1
                 }
-                return Wire.encode(.fetchReply(reply))
+                return .fetchReply(reply)
             case .submitReply, .pullReply, .fetchReply, .statusReply, .error, .counterReply, .limitReply, .cancelReply,
                  .tasksReply, .drainReply, nil:
-                return Wire.errorReply(.malformed, "the coordinator takes requests (submit, pull, fetch, status), not replies")
+                return Wire.errorBody(.malformed, "the coordinator takes requests (submit, pull, fetch, status), not replies")
             }
         } catch {
-            return Wire.errorReply(.invalidArgument, error.description)
+            return Wire.errorBody(.invalidArgument, error.description)
         }
     }
+
+    private func noteRefused(_ code: Colony_V1_ErrorReply.Code) {
+        refusals.withLock { $0[Self.refusalName(code), default: 0] += 1 }
+    }
+
+    static func refusalName(_ code: Colony_V1_ErrorReply.Code) -> String {
+        switch code {
+        case .malformed: "malformed"
+        case .unsupportedVersion: "unsupported_version"
+        case .tooLarge: "too_large"
+        case .invalidArgument: "invalid_argument"
+        case .unauthorized: "unauthorized"
+        case .unavailable: "unavailable"
+        case .unspecified, .UNRECOGNIZED: "other"
+        }
+    }
+
+    /// Requests answered with an error, by kind (`malformed`, `unauthorized`, ...).
+    public var refusedRequests: [String: UInt64] { refusals.withLock { $0 } }
 }
 
 

@@ -26,6 +26,16 @@ public struct CoordinatorCore: Sendable {
         public var prefetchMax = 4096
         public var dependenciesPerTaskMax = 10_000
         public var limitsPerTaskMax = 16
+        /// Labels a task may require, labels a node may carry, and the longest label key or
+        /// value (and host name).
+        public var labelsPerTaskMax = 16
+        public var labelsPerNodeMax = 64
+        public var labelBytesMax = 256
+        /// Handler names a node may announce (each at most `handlerNameBytesMax`).
+        public var handlersPerNodeMax = 4096
+        /// Longest error message kept with a failed attempt (longer ones are cut, not refused:
+        /// the outcome must not be lost for its message).
+        public var errorBytesMax = 64 << 10
         /// A node not heard from for this long is dead; its attempts are requeued. Idle nodes
         /// pull every second (the long poll), so 2.5 s is two missed heartbeats and change.
         public var nodeTimeoutSeconds = 2.5
@@ -115,6 +125,8 @@ public struct CoordinatorCore: Sendable {
         var lastError = ""
         var node = ""
         var finishedAt = 0.0
+        /// When it was submitted (or restored), for the queue-wait figure.
+        var submittedAt = 0.0
         var classKey: ReadyQueue.ClassKey {
             ReadyQueue.ClassKey(uses: options.uses, labels: options.requiredLabels, pool: options.pool,
                                 handler: options.pool == .automatic ? (poolHandler ?? handler) : "")
@@ -209,6 +221,9 @@ public struct CoordinatorCore: Sendable {
     /// tick costs in proportion to them, not to every task known.
     var timedTasks: Set<TaskID> = []
     var waitingCount = 0
+    /// What the metrics read (see CoordinatorCore+Metrics.swift).
+    var figures = Figures()
+    var submittedTotal: UInt64 = 0
     var succeededTotal: UInt64 = 0
     var failedTotal: UInt64 = 0
     var cancelledTotal: UInt64 = 0
@@ -273,6 +288,8 @@ public struct CoordinatorCore: Sendable {
                                     options: submission.options, state: .queued)
             record.poolHandler = submission.poolHandler
             record.key = submission.key
+            record.submittedAt = now
+            submittedTotal += 1
             if journaling { journal.append(.submitted(id: id, submission: submission, session: session)) }
             var remaining = 0
             var failedDependency: (TaskID, TaskPhase)?
@@ -315,6 +332,28 @@ public struct CoordinatorCore: Sendable {
         return ids
     }
 
+    /// What a node says of itself ends up in every status reply: bounded like everything else.
+    private func validateNodeDescription(_ announcement: NodeAnnouncement) throws(Refusal) {
+        guard announcement.host.utf8.count <= limits.labelBytesMax else {
+            throw .invalidArgument("node host name must be at most \(limits.labelBytesMax) bytes")
+        }
+        let handlerCount = announcement.handlers.count + announcement.processHandlers.count
+        guard handlerCount <= limits.handlersPerNodeMax else {
+            throw .invalidArgument("a node may announce at most \(limits.handlersPerNodeMax) handlers (\(handlerCount) given)")
+        }
+        for name in announcement.handlers + announcement.processHandlers
+        where name.isEmpty || name.utf8.count > limits.handlerNameBytesMax {
+            throw .invalidArgument("node handler names must be 1 to \(limits.handlerNameBytesMax) bytes")
+        }
+        guard announcement.labels.count <= limits.labelsPerNodeMax else {
+            throw .invalidArgument("a node may carry at most \(limits.labelsPerNodeMax) labels")
+        }
+        for (key, value) in announcement.labels
+        where key.isEmpty || key.utf8.count > limits.labelBytesMax || value.utf8.count > limits.labelBytesMax {
+            throw .invalidArgument("a node label's key must be 1 to \(limits.labelBytesMax) bytes and its value at most \(limits.labelBytesMax)")
+        }
+    }
+
     private func validate(_ submission: TaskSubmission, index: Int) throws(Refusal) {
         let bytes = submission.handler.utf8.count
         guard bytes > 0, bytes <= limits.handlerNameBytesMax else {
@@ -340,6 +379,13 @@ public struct CoordinatorCore: Sendable {
         }
         for name in options.uses where limitSizes[name] == nil {
             throw .invalidArgument("task \(index): unknown limit '\(name)' (create it first: colony limit set \(name) N)")
+        }
+        guard options.requiredLabels.count <= limits.labelsPerTaskMax else {
+            throw .invalidArgument("task \(index): at most \(limits.labelsPerTaskMax) labels")
+        }
+        for (key, value) in options.requiredLabels
+        where key.isEmpty || key.utf8.count > limits.labelBytesMax || value.utf8.count > limits.labelBytesMax {
+            throw .invalidArgument("task \(index): a label's key must be 1 to \(limits.labelBytesMax) bytes and its value at most \(limits.labelBytesMax)")
         }
         guard options.maxAttempts >= 1, options.maxAttempts <= 1000 else {
             throw .invalidArgument("task \(index): maxAttempts must be 1 to 1000")
@@ -373,6 +419,7 @@ public struct CoordinatorCore: Sendable {
               announcement.processPrefetch >= 0, announcement.processPrefetch <= limits.prefetchMax else {
             throw .invalidArgument("node prefetch must be 0 to \(limits.prefetchMax)")
         }
+        try validateNodeDescription(announcement)
         var record = nodes[announcement.name] ?? NodeRecord(announcement: announcement, lastSeen: now)
         record.announcement = announcement
         record.lastSeen = now
@@ -521,6 +568,7 @@ public struct CoordinatorCore: Sendable {
             return nil
         }
         releaseLease(reported.id, node: node)
+        figures.sample(runTime: Double(reported.runMicros) / 1e6)
         if reported.succeeded {
             if reported.output.count > limits.resultBytesMax {
                 return attemptFailed(reported.id, error: "output of \(reported.output.count) bytes exceeds the limit of \(limits.resultBytesMax) bytes", retryable: false, now: now)
@@ -536,7 +584,14 @@ public struct CoordinatorCore: Sendable {
             return finish(reported.id, phase: .succeeded, output: reported.output, runMicros: reported.runMicros, now: now)
         }
         nodes[node]?.failed += 1
-        return attemptFailed(reported.id, error: reported.error, retryable: task.options.retryOnError, now: now)
+        var error = reported.error
+        if error.utf8.count > limits.errorBytesMax {
+            // Cut on a character boundary, and say so.
+            var cut = Substring(error)
+            while cut.utf8.count > limits.errorBytesMax - 32 { cut = cut.dropLast(max(1, (cut.utf8.count - limits.errorBytesMax) / 4)) }
+            error = cut + " ... (\(reported.error.utf8.count) bytes, cut)"
+        }
+        return attemptFailed(reported.id, error: error, retryable: task.options.retryOnError, now: now)
     }
 
     /// Leases queued tasks to `name`, up to the free capacity of each of its pools, best first.
@@ -550,6 +605,7 @@ public struct CoordinatorCore: Sendable {
             guard let (id, pool) = popReady(for: node, freeThread: freeThread, freeProcess: freeProcess) else { break }
             var task = self.tasks[id]!
             task.attempt += 1
+            if task.attempt == 1 { figures.sample(queueWait: now - task.submittedAt) }
             task.restored = false
             task.state = .leased(node: name, since: now)
             task.node = name
@@ -953,7 +1009,9 @@ public struct CoordinatorCore: Sendable {
             succeededTotal += 1
             task.output = output
         case .cancelled: cancelledTotal += 1
-        default: failedTotal += 1
+        default:
+            failedTotal += 1
+            figures.noteFailure(id: id, handler: task.handler, error: task.lastError, node: task.node, at: now)
         }
         tasks[id] = task
         let outcome = TaskOutcome(id: id, attempt: task.attempt, succeeded: phase == .succeeded, output: output,

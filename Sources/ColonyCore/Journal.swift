@@ -101,6 +101,10 @@ extension CoordinatorCore {
                 resultsWaiting += 1
                 continue
             }
+            // Unfinished tasks count as submitted to this run of the coordinator (the metrics'
+            // books: submitted = finished + unfinished).
+            submittedTotal += 1
+            record.submittedAt = now
             // Dependencies: unfinished ones (restored before, ids are increasing) are waited
             // for; finished ones lend their output; ones already handed out and forgotten
             // count as done.

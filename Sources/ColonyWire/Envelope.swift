@@ -64,9 +64,14 @@ public enum Wire {
 
     /// An encoded error reply.
     public static func errorReply(_ code: Colony_V1_ErrorReply.Code, _ message: String) -> [UInt8] {
+        encode(errorBody(code, message))
+    }
+
+    /// An error reply's body.
+    public static func errorBody(_ code: Colony_V1_ErrorReply.Code, _ message: String) -> Colony_V1_Envelope.OneOf_Body {
         var reply = Colony_V1_ErrorReply()
         reply.code = code
         reply.message = message
-        return encode(.error(reply))
+        return .error(reply)
     }
 }

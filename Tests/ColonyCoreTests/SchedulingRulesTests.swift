@@ -122,6 +122,35 @@ final class SchedulingRulesTests: XCTestCase {
         XCTAssertThrowsError(try core.addToCounter("", 1))
     }
 
+    /// Hostile-input review (#7): everything a peer says is bounded before it is kept.
+    func testOversizedLabelsHandlersAndHostsAreRefusedAndLongErrorsAreCut() throws {
+        var manyLabels = TaskOptions()
+        manyLabels.requiredLabels = Dictionary(uniqueKeysWithValues: (0..<17).map { ("k\($0)", "v") })
+        XCTAssertThrowsError(try submit(manyLabels))
+        var longLabel = TaskOptions()
+        longLabel.requiredLabels = ["k": String(repeating: "v", count: 257)]
+        XCTAssertThrowsError(try submit(longLabel))
+        var hostile = node
+        hostile.handlers = (0..<5000).map { "h\($0)" }
+        XCTAssertThrowsError(try core.report(node: hostile, results: [], now: 0))
+        hostile = node
+        hostile.host = String(repeating: "x", count: 300)
+        XCTAssertThrowsError(try core.report(node: hostile, results: [], now: 0))
+        hostile = node
+        hostile.labels = ["": "x"]
+        XCTAssertThrowsError(try core.report(node: hostile, results: [], now: 0))
+        XCTAssertEqual(core.status(now: 0).nodes.count, 0, "a refused announcement registers nothing")
+
+        _ = try submit()
+        let task = try pull()[0]
+        var outcome = done(task, ok: false)
+        outcome.error = String(repeating: "é", count: 100_000)
+        _ = try pull([outcome])
+        let kept = core.takeResults(session: "s", max: 1).results[0].error
+        XCTAssertLessThanOrEqual(kept.utf8.count, 64 << 10)
+        XCTAssertTrue(kept.hasSuffix("(200000 bytes, cut)"), String(kept.suffix(40)))
+    }
+
     /// Found by the fuzzer's seed: `Int64.max + 1` wrapped to `Int64.min`.
     func testACounterNeverWrapsAroundRefusingAnAddAndHoldingATasksChangeAtTheBound() throws {
         XCTAssertEqual(try core.addToCounter("x", .max), .max)

@@ -1,6 +1,9 @@
 import ArgumentParser
 import Colony
+import ColonyHTTP
+import CoreMetrics
 import Foundation
+import Prometheus
 
 /// `colony coordinator`: holds the queue and answers the nodes' pulls.
 struct CoordinatorCommand: AsyncParsableCommand {
@@ -24,6 +27,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "Folder for the durable state (SQLite journal): tasks, results, counters and limits survive a restart or a crash. ':memory:' keeps nothing.")
     var state: String = "colony-state"
+
+    @Option(name: .long, help: "Serve HTTP on HOST:PORT: Prometheus metrics at /metrics, the JSON API under /api/v1/, the live dashboard at /. Beyond loopback it needs the token (as 'Authorization: Bearer TOKEN').")
+    var metricsListen: String?
 
     func validate() throws {
         guard contexts >= 2, contexts <= 65536 else { throw ValidationError("--contexts must be 2 to 65536") }
@@ -57,6 +63,16 @@ struct CoordinatorCommand: AsyncParsableCommand {
             printError(String(format: "colony coordinator: state in %@: recovered %d unfinished tasks, %d results, %d counters, %d limits in %.3f s",
                               state, unfinished, tasks.count - unfinished, recovered?.counters.count ?? 0, recovered?.limits.count ?? 0, seconds))
         }
+        // swift-metrics goes to a Prometheus registry, before any metric is made.
+        let registry = PrometheusCollectorRegistry()
+        if metricsListen != nil {
+            var factory = PrometheusMetricsFactory(registry: registry)
+            // Task latencies span microseconds (queue waits) to minutes (run times).
+            let microseconds: [Int64] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+                                         1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000, 300_000_000]
+            factory.defaultDurationHistogramBuckets = microseconds.map { Duration.microseconds($0) }
+            MetricsSystem.bootstrap(factory)
+        }
         let coordinator: Coordinator
         do {
             coordinator = try Coordinator(configuration: configuration, store: store, recovered: recovered)
@@ -66,7 +82,24 @@ struct CoordinatorCommand: AsyncParsableCommand {
         }
         let shown = coordinator.boundPort.map { port in listen.replacingOccurrences(of: ":0", with: ":\(port)") } ?? listen
         printError("colony coordinator listening on \(shown)")
+        var frontend: HTTPFrontend?
+        if let metricsListen {
+            let host = metricsListen.hasPrefix("http://") ? String(metricsListen.dropFirst(7)) : metricsListen
+            var http = HTTPFrontend.Configuration(listen: host, token: try tokenSource.tokenForListening(on: "tcp://\(host)"))
+            http.session = "http-api"
+            do {
+                let started = try HTTPFrontend(configuration: http, requests: coordinator.requests, registry: registry)
+                try started.start()
+                frontend = started
+            } catch {
+                throw CLIError("cannot serve HTTP on \(metricsListen): \(error.reason)")
+            }
+            let port = frontend?.boundPort.map(String.init) ?? "?"
+            let shownHTTP = host.hasSuffix(":0") ? String(host.dropLast(1)) + port : host
+            printError("colony coordinator serving metrics, API and dashboard on http://\(shownHTTP)/")
+        }
         try await runUntilTerminated { await coordinator.run() }
+        frontend?.stop()
         printError("colony coordinator stopped")
     }
 }

@@ -615,6 +615,10 @@ public nonisolated struct Colony_V1_StatusRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Also compute `StatusReply.figures` (a pass over the coordinator's tasks: for `colony top`,
+  /// the dashboard and scripts, not for every request).
+  public var figures: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -643,6 +647,9 @@ public nonisolated struct Colony_V1_NodeStatus: Sendable {
   /// Milliseconds since the node's last pull.
   public var lastSeenMsAgo: UInt64 = 0
 
+  /// Of `running`, how many are in the process pool.
+  public var runningProcess: UInt32 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -650,40 +657,91 @@ public nonisolated struct Colony_V1_NodeStatus: Sendable {
   fileprivate var _info: Colony_V1_NodeInfo? = nil
 }
 
-public nonisolated struct Colony_V1_StatusReply: Sendable {
+public nonisolated struct Colony_V1_StatusReply: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  public var nodes: [Colony_V1_NodeStatus] = []
+  public var nodes: [Colony_V1_NodeStatus] {
+    get {_storage._nodes}
+    set {_uniqueStorage()._nodes = newValue}
+  }
 
-  public var queued: UInt64 = 0
+  public var queued: UInt64 {
+    get {_storage._queued}
+    set {_uniqueStorage()._queued = newValue}
+  }
 
-  public var running: UInt64 = 0
+  public var running: UInt64 {
+    get {_storage._running}
+    set {_uniqueStorage()._running = newValue}
+  }
 
-  public var succeeded: UInt64 = 0
+  public var succeeded: UInt64 {
+    get {_storage._succeeded}
+    set {_uniqueStorage()._succeeded = newValue}
+  }
 
-  public var failed: UInt64 = 0
+  public var failed: UInt64 {
+    get {_storage._failed}
+    set {_uniqueStorage()._failed = newValue}
+  }
 
-  public var resultsWaiting: UInt64 = 0
+  public var resultsWaiting: UInt64 {
+    get {_storage._resultsWaiting}
+    set {_uniqueStorage()._resultsWaiting = newValue}
+  }
 
-  public var staleResultsDropped: UInt64 = 0
+  public var staleResultsDropped: UInt64 {
+    get {_storage._staleResultsDropped}
+    set {_uniqueStorage()._staleResultsDropped = newValue}
+  }
 
-  public var uptimeSeconds: Double = 0
+  public var uptimeSeconds: Double {
+    get {_storage._uptimeSeconds}
+    set {_uniqueStorage()._uptimeSeconds = newValue}
+  }
 
-  public var cancelled: UInt64 = 0
+  public var cancelled: UInt64 {
+    get {_storage._cancelled}
+    set {_uniqueStorage()._cancelled = newValue}
+  }
 
-  public var retried: UInt64 = 0
+  public var retried: UInt64 {
+    get {_storage._retried}
+    set {_uniqueStorage()._retried = newValue}
+  }
 
-  public var waiting: UInt64 = 0
+  public var waiting: UInt64 {
+    get {_storage._waiting}
+    set {_uniqueStorage()._waiting = newValue}
+  }
 
-  public var unplaceable: UInt64 = 0
+  public var unplaceable: UInt64 {
+    get {_storage._unplaceable}
+    set {_uniqueStorage()._unplaceable = newValue}
+  }
 
-  public var limits: [Colony_V1_LimitInfo] = []
+  public var limits: [Colony_V1_LimitInfo] {
+    get {_storage._limits}
+    set {_uniqueStorage()._limits = newValue}
+  }
+
+  /// Set when the request asked for figures.
+  public var figures: Colony_V1_Figures {
+    get {_storage._figures ?? Colony_V1_Figures()}
+    set {_uniqueStorage()._figures = newValue}
+  }
+  /// Returns true if `figures` has been explicitly set.
+  public var hasFigures: Bool {_storage._figures != nil}
+  /// Clears the value of `figures`. Subsequent reads from it will return its default value.
+  public mutating func clearFigures() {_uniqueStorage()._figures = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 /// Counters: named int64 values kept by the coordinator, exact under concurrency.
@@ -1018,6 +1076,88 @@ public nonisolated struct Colony_V1_ErrorReply: Sendable {
     ]
 
   }
+
+  public init() {}
+}
+
+/// What `colony top`, the dashboard and the metrics show beyond the status: exact task counts
+/// (submitted = succeeded + failed + cancelled + waiting + queued + running), throughput,
+/// latency percentiles and the latest failures.
+public nonisolated struct Colony_V1_Figures: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var submitted: UInt64 = 0
+
+  public var waiting: UInt64 = 0
+
+  public var queued: UInt64 = 0
+
+  public var running: UInt64 = 0
+
+  /// Tasks finished per second over the last few seconds, and over the last minute.
+  public var finishedPerSecondNow: Double = 0
+
+  public var finishedPerSecondMinute: Double = 0
+
+  /// Over the last minute's tasks: submit to first start, and run time (milliseconds).
+  public var queueWaitP50Ms: Double = 0
+
+  public var queueWaitP99Ms: Double = 0
+
+  public var runTimeP50Ms: Double = 0
+
+  public var runTimeP99Ms: Double = 0
+
+  public var recentFailures: [Colony_V1_FailureNote] = []
+
+  public var counters: [Colony_V1_CounterValue] = []
+
+  public var failedByReason: Dictionary<String,UInt64> = [:]
+
+  public var refusedRequests: Dictionary<String,UInt64> = [:]
+
+  /// Each point: seconds ago and tasks finished per second then (the dashboard's chart).
+  public var throughput: [Colony_V1_ThroughputPoint] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Colony_V1_FailureNote: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt64 = 0
+
+  public var handler: String = String()
+
+  public var error: String = String()
+
+  public var node: String = String()
+
+  public var secondsAgo: Double = 0
+
+  public var reason: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Colony_V1_ThroughputPoint: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var secondsAgo: Double = 0
+
+  public var finishedPerSecond: Double = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -2066,18 +2206,29 @@ nonisolated extension Colony_V1_FetchReply: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Colony_V1_StatusRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}figures\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    // Load everything into unknown fields
-    while try decoder.nextFieldNumber() != nil {}
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.figures) }()
+      default: break
+      }
+    }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.figures != false {
+      try visitor.visitSingularBoolField(value: self.figures, fieldNumber: 1)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Colony_V1_StatusRequest, rhs: Colony_V1_StatusRequest) -> Bool {
+    if lhs.figures != rhs.figures {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2085,7 +2236,7 @@ nonisolated extension Colony_V1_StatusRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}info\0\u{1}running\0\u{1}completed\0\u{1}failed\0\u{3}last_seen_ms_ago\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}info\0\u{1}running\0\u{1}completed\0\u{1}failed\0\u{3}last_seen_ms_ago\0\u{3}running_process\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2098,6 +2249,7 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.completed) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.failed) }()
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.lastSeenMsAgo) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.runningProcess) }()
       default: break
       }
     }
@@ -2123,6 +2275,9 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
     if self.lastSeenMsAgo != 0 {
       try visitor.visitSingularUInt64Field(value: self.lastSeenMsAgo, fieldNumber: 5)
     }
+    if self.runningProcess != 0 {
+      try visitor.visitSingularUInt32Field(value: self.runningProcess, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2132,6 +2287,7 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.completed != rhs.completed {return false}
     if lhs.failed != rhs.failed {return false}
     if lhs.lastSeenMsAgo != rhs.lastSeenMsAgo {return false}
+    if lhs.runningProcess != rhs.runningProcess {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2139,89 +2295,160 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}queued\0\u{1}running\0\u{1}succeeded\0\u{1}failed\0\u{3}results_waiting\0\u{3}stale_results_dropped\0\u{3}uptime_seconds\0\u{1}cancelled\0\u{1}retried\0\u{1}waiting\0\u{1}unplaceable\0\u{1}limits\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}queued\0\u{1}running\0\u{1}succeeded\0\u{1}failed\0\u{3}results_waiting\0\u{3}stale_results_dropped\0\u{3}uptime_seconds\0\u{1}cancelled\0\u{1}retried\0\u{1}waiting\0\u{1}unplaceable\0\u{1}limits\0\u{1}figures\0")
+
+  fileprivate class _StorageClass {
+    var _nodes: [Colony_V1_NodeStatus] = []
+    var _queued: UInt64 = 0
+    var _running: UInt64 = 0
+    var _succeeded: UInt64 = 0
+    var _failed: UInt64 = 0
+    var _resultsWaiting: UInt64 = 0
+    var _staleResultsDropped: UInt64 = 0
+    var _uptimeSeconds: Double = 0
+    var _cancelled: UInt64 = 0
+    var _retried: UInt64 = 0
+    var _waiting: UInt64 = 0
+    var _unplaceable: UInt64 = 0
+    var _limits: [Colony_V1_LimitInfo] = []
+    var _figures: Colony_V1_Figures? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _nodes = source._nodes
+      _queued = source._queued
+      _running = source._running
+      _succeeded = source._succeeded
+      _failed = source._failed
+      _resultsWaiting = source._resultsWaiting
+      _staleResultsDropped = source._staleResultsDropped
+      _uptimeSeconds = source._uptimeSeconds
+      _cancelled = source._cancelled
+      _retried = source._retried
+      _waiting = source._waiting
+      _unplaceable = source._unplaceable
+      _limits = source._limits
+      _figures = source._figures
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.nodes) }()
-      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.queued) }()
-      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.running) }()
-      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.succeeded) }()
-      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.failed) }()
-      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.resultsWaiting) }()
-      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.staleResultsDropped) }()
-      case 8: try { try decoder.decodeSingularDoubleField(value: &self.uptimeSeconds) }()
-      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.cancelled) }()
-      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.retried) }()
-      case 11: try { try decoder.decodeSingularUInt64Field(value: &self.waiting) }()
-      case 12: try { try decoder.decodeSingularUInt64Field(value: &self.unplaceable) }()
-      case 13: try { try decoder.decodeRepeatedMessageField(value: &self.limits) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeRepeatedMessageField(value: &_storage._nodes) }()
+        case 2: try { try decoder.decodeSingularUInt64Field(value: &_storage._queued) }()
+        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._running) }()
+        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._succeeded) }()
+        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._failed) }()
+        case 6: try { try decoder.decodeSingularUInt64Field(value: &_storage._resultsWaiting) }()
+        case 7: try { try decoder.decodeSingularUInt64Field(value: &_storage._staleResultsDropped) }()
+        case 8: try { try decoder.decodeSingularDoubleField(value: &_storage._uptimeSeconds) }()
+        case 9: try { try decoder.decodeSingularUInt64Field(value: &_storage._cancelled) }()
+        case 10: try { try decoder.decodeSingularUInt64Field(value: &_storage._retried) }()
+        case 11: try { try decoder.decodeSingularUInt64Field(value: &_storage._waiting) }()
+        case 12: try { try decoder.decodeSingularUInt64Field(value: &_storage._unplaceable) }()
+        case 13: try { try decoder.decodeRepeatedMessageField(value: &_storage._limits) }()
+        case 14: try { try decoder.decodeSingularMessageField(value: &_storage._figures) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    if !self.nodes.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.nodes, fieldNumber: 1)
-    }
-    if self.queued != 0 {
-      try visitor.visitSingularUInt64Field(value: self.queued, fieldNumber: 2)
-    }
-    if self.running != 0 {
-      try visitor.visitSingularUInt64Field(value: self.running, fieldNumber: 3)
-    }
-    if self.succeeded != 0 {
-      try visitor.visitSingularUInt64Field(value: self.succeeded, fieldNumber: 4)
-    }
-    if self.failed != 0 {
-      try visitor.visitSingularUInt64Field(value: self.failed, fieldNumber: 5)
-    }
-    if self.resultsWaiting != 0 {
-      try visitor.visitSingularUInt64Field(value: self.resultsWaiting, fieldNumber: 6)
-    }
-    if self.staleResultsDropped != 0 {
-      try visitor.visitSingularUInt64Field(value: self.staleResultsDropped, fieldNumber: 7)
-    }
-    if self.uptimeSeconds.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.uptimeSeconds, fieldNumber: 8)
-    }
-    if self.cancelled != 0 {
-      try visitor.visitSingularUInt64Field(value: self.cancelled, fieldNumber: 9)
-    }
-    if self.retried != 0 {
-      try visitor.visitSingularUInt64Field(value: self.retried, fieldNumber: 10)
-    }
-    if self.waiting != 0 {
-      try visitor.visitSingularUInt64Field(value: self.waiting, fieldNumber: 11)
-    }
-    if self.unplaceable != 0 {
-      try visitor.visitSingularUInt64Field(value: self.unplaceable, fieldNumber: 12)
-    }
-    if !self.limits.isEmpty {
-      try visitor.visitRepeatedMessageField(value: self.limits, fieldNumber: 13)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if !_storage._nodes.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._nodes, fieldNumber: 1)
+      }
+      if _storage._queued != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._queued, fieldNumber: 2)
+      }
+      if _storage._running != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._running, fieldNumber: 3)
+      }
+      if _storage._succeeded != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._succeeded, fieldNumber: 4)
+      }
+      if _storage._failed != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._failed, fieldNumber: 5)
+      }
+      if _storage._resultsWaiting != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._resultsWaiting, fieldNumber: 6)
+      }
+      if _storage._staleResultsDropped != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._staleResultsDropped, fieldNumber: 7)
+      }
+      if _storage._uptimeSeconds.bitPattern != 0 {
+        try visitor.visitSingularDoubleField(value: _storage._uptimeSeconds, fieldNumber: 8)
+      }
+      if _storage._cancelled != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._cancelled, fieldNumber: 9)
+      }
+      if _storage._retried != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._retried, fieldNumber: 10)
+      }
+      if _storage._waiting != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._waiting, fieldNumber: 11)
+      }
+      if _storage._unplaceable != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._unplaceable, fieldNumber: 12)
+      }
+      if !_storage._limits.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._limits, fieldNumber: 13)
+      }
+      try { if let v = _storage._figures {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Colony_V1_StatusReply, rhs: Colony_V1_StatusReply) -> Bool {
-    if lhs.nodes != rhs.nodes {return false}
-    if lhs.queued != rhs.queued {return false}
-    if lhs.running != rhs.running {return false}
-    if lhs.succeeded != rhs.succeeded {return false}
-    if lhs.failed != rhs.failed {return false}
-    if lhs.resultsWaiting != rhs.resultsWaiting {return false}
-    if lhs.staleResultsDropped != rhs.staleResultsDropped {return false}
-    if lhs.uptimeSeconds != rhs.uptimeSeconds {return false}
-    if lhs.cancelled != rhs.cancelled {return false}
-    if lhs.retried != rhs.retried {return false}
-    if lhs.waiting != rhs.waiting {return false}
-    if lhs.unplaceable != rhs.unplaceable {return false}
-    if lhs.limits != rhs.limits {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._nodes != rhs_storage._nodes {return false}
+        if _storage._queued != rhs_storage._queued {return false}
+        if _storage._running != rhs_storage._running {return false}
+        if _storage._succeeded != rhs_storage._succeeded {return false}
+        if _storage._failed != rhs_storage._failed {return false}
+        if _storage._resultsWaiting != rhs_storage._resultsWaiting {return false}
+        if _storage._staleResultsDropped != rhs_storage._staleResultsDropped {return false}
+        if _storage._uptimeSeconds != rhs_storage._uptimeSeconds {return false}
+        if _storage._cancelled != rhs_storage._cancelled {return false}
+        if _storage._retried != rhs_storage._retried {return false}
+        if _storage._waiting != rhs_storage._waiting {return false}
+        if _storage._unplaceable != rhs_storage._unplaceable {return false}
+        if _storage._limits != rhs_storage._limits {return false}
+        if _storage._figures != rhs_storage._figures {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2793,4 +3020,194 @@ nonisolated extension Colony_V1_ErrorReply: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Colony_V1_ErrorReply.Code: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}CODE_MALFORMED\0\u{1}CODE_UNSUPPORTED_VERSION\0\u{1}CODE_TOO_LARGE\0\u{1}CODE_INVALID_ARGUMENT\0\u{1}CODE_UNAUTHORIZED\0\u{1}CODE_UNAVAILABLE\0")
+}
+
+nonisolated extension Colony_V1_Figures: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Figures"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}submitted\0\u{1}waiting\0\u{1}queued\0\u{1}running\0\u{3}finished_per_second_now\0\u{3}finished_per_second_minute\0\u{3}queue_wait_p50_ms\0\u{3}queue_wait_p99_ms\0\u{3}run_time_p50_ms\0\u{3}run_time_p99_ms\0\u{3}recent_failures\0\u{1}counters\0\u{3}failed_by_reason\0\u{3}refused_requests\0\u{1}throughput\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.submitted) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.waiting) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.queued) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.running) }()
+      case 5: try { try decoder.decodeSingularDoubleField(value: &self.finishedPerSecondNow) }()
+      case 6: try { try decoder.decodeSingularDoubleField(value: &self.finishedPerSecondMinute) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self.queueWaitP50Ms) }()
+      case 8: try { try decoder.decodeSingularDoubleField(value: &self.queueWaitP99Ms) }()
+      case 9: try { try decoder.decodeSingularDoubleField(value: &self.runTimeP50Ms) }()
+      case 10: try { try decoder.decodeSingularDoubleField(value: &self.runTimeP99Ms) }()
+      case 11: try { try decoder.decodeRepeatedMessageField(value: &self.recentFailures) }()
+      case 12: try { try decoder.decodeRepeatedMessageField(value: &self.counters) }()
+      case 13: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &self.failedByReason) }()
+      case 14: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &self.refusedRequests) }()
+      case 15: try { try decoder.decodeRepeatedMessageField(value: &self.throughput) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.submitted != 0 {
+      try visitor.visitSingularUInt64Field(value: self.submitted, fieldNumber: 1)
+    }
+    if self.waiting != 0 {
+      try visitor.visitSingularUInt64Field(value: self.waiting, fieldNumber: 2)
+    }
+    if self.queued != 0 {
+      try visitor.visitSingularUInt64Field(value: self.queued, fieldNumber: 3)
+    }
+    if self.running != 0 {
+      try visitor.visitSingularUInt64Field(value: self.running, fieldNumber: 4)
+    }
+    if self.finishedPerSecondNow.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.finishedPerSecondNow, fieldNumber: 5)
+    }
+    if self.finishedPerSecondMinute.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.finishedPerSecondMinute, fieldNumber: 6)
+    }
+    if self.queueWaitP50Ms.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.queueWaitP50Ms, fieldNumber: 7)
+    }
+    if self.queueWaitP99Ms.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.queueWaitP99Ms, fieldNumber: 8)
+    }
+    if self.runTimeP50Ms.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.runTimeP50Ms, fieldNumber: 9)
+    }
+    if self.runTimeP99Ms.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.runTimeP99Ms, fieldNumber: 10)
+    }
+    if !self.recentFailures.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.recentFailures, fieldNumber: 11)
+    }
+    if !self.counters.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.counters, fieldNumber: 12)
+    }
+    if !self.failedByReason.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: self.failedByReason, fieldNumber: 13)
+    }
+    if !self.refusedRequests.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: self.refusedRequests, fieldNumber: 14)
+    }
+    if !self.throughput.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.throughput, fieldNumber: 15)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_Figures, rhs: Colony_V1_Figures) -> Bool {
+    if lhs.submitted != rhs.submitted {return false}
+    if lhs.waiting != rhs.waiting {return false}
+    if lhs.queued != rhs.queued {return false}
+    if lhs.running != rhs.running {return false}
+    if lhs.finishedPerSecondNow != rhs.finishedPerSecondNow {return false}
+    if lhs.finishedPerSecondMinute != rhs.finishedPerSecondMinute {return false}
+    if lhs.queueWaitP50Ms != rhs.queueWaitP50Ms {return false}
+    if lhs.queueWaitP99Ms != rhs.queueWaitP99Ms {return false}
+    if lhs.runTimeP50Ms != rhs.runTimeP50Ms {return false}
+    if lhs.runTimeP99Ms != rhs.runTimeP99Ms {return false}
+    if lhs.recentFailures != rhs.recentFailures {return false}
+    if lhs.counters != rhs.counters {return false}
+    if lhs.failedByReason != rhs.failedByReason {return false}
+    if lhs.refusedRequests != rhs.refusedRequests {return false}
+    if lhs.throughput != rhs.throughput {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_FailureNote: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FailureNote"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}handler\0\u{1}error\0\u{1}node\0\u{3}seconds_ago\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.handler) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.node) }()
+      case 5: try { try decoder.decodeSingularDoubleField(value: &self.secondsAgo) }()
+      case 6: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.id != 0 {
+      try visitor.visitSingularUInt64Field(value: self.id, fieldNumber: 1)
+    }
+    if !self.handler.isEmpty {
+      try visitor.visitSingularStringField(value: self.handler, fieldNumber: 2)
+    }
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 3)
+    }
+    if !self.node.isEmpty {
+      try visitor.visitSingularStringField(value: self.node, fieldNumber: 4)
+    }
+    if self.secondsAgo.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.secondsAgo, fieldNumber: 5)
+    }
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_FailureNote, rhs: Colony_V1_FailureNote) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.handler != rhs.handler {return false}
+    if lhs.error != rhs.error {return false}
+    if lhs.node != rhs.node {return false}
+    if lhs.secondsAgo != rhs.secondsAgo {return false}
+    if lhs.reason != rhs.reason {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_ThroughputPoint: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ThroughputPoint"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}seconds_ago\0\u{3}finished_per_second\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularDoubleField(value: &self.secondsAgo) }()
+      case 2: try { try decoder.decodeSingularDoubleField(value: &self.finishedPerSecond) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.secondsAgo.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.secondsAgo, fieldNumber: 1)
+    }
+    if self.finishedPerSecond.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.finishedPerSecond, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_ThroughputPoint, rhs: Colony_V1_ThroughputPoint) -> Bool {
+    if lhs.secondsAgo != rhs.secondsAgo {return false}
+    if lhs.finishedPerSecond != rhs.finishedPerSecond {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
 }

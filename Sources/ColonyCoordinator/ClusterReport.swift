@@ -1,0 +1,127 @@
+import ColonyWire
+import Foundation
+
+/// The cluster at a glance, as JSON: what `colony status --json` prints, the HTTP API's
+/// `/api/v1/status` returns and the dashboard draws. One model, so the three always agree.
+///
+/// Task counts are exact: `submitted = succeeded + failed + cancelled + waiting + queued + running`.
+public struct ClusterReport: Codable, Sendable, Equatable {
+    public struct Node: Codable, Sendable, Equatable {
+        public var name: String
+        public var host: String
+        public var threads: Int
+        public var processes: Int
+        public var running: Int
+        public var runningProcess: Int
+        public var completed: UInt64
+        public var failed: UInt64
+        public var lastSeenS: Double
+        public var draining: Bool
+        public var handlers: [String]
+    }
+
+    public struct Limit: Codable, Sendable, Equatable {
+        public var name: String
+        public var size: Int
+        public var inUse: Int
+        public var highWater: Int
+    }
+
+    public struct Failure: Codable, Sendable, Equatable {
+        public var id: UInt64
+        public var handler: String
+        public var error: String
+        public var node: String
+        public var secondsAgo: Double
+        public var reason: String
+    }
+
+    public struct Point: Codable, Sendable, Equatable {
+        public var secondsAgo: Double
+        public var perSecond: Double
+    }
+
+    public var uptimeS: Double
+    public var submitted: UInt64
+    public var succeeded: UInt64
+    public var failed: UInt64
+    public var cancelled: UInt64
+    public var retried: UInt64
+    public var waiting: Int
+    public var queued: Int
+    public var running: Int
+    public var unplaceable: Int
+    public var resultsWaiting: Int
+    public var staleResultsDropped: UInt64
+    /// Tasks finished per second over the last few seconds and over the last minute.
+    public var throughputNow: Double
+    public var throughputMinute: Double
+    /// Last minute, milliseconds; nil when no task started or finished in it.
+    public var queueWaitP50Ms: Double?
+    public var queueWaitP99Ms: Double?
+    public var runTimeP50Ms: Double?
+    public var runTimeP99Ms: Double?
+    public var nodes: [Node]
+    public var limits: [Limit]
+    public var counters: [String: Int64]
+    public var failedByReason: [String: UInt64]
+    /// Newest first.
+    public var recentFailures: [Failure]
+    public var refusedRequests: [String: UInt64]
+    /// The last minute, oldest first.
+    public var throughput: [Point]
+
+    /// Reads a status reply (one that asked for figures: without them the figures are zero).
+    public init(wire: Colony_V1_StatusReply) {
+        let figures = wire.figures
+        uptimeS = wire.uptimeSeconds
+        submitted = figures.submitted
+        succeeded = wire.succeeded
+        failed = wire.failed
+        cancelled = wire.cancelled
+        retried = wire.retried
+        waiting = Int(wire.hasFigures ? figures.waiting : wire.waiting)
+        queued = Int(wire.hasFigures ? figures.queued : wire.queued)
+        running = Int(wire.hasFigures ? figures.running : wire.running)
+        unplaceable = Int(wire.unplaceable)
+        resultsWaiting = Int(wire.resultsWaiting)
+        staleResultsDropped = wire.staleResultsDropped
+        throughputNow = figures.finishedPerSecondNow
+        throughputMinute = figures.finishedPerSecondMinute
+        let noLatency = figures.runTimeP99Ms == 0 && figures.queueWaitP99Ms == 0
+        queueWaitP50Ms = noLatency ? nil : figures.queueWaitP50Ms
+        queueWaitP99Ms = noLatency ? nil : figures.queueWaitP99Ms
+        runTimeP50Ms = noLatency ? nil : figures.runTimeP50Ms
+        runTimeP99Ms = noLatency ? nil : figures.runTimeP99Ms
+        nodes = wire.nodes.map { node in
+            Node(name: node.info.name, host: node.info.host, threads: Int(node.info.threadSlots),
+                 processes: Int(node.info.processSlots), running: Int(node.running), runningProcess: Int(node.runningProcess),
+                 completed: node.completed, failed: node.failed, lastSeenS: Double(node.lastSeenMsAgo) / 1000,
+                 draining: node.info.draining, handlers: node.info.handlers)
+        }
+        limits = wire.limits.map { Limit(name: $0.name, size: Int($0.size), inUse: Int($0.inUse), highWater: Int($0.highWater)) }
+        counters = Dictionary(figures.counters.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })
+        failedByReason = figures.failedByReason
+        recentFailures = figures.recentFailures.map {
+            Failure(id: $0.id, handler: $0.handler, error: $0.error, node: $0.node, secondsAgo: $0.secondsAgo, reason: $0.reason)
+        }
+        refusedRequests = figures.refusedRequests
+        throughput = figures.throughput.map { Point(secondsAgo: $0.secondsAgo, perSecond: $0.finishedPerSecond) }
+    }
+
+    /// One line of JSON, keys in snake_case and sorted.
+    public func json(pretty: Bool = false) -> String {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.outputFormatting = pretty ? [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes] : [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(self)) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// Reads what `json()` wrote.
+    public static func decode(json: [UInt8]) throws -> ClusterReport {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        return try decoder.decode(ClusterReport.self, from: Data(json))
+    }
+}

@@ -1,0 +1,129 @@
+/// What the coordinator's metrics, `colony top` and the dashboard read from the core: exact
+/// task counts, failures by reason, the latest failures, and latency samples.
+extension CoordinatorCore {
+    /// A failed task, for "recent failures".
+    public struct FailureNote: Sendable, Equatable {
+        public var id: TaskID
+        public var handler: String
+        public var error: String
+        public var node: String
+        /// Seconds since the coordinator started.
+        public var at: Double
+        /// The reason's class (see `FailureReason`).
+        public var reason: FailureReason
+    }
+
+    /// A failure's class, the `reason` label of `colony_tasks_failed_total`: a handful of
+    /// values, so that the metric's label set stays small whatever errors say.
+    public enum FailureReason: String, Sendable, CaseIterable {
+        case error, timeout, crashed, memory, lost, unknownHandler = "unknown_handler", dependency, refused
+
+        /// Classifies an error message as the node and the core write them.
+        public init(message: String) {
+            if message.hasPrefix("dependency ") { self = .dependency }
+            else if message.contains("timed out") { self = .timeout }
+            else if message.contains("memory limit") { self = .memory }
+            else if message.hasPrefix("crashed") || message.contains("(crashed") { self = .crashed }
+            else if message.hasPrefix("node ") && (message.contains(" lost") || message.contains(" left")) { self = .lost }
+            else if message.contains("no handler") || message.contains("unknown handler") { self = .unknownHandler }
+            else if message.contains("refuse") || message.contains("exceeds the limit") { self = .refused }
+            else { self = .error }
+        }
+    }
+
+    /// The running tallies behind the metrics.
+    struct Figures: Sendable {
+        static let samplesMax = 100_000
+        static let recentFailuresMax = 20
+        var failedByReason: [FailureReason: UInt64] = [:]
+        var recentFailures: [FailureNote] = []
+        var queueWaits: [Double] = []
+        var runTimes: [Double] = []
+        /// Samples not kept because nobody drained them in time (no scrape for a long while).
+        var samplesDropped: UInt64 = 0
+
+        mutating func sample(queueWait seconds: Double) {
+            if queueWaits.count < Self.samplesMax { queueWaits.append(max(0, seconds)) } else { samplesDropped += 1 }
+        }
+
+        mutating func sample(runTime seconds: Double) {
+            if runTimes.count < Self.samplesMax { runTimes.append(max(0, seconds)) } else { samplesDropped += 1 }
+        }
+
+        mutating func noteFailure(id: TaskID, handler: String, error: String, node: String, at: Double) {
+            let reason = FailureReason(message: error)
+            failedByReason[reason, default: 0] += 1
+            recentFailures.append(FailureNote(id: id, handler: handler, error: String(error.prefix(500)), node: node, at: at, reason: reason))
+            if recentFailures.count > Self.recentFailuresMax { recentFailures.removeFirst(recentFailures.count - Self.recentFailuresMax) }
+        }
+    }
+
+    /// Tasks by where they are now, counted one by one (exact; costs a pass over the tasks
+    /// the coordinator holds, so it is for scrapes, not for every request).
+    public struct TaskCounts: Sendable, Equatable {
+        /// Accepted by this run of the coordinator (restored unfinished tasks included).
+        public var submitted: UInt64 = 0
+        public var succeeded: UInt64 = 0
+        public var failed: UInt64 = 0
+        public var cancelled: UInt64 = 0
+        public var retried: UInt64 = 0
+        /// Waiting for dependencies or a retry's back-off.
+        public var waiting = 0
+        public var queued = 0
+        public var running = 0
+        public var failedByReason: [FailureReason: UInt64] = [:]
+        public var staleResultsDropped: UInt64 = 0
+        public var resultsWaiting = 0
+    }
+
+    public func taskCounts() -> TaskCounts {
+        var counts = TaskCounts(submitted: submittedTotal, succeeded: succeededTotal, failed: failedTotal,
+                                cancelled: cancelledTotal, retried: retriedTotal)
+        for task in tasks.values {
+            switch task.state {
+            case .waiting, .backoff: counts.waiting += 1
+            case .queued: counts.queued += 1
+            case .leased: counts.running += 1
+            case .finished: break
+            }
+        }
+        counts.failedByReason = figures.failedByReason
+        counts.staleResultsDropped = staleDropped
+        counts.resultsWaiting = resultsWaiting
+        return counts
+    }
+
+    /// Tasks finished for good (succeeded, failed or cancelled) since the coordinator started.
+    public var finishedTotal: UInt64 { succeededTotal + failedTotal + cancelledTotal }
+
+    /// The latest failures, oldest first.
+    public var recentFailures: [FailureNote] { figures.recentFailures }
+
+    /// Hands out the latency samples gathered since the last call (seconds): time from submit
+    /// to first start, and run time as nodes report it.
+    public mutating func takeLatencySamples() -> (queueWaits: [Double], runTimes: [Double]) {
+        defer {
+            figures.queueWaits.removeAll(keepingCapacity: true)
+            figures.runTimes.removeAll(keepingCapacity: true)
+        }
+        return (figures.queueWaits, figures.runTimes)
+    }
+
+    /// Busy and total slots of each node, by pool.
+    public struct NodeSlots: Sendable, Equatable {
+        public var name: String
+        public var threadSlots: Int
+        public var threadBusy: Int
+        public var processSlots: Int
+        public var processBusy: Int
+    }
+
+    public var nodeSlots: [NodeSlots] {
+        nodes.values.sorted { $0.announcement.name < $1.announcement.name }.map { node in
+            NodeSlots(name: node.announcement.name, threadSlots: node.announcement.threadSlots,
+                      threadBusy: min(node.holdingThread, node.announcement.threadSlots),
+                      processSlots: node.announcement.processSlots,
+                      processBusy: min(node.holdingProcess, node.announcement.processSlots))
+        }
+    }
+}

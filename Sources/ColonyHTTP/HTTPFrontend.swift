@@ -1,0 +1,375 @@
+import ColonyCoordinator
+import ColonyWire
+import Foundation
+import NNG
+import Prometheus
+
+/// The coordinator's HTTP side (`colony coordinator --metrics-listen HOST:PORT`): Prometheus
+/// metrics at `/metrics`, the JSON API under `/api/v1/`, and the live dashboard at `/`.
+///
+/// Every API request goes through the same `RequestHandler` as the nng side (same validation,
+/// same journal, answered once durable); this type only translates JSON. Long polls park as
+/// Swift tasks on nng aios, never as threads.
+public final class HTTPFrontend: Sendable {
+    /// Where and how it listens.
+    public struct Configuration: Sendable {
+        /// `HOST:PORT` or `http://HOST:PORT` (port 0: any free port).
+        public var listen: String
+        /// The bearer token every `/api/` and `/metrics` request must carry (nil: none).
+        public var token: String?
+        /// Largest request body; larger ones get 413 before any work is done.
+        public var bodyBytesMax = 1 << 20
+        /// Session the API's submissions belong to (their results are read by task id).
+        public var session = "http-api"
+
+        public init(listen: String, token: String? = nil) {
+            self.listen = listen
+            self.token = token
+        }
+
+        /// The listen address as nng's HTTP server takes it.
+        var url: String { listen.hasPrefix("http://") ? listen : "http://\(listen)" }
+    }
+
+    public let configuration: Configuration
+    private let server: HTTPServer
+    private let requests: RequestHandler
+    private let registry: PrometheusCollectorRegistry
+    private let tokenBytes: [UInt8]?
+
+    /// Sets up the routes; `start` listens. `registry` is the one the process's swift-metrics
+    /// were bootstrapped with (see `ColonyCLI`), so `/metrics` shows what the coordinator recorded.
+    public init(configuration: Configuration, requests: RequestHandler, registry: PrometheusCollectorRegistry) throws(NNGError) {
+        self.configuration = configuration
+        self.requests = requests
+        self.registry = registry
+        tokenBytes = configuration.token.map { Array($0.utf8) }
+        server = try HTTPServer(url: configuration.url)
+        let limit = configuration.bodyBytesMax
+        // nng answers a body over its collection limit with a bare 400, so it collects up to
+        // 8x the limit and the route answers 413 with a message; past that, nng's 400 says why.
+        let collected = limit * 8
+        try server.setErrorPage(400, "bad request: not valid HTTP/1.1, or a body over \(collected) bytes (the API takes at most \(limit))\n")
+        try server.setErrorPage(413, "request body too large: the limit is \(limit) bytes\n")
+        try server.setErrorPage(404, "not found: the routes are /, /metrics and /api/v1/ (see the README)\n")
+        let headers = ["Authorization"]
+        try server.route("/", method: "GET") { _ in
+            HTTPResponse(contentType: "text/html; charset=utf-8", text: Dashboard.html)
+        }
+        try server.route("/metrics", method: "GET", headers: headers) { [self] request in
+            await authorized(request) { _ in await metrics() }
+        }
+        try server.route("/api/v1", prefix: true, bodyBytesMax: collected, headers: headers) { [self] request in
+            await authorized(request) { [self] request in
+                guard request.body.count <= configuration.bodyBytesMax else {
+                    return Self.error(413, "request body of \(request.body.count) bytes is over the limit of \(configuration.bodyBytesMax) bytes")
+                }
+                return await api(request)
+            }
+        }
+    }
+
+    /// Starts listening; throws at once for a busy or bad address.
+    public func start() throws(NNGError) { try server.start() }
+
+    /// The TCP port bound (useful with port 0).
+    public var boundPort: Int? { server.boundPort }
+
+    public func stop() { server.stop() }
+
+    // MARK: Routes
+
+    private func authorized(_ request: HTTPRequest, _ respond: (HTTPRequest) async -> HTTPResponse) async -> HTTPResponse {
+        if let tokenBytes {
+            let given = request.headers["authorization"] ?? ""
+            let bearer = given.hasPrefix("Bearer ") ? String(given.dropFirst(7)) : ""
+            guard constantTimeEqual(Array(bearer.utf8), tokenBytes) else {
+                return Self.error(401, "wrong or missing token: send the coordinator's token as 'Authorization: Bearer TOKEN'")
+            }
+        }
+        return await respond(request)
+    }
+
+    private func metrics() async -> HTTPResponse {
+        // Brings every count up to date first, so the scrape is exact.
+        _ = await requests.figures()
+        var buffer: [UInt8] = []
+        buffer.reserveCapacity(16 << 10)
+        registry.emit(into: &buffer)
+        return HTTPResponse(contentType: "text/plain; version=0.0.4; charset=utf-8", body: buffer)
+    }
+
+    private func api(_ request: HTTPRequest) async -> HTTPResponse {
+        let parts = request.path.split(separator: "/").dropFirst(2).map(String.init)  // after "api", "v1"
+        switch (request.method, parts.first, parts.count) {
+        case ("GET", "status", 1):
+            return HTTPResponse(contentType: "application/json", text: await requests.report().json())
+        case ("POST", "tasks", 1):
+            return await submit(request)
+        case ("GET", "tasks", 2):
+            return await result(request, id: parts[1])
+        case ("GET", "counters", 1):
+            return await counterList()
+        case ("GET", "counters", 2), ("POST", "counters", 2):
+            return await counter(request, name: parts[1])
+        case (_, "status", 1), (_, "tasks", 1), (_, "tasks", 2), (_, "counters", 1), (_, "counters", 2):
+            return Self.error(405, "\(request.method) is not allowed on \(request.path)")
+        default:
+            return Self.error(404, "no API route \(request.path) (see the README's HTTP API section)")
+        }
+    }
+
+    /// `POST /api/v1/tasks` with one task or `{"tasks": [...]}`: 202 and the ids.
+    private func submit(_ request: HTTPRequest) async -> HTTPResponse {
+        let body: [String: Any]
+        do {
+            body = try Self.object(request.body)
+        } catch {
+            return Self.error(400, "\(error)")
+        }
+        let specs: [Colony_V1_TaskSpec]
+        do {
+            if let list = body["tasks"] {
+                guard let tasks = list as? [Any], !tasks.isEmpty else { throw APIError("'tasks' must be a non-empty list of tasks") }
+                specs = try tasks.enumerated().map { index, task in
+                    guard let object = task as? [String: Any] else { throw APIError("task \(index) is not an object") }
+                    return try Self.taskSpec(object, index: index)
+                }
+            } else {
+                specs = [try Self.taskSpec(body, index: 0)]
+            }
+        } catch {
+            return Self.error(400, "\(error)")
+        }
+        var submit = Colony_V1_SubmitRequest()
+        submit.session = configuration.session
+        submit.tasks = specs
+        let reply = await requests.answer(.submit(submit))
+        guard case .submitReply(let submitted) = reply else { return Self.refusal(reply) }
+        return Self.json(202, ["ids": submitted.taskIds])
+    }
+
+    /// `GET /api/v1/tasks/ID?wait=SECONDS`: the result once finished (handed out once, like
+    /// `colony result`), else 202 with `"state": "unfinished"` after the wait.
+    private func result(_ request: HTTPRequest, id text: String) async -> HTTPResponse {
+        guard let id = UInt64(text), id > 0 else { return Self.error(400, "task id must be a positive integer, not '\(text)'") }
+        var query = Colony_V1_ResultRequest()
+        query.taskID = id
+        if let wait = request.query["wait"] {
+            guard let seconds = Double(wait), seconds >= 0, seconds.isFinite else {
+                return Self.error(400, "wait must be a number of seconds, not '\(wait)'")
+            }
+            query.waitMs = UInt32(min(seconds, 3600) * 1000)
+        }
+        let reply = await requests.answer(.result(query))
+        guard case .fetchReply(let fetched) = reply else {
+            if case .error(let error) = reply, error.code == .invalidArgument, error.message.contains("not known") {
+                return Self.error(404, error.message)
+            }
+            return Self.refusal(reply)
+        }
+        guard let outcome = fetched.results.first else {
+            return Self.json(202, ["id": id, "state": "unfinished"])
+        }
+        var object: [String: Any] = [
+            "id": outcome.id, "attempt": outcome.attempt, "node": outcome.node,
+            "state": outcome.cancelled ? "cancelled" : outcome.ok ? "succeeded" : "failed",
+            "run_ms": Double(outcome.runMicros) / 1000,
+        ]
+        if outcome.ok {
+            if let text = String(data: outcome.output, encoding: .utf8) {
+                object["output"] = text
+            } else {
+                object["output_base64"] = outcome.output.base64EncodedString()
+            }
+        } else {
+            object["error"] = outcome.error
+        }
+        return Self.json(200, object)
+    }
+
+    private func counterList() async -> HTTPResponse {
+        var request = Colony_V1_CounterRequest()
+        request.op = .list
+        let reply = await requests.answer(.counter(request))
+        guard case .counterReply(let counters) = reply else { return Self.refusal(reply) }
+        return Self.json(200, Dictionary(counters.counters.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last }))
+    }
+
+    /// `GET /api/v1/counters/NAME`, or `POST` with `{"add": N}`, `{"set": N}` or
+    /// `{"expected": E, "value": N}` (compare-and-set).
+    private func counter(_ request: HTTPRequest, name: String) async -> HTTPResponse {
+        var counter = Colony_V1_CounterRequest()
+        counter.name = name.removingPercentEncoding ?? name
+        if request.method == "POST" {
+            do {
+                let body = try Self.object(request.body)
+                if let add = body["add"] {
+                    counter.op = .add
+                    counter.value = try Self.integer(add, "add")
+                } else if let expected = body["expected"] {
+                    counter.op = .compareAndSet
+                    counter.expected = try Self.integer(expected, "expected")
+                    guard let value = body["value"] else { throw APIError("compare-and-set needs 'value' with 'expected'") }
+                    counter.value = try Self.integer(value, "value")
+                } else if let set = body["set"] {
+                    counter.op = .set
+                    counter.value = try Self.integer(set, "set")
+                } else {
+                    throw APIError("say what to do: {\"add\": N}, {\"set\": N} or {\"expected\": E, \"value\": N}")
+                }
+            } catch {
+                return Self.error(400, "\(error)")
+            }
+        } else {
+            counter.op = .get
+        }
+        let reply = await requests.answer(.counter(counter))
+        guard case .counterReply(let answer) = reply else { return Self.refusal(reply) }
+        var object: [String: Any] = ["name": counter.name, "value": answer.value]
+        switch counter.op {
+        case .compareAndSet: object["swapped"] = answer.swapped
+        case .set: object["previous"] = answer.value; object["value"] = counter.value
+        default: break
+        }
+        return Self.json(200, object)
+    }
+
+    // MARK: JSON
+
+    struct APIError: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    static func object(_ body: [UInt8]) throws(APIError) -> [String: Any] {
+        guard !body.isEmpty else { throw APIError("the request needs a JSON object as its body") }
+        let parsed: Any
+        do {
+            parsed = try JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed])
+        } catch {
+            throw APIError("the body is not valid JSON (\(body.count) bytes)")
+        }
+        guard let object = parsed as? [String: Any] else { throw APIError("the body must be a JSON object") }
+        return object
+    }
+
+    static func integer(_ value: Any, _ name: String) throws(APIError) -> Int64 {
+        // JSONSerialization gives NSNumber for numbers and for booleans ("c", a char): refuse
+        // booleans and fractions.
+        guard let number = value as? NSNumber, String(cString: number.objCType) != "c",
+              number.stringValue == String(number.int64Value) else {
+            throw APIError("'\(name)' must be an integer")
+        }
+        return number.int64Value
+    }
+
+    /// One task from its JSON: `handler` and `input` (a string is sent as its UTF-8 bytes, any
+    /// other JSON value as its JSON text), optional `input_base64`, `priority`, `pool`
+    /// (`thread`, `process`, `automatic`), `uses`, `after`, `max_attempts`, `retry_on_error`,
+    /// `timeout_s`, `labels`, `key`.
+    static func taskSpec(_ object: [String: Any], index: Int) throws(APIError) -> Colony_V1_TaskSpec {
+        let known: Set<String> = ["handler", "input", "input_base64", "priority", "pool", "uses", "after", "max_attempts",
+                                  "retry_on_error", "timeout_s", "labels", "key"]
+        if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
+            throw APIError("task \(index): unknown field '\(unknown)' (fields: \(known.sorted().joined(separator: ", ")))")
+        }
+        var spec = Colony_V1_TaskSpec()
+        guard let handler = object["handler"] as? String else { throw APIError("task \(index): 'handler' (a string) is required") }
+        spec.handler = handler
+        switch (object["input"], object["input_base64"]) {
+        case (nil, nil): break
+        case (let input?, nil):
+            if let text = input as? String {
+                spec.input = Data(text.utf8)
+            } else if let data = try? JSONSerialization.data(withJSONObject: input, options: [.fragmentsAllowed, .sortedKeys]) {
+                spec.input = data
+            }
+        case (nil, let encoded?):
+            guard let text = encoded as? String, let data = Data(base64Encoded: text) else {
+                throw APIError("task \(index): 'input_base64' is not base64")
+            }
+            spec.input = data
+        default:
+            throw APIError("task \(index): give 'input' or 'input_base64', not both")
+        }
+        if let priority = object["priority"] {
+            let value = try integer(priority, "priority")
+            guard let small = Int32(exactly: value) else { throw APIError("task \(index): 'priority' is out of range") }
+            spec.priority = small
+        }
+        if let pool = object["pool"] {
+            switch pool as? String {
+            case "thread": spec.pool = .thread
+            case "process": spec.pool = .process
+            case "automatic", "default": spec.pool = .default
+            default: throw APIError("task \(index): 'pool' must be thread, process or automatic")
+            }
+        }
+        if let uses = object["uses"] {
+            guard let names = uses as? [String] else { throw APIError("task \(index): 'uses' must be a list of limit names") }
+            spec.uses = names
+        }
+        if let after = object["after"] {
+            guard let ids = after as? [Any] else { throw APIError("task \(index): 'after' must be a list of task ids") }
+            spec.after = try ids.map { value throws(APIError) in
+                let id = try integer(value, "after")
+                guard id > 0 else { throw APIError("task \(index): task ids are positive") }
+                return UInt64(id)
+            }
+        }
+        if let attempts = object["max_attempts"] {
+            let value = try integer(attempts, "max_attempts")
+            guard let small = UInt32(exactly: value) else { throw APIError("task \(index): 'max_attempts' is out of range") }
+            spec.maxAttempts = small
+        }
+        if let retry = object["retry_on_error"] {
+            guard let flag = retry as? Bool else { throw APIError("task \(index): 'retry_on_error' must be true or false") }
+            spec.retryOnError = flag
+        }
+        if let timeout = object["timeout_s"] {
+            guard let seconds = (timeout as? NSNumber)?.doubleValue, seconds > 0, seconds < 4_000_000 else {
+                throw APIError("task \(index): 'timeout_s' must be a positive number of seconds")
+            }
+            spec.timeoutMs = UInt32(max(1, (seconds * 1000).rounded()))
+        }
+        if let labels = object["labels"] {
+            guard let map = labels as? [String: String] else { throw APIError("task \(index): 'labels' must map names to strings") }
+            spec.labels = map
+        }
+        if let key = object["key"] {
+            guard let text = key as? String else { throw APIError("task \(index): 'key' must be a string") }
+            spec.key = text
+        }
+        return spec
+    }
+
+    static func json(_ status: Int, _ object: Any) -> HTTPResponse {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return HTTPResponse(status: status, contentType: "application/json", body: Array(data) + [0x0A])
+    }
+
+    static func error(_ status: Int, _ message: String) -> HTTPResponse {
+        json(status, ["error": message])
+    }
+
+    /// A coordinator refusal as an HTTP error.
+    static func refusal(_ reply: Colony_V1_Envelope.OneOf_Body) -> HTTPResponse {
+        guard case .error(let error) = reply else { return Self.error(500, "the coordinator answered with something unexpected") }
+        switch error.code {
+        case .unauthorized: return Self.error(401, error.message)
+        case .unavailable: return Self.error(503, error.message)
+        case .tooLarge: return Self.error(413, error.message)
+        default: return Self.error(400, error.message)
+        }
+    }
+}
+
+/// Compares in time that depends only on the lengths (see the nng side's token check).
+func constantTimeEqual(_ given: [UInt8], _ expected: [UInt8]) -> Bool {
+    var difference = UInt8(given.count == expected.count ? 0 : 1)
+    for (index, byte) in given.enumerated() {
+        difference |= byte ^ (index < expected.count ? expected[index] : 0)
+    }
+    return difference == 0
+}
