@@ -64,6 +64,7 @@ public final class RequestHandler: Sendable {
     /// Exact task counts and the last minute's figures, with the status they go with; also
     /// brings the swift-metrics figures up to date (a scrape right after this is exact).
     public func figures() async -> (figures: ClusterFigures, status: ClusterStatus) {
+        await sampleFigures()
         let (figures, status) = await state.figures(refused: refusedRequests)
         metrics.record(figures, status: status)
         if let store { metrics.journal(store.statistics) }
