@@ -17,7 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.30.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.0.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ],
     targets: [
         .systemLibrary(
@@ -36,6 +36,7 @@ let package = Package(
         .target(name: "ColonyCoordinator", dependencies: [
             "NNG", "ColonyWire", "ColonyCore", "ColonyStore",
             .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Logging", package: "swift-log"),
         ]),
         // The coordinator's HTTP side: Prometheus metrics, the JSON API and the dashboard.
         .target(name: "ColonyHTTP", dependencies: [

@@ -1,6 +1,7 @@
 import ColonyCore
 import ColonyStore
 import ColonyWire
+import Logging
 import NNG
 
 /// The coordinator: a REP socket served by many contexts at once (nng's async-server
@@ -28,8 +29,9 @@ public final class Coordinator: Sendable {
         /// Certificates for a `tls+tcp://` listen URL (a CA file here makes client
         /// certificates mandatory).
         public var tls: TLSSettings?
-        /// Where the coordinator reports noteworthy events (one line each).
-        public var log: @Sendable (String) -> Void = { _ in }
+        /// Where the coordinator logs noteworthy events, one line each: nodes joining, leaving
+        /// and lost, tasks failing for good, refused tokens (nil: no log).
+        public var logger: Logger?
 
         public init(listenURL: String) {
             self.listenURL = listenURL
@@ -60,7 +62,7 @@ public final class Coordinator: Sendable {
         bounds.longPollSecondsMax = configuration.longPollSecondsMax
         bounds.resultsPerFetchMax = configuration.resultsPerFetchMax
         handler = RequestHandler(bounds: bounds, coreLimits: configuration.limits, token: configuration.token,
-                                 store: store, recovered: recovered, log: configuration.log)
+                                 store: store, recovered: recovered, logger: configuration.logger)
         store?.start()
     }
 

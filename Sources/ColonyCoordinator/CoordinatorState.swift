@@ -1,5 +1,6 @@
 import ColonyCore
 import ColonyStore
+import Logging
 
 /// The coordinator's state and its waiting requests: the core, plus the pulls and fetches
 /// parked until there is something to answer (long polls).
@@ -50,8 +51,12 @@ actor CoordinatorState {
     private let started: ContinuousClock.Instant
 
     /// A state restored from `recovered` (if any) that journals to `store` (if any).
-    init(limits: CoordinatorCore.Limits, store: Store? = nil, recovered: RecoveredState? = nil) {
+    private let logger: Logger?
+
+    init(limits: CoordinatorCore.Limits, store: Store? = nil, recovered: RecoveredState? = nil, logger: Logger? = nil) {
         core = CoordinatorCore(limits: limits)
+        self.logger = logger
+        core.recordingEvents = logger != nil
         started = clock.now
         self.store = store
         if let recovered { core.restore(recovered, now: 0) }
@@ -60,9 +65,28 @@ actor CoordinatorState {
 
     /// Hands what the core journaled to the store (the replies wait for it to be durable).
     private func journal() {
+        if let logger { log(core.takeEvents(), to: logger) }
         guard let store else { return }
         let records = core.takeJournal()
         if !records.isEmpty { store.append(records, nextID: core.nextTaskID) }
+    }
+
+    private func log(_ events: [CoordinatorCore.Event], to logger: Logger) {
+        for event in events {
+            switch event {
+            case .nodeJoined(let name, let host, let threads, let processes):
+                logger.info("node joined", metadata: ["node": "\(name)", "host": "\(host)", "threads": "\(threads)", "processes": "\(processes)"])
+            case .nodeLeft(let name, let handedBack):
+                logger.info("node left", metadata: ["node": "\(name)", "tasks_handed_back": "\(handedBack)"])
+            case .nodeLost(let name, let reason, let moved):
+                logger.warning("node lost", metadata: ["node": "\(name)", "tasks_moved": "\(moved)", "reason": "\(reason)"])
+            case .taskFailed(let id, let handler, let node, let attempts, let error):
+                logger.info("task failed", metadata: [
+                    "task": "\(id)", "handler": "\(handler)", "node": "\(node)", "attempts": "\(attempts)",
+                    "reason": "\(CoordinatorCore.FailureReason(message: error).rawValue)", "error": "\(error)",
+                ])
+            }
+        }
     }
 
     private var now: Double {

@@ -1,6 +1,7 @@
 import ColonyCore
 import ColonyStore
 import ColonyWire
+import Logging
 import Synchronization
 
 /// The coordinator's request handling without a socket: bytes of one request in, bytes of
@@ -23,7 +24,7 @@ public final class RequestHandler: Sendable {
 
     let state: CoordinatorState
     private let limits: Bounds
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger?
     private let refusedTokens = Atomic<UInt64>(0)
     private let refusals = Mutex<[String: UInt64]>([:])
     let store: Store?
@@ -34,12 +35,12 @@ public final class RequestHandler: Sendable {
     /// A handler over a fresh state (or the one `recovered` from `store`), journaling to `store`.
     public init(bounds: Bounds = Bounds(), coreLimits: CoordinatorCore.Limits = CoordinatorCore.Limits(),
                 token: String? = nil, store: Store? = nil, recovered: RecoveredState? = nil,
-                log: @escaping @Sendable (String) -> Void = { _ in }) {
+                logger: Logger? = nil) {
         limits = bounds
         tokenBytes = token.map { Array($0.utf8) }
-        self.log = log
+        self.logger = logger
         self.store = store
-        state = CoordinatorState(limits: coreLimits, store: store, recovered: recovered)
+        state = CoordinatorState(limits: coreLimits, store: store, recovered: recovered, logger: logger)
     }
 
     /// A connection closed: a node that pulled on it becomes suspect (its work moves soon
@@ -123,7 +124,8 @@ public final class RequestHandler: Sendable {
             noteRefused(.unauthorized)
             // One line for the first refusal and then every 100th, so a flood cannot fill the log.
             if refused == 1 || refused % 100 == 0 {
-                log("colony coordinator: refused \(refused) request(s) with a wrong or missing token (latest from pipe \(pipeID))")
+                logger?.warning("refused request(s) with a wrong or missing token",
+                                metadata: ["refused_so_far": "\(refused)", "pipe": "\(pipeID)"])
             }
             return Wire.errorReply(.unauthorized, "wrong or missing token (give the coordinator's token with --token-file or COLONY_TOKEN)")
         }

@@ -1,6 +1,25 @@
 /// What the coordinator's metrics, `colony top` and the dashboard read from the core: exact
 /// task counts, failures by reason, the latest failures, and latency samples.
 extension CoordinatorCore {
+    /// Something worth one log line: nodes coming and going, tasks failing for good. Nothing
+    /// for a task that succeeds.
+    public enum Event: Sendable, Equatable {
+        case nodeJoined(name: String, host: String, threads: Int, processes: Int)
+        case nodeLeft(name: String, handedBack: Int)
+        case nodeLost(name: String, reason: String, tasksMoved: Int)
+        case taskFailed(id: TaskID, handler: String, node: String, attempts: UInt32, error: String)
+    }
+
+    mutating func note(_ event: Event) {
+        if recordingEvents { events.append(event) }
+    }
+
+    /// The events since the last call, oldest first.
+    public mutating func takeEvents() -> [Event] {
+        defer { events.removeAll(keepingCapacity: true) }
+        return events
+    }
+
     /// A failed task, for "recent failures".
     public struct FailureNote: Sendable, Equatable {
         public var id: TaskID

@@ -221,6 +221,9 @@ public struct CoordinatorCore: Sendable {
     /// tick costs in proportion to them, not to every task known.
     var timedTasks: Set<TaskID> = []
     var waitingCount = 0
+    /// Events for the log, when `recordingEvents` (see `takeEvents`).
+    public var recordingEvents = false
+    var events: [Event] = []
     /// What the metrics read (see CoordinatorCore+Metrics.swift).
     var figures = Figures()
     var submittedTotal: UInt64 = 0
@@ -420,6 +423,10 @@ public struct CoordinatorCore: Sendable {
             throw .invalidArgument("node prefetch must be 0 to \(limits.prefetchMax)")
         }
         try validateNodeDescription(announcement)
+        if nodes[announcement.name] == nil {
+            note(.nodeJoined(name: announcement.name, host: announcement.host, threads: announcement.threadSlots,
+                             processes: announcement.processSlots))
+        }
         var record = nodes[announcement.name] ?? NodeRecord(announcement: announcement, lastSeen: now)
         record.announcement = announcement
         record.lastSeen = now
@@ -448,6 +455,7 @@ public struct CoordinatorCore: Sendable {
         }
         if announcement.draining { nodes[announcement.name]?.drainRequested = nil }
         if leaving {
+            note(.nodeLeft(name: announcement.name, handedBack: nodes[announcement.name]?.holding ?? 0))
             touched.formUnion(requeueLeases(ofNode: announcement.name, reason: "node \(announcement.name) left", now: now))
             nodes[announcement.name] = nil
         }
@@ -669,6 +677,7 @@ public struct CoordinatorCore: Sendable {
         var touched: Set<String> = []
         for (name, node) in nodes where now - node.lastSeen > limits.nodeTimeoutSeconds {
             let reason = "node \(name) lost (not heard from for \(formatSeconds(limits.nodeTimeoutSeconds)) s)"
+            note(.nodeLost(name: name, reason: reason, tasksMoved: node.holding))
             touched.formUnion(requeueLeases(ofNode: name, reason: reason, now: now))
             nodes[name] = nil
         }
@@ -1012,6 +1021,7 @@ public struct CoordinatorCore: Sendable {
         default:
             failedTotal += 1
             figures.noteFailure(id: id, handler: task.handler, error: task.lastError, node: task.node, at: now)
+            note(.taskFailed(id: id, handler: task.handler, node: task.node, attempts: task.attempt, error: task.lastError))
         }
         tasks[id] = task
         let outcome = TaskOutcome(id: id, attempt: task.attempt, succeeded: phase == .succeeded, output: output,

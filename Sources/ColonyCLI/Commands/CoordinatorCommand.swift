@@ -3,6 +3,7 @@ import Colony
 import ColonyHTTP
 import CoreMetrics
 import Foundation
+import Logging
 import Prometheus
 
 /// `colony coordinator`: holds the queue and answers the nodes' pulls.
@@ -21,6 +22,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @OptionGroup var tokenSource: TokenOptions
 
     @OptionGroup var tlsFiles: TLSOptions
+
+    @OptionGroup var logging: LogOptions
 
     @Option(name: .long, help: "Seconds without a pull after which a node is dead and its tasks run elsewhere.")
     var nodeTimeout: Double = 2.5
@@ -43,7 +46,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
         configuration.limits.nodeTimeoutSeconds = nodeTimeout
         configuration.token = try tokenSource.tokenForListening(on: listen)
         configuration.tls = try tlsFiles.forListening(listen)
-        configuration.log = { printError($0) }
+        logging.bootstrap()
+        let logger = Logger(label: "colony.coordinator")
+        configuration.logger = logger
         var store: Store?
         var recovered: RecoveredState?
         if state != ":memory:" {
@@ -60,8 +65,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             let tasks = recovered?.tasks ?? []
             let unfinished = tasks.filter { $0.outcome == nil }.count
-            printError(String(format: "colony coordinator: state in %@: recovered %d unfinished tasks, %d results, %d counters, %d limits in %.3f s",
-                              state, unfinished, tasks.count - unfinished, recovered?.counters.count ?? 0, recovered?.limits.count ?? 0, seconds))
+            logger.info("journal recovered", metadata: [
+                "state": "\(state)", "unfinished_tasks": "\(unfinished)", "results": "\(tasks.count - unfinished)",
+                "counters": "\(recovered?.counters.count ?? 0)", "limits": "\(recovered?.limits.count ?? 0)",
+                "seconds": "\(String(format: "%.3f", seconds))",
+            ])
         }
         // swift-metrics goes to a Prometheus registry, before any metric is made.
         let registry = PrometheusCollectorRegistry()
@@ -81,7 +89,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             throw ColonyURL.describe(error, url: listen)
         }
         let shown = coordinator.boundPort.map { port in listen.replacingOccurrences(of: ":0", with: ":\(port)") } ?? listen
-        printError("colony coordinator listening on \(shown)")
+        logger.info("colony coordinator listening on \(shown)")
         var frontend: HTTPFrontend?
         if let metricsListen {
             let host = metricsListen.hasPrefix("http://") ? String(metricsListen.dropFirst(7)) : metricsListen
@@ -96,10 +104,10 @@ struct CoordinatorCommand: AsyncParsableCommand {
             }
             let port = frontend?.boundPort.map(String.init) ?? "?"
             let shownHTTP = host.hasSuffix(":0") ? String(host.dropLast(1)) + port : host
-            printError("colony coordinator serving metrics, API and dashboard on http://\(shownHTTP)/")
+            logger.info("serving metrics, API and dashboard on http://\(shownHTTP)/")
         }
         try await runUntilTerminated { await coordinator.run() }
         frontend?.stop()
-        printError("colony coordinator stopped")
+        logger.info("colony coordinator stopped")
     }
 }

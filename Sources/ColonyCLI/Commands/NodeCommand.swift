@@ -1,6 +1,7 @@
 import ArgumentParser
 import Colony
 import Foundation
+import Logging
 import Synchronization
 
 /// `colony node`: a worker that pulls tasks for its free slots.
@@ -26,6 +27,8 @@ struct NodeCommand: AsyncParsableCommand {
 
     @OptionGroup var processPool: ProcessPoolFlags
 
+    @OptionGroup var logging: LogOptions
+
     @Option(name: .long, help: "On SIGTERM/SIGINT the node drains: seconds its running tasks may take before they are handed back to other nodes (a second signal stops it at once).")
     var drainTimeout: Double = 30
 
@@ -43,7 +46,9 @@ struct NodeCommand: AsyncParsableCommand {
         let host = ProcessInfo.processInfo.hostName
         var configuration = NodeConfiguration(
             coordinatorURL: url, name: name ?? "\(host)-\(ProcessInfo.processInfo.processIdentifier)", host: host, threads: threads)
-        configuration.log = { printError($0) }
+        logging.bootstrap()
+        let logger = Logger(label: "colony.node")
+        configuration.log = { logger.info("\($0)") }
         configuration.labels = try parseLabels(label)
         configuration.token = try client.token()
         configuration.tls = try client.tls()
@@ -58,10 +63,10 @@ struct NodeCommand: AsyncParsableCommand {
                 for await signal in terminationSignals() {
                     signals += 1
                     if signals == 1 {
-                        printError("colony node: got signal \(signal), draining (again to stop at once)")
+                        logger.notice("got signal \(signal), draining (again to stop at once)")
                         await node.drain(deadline: drainTimeout)
                     } else {
-                        printError("colony node: got signal \(signal) again, stopping now")
+                        logger.notice("got signal \(signal) again, stopping now")
                         return
                     }
                 }
@@ -70,7 +75,7 @@ struct NodeCommand: AsyncParsableCommand {
             group.cancelAll()
         }
         let stats = await node.stats()
-        printError("node \(configuration.name) stopped: \(stats.succeeded) tasks succeeded, \(stats.failed) failed")
+        logger.info("node \(configuration.name) stopped", metadata: ["succeeded": "\(stats.succeeded)", "failed": "\(stats.failed)"])
     }
 }
 

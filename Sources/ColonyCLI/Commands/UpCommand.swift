@@ -77,7 +77,7 @@ struct UpCommand: AsyncParsableCommand {
         try ColonyURL.validate(requested)
         var configuration = Coordinator.Configuration(listenURL: requested)
         configuration.token = token
-        configuration.log = { printError($0) }
+        // No coordinator log here: the demo narrates on standard error itself.
         do {
             return try Coordinator(configuration: configuration)
         } catch where listen == nil && error.isAddressInUse {

@@ -1,0 +1,111 @@
+import ArgumentParser
+import Colony
+import Foundation
+
+/// `colony top`: the cluster at a glance, refreshed in place.
+struct TopCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "top",
+        abstract: "Watch the cluster live: nodes and their load, throughput, queue, latency, recent failures, counters and limits.",
+        discussion: """
+            On a terminal the view is redrawn in place every --interval seconds (Ctrl-C to quit).
+            Otherwise (a pipe, a file) each refresh is printed as plain text, one after another.
+            `colony top --once` prints one view and exits; `colony status --json` is the same
+            figures for scripts.
+            """
+    )
+
+    @OptionGroup var client: ClientOptions
+
+    @Option(name: .long, help: "Seconds between refreshes.")
+    var interval: Double = 1
+
+    @Flag(name: .long, help: "Print one view and exit.")
+    var once = false
+
+    func validate() throws {
+        guard interval >= 0.1, interval <= 3600 else { throw ValidationError("--interval must be 0.1 to 3600 seconds") }
+    }
+
+    func run() async throws {
+        let terminal = isatty(STDOUT_FILENO) == 1 && !once
+        try await withClient(client) { colony in
+            while true {
+                let report = try await colony.report()
+                let view = Self.render(report, coordinator: client.coordinatorURL, width: terminal ? Self.terminalWidth() : 120)
+                // On a terminal: home, draw, clear what is left of the previous view. Written
+                // straight to the descriptor, so a pipe sees each view as it comes.
+                let text = terminal ? "\u{1B}[H" + view.replacingOccurrences(of: "\n", with: "\u{1B}[K\n") + "\u{1B}[J" : view + "\n"
+                FileHandle.standardOutput.write(Data(text.utf8))
+                if once { return }
+                try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+            }
+        }
+    }
+
+    static func terminalWidth() -> Int {
+        var size = winsize()
+        return ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0 && size.ws_col > 20 ? Int(size.ws_col) : 100
+    }
+
+    static func number(_ value: some BinaryInteger) -> String {
+        let formatter = NumberFormatter()
+        formatter.numberStyle = .decimal
+        formatter.groupingSeparator = ","
+        return formatter.string(from: NSNumber(value: Int64(value))) ?? "\(value)"
+    }
+
+    static func milliseconds(_ value: Double?) -> String {
+        guard let value else { return "-" }
+        return value < 10 ? String(format: "%.2f ms", value) : String(format: "%.0f ms", value)
+    }
+
+    /// The view as text (also what tests read).
+    static func render(_ report: ClusterReport, coordinator: String, width: Int) -> String {
+        var lines: [String] = []
+        let clock = DateFormatter()
+        clock.dateFormat = "HH:mm:ss"
+        lines.append("colony top - \(coordinator) - up \(Int(report.uptimeS)) s - \(report.nodes.count) node(s) - \(clock.string(from: Date()))")
+        lines.append(String(format: "throughput: %.1f tasks/s now, %.1f tasks/s over the last minute", report.throughputNow, report.throughputMinute))
+        lines.append("tasks: \(number(report.submitted)) submitted, \(number(report.succeeded)) succeeded, \(number(report.failed)) failed, "
+            + "\(number(report.cancelled)) cancelled, \(number(report.retried)) retried | \(number(report.waiting)) waiting, "
+            + "\(number(report.queued)) queued, \(number(report.running)) running, \(number(report.resultsWaiting)) results waiting")
+        lines.append("latency (last minute): queue wait p50 \(milliseconds(report.queueWaitP50Ms)), p99 \(milliseconds(report.queueWaitP99Ms)); "
+            + "run time p50 \(milliseconds(report.runTimeP50Ms)), p99 \(milliseconds(report.runTimeP99Ms))")
+        if report.unplaceable > 0 {
+            lines.append("warning: \(report.unplaceable) queued task(s) need labels or a pool that no live node has")
+        }
+        lines.append("")
+        if report.nodes.isEmpty {
+            lines.append("no nodes (start one: colony node --coordinator \(coordinator))")
+        } else {
+            let header = ["NODE", "HOST", "THREADS BUSY", "PROCESSES BUSY", "DONE", "FAILED", "LAST SEEN"]
+            let rows = report.nodes.map { node in
+                [node.name + (node.draining ? " (draining)" : ""), node.host,
+                 "\(node.running - node.runningProcess)/\(node.threads)", "\(node.runningProcess)/\(node.processes)",
+                 number(node.completed), number(node.failed), String(format: "%.1f s ago", node.lastSeenS)]
+            }
+            let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+            for row in [header] + rows {
+                lines.append(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))
+            }
+        }
+        if !report.recentFailures.isEmpty {
+            lines.append("")
+            let reasons = report.failedByReason.filter { $0.value > 0 }.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
+            lines.append("RECENT FAILURES (all failures by reason: \(reasons.joined(separator: ", ")))")
+            for failure in report.recentFailures.prefix(8) {
+                let line = "  task \(failure.id) \(failure.handler) on \(failure.node.isEmpty ? "-" : failure.node), \(Int(failure.secondsAgo)) s ago, \(failure.reason): \(failure.error)"
+                lines.append(String(line.replacingOccurrences(of: "\n", with: " ").prefix(width)))
+            }
+        }
+        if !report.counters.isEmpty {
+            lines.append("")
+            lines.append("COUNTERS  " + report.counters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "  "))
+        }
+        if !report.limits.isEmpty {
+            lines.append("LIMITS    " + report.limits.map { "\($0.name) \($0.inUse)/\($0.size) (at most \($0.highWater) at once)" }.joined(separator: "  "))
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
