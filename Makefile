@@ -11,7 +11,7 @@ up:
 # of processes; then the chaos test on a network-namespace cluster (skipped without root) and
 # the ssh launcher through a fake ssh.
 test:
-	./scripts/install-deps.sh
+	./scripts/install-deps.sh --for-tests
 	swift build --build-tests
 	swift test --skip-build --disable-swift-testing
 	bash deploy/netns/chaos.sh

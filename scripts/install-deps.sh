@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Colony needs from Debian/Ubuntu packages, only where it is missing:
 # libnng-dev (the nng C library Colony links), libsqlite3-dev (the coordinator's journal) and
-# nng-utils (nngcat, for tests that send raw bytes).
+# nng-utils (nngcat, for tests that send raw bytes). `--for-tests` adds chromium (headless,
+# for the dashboard test).
 # Run as root or with sudo available.
 set -euo pipefail
 
@@ -10,6 +11,12 @@ dpkg -s libnng-dev >/dev/null 2>&1 || missing+=(libnng-dev)
 dpkg -s libsqlite3-dev >/dev/null 2>&1 || missing+=(libsqlite3-dev)
 # nngcat (nng's own client) for the tests that send raw bytes to a coordinator.
 dpkg -s nng-utils >/dev/null 2>&1 || missing+=(nng-utils)
+recommends_off=()
+if [ "${1:-}" = "--for-tests" ]; then
+    # A real browser loads the dashboard in the tests (no X server needed: --headless).
+    command -v chromium >/dev/null || dpkg -s chromium >/dev/null 2>&1 || missing+=(chromium)
+    recommends_off=(--no-install-recommends)
+fi
 if [ "${1:-}" = "--with-tools" ]; then
     # protoc for proto/generate.sh.
     dpkg -s protobuf-compiler >/dev/null 2>&1 || missing+=(protobuf-compiler)
@@ -23,4 +30,4 @@ sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
 echo "install-deps: installing ${missing[*]}" >&2
 $sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${recommends_off[@]}" "${missing[@]}" >/dev/null

@@ -104,7 +104,7 @@ async function refresh() {
       [n => busy(n.running - n.running_process, n.threads), "num"], [n => busy(n.running_process, n.processes), "num"],
       [n => fmt(n.completed), "num"], [n => fmt(n.failed), "num"], [n => fmt(n.last_seen_s, 1) + " s ago", "num"],
     ]);
-    fill("failures", s.recent_failures || [], [
+    fill("failures", (s.recent_failures || []).slice(0, 10), [
       [f => f.id, "num"], [f => f.handler], [f => f.node], [f => f.reason], [f => f.error], [f => fmt(f.seconds_ago) + " s ago", "num"],
     ]);
     const named = Object.entries(s.counters || {}).map(([name, value]) => ({ name, kind: "counter", value: fmt(value) }))

@@ -26,15 +26,19 @@ final class ClusterHarness: @unchecked Sendable {
     }
 
     @discardableResult
-    func start(_ arguments: [String], environment: [String: String]? = nil) throws -> Process {
+    func start(_ arguments: [String], environment: [String: String]? = nil, stderrFile: String? = nil) throws -> Process {
         let process = Process()
         process.executableURL = Self.colonyExecutable
         process.arguments = arguments
         if let environment { process.environment = environment }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
+        if let stderrFile, FileManager.default.createFile(atPath: stderrFile, contents: nil),
+           let handle = FileHandle(forWritingAtPath: stderrFile) {
+            process.standardError = handle
+        }
         // COLONY_TEST_LOGS=DIR keeps each process's stderr there, for debugging a failure.
-        if let directory = ProcessInfo.processInfo.environment["COLONY_TEST_LOGS"] {
+        if stderrFile == nil, let directory = ProcessInfo.processInfo.environment["COLONY_TEST_LOGS"] {
             let path = "\(directory)/\(arguments.first ?? "colony")-\(processes.count)-\(UUID().uuidString.prefix(8)).log"
             if FileManager.default.createFile(atPath: path, contents: Data((arguments.joined(separator: " ") + "\n").utf8)),
                let handle = FileHandle(forWritingAtPath: path) {

@@ -22,12 +22,14 @@ final class ObservabilityTests: ClusterTestCase {
     }
 
     /// A coordinator with `--metrics-listen` on a free port, and one node.
-    private func startCluster(token: String? = nil, threads: Int = 2) async throws -> ColonyClient {
+    private func startCluster(token: String? = nil, threads: Int = 2, coordinatorArguments: [String] = [],
+                              coordinatorLog: String? = nil) async throws -> ColonyClient {
         let port = try ClusterHarness.freePort()
         http = "http://127.0.0.1:\(port)"
         var env = environment
         if let token { env["COLONY_TOKEN"] = token }
-        try cluster.start(["coordinator", "--listen", cluster.url, "--state", ":memory:", "--metrics-listen", "127.0.0.1:\(port)"], environment: env)
+        try cluster.start(["coordinator", "--listen", cluster.url, "--state", ":memory:", "--metrics-listen", "127.0.0.1:\(port)"]
+                          + coordinatorArguments, environment: env, stderrFile: coordinatorLog)
         try cluster.start(["node", "--coordinator", cluster.url, "--threads", "\(threads)", "--processes", "0", "--name", "n1"], environment: env)
         var options = ColonyClient.Options()
         if let token { options.token = token }
@@ -116,6 +118,12 @@ final class ObservabilityTests: ClusterTestCase {
                               ("running", #"colony_tasks{state="running"}"#), ("queued", #"colony_tasks{state="queued"}"#)] {
             XCTAssertEqual((status[key] as? NSNumber)?.doubleValue, metrics[metric], key)
         }
+        let top = try ClusterHarness.run(["top", "--once", "--coordinator", cluster.url], environment: environment)
+        XCTAssertEqual(top.status, 0, top.stderr)
+        XCTAssertTrue(top.stdout.contains("64 submitted, 50 succeeded, 10 failed"), top.stdout)
+        XCTAssertTrue(top.stdout.contains("n1"), top.stdout)
+        XCTAssertTrue(top.stdout.contains("fail on n1") && top.stdout.contains("error: on purpose"), top.stdout)
+        XCTAssertTrue(top.stdout.contains("throughput:") && top.stdout.contains("latency (last minute)"), top.stdout)
         let api = try json(try await request("GET", "/api/v1/status").body)
         XCTAssertEqual(api["submitted"] as? Int, 64)
         XCTAssertEqual((api["failed_by_reason"] as? [String: Int])?["error"], 10)
@@ -219,5 +227,98 @@ final class ObservabilityTests: ClusterTestCase {
         XCTAssertTrue(states.allSatisfy { $0 == "succeeded" || $0 == "unfinished" }, "\(Set(states))")
         XCTAssertGreaterThan(states.filter { $0 == "succeeded" }.count, 0)
         await colony.close()
+    }
+
+    func testLogsHaveOneLinePerEventAndNoneForASucceedingTask() async throws {
+        let logFile = NSTemporaryDirectory() + "colony-log-\(UUID().uuidString).jsonl"
+        defer { try? FileManager.default.removeItem(atPath: logFile) }
+        let colony = try await startCluster(coordinatorArguments: ["--log-format", "json", "--node-timeout", "1"], coordinatorLog: logFile)
+        _ = try await colony.results(of: try await colony.submit((0..<30).map { _ in TaskSubmission(handler: "echo", input: Array("1".utf8)) }))
+        let failed = try await colony.submit("fail", rawInput: Array(#""bad input""#.utf8))
+        _ = try await colony.results(of: [failed])
+        // The node dies without a word: the coordinator logs it lost after --node-timeout.
+        for process in cluster.processes where process.arguments?.first == "node" { kill(process.processIdentifier, SIGKILL) }
+        let deadline = ContinuousClock.now + .seconds(20)
+        var lines: [[String: Any]] = []
+        while ContinuousClock.now < deadline {
+            let text = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
+            lines = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            if lines.contains(where: { $0["message"] as? String == "node lost" }) { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let messages = lines.compactMap { $0["message"] as? String }
+        XCTAssertEqual(lines.count, (try String(contentsOfFile: logFile, encoding: .utf8)).split(separator: "\n").count, "every line is JSON")
+        XCTAssertTrue(messages.contains { $0.hasPrefix("colony coordinator listening on") }, "\(messages)")
+        let joined = lines.first { $0["message"] as? String == "node joined" }
+        XCTAssertEqual(joined?["node"] as? String, "n1")
+        let failure = try XCTUnwrap(lines.first { $0["message"] as? String == "task failed" })
+        XCTAssertEqual(failure["task"] as? String, "\(failed)")
+        XCTAssertEqual(failure["reason"] as? String, "error")
+        XCTAssertEqual(failure["error"] as? String, "bad input")
+        XCTAssertEqual(lines.first { $0["message"] as? String == "node lost" }?["level"] as? String, "warning")
+        XCTAssertEqual(messages.filter { $0.contains("task") }.count, 1, "nothing per succeeding task: \(messages)")
+        await colony.close()
+    }
+
+    /// A real browser (headless Chromium) loads the dashboard while work runs: the page shows
+    /// the node and a non-zero throughput, and a screenshot is taken.
+    func testTheDashboardShowsNodesAndThroughputInABrowser() async throws {
+        guard let browser = ["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]
+            .first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw XCTSkip("no Chromium here (scripts/install-deps.sh --for-tests installs it): dashboard test skipped")
+        }
+        let colony = try await startCluster(threads: 2)
+        // About 4 s of work: 400 tasks of 20 ms on two slots, running while the page loads.
+        let ids = try await colony.submit((0..<400).map { _ in TaskSubmission(handler: "sleep", input: Array("0.02".utf8)) })
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try await colony.report().succeeded < 20 {
+            guard ContinuousClock.now < deadline else { throw CLIFailure("the workload did not start") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let screenshot = NSTemporaryDirectory() + "colony-dashboard-\(UUID().uuidString).png"
+        defer { try? FileManager.default.removeItem(atPath: screenshot) }
+        let common = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=3000",
+                      "--window-size=1000,1300", "--user-data-dir=" + NSTemporaryDirectory() + "colony-chromium-\(UUID().uuidString)"]
+        let dom = try run(browser, common + ["--dump-dom", http + "/"])
+        let shot = try run(browser, common + ["--screenshot=" + screenshot, http + "/"])
+        XCTAssertEqual(shot.status, 0, shot.stderr)
+        let png = try Data(contentsOf: URL(fileURLWithPath: screenshot))
+        XCTAssertGreaterThan(png.count, 10_000, "a screenshot of the page")
+        XCTAssertEqual(Array(png.prefix(4)), [0x89, 0x50, 0x4E, 0x47], "PNG")
+        if let keep = ProcessInfo.processInfo.environment["COLONY_TEST_LOGS"] {
+            try? FileManager.default.copyItem(atPath: screenshot, toPath: keep + "/dashboard.png")
+        }
+        // What the page drew (its DOM after the scripts ran).
+        XCTAssertTrue(dom.stdout.contains("<td>n1</td>"), "the nodes table lists n1")
+        let card = try XCTUnwrap(dom.stdout.range(of: #"data-label="throughput now"><b>"#), "the throughput card")
+        let value = dom.stdout[card.upperBound...].prefix { $0 != "/" && $0 != "<" }.replacingOccurrences(of: ",", with: "")
+        XCTAssertGreaterThan(Double(value) ?? 0, 0, "throughput shown: \(value)")
+        XCTAssertTrue(dom.stdout.contains("throughput-line"), "the chart has a line")
+        _ = try await colony.cancel(ids)
+        await colony.close()
+    }
+
+    private func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let group = DispatchGroup()
+        nonisolated(unsafe) var outData = Data()
+        nonisolated(unsafe) var errData = Data()
+        group.enter()
+        DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        group.enter()
+        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+        if group.wait(timeout: .now() + 90) == .timedOut {
+            kill(process.processIdentifier, SIGKILL)
+            throw CLIFailure("\(executable) did not finish within 90 s")
+        }
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
     }
 }
