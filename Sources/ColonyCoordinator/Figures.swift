@@ -131,6 +131,14 @@ final class MetricsRecorder: Sendable {
         }
     }
 
+    /// Sets every gauge of `label` to 0 (before setting the current ones), so that a node that
+    /// left or a priority no longer queued does not keep its last value.
+    func zeroGauges(_ label: String) {
+        handles.withLock { handles in
+            for (key, gauge) in handles.gauges where key.hasPrefix(label + "|") { gauge.record(0) }
+        }
+    }
+
     func gauge(_ label: String, _ dimensions: [(String, String)], _ value: Double) {
         handles.withLock { handles in
             let key = Self.key(label, dimensions)
@@ -161,6 +169,11 @@ final class MetricsRecorder: Sendable {
         count("colony_tasks_finished_total", [("outcome", "failed")], total: counts.failed)
         count("colony_tasks_finished_total", [("outcome", "cancelled")], total: counts.cancelled)
         count("colony_tasks_retried_total", total: counts.retried)
+        count("colony_tasks_dispatched_total", total: counts.dispatched)
+        zeroGauges("colony_queue_depth")
+        for (priority, depth) in counts.queuedByPriority {
+            gauge("colony_queue_depth", [("priority", "\(priority)")], Double(depth))
+        }
         for reason in CoordinatorCore.FailureReason.allCases {
             count("colony_tasks_failed_total", [("reason", reason.rawValue)], total: counts.failedByReason[reason] ?? 0)
         }
@@ -171,6 +184,7 @@ final class MetricsRecorder: Sendable {
         gauge("colony_tasks", [("state", "running")], Double(counts.running))
         gauge("colony_results_waiting", [], Double(counts.resultsWaiting))
         gauge("colony_nodes_alive", [], Double(status.nodes.count))
+        zeroGauges("colony_node_slots")
         for node in figures.nodeSlots {
             gauge("colony_node_slots", [("node", node.name), ("pool", "thread"), ("state", "busy")], Double(node.threadBusy))
             gauge("colony_node_slots", [("node", node.name), ("pool", "thread"), ("state", "free")], Double(node.threadSlots - node.threadBusy))

@@ -60,6 +60,8 @@ extension CoordinatorCore {
         var runTimes: [Double] = []
         /// Samples not kept because nobody drained them in time (no scrape for a long while).
         var samplesDropped: UInt64 = 0
+        /// Attempts handed to nodes (a retried task counts once per attempt).
+        var dispatched: UInt64 = 0
 
         mutating func sample(queueWait seconds: Double) {
             if queueWaits.count < Self.samplesMax { queueWaits.append(max(0, seconds)) } else { samplesDropped += 1 }
@@ -86,6 +88,10 @@ extension CoordinatorCore {
         public var failed: UInt64 = 0
         public var cancelled: UInt64 = 0
         public var retried: UInt64 = 0
+        /// Attempts handed to nodes.
+        public var dispatched: UInt64 = 0
+        /// Queued tasks by priority.
+        public var queuedByPriority: [Int32: Int] = [:]
         /// Waiting for dependencies or a retry's back-off.
         public var waiting = 0
         public var queued = 0
@@ -97,11 +103,13 @@ extension CoordinatorCore {
 
     public func taskCounts() -> TaskCounts {
         var counts = TaskCounts(submitted: submittedTotal, succeeded: succeededTotal, failed: failedTotal,
-                                cancelled: cancelledTotal, retried: retriedTotal)
+                                cancelled: cancelledTotal, retried: retriedTotal, dispatched: figures.dispatched)
         for task in tasks.values {
             switch task.state {
             case .waiting, .backoff: counts.waiting += 1
-            case .queued: counts.queued += 1
+            case .queued:
+                counts.queued += 1
+                counts.queuedByPriority[task.options.priority, default: 0] += 1
             case .leased: counts.running += 1
             case .finished: break
             }

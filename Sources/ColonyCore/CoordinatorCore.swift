@@ -614,6 +614,7 @@ public struct CoordinatorCore: Sendable {
             var task = self.tasks[id]!
             task.attempt += 1
             if task.attempt == 1 { figures.sample(queueWait: now - task.submittedAt) }
+            figures.dispatched += 1
             task.restored = false
             task.state = .leased(node: name, since: now)
             task.node = name

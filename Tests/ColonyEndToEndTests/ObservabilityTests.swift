@@ -105,6 +105,8 @@ final class ObservabilityTests: ClusterTestCase {
         XCTAssertEqual((metrics[#"colony_tasks{state="running"}"#] ?? 0) + (metrics[#"colony_tasks{state="queued"}"#] ?? 0), 4)
         XCTAssertEqual(metrics[#"colony_tasks{state="waiting"}"#], 0)
         XCTAssertEqual(metrics["colony_nodes_alive"], 1)
+        XCTAssertGreaterThanOrEqual(metrics["colony_tasks_dispatched_total"] ?? 0, 62, "60 finished + at least 2 started")
+        XCTAssertEqual(metrics[#"colony_queue_depth{priority="0"}"#] ?? 0, metrics[#"colony_tasks{state="queued"}"#] ?? -1)
         XCTAssertEqual(metrics[#"colony_node_slots{node="n1",pool="thread",state="busy"}"#], 2)
         XCTAssertEqual(metrics["colony_task_run_seconds_count"], 60, "every finished attempt's run time is recorded")
         XCTAssertNotNil(metrics["colony_journal_commits_total"] ?? metrics["colony_task_queue_wait_seconds_count"])
