@@ -18,6 +18,10 @@ public struct ClusterReport: Codable, Sendable, Equatable {
         public var lastSeenS: Double
         public var draining: Bool
         public var handlers: [String]
+        /// What the node reports of itself (absent for nodes that do not).
+        public var rssBytes: UInt64?
+        public var childrenRssBytes: UInt64?
+        public var childrenStarted: UInt64?
     }
 
     public struct Limit: Codable, Sendable, Equatable {
@@ -97,7 +101,10 @@ public struct ClusterReport: Codable, Sendable, Equatable {
             Node(name: node.info.name, host: node.info.host, threads: Int(node.info.threadSlots),
                  processes: Int(node.info.processSlots), running: Int(node.running), runningProcess: Int(node.runningProcess),
                  completed: node.completed, failed: node.failed, lastSeenS: Double(node.lastSeenMsAgo) / 1000,
-                 draining: node.info.draining, handlers: node.info.handlers)
+                 draining: node.info.draining, handlers: node.info.handlers,
+                 rssBytes: node.hasFigures ? node.figures.rssBytes : nil,
+                 childrenRssBytes: node.hasFigures ? node.figures.childrenRssBytes : nil,
+                 childrenStarted: node.hasFigures ? node.figures.childrenStarted : nil)
         }
         limits = wire.limits.map { Limit(name: $0.name, size: Int($0.size), inUse: Int($0.inUse), highWater: Int($0.highWater)) }
         counters = Dictionary(figures.counters.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })

@@ -191,6 +191,15 @@ final class MetricsRecorder: Sendable {
             gauge("colony_node_slots", [("node", node.name), ("pool", "process"), ("state", "busy")], Double(node.processBusy))
             gauge("colony_node_slots", [("node", node.name), ("pool", "process"), ("state", "free")], Double(node.processSlots - node.processBusy))
         }
+        zeroGauges("colony_node_rss_bytes")
+        zeroGauges("colony_node_children_started")
+        for node in status.nodes {
+            guard let reported = node.announcement.figures else { continue }
+            let name = node.announcement.name
+            gauge("colony_node_rss_bytes", [("node", name), ("process", "node")], Double(reported.rssBytes))
+            gauge("colony_node_rss_bytes", [("node", name), ("process", "children")], Double(reported.childrenRSSBytes))
+            gauge("colony_node_children_started", [("node", name)], Double(reported.childrenStarted))
+        }
         for counter in figures.counters { gauge("colony_counter_value", [("name", counter.name)], Double(counter.value)) }
         for limit in status.limits {
             gauge("colony_limit_in_use", [("name", limit.name)], Double(limit.inUse))

@@ -165,7 +165,9 @@ public final class RequestHandler: Sendable {
                 return .submitReply(reply)
             case .pull(let pull):
                 let wait = min(Double(pull.waitMs) / 1000, limits.longPollSecondsMax)
-                let answer = try await state.pull(node: NodeAnnouncement(wire: pull.node, prefetch: pull.prefetch, processPrefetch: pull.processPrefetch),
+                var announcement = NodeAnnouncement(wire: pull.node, prefetch: pull.prefetch, processPrefetch: pull.processPrefetch)
+                if pull.hasFigures { announcement.figures = NodeFigures(wire: pull.figures) }
+                let answer = try await state.pull(node: announcement,
                                                   results: pull.results.map(TaskOutcome.init(wire:)),
                                                   running: pull.ackedDispatchSeq > 0 ? Set(pull.running) : nil,
                                                   ackedReplySeq: pull.ackedDispatchSeq, returned: pull.returned, leaving: pull.leaving,

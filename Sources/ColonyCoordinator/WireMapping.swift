@@ -103,6 +103,7 @@ extension ClusterStatus {
             status.completed = node.completed
             status.failed = node.failed
             status.lastSeenMsAgo = UInt64(node.lastSeenSecondsAgo * 1000)
+            if let figures = node.announcement.figures { status.figures = figures.wire }
             return status
         }
         reply.queued = UInt64(queued)
@@ -195,5 +196,28 @@ extension ClusterFigures {
         }
         reply.figures = figures
         return reply
+    }
+}
+
+extension NodeFigures {
+    init(wire: Colony_V1_NodeFigures) {
+        self.init()
+        rssBytes = wire.rssBytes
+        childrenRSSBytes = wire.childrenRssBytes
+        childrenStarted = wire.childrenStarted
+        succeeded = wire.succeeded
+        failed = wire.failed
+        failedPulls = wire.failedPulls
+    }
+
+    var wire: Colony_V1_NodeFigures {
+        var wire = Colony_V1_NodeFigures()
+        wire.rssBytes = rssBytes
+        wire.childrenRssBytes = childrenRSSBytes
+        wire.childrenStarted = childrenStarted
+        wire.succeeded = succeeded
+        wire.failed = failed
+        wire.failedPulls = failedPulls
+        return wire
     }
 }

@@ -127,6 +127,19 @@ public struct TaskOutcome: Sendable, Equatable {
     }
 }
 
+/// What a node measures of itself and sends with its pulls (totals since it started).
+public struct NodeFigures: Sendable, Equatable {
+    public var rssBytes: UInt64 = 0
+    /// Resident memory of its process-pool children, together.
+    public var childrenRSSBytes: UInt64 = 0
+    /// Process-pool children started (first ones and replacements).
+    public var childrenStarted: UInt64 = 0
+    public var succeeded: UInt64 = 0
+    public var failed: UInt64 = 0
+    public var failedPulls: UInt64 = 0
+    public init() {}
+}
+
 /// Who a node says it is, sent with every pull.
 public struct NodeAnnouncement: Sendable, Equatable {
     public var name: String
@@ -145,6 +158,8 @@ public struct NodeAnnouncement: Sendable, Equatable {
     public var processHandlers: Set<String>
     /// The node is draining: it gets no new tasks.
     public var draining = false
+    /// Its latest figures, if it sends them.
+    public var figures: NodeFigures?
     public init(name: String, host: String, threadSlots: Int, handlers: [String] = [], pid: Int = 0, prefetch: Int = 0,
                 labels: [String: String] = [:], processSlots: Int = 0, processPrefetch: Int = 0, processHandlers: Set<String> = [],
                 draining: Bool = false) {

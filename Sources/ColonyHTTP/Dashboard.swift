@@ -37,7 +37,7 @@ enum Dashboard {
 <h2>Throughput (tasks finished per second, last minute)</h2>
 <svg id="chart" width="640" height="160" viewBox="0 0 640 160" role="img" aria-label="throughput chart"></svg>
 <h2>Nodes</h2>
-<table id="nodes"><thead><tr><th>node</th><th>host</th><th>threads busy</th><th>processes busy</th><th>done</th><th>failed</th><th>last seen</th></tr></thead><tbody></tbody></table>
+<table id="nodes"><thead><tr><th>node</th><th>host</th><th>threads busy</th><th>processes busy</th><th>done</th><th>failed</th><th>RSS</th><th>children RSS</th><th>child starts</th><th>last seen</th></tr></thead><tbody></tbody></table>
 <h2>Recent failures</h2>
 <table id="failures"><thead><tr><th>task</th><th>handler</th><th>node</th><th>reason</th><th>error</th><th>when</th></tr></thead><tbody></tbody></table>
 <h2>Counters and limits</h2>
@@ -102,7 +102,10 @@ async function refresh() {
     fill("nodes", s.nodes, [
       [n => n.name + (n.draining ? " (draining)" : "")], [n => n.host],
       [n => busy(n.running - n.running_process, n.threads), "num"], [n => busy(n.running_process, n.processes), "num"],
-      [n => fmt(n.completed), "num"], [n => fmt(n.failed), "num"], [n => fmt(n.last_seen_s, 1) + " s ago", "num"],
+      [n => fmt(n.completed), "num"], [n => fmt(n.failed), "num"],
+      [n => n.rss_bytes === undefined ? "–" : fmt(n.rss_bytes / 1048576) + " MiB", "num"],
+      [n => n.children_rss_bytes === undefined ? "–" : fmt(n.children_rss_bytes / 1048576) + " MiB", "num"],
+      [n => fmt(n.children_started), "num"], [n => fmt(n.last_seen_s, 1) + " s ago", "num"],
     ]);
     fill("failures", (s.recent_failures || []).slice(0, 10), [
       [f => f.id, "num"], [f => f.handler], [f => f.node], [f => f.reason], [f => f.error], [f => fmt(f.seconds_ago) + " s ago", "num"],

@@ -142,6 +142,18 @@ public actor NodeAgent {
     /// Process ids of the process pool's live children.
     public func childPIDs() -> [Int32] { processPool?.childPIDs ?? [] }
 
+    /// What the node tells the coordinator of itself on every pull (a few /proc reads).
+    private func currentFigures() -> Colony_V1_NodeFigures {
+        var figures = Colony_V1_NodeFigures()
+        figures.rssBytes = residentBytes()
+        figures.childrenRssBytes = (processPool?.childPIDs ?? []).reduce(0) { $0 + residentBytes(of: $1) }
+        figures.childrenStarted = processPool?.childrenStarted ?? 0
+        figures.succeeded = statistics.succeeded
+        figures.failed = statistics.failed
+        figures.failedPulls = statistics.failedPulls
+        return figures
+    }
+
     public func stats() -> Statistics {
         var s = statistics
         s.running = running.count
@@ -320,6 +332,7 @@ public actor NodeAgent {
         info.processHandlers = processHandlerNames
         info.draining = draining
         pull.node = info
+        pull.figures = currentFigures()
         pull.returned = toReturn
         toReturn = []
         pull.leaving = leaving && pendingResults.isEmpty

@@ -41,6 +41,8 @@ final class ProcessPool: Sendable {
     private let slots: [ChildSlot]
     private let idle: Mutex<IdleSlots>
     private let log: @Sendable (String) -> Void
+    /// Children started so far (first ones and every replacement).
+    private let started = StartCount()
 
     private struct IdleSlots {
         var free: [Int]
@@ -58,7 +60,10 @@ final class ProcessPool: Sendable {
         if let limit = configuration.memoryLimitBytes { childEnvironment[ProcessPoolChild.memoryLimitVariable] = String(limit) }
         // A crashing child should die at once: Swift's backtracer would take seconds.
         childEnvironment["SWIFT_BACKTRACE"] = "enable=no"
-        slots = (0..<configuration.size).map { ChildSlot(index: $0, configuration: configuration, environment: childEnvironment, log: log) }
+        let started = self.started
+        slots = (0..<configuration.size).map {
+            ChildSlot(index: $0, configuration: configuration, environment: childEnvironment, started: started, log: log)
+        }
         idle = Mutex(IdleSlots(free: Array((0..<configuration.size).reversed())))
         // A child that dies while the node writes to it must not kill the node with SIGPIPE.
         signal(SIGPIPE, SIG_IGN)
@@ -89,6 +94,9 @@ final class ProcessPool: Sendable {
 
     /// Process ids of the live children.
     var childPIDs: [Int32] { slots.compactMap(\.pid) }
+
+    /// Children started since the pool began.
+    var childrenStarted: UInt64 { started.value.load(ordering: .relaxed) }
 
     /// Ends every child (closing its task pipe, then SIGKILL after a moment) and the pool's
     /// threads. Call once no task runs.
@@ -125,6 +133,7 @@ private final class ChildSlot: @unchecked Sendable {
     private let configuration: ProcessPoolConfiguration
     private let environment: [String: String]
     private let log: @Sendable (String) -> Void
+    private let started: StartCount
     private let lock = NSLock()
     private var child: PoolChildProcess?
     private var tasksRun = 0
@@ -135,8 +144,10 @@ private final class ChildSlot: @unchecked Sendable {
     private var stderrPID: Int32 = 0
     private let livePID = Mutex<Int32?>(nil)
 
-    init(index: Int, configuration: ProcessPoolConfiguration, environment: [String: String], log: @escaping @Sendable (String) -> Void) {
+    init(index: Int, configuration: ProcessPoolConfiguration, environment: [String: String], started: StartCount,
+         log: @escaping @Sendable (String) -> Void) {
         self.index = index
+        self.started = started
         self.configuration = configuration
         self.environment = environment
         self.log = log
@@ -253,6 +264,7 @@ private final class ChildSlot: @unchecked Sendable {
         } catch {
             return "cannot start a child: \(error)"
         }
+        started.value.add(1, ordering: .relaxed)
         stderrTail = []
         partialLine = []
         stderrPID = process.pid
@@ -446,4 +458,18 @@ enum Frames {
         }
         return buffer
     }
+}
+
+/// A count shared by a pool's slots.
+final class StartCount: Sendable {
+    let value = Atomic<UInt64>(0)
+}
+
+/// Resident memory of process `pid` (0: this process), from /proc; 0 when it cannot be read.
+func residentBytes(of pid: Int32 = 0) -> UInt64 {
+    let path = pid == 0 ? "/proc/self/statm" : "/proc/\(pid)/statm"
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = UInt64(fields[1]) else { return 0 }
+    return pages * UInt64(sysconf(Int32(_SC_PAGESIZE)))
 }

@@ -105,6 +105,9 @@ final class ObservabilityTests: ClusterTestCase {
         XCTAssertEqual((metrics[#"colony_tasks{state="running"}"#] ?? 0) + (metrics[#"colony_tasks{state="queued"}"#] ?? 0), 4)
         XCTAssertEqual(metrics[#"colony_tasks{state="waiting"}"#], 0)
         XCTAssertEqual(metrics["colony_nodes_alive"], 1)
+        // The node's own figures, pushed on its pulls: its memory is real, it has no children.
+        XCTAssertGreaterThan(metrics[#"colony_node_rss_bytes{node="n1",process="node"}"#] ?? 0, 1_048_576, "the node reports its RSS")
+        XCTAssertEqual(metrics[#"colony_node_children_started{node="n1"}"#], 0, "--processes 0")
         XCTAssertGreaterThanOrEqual(metrics["colony_tasks_dispatched_total"] ?? 0, 62, "60 finished + at least 2 started")
         XCTAssertEqual(metrics[#"colony_queue_depth{priority="0"}"#] ?? 0, metrics[#"colony_tasks{state="queued"}"#] ?? -1)
         XCTAssertEqual(metrics[#"colony_node_slots{node="n1",pool="thread",state="busy"}"#], 2)

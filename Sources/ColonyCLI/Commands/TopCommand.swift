@@ -55,6 +55,11 @@ struct TopCommand: AsyncParsableCommand {
         return formatter.string(from: NSNumber(value: Int64(value))) ?? "\(value)"
     }
 
+    static func mebibytes(_ bytes: UInt64?) -> String {
+        guard let bytes else { return "-" }
+        return String(format: "%.0f MiB", Double(bytes) / 1_048_576)
+    }
+
     static func milliseconds(_ value: Double?) -> String {
         guard let value else { return "-" }
         return value < 10 ? String(format: "%.2f ms", value) : String(format: "%.0f ms", value)
@@ -79,11 +84,12 @@ struct TopCommand: AsyncParsableCommand {
         if report.nodes.isEmpty {
             lines.append("no nodes (start one: colony node --coordinator \(coordinator))")
         } else {
-            let header = ["NODE", "HOST", "THREADS BUSY", "PROCESSES BUSY", "DONE", "FAILED", "LAST SEEN"]
+            let header = ["NODE", "HOST", "THREADS BUSY", "PROCESSES BUSY", "DONE", "FAILED", "RSS", "CHILDREN RSS", "CHILD STARTS", "LAST SEEN"]
             let rows = report.nodes.map { node in
                 [node.name + (node.draining ? " (draining)" : ""), node.host,
                  "\(node.running - node.runningProcess)/\(node.threads)", "\(node.runningProcess)/\(node.processes)",
-                 number(node.completed), number(node.failed), String(format: "%.1f s ago", node.lastSeenS)]
+                 number(node.completed), number(node.failed), mebibytes(node.rssBytes), mebibytes(node.childrenRssBytes),
+                 node.childrenStarted.map { number($0) } ?? "-", String(format: "%.1f s ago", node.lastSeenS)]
             }
             let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
             for row in [header] + rows {

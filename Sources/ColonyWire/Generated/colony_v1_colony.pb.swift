@@ -540,11 +540,47 @@ public nonisolated struct Colony_V1_PullRequest: @unchecked Sendable {
     set {_uniqueStorage()._leaving = newValue}
   }
 
+  /// The node's own figures, for the coordinator's metrics and `colony top`.
+  public var figures: Colony_V1_NodeFigures {
+    get {_storage._figures ?? Colony_V1_NodeFigures()}
+    set {_uniqueStorage()._figures = newValue}
+  }
+  /// Returns true if `figures` has been explicitly set.
+  public var hasFigures: Bool {_storage._figures != nil}
+  /// Clears the value of `figures`. Subsequent reads from it will return its default value.
+  public mutating func clearFigures() {_uniqueStorage()._figures = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// What a node measures of itself and sends on its pulls (totals since it started).
+public nonisolated struct Colony_V1_NodeFigures: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var rssBytes: UInt64 = 0
+
+  /// Resident memory of its process-pool children, together.
+  public var childrenRssBytes: UInt64 = 0
+
+  /// Process-pool children started (the first ones, and every replacement after a crash,
+  /// a kill or a recycle).
+  public var childrenStarted: UInt64 = 0
+
+  public var succeeded: UInt64 = 0
+
+  public var failed: UInt64 = 0
+
+  public var failedPulls: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// Coordinator -> node: tasks to start now (never more than the node's free slots).
@@ -624,37 +660,62 @@ public nonisolated struct Colony_V1_StatusRequest: Sendable {
   public init() {}
 }
 
-public nonisolated struct Colony_V1_NodeStatus: Sendable {
+public nonisolated struct Colony_V1_NodeStatus: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
   public var info: Colony_V1_NodeInfo {
-    get {_info ?? Colony_V1_NodeInfo()}
-    set {_info = newValue}
+    get {_storage._info ?? Colony_V1_NodeInfo()}
+    set {_uniqueStorage()._info = newValue}
   }
   /// Returns true if `info` has been explicitly set.
-  public var hasInfo: Bool {self._info != nil}
+  public var hasInfo: Bool {_storage._info != nil}
   /// Clears the value of `info`. Subsequent reads from it will return its default value.
-  public mutating func clearInfo() {self._info = nil}
+  public mutating func clearInfo() {_uniqueStorage()._info = nil}
 
-  public var running: UInt32 = 0
+  public var running: UInt32 {
+    get {_storage._running}
+    set {_uniqueStorage()._running = newValue}
+  }
 
-  public var completed: UInt64 = 0
+  public var completed: UInt64 {
+    get {_storage._completed}
+    set {_uniqueStorage()._completed = newValue}
+  }
 
-  public var failed: UInt64 = 0
+  public var failed: UInt64 {
+    get {_storage._failed}
+    set {_uniqueStorage()._failed = newValue}
+  }
 
   /// Milliseconds since the node's last pull.
-  public var lastSeenMsAgo: UInt64 = 0
+  public var lastSeenMsAgo: UInt64 {
+    get {_storage._lastSeenMsAgo}
+    set {_uniqueStorage()._lastSeenMsAgo = newValue}
+  }
 
   /// Of `running`, how many are in the process pool.
-  public var runningProcess: UInt32 = 0
+  public var runningProcess: UInt32 {
+    get {_storage._runningProcess}
+    set {_uniqueStorage()._runningProcess = newValue}
+  }
+
+  /// What the node last reported of itself.
+  public var figures: Colony_V1_NodeFigures {
+    get {_storage._figures ?? Colony_V1_NodeFigures()}
+    set {_uniqueStorage()._figures = newValue}
+  }
+  /// Returns true if `figures` has been explicitly set.
+  public var hasFigures: Bool {_storage._figures != nil}
+  /// Clears the value of `figures`. Subsequent reads from it will return its default value.
+  public mutating func clearFigures() {_uniqueStorage()._figures = nil}
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
-  fileprivate var _info: Colony_V1_NodeInfo? = nil
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Colony_V1_StatusReply: @unchecked Sendable {
@@ -1950,7 +2011,7 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}results\0\u{1}running\0\u{3}wait_ms\0\u{1}prefetch\0\u{3}acked_dispatch_seq\0\u{3}process_prefetch\0\u{1}returned\0\u{1}leaving\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}results\0\u{1}running\0\u{3}wait_ms\0\u{1}prefetch\0\u{3}acked_dispatch_seq\0\u{3}process_prefetch\0\u{1}returned\0\u{1}leaving\0\u{1}figures\0")
 
   fileprivate class _StorageClass {
     var _node: Colony_V1_NodeInfo? = nil
@@ -1962,6 +2023,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
     var _processPrefetch: UInt32 = 0
     var _returned: [UInt64] = []
     var _leaving: Bool = false
+    var _figures: Colony_V1_NodeFigures? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -1981,6 +2043,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
       _processPrefetch = source._processPrefetch
       _returned = source._returned
       _leaving = source._leaving
+      _figures = source._figures
     }
   }
 
@@ -2008,6 +2071,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
         case 7: try { try decoder.decodeSingularUInt32Field(value: &_storage._processPrefetch) }()
         case 8: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._returned) }()
         case 9: try { try decoder.decodeSingularBoolField(value: &_storage._leaving) }()
+        case 10: try { try decoder.decodeSingularMessageField(value: &_storage._figures) }()
         default: break
         }
       }
@@ -2047,6 +2111,9 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
       if _storage._leaving != false {
         try visitor.visitSingularBoolField(value: _storage._leaving, fieldNumber: 9)
       }
+      try { if let v = _storage._figures {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2065,10 +2132,66 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
         if _storage._processPrefetch != rhs_storage._processPrefetch {return false}
         if _storage._returned != rhs_storage._returned {return false}
         if _storage._leaving != rhs_storage._leaving {return false}
+        if _storage._figures != rhs_storage._figures {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_NodeFigures: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".NodeFigures"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}rss_bytes\0\u{3}children_rss_bytes\0\u{3}children_started\0\u{1}succeeded\0\u{1}failed\0\u{3}failed_pulls\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.rssBytes) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.childrenRssBytes) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.childrenStarted) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.succeeded) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.failed) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.failedPulls) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.rssBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.rssBytes, fieldNumber: 1)
+    }
+    if self.childrenRssBytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.childrenRssBytes, fieldNumber: 2)
+    }
+    if self.childrenStarted != 0 {
+      try visitor.visitSingularUInt64Field(value: self.childrenStarted, fieldNumber: 3)
+    }
+    if self.succeeded != 0 {
+      try visitor.visitSingularUInt64Field(value: self.succeeded, fieldNumber: 4)
+    }
+    if self.failed != 0 {
+      try visitor.visitSingularUInt64Field(value: self.failed, fieldNumber: 5)
+    }
+    if self.failedPulls != 0 {
+      try visitor.visitSingularUInt64Field(value: self.failedPulls, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_NodeFigures, rhs: Colony_V1_NodeFigures) -> Bool {
+    if lhs.rssBytes != rhs.rssBytes {return false}
+    if lhs.childrenRssBytes != rhs.childrenRssBytes {return false}
+    if lhs.childrenStarted != rhs.childrenStarted {return false}
+    if lhs.succeeded != rhs.succeeded {return false}
+    if lhs.failed != rhs.failed {return false}
+    if lhs.failedPulls != rhs.failedPulls {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2236,58 +2359,111 @@ nonisolated extension Colony_V1_StatusRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}info\0\u{1}running\0\u{1}completed\0\u{1}failed\0\u{3}last_seen_ms_ago\0\u{3}running_process\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}info\0\u{1}running\0\u{1}completed\0\u{1}failed\0\u{3}last_seen_ms_ago\0\u{3}running_process\0\u{1}figures\0")
+
+  fileprivate class _StorageClass {
+    var _info: Colony_V1_NodeInfo? = nil
+    var _running: UInt32 = 0
+    var _completed: UInt64 = 0
+    var _failed: UInt64 = 0
+    var _lastSeenMsAgo: UInt64 = 0
+    var _runningProcess: UInt32 = 0
+    var _figures: Colony_V1_NodeFigures? = nil
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _info = source._info
+      _running = source._running
+      _completed = source._completed
+      _failed = source._failed
+      _lastSeenMsAgo = source._lastSeenMsAgo
+      _runningProcess = source._runningProcess
+      _figures = source._figures
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularMessageField(value: &self._info) }()
-      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.running) }()
-      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.completed) }()
-      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.failed) }()
-      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.lastSeenMsAgo) }()
-      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.runningProcess) }()
-      default: break
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularMessageField(value: &_storage._info) }()
+        case 2: try { try decoder.decodeSingularUInt32Field(value: &_storage._running) }()
+        case 3: try { try decoder.decodeSingularUInt64Field(value: &_storage._completed) }()
+        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._failed) }()
+        case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._lastSeenMsAgo) }()
+        case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._runningProcess) }()
+        case 7: try { try decoder.decodeSingularMessageField(value: &_storage._figures) }()
+        default: break
+        }
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    try { if let v = self._info {
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
-    } }()
-    if self.running != 0 {
-      try visitor.visitSingularUInt32Field(value: self.running, fieldNumber: 2)
-    }
-    if self.completed != 0 {
-      try visitor.visitSingularUInt64Field(value: self.completed, fieldNumber: 3)
-    }
-    if self.failed != 0 {
-      try visitor.visitSingularUInt64Field(value: self.failed, fieldNumber: 4)
-    }
-    if self.lastSeenMsAgo != 0 {
-      try visitor.visitSingularUInt64Field(value: self.lastSeenMsAgo, fieldNumber: 5)
-    }
-    if self.runningProcess != 0 {
-      try visitor.visitSingularUInt32Field(value: self.runningProcess, fieldNumber: 6)
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      try { if let v = _storage._info {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+      } }()
+      if _storage._running != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._running, fieldNumber: 2)
+      }
+      if _storage._completed != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._completed, fieldNumber: 3)
+      }
+      if _storage._failed != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._failed, fieldNumber: 4)
+      }
+      if _storage._lastSeenMsAgo != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._lastSeenMsAgo, fieldNumber: 5)
+      }
+      if _storage._runningProcess != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._runningProcess, fieldNumber: 6)
+      }
+      try { if let v = _storage._figures {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Colony_V1_NodeStatus, rhs: Colony_V1_NodeStatus) -> Bool {
-    if lhs._info != rhs._info {return false}
-    if lhs.running != rhs.running {return false}
-    if lhs.completed != rhs.completed {return false}
-    if lhs.failed != rhs.failed {return false}
-    if lhs.lastSeenMsAgo != rhs.lastSeenMsAgo {return false}
-    if lhs.runningProcess != rhs.runningProcess {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._info != rhs_storage._info {return false}
+        if _storage._running != rhs_storage._running {return false}
+        if _storage._completed != rhs_storage._completed {return false}
+        if _storage._failed != rhs_storage._failed {return false}
+        if _storage._lastSeenMsAgo != rhs_storage._lastSeenMsAgo {return false}
+        if _storage._runningProcess != rhs_storage._runningProcess {return false}
+        if _storage._figures != rhs_storage._figures {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
