@@ -348,12 +348,15 @@ public struct CoordinatorCore: Sendable {
         where name.isEmpty || name.utf8.count > limits.handlerNameBytesMax {
             throw .invalidArgument("node handler names must be 1 to \(limits.handlerNameBytesMax) bytes")
         }
-        guard announcement.labels.count <= limits.labelsPerNodeMax else {
-            throw .invalidArgument("a node may carry at most \(limits.labelsPerNodeMax) labels")
-        }
-        for (key, value) in announcement.labels
+        try validateLabels(announcement.labels, max: limits.labelsPerNodeMax, owner: "a node")
+    }
+
+    /// At most `max` labels, each key 1 to `labelBytesMax` bytes and each value at most that.
+    private func validateLabels(_ labels: [String: String], max: Int, owner: String) throws(Refusal) {
+        guard labels.count <= max else { throw .invalidArgument("\(owner): at most \(max) labels") }
+        for (key, value) in labels
         where key.isEmpty || key.utf8.count > limits.labelBytesMax || value.utf8.count > limits.labelBytesMax {
-            throw .invalidArgument("a node label's key must be 1 to \(limits.labelBytesMax) bytes and its value at most \(limits.labelBytesMax)")
+            throw .invalidArgument("\(owner): a label's key must be 1 to \(limits.labelBytesMax) bytes and its value at most \(limits.labelBytesMax)")
         }
     }
 
@@ -383,13 +386,7 @@ public struct CoordinatorCore: Sendable {
         for name in options.uses where limitSizes[name] == nil {
             throw .invalidArgument("task \(index): unknown limit '\(name)' (create it first: colony limit set \(name) N)")
         }
-        guard options.requiredLabels.count <= limits.labelsPerTaskMax else {
-            throw .invalidArgument("task \(index): at most \(limits.labelsPerTaskMax) labels")
-        }
-        for (key, value) in options.requiredLabels
-        where key.isEmpty || key.utf8.count > limits.labelBytesMax || value.utf8.count > limits.labelBytesMax {
-            throw .invalidArgument("task \(index): a label's key must be 1 to \(limits.labelBytesMax) bytes and its value at most \(limits.labelBytesMax)")
-        }
+        try validateLabels(options.requiredLabels, max: limits.labelsPerTaskMax, owner: "task \(index)")
         guard options.maxAttempts >= 1, options.maxAttempts <= 1000 else {
             throw .invalidArgument("task \(index): maxAttempts must be 1 to 1000")
         }

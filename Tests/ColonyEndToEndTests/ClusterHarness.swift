@@ -89,8 +89,14 @@ final class ClusterHarness: @unchecked Sendable {
 
     /// Runs `colony ARGS` to completion; returns its exit status, stdout and stderr.
     static func run(_ arguments: [String], environment: [String: String]? = nil, timeout: Duration = .seconds(300)) throws -> (status: Int32, stdout: String, stderr: String) {
+        try run(executable: colonyExecutable, arguments, environment: environment, timeout: timeout)
+    }
+
+    /// Runs any executable to completion; returns its exit status, stdout and stderr.
+    static func run(executable: URL, _ arguments: [String], environment: [String: String]? = nil,
+                    timeout: Duration = .seconds(300)) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
-        process.executableURL = colonyExecutable
+        process.executableURL = executable
         process.arguments = arguments
         if let environment { process.environment = environment }
         let out = Pipe()
@@ -109,7 +115,7 @@ final class ClusterHarness: @unchecked Sendable {
         let seconds = Double(timeout.components.seconds)
         if group.wait(timeout: .now() + seconds) == .timedOut {
             kill(process.processIdentifier, SIGKILL)
-            throw CLIFailure("colony \(arguments.joined(separator: " ")) did not finish within \(seconds) s")
+            throw CLIFailure("\(executable.lastPathComponent) \(arguments.joined(separator: " ")) did not finish within \(seconds) s")
         }
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))

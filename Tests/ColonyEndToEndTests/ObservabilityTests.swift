@@ -284,8 +284,9 @@ final class ObservabilityTests: ClusterTestCase {
         defer { try? FileManager.default.removeItem(atPath: screenshot) }
         let common = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=3000",
                       "--window-size=1000,1300", "--user-data-dir=" + NSTemporaryDirectory() + "colony-chromium-\(UUID().uuidString)"]
-        let dom = try run(browser, common + ["--dump-dom", http + "/"])
-        let shot = try run(browser, common + ["--screenshot=" + screenshot, http + "/"])
+        let browserURL = URL(fileURLWithPath: browser)
+        let dom = try ClusterHarness.run(executable: browserURL, common + ["--dump-dom", http + "/"], timeout: .seconds(90))
+        let shot = try ClusterHarness.run(executable: browserURL, common + ["--screenshot=" + screenshot, http + "/"], timeout: .seconds(90))
         XCTAssertEqual(shot.status, 0, shot.stderr)
         let png = try Data(contentsOf: URL(fileURLWithPath: screenshot))
         XCTAssertGreaterThan(png.count, 10_000, "a screenshot of the page")
@@ -301,29 +302,5 @@ final class ObservabilityTests: ClusterTestCase {
         XCTAssertTrue(dom.stdout.contains("throughput-line"), "the chart has a line")
         _ = try await colony.cancel(ids)
         await colony.close()
-    }
-
-    private func run(_ executable: String, _ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let group = DispatchGroup()
-        nonisolated(unsafe) var outData = Data()
-        nonisolated(unsafe) var errData = Data()
-        group.enter()
-        DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        group.enter()
-        DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
-        if group.wait(timeout: .now() + 90) == .timedOut {
-            kill(process.processIdentifier, SIGKILL)
-            throw CLIFailure("\(executable) did not finish within 90 s")
-        }
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
     }
 }
