@@ -12,9 +12,11 @@ final class CLITests: XCTestCase {
 
     func testUpWithASmallerLimitCountsTheSeedsExample() throws {
         let port = try ClusterHarness.freePort()
-        let run = try ClusterHarness.run(["up", "--listen", "tcp://127.0.0.1:\(port)", "--limit", "100000", "--tasks", "10"])
+        let run = try ClusterHarness.run(["up", "--listen", "tcp://127.0.0.1:\(port)", "--limit", "100000", "--tasks", "10",
+                                          "--metrics-listen", "127.0.0.1:0"])
         XCTAssertEqual(run.status, 0, run.stderr)
         XCTAssertTrue(run.stdout.contains("primes below 100000: 9592"), run.stdout)
+        XCTAssertTrue(run.stderr.contains("colony up: dashboard, metrics and API on http://127.0.0.1:"), run.stderr)
     }
 
     func testABadListenURLPrintsOneClearLineAndFails() throws {

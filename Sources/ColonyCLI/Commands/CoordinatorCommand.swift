@@ -72,15 +72,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             ])
         }
         // swift-metrics goes to a Prometheus registry, before any metric is made.
-        let registry = PrometheusCollectorRegistry()
-        if metricsListen != nil {
-            var factory = PrometheusMetricsFactory(registry: registry)
-            // Task latencies span microseconds (queue waits) to minutes (run times).
-            let microseconds: [Int64] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-                                         1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000, 300_000_000]
-            factory.defaultDurationHistogramBuckets = microseconds.map { Duration.microseconds($0) }
-            MetricsSystem.bootstrap(factory)
-        }
+        let registry = metricsListen.map { _ in bootstrapPrometheusMetrics() }
         let coordinator: Coordinator
         do {
             coordinator = try Coordinator(configuration: configuration, store: store, recovered: recovered)
@@ -91,23 +83,44 @@ struct CoordinatorCommand: AsyncParsableCommand {
         let shown = coordinator.boundPort.map { port in listen.replacingOccurrences(of: ":0", with: ":\(port)") } ?? listen
         logger.info("colony coordinator listening on \(shown)")
         var frontend: HTTPFrontend?
-        if let metricsListen {
-            let host = metricsListen.hasPrefix("http://") ? String(metricsListen.dropFirst(7)) : metricsListen
-            var http = HTTPFrontend.Configuration(listen: host, token: try tokenSource.tokenForListening(on: "tcp://\(host)"))
-            http.session = "http-api"
-            do {
-                let started = try HTTPFrontend(configuration: http, requests: coordinator.requests, registry: registry)
-                try started.start()
-                frontend = started
-            } catch {
-                throw CLIError("cannot serve HTTP on \(metricsListen): \(error.reason)")
-            }
-            let port = frontend?.boundPort.map(String.init) ?? "?"
-            let shownHTTP = host.hasSuffix(":0") ? String(host.dropLast(1)) + port : host
-            logger.info("serving metrics, API and dashboard on http://\(shownHTTP)/")
+        if let metricsListen, let registry {
+            let started = try startHTTPFrontend(metricsListen, coordinator: coordinator, tokens: tokenSource, registry: registry)
+            frontend = started.frontend
+            logger.info("serving metrics, API and dashboard on \(started.url)")
         }
         try await runUntilTerminated { await coordinator.run() }
         frontend?.stop()
         logger.info("colony coordinator stopped")
     }
+}
+
+/// Sends the process's swift-metrics to a new Prometheus registry (call once, before any
+/// metric is made) and returns the registry for `/metrics`.
+func bootstrapPrometheusMetrics() -> PrometheusCollectorRegistry {
+    let registry = PrometheusCollectorRegistry()
+    var factory = PrometheusMetricsFactory(registry: registry)
+    // Task latencies span microseconds (queue waits) to minutes (run times).
+    let microseconds: [Int64] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+                                 1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000, 300_000_000]
+    factory.defaultDurationHistogramBuckets = microseconds.map { Duration.microseconds($0) }
+    MetricsSystem.bootstrap(factory)
+    return registry
+}
+
+/// Starts the HTTP side (`--metrics-listen HOST:PORT`) of `coordinator`; beyond loopback it
+/// needs the token. Returns it and the URL it serves (with the port bound, for port 0).
+func startHTTPFrontend(_ listen: String, coordinator: Coordinator, tokens: TokenOptions,
+                       registry: PrometheusCollectorRegistry) throws -> (frontend: HTTPFrontend, url: String) {
+    let host = listen.hasPrefix("http://") ? String(listen.dropFirst(7)) : listen
+    let http = HTTPFrontend.Configuration(listen: host, token: try tokens.tokenForListening(on: "tcp://\(host)"))
+    let frontend: HTTPFrontend
+    do {
+        frontend = try HTTPFrontend(configuration: http, requests: coordinator.requests, registry: registry)
+        try frontend.start()
+    } catch {
+        throw CLIError("cannot serve HTTP on \(listen): \(error.reason)")
+    }
+    let port = frontend.boundPort.map(String.init) ?? "?"
+    let shown = host.hasSuffix(":0") ? String(host.dropLast(1)) + port : host
+    return (frontend, "http://\(shown)/")
 }

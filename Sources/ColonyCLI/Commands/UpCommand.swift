@@ -1,5 +1,6 @@
 import ArgumentParser
 import Colony
+import ColonyHTTP
 import Foundation
 
 /// `colony up`: a coordinator and a local node in one process, running the demo workload.
@@ -35,6 +36,9 @@ struct UpCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Keep the coordinator and node running after the demo (until Ctrl-C).")
     var keepRunning = false
 
+    @Option(name: .long, help: "Also serve metrics, the JSON API and the live dashboard on HOST:PORT (e.g. 127.0.0.1:9464; see colony coordinator).")
+    var metricsListen: String?
+
     func validate() throws {
         guard threads >= 1, threads <= 4096 else { throw ValidationError("--threads must be 1 to 4096") }
         try processPool.validate()
@@ -44,7 +48,15 @@ struct UpCommand: AsyncParsableCommand {
 
     func run() async throws {
         let token = try tokenSource.tokenForListening(on: listen ?? ColonyURL.defaultCoordinator)
+        let registry = metricsListen.map { _ in bootstrapPrometheusMetrics() }
         let coordinator = try startCoordinator(token: token)
+        var frontend: HTTPFrontend?
+        if let metricsListen, let registry {
+            let started = try startHTTPFrontend(metricsListen, coordinator: coordinator, tokens: tokenSource, registry: registry)
+            frontend = started.frontend
+            printError("colony up: dashboard, metrics and API on \(started.url)")
+        }
+        defer { frontend?.stop() }
         let url = coordinator.configuration.listenURL.replacingOccurrences(of: ":0", with: ":\(coordinator.boundPort ?? 0)")
         printError("colony up: coordinator on \(url), local node with \(threads) thread slots and \(processPool.processes) process slots")
         var nodeConfiguration = NodeConfiguration(coordinatorURL: url, name: "local", threads: threads)
