@@ -78,6 +78,14 @@ final class SecurityTests: ClusterTestCase {
         XCTAssertNotEqual(run.status, 0)
         XCTAssertTrue(run.stderr.contains("needs a shared token"), run.stderr)
         XCTAssertEqual(run.stderr.split(separator: "\n").count, 1, run.stderr)
+
+        // The HTTP side too, before anything starts listening.
+        let http = try ClusterHarness.run(["coordinator", "--listen", "tcp://127.0.0.1:\(port)", "--state", ":memory:",
+                                           "--metrics-listen", "0.0.0.0:\(try ClusterHarness.freePort())"],
+                                          environment: environment, timeout: .seconds(30))
+        XCTAssertNotEqual(http.status, 0)
+        XCTAssertTrue(http.stderr.contains("listening on http://0.0.0.0:") && http.stderr.contains("needs a shared token"), http.stderr)
+        XCTAssertEqual(http.stderr.split(separator: "\n").count, 1, http.stderr)
     }
 
     func testATokenFileWorksForTheCoordinatorAndTheClients() async throws {

@@ -71,6 +71,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
                 "seconds": "\(String(format: "%.3f", seconds))",
             ])
         }
+        // Refuse an HTTP address beyond loopback without a token before starting anything.
+        let httpToken = try metricsListen.map { try httpTokenForListening(on: $0, tokens: tokenSource) } ?? nil
         // swift-metrics goes to a Prometheus registry, before any metric is made.
         let registry = metricsListen.map { _ in bootstrapPrometheusMetrics() }
         let coordinator: Coordinator
@@ -84,7 +86,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         logger.info("colony coordinator listening on \(shown)")
         var frontend: HTTPFrontend?
         if let metricsListen, let registry {
-            let started = try startHTTPFrontend(metricsListen, coordinator: coordinator, tokens: tokenSource, registry: registry)
+            let started = try startHTTPFrontend(metricsListen, coordinator: coordinator, token: httpToken, registry: registry)
             frontend = started.frontend
             logger.info("serving metrics, API and dashboard on \(started.url)")
         }
@@ -107,12 +109,19 @@ func bootstrapPrometheusMetrics() -> PrometheusCollectorRegistry {
     return registry
 }
 
-/// Starts the HTTP side (`--metrics-listen HOST:PORT`) of `coordinator`; beyond loopback it
-/// needs the token. Returns it and the URL it serves (with the port bound, for port 0).
-func startHTTPFrontend(_ listen: String, coordinator: Coordinator, tokens: TokenOptions,
+/// The token the HTTP side requires (nil: none); throws when `listen` is beyond loopback and
+/// no token is configured.
+func httpTokenForListening(on listen: String, tokens: TokenOptions) throws -> String? {
+    let host = listen.hasPrefix("http://") ? String(listen.dropFirst(7)) : listen
+    return try tokens.tokenForListening(on: "http://\(host)")
+}
+
+/// Starts the HTTP side (`--metrics-listen HOST:PORT`) of `coordinator`, requiring `token`.
+/// Returns it and the URL it serves (with the port bound, for port 0).
+func startHTTPFrontend(_ listen: String, coordinator: Coordinator, token: String?,
                        registry: PrometheusCollectorRegistry) throws -> (frontend: HTTPFrontend, url: String) {
     let host = listen.hasPrefix("http://") ? String(listen.dropFirst(7)) : listen
-    let http = HTTPFrontend.Configuration(listen: host, token: try tokens.tokenForListening(on: "tcp://\(host)"))
+    let http = HTTPFrontend.Configuration(listen: host, token: token)
     let frontend: HTTPFrontend
     do {
         frontend = try HTTPFrontend(configuration: http, requests: coordinator.requests, registry: registry)
