@@ -21,6 +21,8 @@ public final class HTTPFrontend: Sendable {
         public var bodyBytesMax = 1 << 20
         /// Session the API's submissions belong to (their results are read by task id).
         public var session = "http-api"
+        /// Serve HTTPS with this certificate (and, with a CA file, require client certificates).
+        public var tls: TLSSettings?
 
         public init(listen: String, token: String? = nil) {
             self.listen = listen
@@ -28,7 +30,10 @@ public final class HTTPFrontend: Sendable {
         }
 
         /// The listen address as nng's HTTP server takes it.
-        var url: String { listen.hasPrefix("http://") ? listen : "http://\(listen)" }
+        var url: String {
+            let host = listen.replacingOccurrences(of: "https://", with: "").replacingOccurrences(of: "http://", with: "")
+            return (tls == nil ? "http://" : "https://") + host
+        }
     }
 
     public let configuration: Configuration
@@ -44,7 +49,7 @@ public final class HTTPFrontend: Sendable {
         self.requests = requests
         self.registry = registry
         tokenBytes = configuration.token.map { Array($0.utf8) }
-        server = try HTTPServer(url: configuration.url)
+        server = try HTTPServer(url: configuration.url, tls: configuration.tls)
         let limit = configuration.bodyBytesMax
         // nng answers a body over its collection limit with a bare 400, so it collects up to
         // 8x the limit and the route answers 413 with a message; past that, nng's 400 says why.

@@ -68,9 +68,10 @@ public final class HTTPServer: @unchecked Sendable {
     /// The URL it serves, e.g. `http://127.0.0.1:9464`.
     public let url: String
 
-    /// Holds a server for `url` (`http://HOST:PORT`, port 0 for any); routes are added before
-    /// `start`.
-    public init(url: String) throws(NNGError) {
+    /// Holds a server for `url` (`http://HOST:PORT`, or `https://HOST:PORT` with `tls`; port 0
+    /// for any); routes are added before `start`. With `tls`, its certificate file is required,
+    /// and a CA file makes client certificates mandatory.
+    public init(url: String, tls: TLSSettings? = nil) throws(NNGError) {
         var parsed: UnsafeMutablePointer<nng_url>?
         try check(nng_url_parse(&parsed, url), "parse HTTP address \(url)")
         defer { nng_url_free(parsed) }
@@ -79,6 +80,28 @@ public final class HTTPServer: @unchecked Sendable {
         guard let held else { throw NNGError(code: Int32(NNG_ENOMEM.rawValue), operation: "serve HTTP on \(url)") }
         server = held
         self.url = url
+        if let tls {
+            do {
+                try Self.configure(held, tls: tls, url: url)
+            } catch {
+                nng_http_server_release(held)
+                throw error
+            }
+        }
+    }
+
+    private static func configure(_ server: OpaquePointer, tls: TLSSettings, url: String) throws(NNGError) {
+        var config: OpaquePointer?
+        try check(nng_tls_config_alloc(&config, NNG_TLS_MODE_SERVER), "set up TLS for \(url)")
+        defer { nng_tls_config_free(config) }  // the server holds its own reference
+        if let file = tls.certificateAndKeyFile {
+            try check(nng_tls_config_cert_key_file(config, file, nil), "load TLS certificate and key \(file)")
+        }
+        if let file = tls.certificateAuthorityFile {
+            try check(nng_tls_config_ca_file(config, file), "load TLS CA \(file)")
+            try check(nng_tls_config_auth_mode(config, NNG_TLS_AUTH_MODE_REQUIRED), "set up TLS for \(url)")
+        }
+        try check(nng_http_server_set_tls(server, config), "set up TLS for \(url)")
     }
 
     deinit {

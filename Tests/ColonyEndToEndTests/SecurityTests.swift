@@ -130,8 +130,9 @@ final class SecurityTests: ClusterTestCase {
         let port = try ClusterHarness.freePort()
         let url = "tls+tcp://127.0.0.1:\(port)"
         // The coordinator trusts its CA for client certificates too: clients must present one.
+        let httpsPort = try ClusterHarness.freePort()
         try cluster.start(["coordinator", "--listen", url, "--state", ":memory:", "--tls-cert", "\(root)/good/server.pem",
-                           "--tls-ca", "\(root)/good/ca.pem"], environment: environment)
+                           "--tls-ca", "\(root)/good/ca.pem", "--metrics-listen", "https://127.0.0.1:\(httpsPort)"], environment: environment)
         try cluster.start(["node", "--coordinator", url, "--tls-ca", "\(root)/good/ca.pem", "--tls-cert", "\(root)/good/client.pem",
                            "--tls-server-name", "localhost", "--threads", "1", "--processes", "0", "--name", "tls-node"],
                           environment: environment)
@@ -149,6 +150,19 @@ final class SecurityTests: ClusterTestCase {
         }
         let echoed = try await colony!.run("echo", input: "over tls", as: String.self)
         XCTAssertEqual(echoed, "over tls", "client and node both got through")
+
+        // The HTTP side serves HTTPS with the coordinator's certificate (checked against the CA).
+        let request = "GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        let requestFile = "\(root)/request.txt"
+        try request.write(toFile: requestFile, atomically: true, encoding: .utf8)
+        let https = try ClusterHarness.run(executable: URL(fileURLWithPath: "/bin/sh"),
+                                           ["-c", "openssl s_client -connect 127.0.0.1:\(httpsPort) -servername localhost -CAfile \(root)/good/ca.pem -verify_return_error -quiet < \(requestFile)"],
+                                           timeout: .seconds(30))
+        XCTAssertTrue(https.stdout.contains("200 OK") && https.stdout.contains("\"tls-node\""), https.stdout + https.stderr)
+        let untrusted = try ClusterHarness.run(executable: URL(fileURLWithPath: "/bin/sh"),
+                                               ["-c", "openssl s_client -connect 127.0.0.1:\(httpsPort) -servername localhost -CAfile \(root)/other/ca.pem -verify_return_error -quiet < \(requestFile)"],
+                                               timeout: .seconds(30))
+        XCTAssertFalse(untrusted.stdout.contains("200 OK"), "a client that does not trust the certificate gets nothing")
         await colony!.close()
 
         // A coordinator certificate from another CA is refused, with a reason.

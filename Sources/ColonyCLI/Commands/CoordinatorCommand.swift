@@ -31,12 +31,15 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Folder for the durable state (SQLite journal): tasks, results, counters and limits survive a restart or a crash. ':memory:' keeps nothing.")
     var state: String = "colony-state"
 
-    @Option(name: .long, help: "Serve HTTP on HOST:PORT: Prometheus metrics at /metrics, the JSON API under /api/v1/, the live dashboard at /. Beyond loopback it needs the token (as 'Authorization: Bearer TOKEN').")
+    @Option(name: .long, help: "Serve HTTP on HOST:PORT: Prometheus metrics at /metrics, the JSON API under /api/v1/, the live dashboard at /. Beyond loopback it needs the token (as 'Authorization: Bearer TOKEN'). https://HOST:PORT serves HTTPS with the --tls-cert certificate.")
     var metricsListen: String?
 
     func validate() throws {
         guard contexts >= 2, contexts <= 65536 else { throw ValidationError("--contexts must be 2 to 65536") }
         guard nodeTimeout >= 0.5, nodeTimeout <= 3600 else { throw ValidationError("--node-timeout must be 0.5 to 3600 seconds") }
+        if let metricsListen, metricsListen.hasPrefix("https://"), tlsFiles.tlsCert == nil {
+            throw ValidationError("--metrics-listen \(metricsListen) serves HTTPS with the coordinator's certificate: give --tls-cert FILE")
+        }
     }
 
     func run() async throws {
@@ -86,7 +89,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         logger.info("colony coordinator listening on \(shown)")
         var frontend: HTTPFrontend?
         if let metricsListen, let registry {
-            let started = try startHTTPFrontend(metricsListen, coordinator: coordinator, token: httpToken, registry: registry)
+            let started = try startHTTPFrontend(metricsListen, coordinator: coordinator, token: httpToken, registry: registry,
+                                                certificate: tlsFiles.tlsCert)
             frontend = started.frontend
             logger.info("serving metrics, API and dashboard on \(started.url)")
         }
@@ -112,16 +116,22 @@ func bootstrapPrometheusMetrics() -> PrometheusCollectorRegistry {
 /// The token the HTTP side requires (nil: none); throws when `listen` is beyond loopback and
 /// no token is configured.
 func httpTokenForListening(on listen: String, tokens: TokenOptions) throws -> String? {
-    let host = listen.hasPrefix("http://") ? String(listen.dropFirst(7)) : listen
-    return try tokens.tokenForListening(on: "http://\(host)")
+    try tokens.tokenForListening(on: listen.contains("://") ? listen : "http://\(listen)")
 }
 
 /// Starts the HTTP side (`--metrics-listen HOST:PORT`) of `coordinator`, requiring `token`.
 /// Returns it and the URL it serves (with the port bound, for port 0).
 func startHTTPFrontend(_ listen: String, coordinator: Coordinator, token: String?,
-                       registry: PrometheusCollectorRegistry) throws -> (frontend: HTTPFrontend, url: String) {
-    let host = listen.hasPrefix("http://") ? String(listen.dropFirst(7)) : listen
-    let http = HTTPFrontend.Configuration(listen: host, token: token)
+                       registry: PrometheusCollectorRegistry, certificate: String? = nil) throws -> (frontend: HTTPFrontend, url: String) {
+    let secure = listen.hasPrefix("https://")
+    let host = listen.replacingOccurrences(of: "https://", with: "").replacingOccurrences(of: "http://", with: "")
+    var http = HTTPFrontend.Configuration(listen: host, token: token)
+    if secure {
+        guard let certificate else {
+            throw CLIError("--metrics-listen \(listen) serves HTTPS with the coordinator's certificate: give --tls-cert FILE")
+        }
+        http.tls = TLSSettings(certificateAndKeyFile: certificate)
+    }
     let frontend: HTTPFrontend
     do {
         frontend = try HTTPFrontend(configuration: http, requests: coordinator.requests, registry: registry)
@@ -131,5 +141,5 @@ func startHTTPFrontend(_ listen: String, coordinator: Coordinator, token: String
     }
     let port = frontend.boundPort.map(String.init) ?? "?"
     let shown = host.hasSuffix(":0") ? String(host.dropLast(1)) + port : host
-    return (frontend, "http://\(shown)/")
+    return (frontend, (secure ? "https://" : "http://") + "\(shown)/")
 }
