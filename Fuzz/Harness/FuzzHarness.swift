@@ -165,8 +165,10 @@ public enum FuzzHarness {
             request.acked = acked
             return Wire.encode(.fetch(request))
         }
-        func counter(_ op: Colony_V1_CounterRequest.Op, _ name: String, _ value: Int64 = 0, expected: Int64 = 0) -> [UInt8] {
+        func counter(_ op: Colony_V1_CounterRequest.Op, _ name: String, _ value: Int64 = 0, expected: Int64 = 0,
+                     key: String = "") -> [UInt8] {
             var request = Colony_V1_CounterRequest()
+            request.key = key
             request.op = op
             request.name = name
             request.value = value
@@ -222,7 +224,8 @@ public enum FuzzHarness {
             limit("db", 1),
             submit([task("echo", "1") { $0.uses = ["db"] }, task("echo", "2") { $0.uses = ["db"] }], session: "s2"),
             pull(node("n1")),
-            counter(.add, "c", 5),
+            counter(.add, "c", 5, key: "s2#c1"),
+            counter(.add, "c", 5, key: "s2#c1"),
             counter(.compareAndSet, "c", 9, expected: 5),
             counter(.set, "d", -1),
             counter(.list, ""),

@@ -320,6 +320,12 @@ public actor ColonyClient {
     }
 
     func counterRequest(_ request: Colony_V1_CounterRequest) async throws(ColonyError) -> Colony_V1_CounterReply {
+        var request = request
+        if request.op != .get && request.op != .list && request.key.isEmpty {
+            // A change nng resends (lost reply, coordinator restart) is applied once.
+            keyCounter += 1
+            request.key = "\(session)#c\(keyCounter)"
+        }
         guard case .counterReply(let reply) = try await self.request(.counter(request)) else {
             throw .protocolViolation("the coordinator answered a counter request with something else")
         }

@@ -252,19 +252,19 @@ actor CoordinatorState {
 
     // MARK: Counters, limits, cancellation, queries
 
-    func counterAdd(_ name: String, _ delta: Int64) throws(CoordinatorCore.Refusal) -> Int64 {
+    func counterAdd(_ name: String, _ delta: Int64, key: String? = nil) throws(CoordinatorCore.Refusal) -> Int64 {
         defer { journal() }
-        return try core.addToCounter(name, delta)
+        return try core.addToCounter(name, delta, key: key)
     }
 
-    func counterSet(_ name: String, _ value: Int64) throws(CoordinatorCore.Refusal) -> Int64 {
+    func counterSet(_ name: String, _ value: Int64, key: String? = nil) throws(CoordinatorCore.Refusal) -> Int64 {
         defer { journal() }
-        return try core.setCounter(name, value)
+        return try core.setCounter(name, value, key: key)
     }
 
-    func counterCompareAndSet(_ name: String, expected: Int64, new: Int64) throws(CoordinatorCore.Refusal) -> (swapped: Bool, value: Int64) {
+    func counterCompareAndSet(_ name: String, expected: Int64, new: Int64, key: String? = nil) throws(CoordinatorCore.Refusal) -> (swapped: Bool, value: Int64) {
         defer { journal() }
-        return try core.compareAndSetCounter(name, expected: expected, new: new)
+        return try core.compareAndSetCounter(name, expected: expected, new: new, key: key)
     }
 
     func counter(_ name: String) -> Int64 { core.counter(name) }

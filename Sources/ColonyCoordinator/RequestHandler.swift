@@ -85,15 +85,17 @@ public final class RequestHandler: Sendable {
 
     private func handleCounter(_ request: Colony_V1_CounterRequest) async throws(CoordinatorCore.Refusal) -> Colony_V1_Envelope.OneOf_Body {
         var reply = Colony_V1_CounterReply()
+        // A keyed change is applied once; its resend gets the first reply.
+        let key = request.key.isEmpty ? nil : request.key
         switch request.op {
         case .get:
             reply.value = await state.counter(request.name)
         case .add:
-            reply.value = try await state.counterAdd(request.name, request.value)
+            reply.value = try await state.counterAdd(request.name, request.value, key: key)
         case .set:
-            reply.value = try await state.counterSet(request.name, request.value)
+            reply.value = try await state.counterSet(request.name, request.value, key: key)
         case .compareAndSet:
-            let (swapped, value) = try await state.counterCompareAndSet(request.name, expected: request.expected, new: request.value)
+            let (swapped, value) = try await state.counterCompareAndSet(request.name, expected: request.expected, new: request.value, key: key)
             reply.swapped = swapped
             reply.value = value
         case .list:

@@ -36,6 +36,8 @@ public struct CoordinatorCore: Sendable {
         /// Longest error message kept with a failed attempt (longer ones are cut, not refused:
         /// the outcome must not be lost for its message).
         public var errorBytesMax = 64 << 10
+        /// Keys of counter changes remembered to answer resends (the oldest are forgotten).
+        public var counterKeysKept = 100_000
         /// A node not heard from for this long is dead; its attempts are requeued. Idle nodes
         /// pull every second (the long poll), so 2.5 s is two missed heartbeats and change.
         public var nodeTimeoutSeconds = 2.5
@@ -221,6 +223,11 @@ public struct CoordinatorCore: Sendable {
     /// tick costs in proportion to them, not to every task known.
     var timedTasks: Set<TaskID> = []
     var waitingCount = 0
+    /// Replies to keyed counter changes, and the keys oldest first (`counterKeyHead` is the
+    /// first still remembered).
+    var counterKeys: [String: CounterReply] = [:]
+    var counterKeyOrder: [String] = []
+    var counterKeyHead = 0
     /// Events for the log, when `recordingEvents` (see `takeEvents`).
     public var recordingEvents = false
     var events: [Event] = []
@@ -829,36 +836,69 @@ public struct CoordinatorCore: Sendable {
     public func counter(_ name: String) -> Int64 { counters[name] ?? 0 }
 
     /// Adds `delta`; returns the new value.
-    public mutating func addToCounter(_ name: String, _ delta: Int64) throws(Refusal) -> Int64 {
+    public mutating func addToCounter(_ name: String, _ delta: Int64, key: String? = nil) throws(Refusal) -> Int64 {
         try validateCounterName(name)
+        if let done = try answered(key) { return done.value }
         let current = counters[name, default: 0]
         let (sum, overflow) = current.addingReportingOverflow(delta)
         if overflow {
             throw .invalidArgument("counter '\(name)' would overflow: \(current) + \(delta) is outside the 64-bit range (it keeps \(current))")
         }
         counters[name] = sum
-        if journaling { journal.append(.counter(name: name, value: counters[name]!)) }
-        return counters[name]!
+        if journaling { journal.append(.counter(name: name, value: sum)) }
+        if let key { rememberCounterKey(key, CounterReply(value: sum)) }
+        return sum
     }
 
     /// Sets a counter; returns the previous value.
-    public mutating func setCounter(_ name: String, _ value: Int64) throws(Refusal) -> Int64 {
+    public mutating func setCounter(_ name: String, _ value: Int64, key: String? = nil) throws(Refusal) -> Int64 {
         try validateCounterName(name)
+        if let done = try answered(key) { return done.value }
         let previous = counters[name] ?? 0
         counters[name] = value
         if journaling { journal.append(.counter(name: name, value: value)) }
+        if let key { rememberCounterKey(key, CounterReply(value: previous)) }
         return previous
     }
 
-    /// Sets the counter to `new` if it equals `expected`; returns whether it did and the
-    /// value now.
-    public mutating func compareAndSetCounter(_ name: String, expected: Int64, new: Int64) throws(Refusal) -> (swapped: Bool, value: Int64) {
+    /// Sets `new` if the counter is `expected`; returns whether it did and the value now.
+    public mutating func compareAndSetCounter(_ name: String, expected: Int64, new: Int64, key: String? = nil) throws(Refusal) -> (swapped: Bool, value: Int64) {
         try validateCounterName(name)
+        if let done = try answered(key) { return (done.swapped, done.value) }
         let current = counters[name] ?? 0
-        guard current == expected else { return (false, current) }
-        counters[name] = new
-        if journaling { journal.append(.counter(name: name, value: new)) }
-        return (true, new)
+        let reply = current == expected ? CounterReply(value: new, swapped: true) : CounterReply(value: current, swapped: false)
+        if reply.swapped {
+            counters[name] = new
+            if journaling { journal.append(.counter(name: name, value: new)) }
+        }
+        if let key { rememberCounterKey(key, reply) }
+        return (reply.swapped, reply.value)
+    }
+
+    /// The reply a keyed change already got (a resend), or nil to apply it now.
+    private func answered(_ key: String?) throws(Refusal) -> CounterReply? {
+        guard let key else { return nil }
+        guard !key.isEmpty, key.utf8.count <= limits.sessionBytesMax else {
+            throw .invalidArgument("a counter change's key must be 1 to \(limits.sessionBytesMax) bytes")
+        }
+        return counterKeys[key]
+    }
+
+    /// Remembers a keyed change's reply (journaled with the change itself), forgetting the
+    /// oldest beyond `counterKeysKept`.
+    mutating func rememberCounterKey(_ key: String, _ reply: CounterReply, journaled: Bool = true) {
+        if counterKeys.updateValue(reply, forKey: key) == nil { counterKeyOrder.append(key) }
+        if journaled && journaling { journal.append(.counterKey(key: key, reply: reply)) }
+        while counterKeys.count > limits.counterKeysKept, counterKeyHead < counterKeyOrder.count {
+            let oldest = counterKeyOrder[counterKeyHead]
+            counterKeyHead += 1
+            counterKeys[oldest] = nil
+            if journaled && journaling { journal.append(.counterKeyForgotten(oldest)) }
+        }
+        if counterKeyHead > 4096 && counterKeyHead * 2 > counterKeyOrder.count {
+            counterKeyOrder.removeFirst(counterKeyHead)
+            counterKeyHead = 0
+        }
     }
 
     /// All counters, by name.

@@ -17,6 +17,21 @@ public enum JournalRecord: Sendable, Equatable {
     case counter(name: String, value: Int64)
     /// A limit's size.
     case limit(name: String, size: Int)
+    /// A keyed counter change was applied with this reply (a resend gets it again).
+    case counterKey(key: String, reply: CounterReply)
+    /// A counter change's key is no longer remembered (the oldest go first).
+    case counterKeyForgotten(String)
+}
+
+/// What a counter change answered: the value (new, or previous for a set) and, for
+/// compare-and-set, whether it swapped.
+public struct CounterReply: Sendable, Equatable {
+    public var value: Int64
+    public var swapped: Bool
+    public init(value: Int64, swapped: Bool = false) {
+        self.value = value
+        self.swapped = swapped
+    }
 }
 
 /// A task as the journal restores it.
@@ -41,7 +56,14 @@ public struct RecoveredState: Sendable, Equatable {
     public var limits: [String: Int] = [:]
     /// The next task id to hand out (ids are never reused, also across restarts).
     public var nextID: TaskID = 1
+    /// Keys of applied counter changes and their replies, oldest first.
+    public var counterKeys: [(key: String, reply: CounterReply)] = []
     public init() {}
+
+    public static func == (left: RecoveredState, right: RecoveredState) -> Bool {
+        left.tasks == right.tasks && left.counters == right.counters && left.limits == right.limits && left.nextID == right.nextID
+            && left.counterKeys.map(\.key) == right.counterKeys.map(\.key) && left.counterKeys.map(\.reply) == right.counterKeys.map(\.reply)
+    }
 }
 
 extension CoordinatorCore {
@@ -61,6 +83,7 @@ extension CoordinatorCore {
     public mutating func restore(_ state: RecoveredState, now: Double) {
         counters = state.counters
         limitSizes = state.limits
+        for entry in state.counterKeys { rememberCounterKey(entry.key, entry.reply, journaled: false) }
         // The journal reads rows in id order; sort only if someone handed them otherwise.
         let ordered = zip(state.tasks, state.tasks.dropFirst()).allSatisfy { $0.id < $1.id }
             ? state.tasks : state.tasks.sorted { $0.id < $1.id }

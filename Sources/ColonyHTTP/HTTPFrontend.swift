@@ -209,6 +209,10 @@ public final class HTTPFrontend: Sendable {
         if request.method == "POST" {
             do {
                 let body = try Self.object(request.body)
+                if let key = body["key"] {
+                    guard let text = key as? String else { throw APIError("'key' must be a string") }
+                    counter.key = text
+                }
                 if let add = body["add"] {
                     counter.op = .add
                     counter.value = try Self.integer(add, "add")

@@ -69,6 +69,8 @@ public final class Store: @unchecked Sendable {
                 outcome TEXT, attempt INTEGER, output BLOB, error TEXT, node TEXT, run_micros INTEGER);
             CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS limits(name TEXT PRIMARY KEY, size INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS counter_keys(
+                seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, value INTEGER NOT NULL, swapped INTEGER NOT NULL);
             """)
         let format = try database.scalarText("SELECT value FROM meta WHERE key = 'format'")
         let expected = "\(Self.formatName) \(Self.formatVersion)"
@@ -87,6 +89,9 @@ public final class Store: @unchecked Sendable {
         if let next = try database.scalarText("SELECT value FROM meta WHERE key = 'next_id'"), let id = TaskID(next) { state.nextID = id }
         try database.forEachRow("SELECT name, value FROM counters") { row in state.counters[row.text(0)] = row.int64(1) }
         try database.forEachRow("SELECT name, size FROM limits") { row in state.limits[row.text(0)] = Int(row.int64(1)) }
+        try database.forEachRow("SELECT key, value, swapped FROM counter_keys ORDER BY seq") { row in
+            state.counterKeys.append((row.text(0), CounterReply(value: row.int64(1), swapped: row.int64(2) != 0)))
+        }
         if let count = try database.scalarText("SELECT count(*) FROM tasks").flatMap(Int.init) { state.tasks.reserveCapacity(count) }
         try database.forEachRow("""
             SELECT id, session, handler, input, priority, uses, after, max_attempts, retry_on_error, timeout, labels, pool,
@@ -265,6 +270,8 @@ private struct Statements {
     let upsertCounter: Statement
     let upsertLimit: Statement
     let setMeta: Statement
+    let insertCounterKey: Statement
+    let deleteCounterKey: Statement
 
     init(_ database: Database) throws(StoreError) {
         self.database = database
@@ -280,6 +287,8 @@ private struct Statements {
         upsertCounter = try database.prepare("INSERT OR REPLACE INTO counters(name, value) VALUES(?1, ?2)")
         upsertLimit = try database.prepare("INSERT OR REPLACE INTO limits(name, size) VALUES(?1, ?2)")
         setMeta = try database.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('next_id', ?1)")
+        insertCounterKey = try database.prepare("INSERT OR REPLACE INTO counter_keys(key, value, swapped) VALUES(?1, ?2, ?3)")
+        deleteCounterKey = try database.prepare("DELETE FROM counter_keys WHERE key = ?1")
     }
 
     func apply(_ record: JournalRecord) throws(StoreError) {
@@ -323,6 +332,14 @@ private struct Statements {
             upsertLimit.bind(1, name)
             upsertLimit.bind(2, Int64(size))
             try upsertLimit.run()
+        case .counterKey(let key, let reply):
+            insertCounterKey.bind(1, key)
+            insertCounterKey.bind(2, reply.value)
+            insertCounterKey.bind(3, Int64(reply.swapped ? 1 : 0))
+            try insertCounterKey.run()
+        case .counterKeyForgotten(let key):
+            deleteCounterKey.bind(1, key)
+            try deleteCounterKey.run()
         }
     }
 
@@ -332,7 +349,9 @@ private struct Statements {
     }
 
     func finalize() {
-        for statement in [insertTask, finishTask, deleteTask, upsertCounter, upsertLimit, setMeta] { statement.finalize() }
+        for statement in [insertTask, finishTask, deleteTask, upsertCounter, upsertLimit, setMeta, insertCounterKey, deleteCounterKey] {
+            statement.finalize()
+        }
     }
 }
 

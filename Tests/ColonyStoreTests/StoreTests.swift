@@ -61,6 +61,37 @@ final class StoreTests: XCTestCase {
         XCTAssertTrue(restored.invariantViolations().isEmpty, "\(restored.invariantViolations())")
     }
 
+    /// A counter change nng resends after the coordinator restarted (its reply was lost) is
+    /// answered from the journal, not applied again. Failed before: the add applied twice.
+    func testAKeyedCounterChangeIsAppliedOnceAcrossARestart() async throws {
+        let store = try Store(directory: folder)
+        store.start()
+        var limits = CoordinatorCore.Limits()
+        limits.counterKeysKept = 2
+        var core = CoordinatorCore(limits: limits)
+        core.journaling = true
+        XCTAssertEqual(try core.addToCounter("hits", 5, key: "s#c1"), 5)
+        XCTAssertEqual(try core.addToCounter("hits", 5, key: "s#c1"), 5, "a resend gets the first reply")
+        XCTAssertEqual(try core.setCounter("hits", 9, key: "s#c2"), 5)
+        XCTAssertEqual(try core.compareAndSetCounter("hits", expected: 9, new: 10, key: "s#c3").swapped, true)
+        XCTAssertEqual(core.counter("hits"), 10)
+        XCTAssertEqual(try core.addToCounter("hits", 1, key: "s#c1"), 11, "c1 was forgotten (2 keys kept): applied as new")
+        try await store.waitDurable(store.append(core.takeJournal(), nextID: 1))
+        store.close()
+
+        let reopened = try Store(directory: folder)
+        let state = try reopened.recover()
+        reopened.close()
+        XCTAssertEqual(state.counterKeys.map(\.key), ["s#c3", "s#c1"], "the kept keys, oldest first")
+        var restored = CoordinatorCore(limits: limits)
+        restored.restore(state, now: 0)
+        XCTAssertEqual(try restored.compareAndSetCounter("hits", expected: 9, new: 10, key: "s#c3").swapped, true,
+                       "the resend after the restart gets the first reply")
+        XCTAssertEqual(try restored.addToCounter("hits", 1, key: "s#c1"), 11)
+        XCTAssertEqual(restored.counter("hits"), 11, "nothing applied twice")
+        XCTAssertEqual(try restored.addToCounter("hits", 1), 12, "without a key every add applies")
+    }
+
     func testANodeStillRunningARestoredTaskKeepsItAndItsResultCounts() throws {
         var state = RecoveredState()
         state.tasks = [RecoveredTask(id: 7, submission: TaskSubmission(handler: "work", input: []), session: "s", outcome: nil),

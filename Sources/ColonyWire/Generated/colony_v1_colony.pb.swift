@@ -819,6 +819,11 @@ public nonisolated struct Colony_V1_CounterRequest: Sendable {
 
   public var expected: Int64 = 0
 
+  /// Idempotency key of a change (add, set, compare-and-set): the coordinator applies a key
+  /// once and answers a resend with the first reply, also after a restart (the Swift client
+  /// sends SESSION#cN).
+  public var key: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum Op: SwiftProtobuf.Enum, Swift.CaseIterable {
@@ -2632,7 +2637,7 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Colony_V1_CounterRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".CounterRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}op\0\u{1}name\0\u{1}value\0\u{1}expected\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}op\0\u{1}name\0\u{1}value\0\u{1}expected\0\u{1}key\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2644,6 +2649,7 @@ nonisolated extension Colony_V1_CounterRequest: SwiftProtobuf.Message, SwiftProt
       case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 3: try { try decoder.decodeSingularSInt64Field(value: &self.value) }()
       case 4: try { try decoder.decodeSingularSInt64Field(value: &self.expected) }()
+      case 5: try { try decoder.decodeSingularStringField(value: &self.key) }()
       default: break
       }
     }
@@ -2662,6 +2668,9 @@ nonisolated extension Colony_V1_CounterRequest: SwiftProtobuf.Message, SwiftProt
     if self.expected != 0 {
       try visitor.visitSingularSInt64Field(value: self.expected, fieldNumber: 4)
     }
+    if !self.key.isEmpty {
+      try visitor.visitSingularStringField(value: self.key, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2670,6 +2679,7 @@ nonisolated extension Colony_V1_CounterRequest: SwiftProtobuf.Message, SwiftProt
     if lhs.name != rhs.name {return false}
     if lhs.value != rhs.value {return false}
     if lhs.expected != rhs.expected {return false}
+    if lhs.key != rhs.key {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
