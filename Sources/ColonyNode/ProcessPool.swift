@@ -207,7 +207,7 @@ private final class ChildSlot: @unchecked Sendable {
         tasksRun += 1
         // Stopping kills this child, but only while this task runs in it.
         let armed = Mutex(true)
-        stop.onStop { armed.withLock { if $0 { kill(child.pid, SIGKILL) } } }
+        stop.onStop { armed.withLock { if $0 { kill(-child.pid, SIGKILL) } } }
         defer { armed.withLock { $0 = false } }
 
         if !Frames.write(bytes, to: child.tasks) {
@@ -221,7 +221,7 @@ private final class ChildSlot: @unchecked Sendable {
             if ready < 0 {
                 if errno == EINTR { continue }
                 result.error = "process pool: poll failed: \(String(cString: strerror(errno)))"
-                kill(child.pid, SIGKILL)
+                kill(-child.pid, SIGKILL)
                 _ = reasonForDeath(of: child, stop: stop)
                 return result
             }
@@ -246,7 +246,7 @@ private final class ChildSlot: @unchecked Sendable {
                 result = reported
             } catch {
                 result.error = "process pool: the child sent an unreadable result (\(error)); child replaced"
-                kill(child.pid, SIGKILL)
+                kill(-child.pid, SIGKILL)
                 _ = reasonForDeath(of: child, stop: stop)
             }
             return result
@@ -274,7 +274,7 @@ private final class ChildSlot: @unchecked Sendable {
             let left = deadline - clock.now
             let milliseconds = max(0, Int(left.components.seconds) * 1000 + Int(left.components.attoseconds / 1_000_000_000_000_000))
             if milliseconds == 0 {
-                kill(process.pid, SIGKILL)
+                kill(-process.pid, SIGKILL)
                 _ = SpawnedProcess.waitForExit(process.pid)
                 closeDescriptors(process)
                 let seconds = Double(configuration.startTimeout.components.seconds)
@@ -318,7 +318,7 @@ private final class ChildSlot: @unchecked Sendable {
             }
             usleep(10_000)
         }
-        kill(process.pid, SIGKILL)
+        kill(-process.pid, SIGKILL)
         _ = SpawnedProcess.waitForExit(process.pid)
         Glibc.close(process.results)
         Glibc.close(process.stderr)

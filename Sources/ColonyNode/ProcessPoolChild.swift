@@ -35,7 +35,12 @@ public enum ProcessPoolChild {
         signal(SIGTERM, SIG_IGN)
         let watcher = Thread {
             while true {
-                if getppid() != parent { _exit(0) }
+                // Orphaned: end the whole group (this child and any command an exec task
+                // started), not only this process.
+                if getppid() != parent {
+                    kill(0, SIGKILL)
+                    _exit(0)
+                }
                 usleep(200_000)
             }
         }

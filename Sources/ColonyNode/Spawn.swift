@@ -18,6 +18,8 @@ struct SpawnedProcess {
     let stderr: Int32
     /// Write end of the child's standard input, or -1 when it reads /dev/null.
     let stdin: Int32
+    /// It leads a process group of its own: stopping it kills the whole group.
+    var leadsGroup = false
 
     /// Starts `executable` with `arguments` (argv[0] included) in `directory`.
     static func start(executable: String, arguments: [String], environment: [String: String],
@@ -40,7 +42,11 @@ struct SpawnedProcess {
             arguments = ["/bin/sh", "-c", "cd -- \"$0\" && exec \"$@\"", directory] + arguments
             executable = "/bin/sh"
         }
-        let (pid, rv) = spawn(executable, arguments, environment) { actions in
+        // A command leads a process group of its own (unless it runs inside a process-pool
+        // child, whose group it joins), so that a timeout or a cancellation kills everything it
+        // started, not only its shell.
+        let ownGroup = ProcessInfo.processInfo.environment[ProcessPoolChild.parentVariable] == nil
+        let (pid, rv) = spawn(executable, arguments, environment, newGroup: ownGroup) { actions in
             if withStdin {
                 posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
             } else {
@@ -48,6 +54,12 @@ struct SpawnedProcess {
             }
             posix_spawn_file_actions_adddup2(&actions, outPipe[1], 1)
             posix_spawn_file_actions_adddup2(&actions, errPipe[1], 2)
+            if !ownGroup {
+                // In a process-pool child: the command must not hold the child's task and
+                // result pipes (descriptors 3 and 4), or the node would not see the child end.
+                posix_spawn_file_actions_addclose(&actions, 3)
+                posix_spawn_file_actions_addclose(&actions, 4)
+            }
         }
         // The child's ends are the child's now.
         close(outPipe[1])
@@ -59,7 +71,7 @@ struct SpawnedProcess {
             if withStdin { close(inPipe[1]) }
             throw ValidationFailure("cannot start \(executable): \(String(cString: strerror(rv)))")
         }
-        return SpawnedProcess(pid: pid, stdout: outPipe[0], stderr: errPipe[0], stdin: withStdin ? inPipe[1] : -1)
+        return SpawnedProcess(pid: pid, stdout: outPipe[0], stderr: errPipe[0], stdin: withStdin ? inPipe[1] : -1, leadsGroup: ownGroup)
     }
 
     /// Starts a process-pool child: `executable` with `arguments`, the node's stdin (none) and
@@ -76,7 +88,9 @@ struct SpawnedProcess {
             for fd in tasks + results + errors where fd >= 0 { close(fd) }
             throw ValidationFailure("cannot create pipes: \(reason)")
         }
-        let (pid, rv) = spawn(executable, arguments, environment) { actions in
+        // Each child leads a process group: killing the group (`kill(-pid)`) also ends the
+        // commands its `exec` tasks started.
+        let (pid, rv) = spawn(executable, arguments, environment, newGroup: true) { actions in
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
             posix_spawn_file_actions_adddup2(&actions, errors[1], 2)
             posix_spawn_file_actions_adddup2(&actions, tasks[0], 3)
@@ -97,7 +111,7 @@ struct SpawnedProcess {
     /// posix_spawn with the descriptors `arrange` sets up, default signal handling and an
     /// empty signal mask (the node itself ignores SIGINT/SIGTERM and SIGPIPE). Returns the pid
     /// and posix_spawn's result.
-    private static func spawn(_ executable: String, _ arguments: [String], _ environment: [String: String],
+    private static func spawn(_ executable: String, _ arguments: [String], _ environment: [String: String], newGroup: Bool,
                               arrange: (inout posix_spawn_file_actions_t) -> Void) -> (pid_t, Int32) {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -112,7 +126,8 @@ struct SpawnedProcess {
         var none = sigset_t()
         sigemptyset(&none)
         posix_spawnattr_setsigmask(&attributes, &none)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK | (newGroup ? POSIX_SPAWN_SETPGROUP : 0)))
         let argv = arguments.map { strdup($0) } + [nil]
         let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer {
@@ -184,7 +199,7 @@ struct SpawnedProcess {
                     collected.timedOut = true
                 }
                 if collected.cancelled || collected.timedOut {
-                    kill(pid, SIGKILL)
+                    kill(leadsGroup ? -pid : pid, SIGKILL)
                     killed = true
                 }
             }

@@ -78,6 +78,33 @@ final class ProcessPoolTests: ClusterTestCase {
         await colony.close()
     }
 
+    /// A command that starts its own children (`sleep &`), timed out: every process it started
+    /// dies with it, in the process pool (the child's group is killed) and in the thread pool
+    /// (the command's group is killed). Failed before: the background `sleep` lived on.
+    func testATimedOutCommandTakesEverythingItStartedWithIt() async throws {
+        try startNode(processes: 1, extra: ["--allow-exec"])
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        for pool in [TaskPool.process, .thread] {
+            let pidFile = NSTemporaryDirectory() + "colony-grandchild-\(UUID().uuidString)"
+            defer { try? FileManager.default.removeItem(atPath: pidFile) }
+            let command = ExecHandler.Input(argv: ["sh", "-c", "sleep 300 & echo $! > \(pidFile); wait"],
+                                            timeoutSeconds: pool == .thread ? 1 : nil)
+            let options = TaskOptions(timeoutSeconds: pool == .process ? 1 : nil, pool: pool)
+            let result = try await colony.result(of: colony.submit(ExecHandler.name, input: command, options: options))
+            if pool == .process {
+                XCTAssertEqual(result.error, "timed out after 1 s", "the task's timeout kills the child")
+            } else {
+                XCTAssertEqual(try result.value(as: ExecHandler.Output.self).timedOut, true, "exec's own timeout")
+            }
+            let text = try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            let grandchild = try XCTUnwrap(Int32(text), "the command wrote its background pid")
+            try await eventually("the \(pool) pool's background sleep \(grandchild) is gone") { !isAlive(grandchild) }
+        }
+        let after = try await colony.result(of: colony.submit(EchoHandler.name, input: "still here", options: TaskOptions(pool: .process)))
+        XCTAssertEqual(try after.value(as: String.self), "still here")
+        await colony.close()
+    }
+
     func testATaskPastTheMemoryLimitFailsWithTheMemoryReason() async throws {
         try startNode(processes: 1, extra: ["--child-memory-limit", "768M"])
         let colony = try await cluster.connect(waitingForNodes: 1)
@@ -101,16 +128,22 @@ final class ProcessPoolTests: ClusterTestCase {
     }
 
     func testKillingTheNodeLeavesNoChildAlive() async throws {
-        let node = try startNode(processes: 2)
+        let node = try startNode(processes: 2, extra: ["--allow-exec"])
         let colony = try await cluster.connect(waitingForNodes: 1)
         try await eventually("two children") { children(of: node.processIdentifier).count == 2 }
-        // One child busy in a long task, one idle: both must go.
-        _ = try await colony.submit(SleepHandler.name, input: 60.0, options: TaskOptions(pool: .process))
-        try await eventually("the sleep task running") { ((try? await colony.status().running) ?? 0) > 0 }
+        // One child busy in a long command (which started a process of its own), one idle:
+        // all must go.
+        let pidFile = NSTemporaryDirectory() + "colony-orphan-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: pidFile) }
+        _ = try await colony.submit(ExecHandler.name, input: ExecHandler.Input(argv: ["sh", "-c", "sleep 300 & echo $! > \(pidFile); wait"]),
+                                    options: TaskOptions(pool: .process))
+        try await eventually("the command running") { FileManager.default.fileExists(atPath: pidFile) }
         let kids = children(of: node.processIdentifier)
         XCTAssertEqual(kids.count, 2)
+        let grandchild = try XCTUnwrap(Int32(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
         kill(node.processIdentifier, SIGKILL)
         try await eventually("no child alive") { kids.allSatisfy { !isAlive($0) } }
+        try await eventually("the command's own process gone too") { !isAlive(grandchild) }
         await colony.close()
     }
 }
