@@ -477,10 +477,7 @@ public struct CoordinatorCore: Sendable {
             task.node = name
             tasks[id] = task
             ready.forget()
-            for limit in task.options.uses {
-                limitInUse[limit, default: 0] += 1
-                limitHighWater[limit] = max(limitHighWater[limit] ?? 0, limitInUse[limit]!)
-            }
+            for limit in task.options.uses { takeLimit(limit) }
             nodes[name]!.leased[id] = task.attempt
             // Sequence 0: from now on it is reconciled like any lease the node acknowledged.
             nodes[name]!.leaseSeq[id] = 0
@@ -625,10 +622,7 @@ public struct CoordinatorCore: Sendable {
             var dependencies: [TaskID: [UInt8]] = [:]
             for parent in task.options.after { dependencies[parent] = self.tasks[parent]?.output ?? remembered[parent]?.output ?? [] }
             self.tasks[id] = task
-            for limit in task.options.uses {
-                limitInUse[limit, default: 0] += 1
-                limitHighWater[limit] = max(limitHighWater[limit] ?? 0, limitInUse[limit]!)
-            }
+            for limit in task.options.uses { takeLimit(limit) }
             nodes[name]!.leased[id] = task.attempt
             nodes[name]!.leaseSeq[id] = replySeq + 1
             nodes[name]!.leasePool[id] = pool
@@ -913,6 +907,16 @@ public struct CoordinatorCore: Sendable {
     }
 
     // MARK: Limits
+
+    /// One more holder of `limit`; a new most-at-once is journaled (it survives a restart).
+    private mutating func takeLimit(_ limit: String) {
+        let inUse = limitInUse[limit, default: 0] + 1
+        limitInUse[limit] = inUse
+        if inUse > limitHighWater[limit] ?? 0 {
+            limitHighWater[limit] = inUse
+            if journaling { journal.append(.limitHighWater(name: limit, value: inUse)) }
+        }
+    }
 
     /// Creates or resizes a limit. Shrinking below the tasks holding it lets them finish;
     /// no new ones start until usage is under the new size.

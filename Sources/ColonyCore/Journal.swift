@@ -17,6 +17,8 @@ public enum JournalRecord: Sendable, Equatable {
     case counter(name: String, value: Int64)
     /// A limit's size.
     case limit(name: String, size: Int)
+    /// The most holders a limit has had at once so far.
+    case limitHighWater(name: String, value: Int)
     /// A keyed counter change was applied with this reply (a resend gets it again).
     case counterKey(key: String, reply: CounterReply)
     /// A counter change's key is no longer remembered (the oldest go first).
@@ -58,10 +60,13 @@ public struct RecoveredState: Sendable, Equatable {
     public var nextID: TaskID = 1
     /// Keys of applied counter changes and their replies, oldest first.
     public var counterKeys: [(key: String, reply: CounterReply)] = []
+    /// The most holders each limit has had at once.
+    public var limitHighWater: [String: Int] = [:]
     public init() {}
 
     public static func == (left: RecoveredState, right: RecoveredState) -> Bool {
         left.tasks == right.tasks && left.counters == right.counters && left.limits == right.limits && left.nextID == right.nextID
+            && left.limitHighWater == right.limitHighWater
             && left.counterKeys.map(\.key) == right.counterKeys.map(\.key) && left.counterKeys.map(\.reply) == right.counterKeys.map(\.reply)
     }
 }
@@ -83,6 +88,7 @@ extension CoordinatorCore {
     public mutating func restore(_ state: RecoveredState, now: Double) {
         counters = state.counters
         limitSizes = state.limits
+        limitHighWater = state.limitHighWater.filter { limitSizes[$0.key] != nil }
         for entry in state.counterKeys { rememberCounterKey(entry.key, entry.reply, journaled: false) }
         // The journal reads rows in id order; sort only if someone handed them otherwise.
         let ordered = zip(state.tasks, state.tasks.dropFirst()).allSatisfy { $0.id < $1.id }

@@ -69,6 +69,7 @@ public final class Store: @unchecked Sendable {
                 outcome TEXT, attempt INTEGER, output BLOB, error TEXT, node TEXT, run_micros INTEGER);
             CREATE TABLE IF NOT EXISTS counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS limits(name TEXT PRIMARY KEY, size INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS limit_high_water(name TEXT PRIMARY KEY, value INTEGER NOT NULL);
             CREATE TABLE IF NOT EXISTS counter_keys(
                 seq INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL UNIQUE, value INTEGER NOT NULL, swapped INTEGER NOT NULL);
             """)
@@ -89,6 +90,7 @@ public final class Store: @unchecked Sendable {
         if let next = try database.scalarText("SELECT value FROM meta WHERE key = 'next_id'"), let id = TaskID(next) { state.nextID = id }
         try database.forEachRow("SELECT name, value FROM counters") { row in state.counters[row.text(0)] = row.int64(1) }
         try database.forEachRow("SELECT name, size FROM limits") { row in state.limits[row.text(0)] = Int(row.int64(1)) }
+        try database.forEachRow("SELECT name, value FROM limit_high_water") { row in state.limitHighWater[row.text(0)] = Int(row.int64(1)) }
         try database.forEachRow("SELECT key, value, swapped FROM counter_keys ORDER BY seq") { row in
             state.counterKeys.append((row.text(0), CounterReply(value: row.int64(1), swapped: row.int64(2) != 0)))
         }
@@ -272,6 +274,7 @@ private struct Statements {
     let setMeta: Statement
     let insertCounterKey: Statement
     let deleteCounterKey: Statement
+    let upsertHighWater: Statement
 
     init(_ database: Database) throws(StoreError) {
         self.database = database
@@ -289,6 +292,7 @@ private struct Statements {
         setMeta = try database.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('next_id', ?1)")
         insertCounterKey = try database.prepare("INSERT OR REPLACE INTO counter_keys(key, value, swapped) VALUES(?1, ?2, ?3)")
         deleteCounterKey = try database.prepare("DELETE FROM counter_keys WHERE key = ?1")
+        upsertHighWater = try database.prepare("INSERT OR REPLACE INTO limit_high_water(name, value) VALUES(?1, ?2)")
     }
 
     func apply(_ record: JournalRecord) throws(StoreError) {
@@ -337,6 +341,10 @@ private struct Statements {
             insertCounterKey.bind(2, reply.value)
             insertCounterKey.bind(3, Int64(reply.swapped ? 1 : 0))
             try insertCounterKey.run()
+        case .limitHighWater(let name, let value):
+            upsertHighWater.bind(1, name)
+            upsertHighWater.bind(2, Int64(value))
+            try upsertHighWater.run()
         case .counterKeyForgotten(let key):
             deleteCounterKey.bind(1, key)
             try deleteCounterKey.run()
@@ -349,7 +357,7 @@ private struct Statements {
     }
 
     func finalize() {
-        for statement in [insertTask, finishTask, deleteTask, upsertCounter, upsertLimit, setMeta, insertCounterKey, deleteCounterKey] {
+        for statement in [insertTask, finishTask, deleteTask, upsertCounter, upsertLimit, setMeta, insertCounterKey, deleteCounterKey, upsertHighWater] {
             statement.finalize()
         }
     }

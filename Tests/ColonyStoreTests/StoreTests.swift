@@ -61,6 +61,32 @@ final class StoreTests: XCTestCase {
         XCTAssertTrue(restored.invariantViolations().isEmpty, "\(restored.invariantViolations())")
     }
 
+    /// The most holders a limit had at once survives a restart (it was lost before: a
+    /// restarted coordinator said 0).
+    func testALimitsHighWaterMarkSurvivesARestart() async throws {
+        let store = try Store(directory: folder)
+        store.start()
+        var core = CoordinatorCore()
+        core.journaling = true
+        try core.setLimit("db", size: 3)
+        _ = try core.submit((0..<2).map { _ in TaskSubmission(handler: "work", input: [], options: TaskOptions(uses: ["db"])) }, session: "s")
+        let node = NodeAnnouncement(name: "n", host: "h", threadSlots: 4)
+        _ = try core.report(node: node, results: [], now: 0)
+        XCTAssertEqual(core.dispatch(toNode: node.name).count, 2)
+        XCTAssertEqual(core.allLimits.first?.highWater, 2)
+        try await store.waitDurable(store.append(core.takeJournal(), nextID: core.nextTaskID))
+        store.close()
+
+        let reopened = try Store(directory: folder)
+        let state = try reopened.recover()
+        reopened.close()
+        XCTAssertEqual(state.limitHighWater, ["db": 2])
+        var restored = CoordinatorCore()
+        restored.restore(state, now: 0)
+        XCTAssertEqual(restored.allLimits.first?.highWater, 2)
+        XCTAssertEqual(restored.allLimits.first?.inUse, 0, "leases are not journaled: the tasks are queued again")
+    }
+
     /// A counter change nng resends after the coordinator restarted (its reply was lost) is
     /// answered from the journal, not applied again. Failed before: the add applied twice.
     func testAKeyedCounterChangeIsAppliedOnceAcrossARestart() async throws {

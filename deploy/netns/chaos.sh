@@ -114,4 +114,4 @@ leftover=$(ip netns list 2>/dev/null | grep -c '^colony-' || true)
 [ "$leftover" -eq 0 ] || fail "$leftover namespaces left behind"
 pgrep -f "colony (coordinator|node) .*10\.77\.0\.1" >/dev/null && fail "cluster processes left behind"
 say "passed: $tasks tasks in $took s, every output once and in order, counter exactly $counter," \
-    "limit at most ${high:-0} of 2 (since the restart), retried/stale results dropped: $retried, nothing left behind"
+    "limit at most ${high:-0} of 2 (whole run, across the restart), retried/stale results dropped: $retried, nothing left behind"
