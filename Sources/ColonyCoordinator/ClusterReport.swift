@@ -6,6 +6,7 @@ import Foundation
 ///
 /// Task counts are exact: `submitted = succeeded + failed + cancelled + waiting + queued + running`.
 public struct ClusterReport: Codable, Sendable, Equatable {
+    /// A node: its slots, what it runs, and what it reports of itself.
     public struct Node: Codable, Sendable, Equatable {
         public var name: String
         public var host: String
@@ -24,6 +25,7 @@ public struct ClusterReport: Codable, Sendable, Equatable {
         public var childrenStarted: UInt64?
     }
 
+    /// A cluster limit (semaphore): size, holders now, most holders at once.
     public struct Limit: Codable, Sendable, Equatable {
         public var name: String
         public var size: Int
@@ -31,6 +33,7 @@ public struct ClusterReport: Codable, Sendable, Equatable {
         public var highWater: Int
     }
 
+    /// A task that failed for good, with its reason's class.
     public struct Failure: Codable, Sendable, Equatable {
         public var id: UInt64
         public var handler: String
@@ -40,6 +43,7 @@ public struct ClusterReport: Codable, Sendable, Equatable {
         public var reason: String
     }
 
+    /// One point of the throughput chart.
     public struct Point: Codable, Sendable, Equatable {
         public var secondsAgo: Double
         public var perSecond: Double
