@@ -303,4 +303,49 @@ final class ObservabilityTests: ClusterTestCase {
         _ = try await colony.cancel(ids)
         await colony.close()
     }
+
+    /// Mangled JSON bodies (a fixed seed: flipped, cut and inserted bytes, odd values) against
+    /// the API: every answer is a 2xx or a 4xx with JSON, and the books agree with the 2xxs.
+    func testMangledBodiesGetClearAnswersAndTheBooksAgree() async throws {
+        let colony = try await startCluster(threads: 1)
+        let bodies = [
+            #"{"handler": "echo", "input": "x", "priority": 3, "pool": "thread", "max_attempts": 2, "retry_on_error": true}"#,
+            #"{"tasks": [{"handler": "echo", "input": {"a": [1, 2]}}, {"handler": "echo", "input_base64": "aGk=", "timeout_s": 2}]}"#,
+            #"{"handler": "echo", "labels": {"k": "v"}, "key": "k-1", "after": [1]}"#,
+        ]
+        let counterBodies = [#"{"add": 5}"#, #"{"set": -3}"#, #"{"expected": 2, "value": 7, "key": "c"}"#]
+        let inserts = ["\"", "{", "}", "[", "]", ",", ":", "1e400", "-0", "null", "true", "\\u0000", "\u{00e9}", "9223372036854775808"]
+        var seed: UInt64 = 0xC01_0_4
+        func next() -> Int {
+            seed = seed &* 6364136223846793005 &+ 1442695040888963407
+            return Int(truncatingIfNeeded: seed >> 33)
+        }
+        var acceptedIDs = 0
+        var statuses: [Int: Int] = [:]
+        for round in 0..<300 {
+            let counter = round % 3 == 2
+            var bytes = Array((counter ? counterBodies : bodies)[next() % 3].utf8)
+            for _ in 0..<(1 + next() % 3) {
+                switch next() % 4 {
+                case 0 where !bytes.isEmpty: bytes[next() % bytes.count] ^= UInt8(1 << (next() % 8))
+                case 1 where !bytes.isEmpty: bytes.removeSubrange((next() % bytes.count)...)
+                case 2: bytes.insert(contentsOf: Array(inserts[next() % inserts.count].utf8), at: bytes.isEmpty ? 0 : next() % bytes.count)
+                default: break
+                }
+            }
+            let answer = try await request("POST", counter ? "/api/v1/counters/c" : "/api/v1/tasks", bodyBytes: Data(bytes))
+            statuses[answer.status, default: 0] += 1
+            XCTAssertTrue([200, 202, 400, 413].contains(answer.status), "\(answer.status) for \(String(decoding: bytes, as: UTF8.self))")
+            let object = try? json(answer.body)
+            XCTAssertNotNil(object, "a JSON answer: \(answer.body)")
+            if answer.status == 202 { acceptedIDs += Set(object?["ids"] as? [Int] ?? []).count }
+            if answer.status == 400 { XCTAssertNotNil(object?["error"] as? String) }
+        }
+        XCTAssertGreaterThan(statuses[400] ?? 0, 50, "most mangled bodies are refused: \(statuses)")
+        XCTAssertGreaterThan((statuses[200] ?? 0) + (statuses[202] ?? 0), 10, "some still go through: \(statuses)")
+        let report = try await colony.report()
+        XCTAssertLessThanOrEqual(Int(report.submitted), acceptedIDs, "no task without a 202 (keys may repeat an id)")
+        XCTAssertGreaterThan(report.submitted, 0, "some mangled bodies are still valid tasks")
+        await colony.close()
+    }
 }
