@@ -87,6 +87,9 @@ public actor NodeAgent {
     private var executingProcesses = 0
     private var averageRunMicros: [TaskPool: Double] = [:]
     private var processPool: ProcessPool?
+    /// Resident memory of the node and of its children, and when it was read.
+    private var memory: (node: UInt64, children: UInt64) = (0, 0)
+    private var memoryReadAt: ContinuousClock.Instant?
     private var stopSignals: [UInt64: StopSignal] = [:]
     private var highestReplySeq: UInt64 = 0
     /// When the oldest of `pendingResults` was added.
@@ -143,10 +146,17 @@ public actor NodeAgent {
     public func childPIDs() -> [Int32] { processPool?.childPIDs ?? [] }
 
     /// What the node tells the coordinator of itself on every pull (a few /proc reads).
+    /// Memory is read from /proc at most once a second: a pull goes out per task when tasks
+    /// are slow, and three file reads per pull would cost more than the pull.
     private func currentFigures() -> Colony_V1_NodeFigures {
+        let now = ContinuousClock.now
+        if memoryReadAt.map({ now - $0 >= .seconds(1) }) ?? true {
+            memoryReadAt = now
+            memory = (residentBytes(), (processPool?.childPIDs ?? []).reduce(0) { $0 + residentBytes(of: $1) })
+        }
         var figures = Colony_V1_NodeFigures()
-        figures.rssBytes = residentBytes()
-        figures.childrenRssBytes = (processPool?.childPIDs ?? []).reduce(0) { $0 + residentBytes(of: $1) }
+        figures.rssBytes = memory.node
+        figures.childrenRssBytes = memory.children
         figures.childrenStarted = processPool?.childrenStarted ?? 0
         figures.succeeded = statistics.succeeded
         figures.failed = statistics.failed

@@ -12,6 +12,9 @@ import Glibc
 /// Swift does not see, so pipes are made and marked under one lock that every spawn takes.
 struct SpawnedProcess {
     private static let spawnLock = NSLock()
+    /// Whether this process is a process-pool child (read once: the environment does not
+    /// change, and building it per command would cost on every `exec` task).
+    private static let insidePoolChild = ProcessInfo.processInfo.environment[ProcessPoolChild.parentVariable] != nil
 
     let pid: pid_t
     let stdout: Int32
@@ -45,7 +48,7 @@ struct SpawnedProcess {
         // A command leads a process group of its own (unless it runs inside a process-pool
         // child, whose group it joins), so that a timeout or a cancellation kills everything it
         // started, not only its shell.
-        let ownGroup = ProcessInfo.processInfo.environment[ProcessPoolChild.parentVariable] == nil
+        let ownGroup = !Self.insidePoolChild
         let (pid, rv) = spawn(executable, arguments, environment, newGroup: ownGroup) { actions in
             if withStdin {
                 posix_spawn_file_actions_adddup2(&actions, inPipe[0], 0)
