@@ -43,6 +43,13 @@ public final class RequestHandler: Sendable {
         state = CoordinatorState(limits: coreLimits, store: store, recovered: recovered, logger: logger)
     }
 
+    /// Whether `token` is the coordinator's (always, when it has none). Constant time: other
+    /// ways in (the HTTP API's bearer header) check with this very comparison.
+    public func accepts(token: String) -> Bool {
+        guard let tokenBytes else { return true }
+        return constantTimeEqual(token.utf8, tokenBytes)
+    }
+
     /// A connection closed: a node that pulled on it becomes suspect (its work moves soon
     /// unless it reconnects).
     public func connectionClosed(pipeID: UInt32) async {
@@ -121,7 +128,7 @@ public final class RequestHandler: Sendable {
             noteRefused(error.replyCode)
             return Wire.errorReply(error.replyCode, error.description)
         }
-        if let tokenBytes, !constantTimeEqual(envelope.token.utf8, tokenBytes) {
+        if !accepts(token: envelope.token) {
             let refused = refusedTokens.add(1, ordering: .relaxed).newValue
             noteRefused(.unauthorized)
             // One line for the first refusal and then every 100th, so a flood cannot fill the log.

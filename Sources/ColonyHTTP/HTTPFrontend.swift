@@ -15,8 +15,6 @@ public final class HTTPFrontend: Sendable {
     public struct Configuration: Sendable {
         /// `HOST:PORT` or `http://HOST:PORT` (port 0: any free port).
         public var listen: String
-        /// The bearer token every `/api/` and `/metrics` request must carry (nil: none).
-        public var token: String?
         /// Largest request body; larger ones get 413 before any work is done.
         public var bodyBytesMax = 1 << 20
         /// Session the API's submissions belong to (their results are read by task id).
@@ -24,9 +22,8 @@ public final class HTTPFrontend: Sendable {
         /// Serve HTTPS with this certificate (and, with a CA file, require client certificates).
         public var tls: TLSSettings?
 
-        public init(listen: String, token: String? = nil) {
+        public init(listen: String) {
             self.listen = listen
-            self.token = token
         }
 
         /// The listen address as nng's HTTP server takes it.
@@ -40,7 +37,6 @@ public final class HTTPFrontend: Sendable {
     private let server: HTTPServer
     private let requests: RequestHandler
     private let registry: PrometheusCollectorRegistry
-    private let tokenBytes: [UInt8]?
 
     /// Sets up the routes; `start` listens. `registry` is the one the process's swift-metrics
     /// were bootstrapped with (see `ColonyCLI`), so `/metrics` shows what the coordinator recorded.
@@ -48,7 +44,6 @@ public final class HTTPFrontend: Sendable {
         self.configuration = configuration
         self.requests = requests
         self.registry = registry
-        tokenBytes = configuration.token.map { Array($0.utf8) }
         server = try HTTPServer(url: configuration.url, tls: configuration.tls)
         let limit = configuration.bodyBytesMax
         // nng answers a body over its collection limit with a bare 400, so it collects up to
@@ -84,13 +79,13 @@ public final class HTTPFrontend: Sendable {
 
     // MARK: Routes
 
+    /// `/api/` and `/metrics` need the coordinator's own token (when it has one) as a bearer
+    /// header, checked by the same comparison as the nng side's.
     private func authorized(_ request: HTTPRequest, _ respond: (HTTPRequest) async -> HTTPResponse) async -> HTTPResponse {
-        if let tokenBytes {
-            let given = request.headers["authorization"] ?? ""
-            let bearer = given.hasPrefix("Bearer ") ? String(given.dropFirst(7)) : ""
-            guard constantTimeEqual(Array(bearer.utf8), tokenBytes) else {
-                return Self.error(401, "wrong or missing token: send the coordinator's token as 'Authorization: Bearer TOKEN'")
-            }
+        let given = request.headers["authorization"] ?? ""
+        let bearer = given.hasPrefix("Bearer ") ? String(given.dropFirst(7)) : ""
+        guard requests.accepts(token: bearer) else {
+            return Self.error(401, "wrong or missing token: send the coordinator's token as 'Authorization: Bearer TOKEN'")
         }
         return await respond(request)
     }
@@ -372,13 +367,4 @@ public final class HTTPFrontend: Sendable {
         default: return Self.error(400, error.message)
         }
     }
-}
-
-/// Compares in time that depends only on the lengths (see the nng side's token check).
-func constantTimeEqual(_ given: [UInt8], _ expected: [UInt8]) -> Bool {
-    var difference = UInt8(given.count == expected.count ? 0 : 1)
-    for (index, byte) in given.enumerated() {
-        difference |= byte ^ (index < expected.count ? expected[index] : 0)
-    }
-    return difference == 0
 }

@@ -75,7 +75,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
             ])
         }
         // Refuse an HTTP address beyond loopback without a token before starting anything.
-        let httpToken = try metricsListen.map { try httpTokenForListening(on: $0, tokens: tokenSource) } ?? nil
+        if let metricsListen { try requireTokenForHTTP(on: metricsListen, tokens: tokenSource) }
         // swift-metrics goes to a Prometheus registry, before any metric is made.
         let registry = metricsListen.map { _ in bootstrapPrometheusMetrics() }
         let coordinator: Coordinator
@@ -89,7 +89,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         logger.info("colony coordinator listening on \(shown)")
         var frontend: HTTPFrontend?
         if let metricsListen, let registry {
-            let started = try startHTTPFrontend(metricsListen, coordinator: coordinator, token: httpToken, registry: registry,
+            let started = try startHTTPFrontend(metricsListen, coordinator: coordinator, registry: registry,
                                                 certificate: tlsFiles.tlsCert)
             frontend = started.frontend
             logger.info("serving metrics, API and dashboard on \(started.url)")
@@ -113,19 +113,20 @@ func bootstrapPrometheusMetrics() -> PrometheusCollectorRegistry {
     return registry
 }
 
-/// The token the HTTP side requires (nil: none); throws when `listen` is beyond loopback and
-/// no token is configured.
-func httpTokenForListening(on listen: String, tokens: TokenOptions) throws -> String? {
-    try tokens.tokenForListening(on: listen.contains("://") ? listen : "http://\(listen)")
+/// Throws when the HTTP side would listen beyond loopback and no token is configured (the
+/// HTTP side then checks the coordinator's own token).
+func requireTokenForHTTP(on listen: String, tokens: TokenOptions) throws {
+    _ = try tokens.tokenForListening(on: listen.contains("://") ? listen : "http://\(listen)")
 }
 
-/// Starts the HTTP side (`--metrics-listen HOST:PORT`) of `coordinator`, requiring `token`.
+/// Starts the HTTP side (`--metrics-listen HOST:PORT`) of `coordinator` (it requires the
+/// coordinator's token, when it has one).
 /// Returns it and the URL it serves (with the port bound, for port 0).
-func startHTTPFrontend(_ listen: String, coordinator: Coordinator, token: String?,
+func startHTTPFrontend(_ listen: String, coordinator: Coordinator,
                        registry: PrometheusCollectorRegistry, certificate: String? = nil) throws -> (frontend: HTTPFrontend, url: String) {
     let secure = listen.hasPrefix("https://")
     let host = listen.replacingOccurrences(of: "https://", with: "").replacingOccurrences(of: "http://", with: "")
-    var http = HTTPFrontend.Configuration(listen: host, token: token)
+    var http = HTTPFrontend.Configuration(listen: host)
     if secure {
         guard let certificate else {
             throw CLIError("--metrics-listen \(listen) serves HTTPS with the coordinator's certificate: give --tls-cert FILE")

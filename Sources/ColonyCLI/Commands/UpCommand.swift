@@ -48,12 +48,12 @@ struct UpCommand: AsyncParsableCommand {
 
     func run() async throws {
         let token = try tokenSource.tokenForListening(on: listen ?? ColonyURL.defaultCoordinator)
-        let httpToken = try metricsListen.map { try httpTokenForListening(on: $0, tokens: tokenSource) } ?? nil
+        if let metricsListen { try requireTokenForHTTP(on: metricsListen, tokens: tokenSource) }
         let registry = metricsListen.map { _ in bootstrapPrometheusMetrics() }
         let coordinator = try startCoordinator(token: token)
         var frontend: HTTPFrontend?
         if let metricsListen, let registry {
-            let started = try startHTTPFrontend(metricsListen, coordinator: coordinator, token: httpToken, registry: registry)
+            let started = try startHTTPFrontend(metricsListen, coordinator: coordinator, registry: registry)
             frontend = started.frontend
             printError("colony up: dashboard, metrics and API on \(started.url)")
         }
