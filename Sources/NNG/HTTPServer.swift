@@ -91,16 +91,8 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     private static func configure(_ server: OpaquePointer, tls: TLSSettings, url: String) throws(NNGError) {
-        var config: OpaquePointer?
-        try check(nng_tls_config_alloc(&config, NNG_TLS_MODE_SERVER), "set up TLS for \(url)")
+        let config = try tls.serverConfig(for: url)
         defer { nng_tls_config_free(config) }  // the server holds its own reference
-        if let file = tls.certificateAndKeyFile {
-            try check(nng_tls_config_cert_key_file(config, file, nil), "load TLS certificate and key \(file)")
-        }
-        if let file = tls.certificateAuthorityFile {
-            try check(nng_tls_config_ca_file(config, file), "load TLS CA \(file)")
-            try check(nng_tls_config_auth_mode(config, NNG_TLS_AUTH_MODE_REQUIRED), "set up TLS for \(url)")
-        }
         try check(nng_http_server_set_tls(server, config), "set up TLS for \(url)")
     }
 

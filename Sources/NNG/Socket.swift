@@ -55,15 +55,9 @@ public final class Socket: @unchecked Sendable {
         }
         try check(nng_listener_create(&listener, raw, url), "listen on \(url)")
         do {
-            if let file = tls.certificateAndKeyFile {
-                try check(nng_listener_set_string(listener, NNG_OPT_TLS_CERT_KEY_FILE, file), "load TLS certificate and key \(file)")
-            }
-            if let file = tls.certificateAuthorityFile {
-                // A CA on the listening side means: clients must present a certificate it signed.
-                try check(nng_listener_set_string(listener, NNG_OPT_TLS_CA_FILE, file), "load TLS CA \(file)")
-                try check(nng_listener_set_int(listener, NNG_OPT_TLS_AUTH_MODE, Int32(NNG_TLS_AUTH_MODE_REQUIRED.rawValue)),
-                          "require client certificates")
-            }
+            let config = try tls.serverConfig(for: url)
+            defer { nng_tls_config_free(config) }  // the listener holds its own reference
+            try check(nng_listener_set_ptr(listener, NNG_OPT_TLS_CONFIG, UnsafeMutableRawPointer(config)), "set up TLS for \(url)")
             try check(nng_listener_start(listener, 0), "listen on \(url)")
         } catch {
             nng_listener_close(listener)
@@ -185,6 +179,31 @@ public struct TLSSettings: Sendable, Equatable {
         self.certificateAndKeyFile = certificateAndKeyFile
         self.certificateAuthorityFile = certificateAuthorityFile
         self.serverName = serverName
+    }
+}
+
+extension TLSSettings {
+    /// The server side of these settings as an nng TLS configuration (the caller frees its
+    /// reference): our certificate, and with a CA, client certificates it signed required.
+    /// Socket listeners and the HTTP server share it.
+    func serverConfig(for url: String) throws(NNGError) -> OpaquePointer {
+        var config: OpaquePointer?
+        try check(nng_tls_config_alloc(&config, NNG_TLS_MODE_SERVER), "set up TLS for \(url)")
+        guard let config else { throw NNGError(code: Int32(NNG_ENOMEM.rawValue), operation: "set up TLS for \(url)") }
+        do {
+            if let file = certificateAndKeyFile {
+                try check(nng_tls_config_cert_key_file(config, file, nil), "load TLS certificate and key \(file)")
+            }
+            if let file = certificateAuthorityFile {
+                // A CA on the listening side means: clients must present a certificate it signed.
+                try check(nng_tls_config_ca_file(config, file), "load TLS CA \(file)")
+                try check(nng_tls_config_auth_mode(config, NNG_TLS_AUTH_MODE_REQUIRED), "require client certificates")
+            }
+        } catch {
+            nng_tls_config_free(config)
+            throw error
+        }
+        return config
     }
 }
 
