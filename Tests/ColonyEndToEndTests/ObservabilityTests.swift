@@ -22,13 +22,13 @@ final class ObservabilityTests: ClusterTestCase {
     }
 
     /// A coordinator with `--metrics-listen` on a free port, and one node.
-    private func startCluster(token: String? = nil, threads: Int = 2, coordinatorArguments: [String] = [],
+    private func startCluster(token: String? = nil, threads: Int = 2, state: String = ":memory:", coordinatorArguments: [String] = [],
                               coordinatorLog: String? = nil) async throws -> ColonyClient {
         let port = try ClusterHarness.freePort()
         http = "http://127.0.0.1:\(port)"
         var env = environment
         if let token { env["COLONY_TOKEN"] = token }
-        try cluster.start(["coordinator", "--listen", cluster.url, "--state", ":memory:", "--metrics-listen", "127.0.0.1:\(port)"]
+        try cluster.start(["coordinator", "--listen", cluster.url, "--state", state, "--metrics-listen", "127.0.0.1:\(port)"]
                           + coordinatorArguments, environment: env, stderrFile: coordinatorLog)
         try cluster.start(["node", "--coordinator", cluster.url, "--threads", "\(threads)", "--processes", "0", "--name", "n1"], environment: env)
         var options = ColonyClient.Options()
@@ -79,7 +79,9 @@ final class ObservabilityTests: ClusterTestCase {
     }
 
     func testAScrapeAfterAKnownWorkloadIsExactAndAgreesWithStatusJSON() async throws {
-        let colony = try await startCluster(threads: 2)
+        let stateFolder = NSTemporaryDirectory() + "colony-metrics-state-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: stateFolder) }
+        let colony = try await startCluster(threads: 2, state: stateFolder)
         let echoes = try await colony.submit((0..<50).map { TaskSubmission(handler: "echo", input: Array("\($0)".utf8)) })
         let failures = try await colony.submit((0..<10).map { _ in TaskSubmission(handler: "fail", input: Array(#""on purpose""#.utf8)) })
         let results = try await colony.results(of: echoes + failures)
@@ -112,7 +114,9 @@ final class ObservabilityTests: ClusterTestCase {
         XCTAssertEqual(metrics[#"colony_queue_depth{priority="0"}"#] ?? 0, metrics[#"colony_tasks{state="queued"}"#] ?? -1)
         XCTAssertEqual(metrics[#"colony_node_slots{node="n1",pool="thread",state="busy"}"#], 2)
         XCTAssertEqual(metrics["colony_task_run_seconds_count"], 60, "every finished attempt's run time is recorded")
-        XCTAssertNotNil(metrics["colony_journal_commits_total"] ?? metrics["colony_task_queue_wait_seconds_count"])
+        XCTAssertGreaterThanOrEqual(metrics["colony_task_queue_wait_seconds_count"] ?? 0, 62, "a queue wait per first start")
+        XCTAssertGreaterThan(metrics["colony_journal_commits_total"] ?? 0, 0, "the journal's group commits")
+        XCTAssertGreaterThanOrEqual(metrics["colony_journal_records_total"] ?? 0, 64, "at least one record per submitted task")
 
         let cli = try ClusterHarness.run(["status", "--json", "--coordinator", cluster.url], environment: environment)
         XCTAssertEqual(cli.status, 0, cli.stderr)
