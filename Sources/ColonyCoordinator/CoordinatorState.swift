@@ -57,6 +57,8 @@ actor CoordinatorState {
         core = CoordinatorCore(limits: limits)
         self.logger = logger
         core.recordingEvents = logger != nil
+        // The start is the first point of the throughput window: rates are known from then on.
+        window.closeSecond(at: 0, finishedTotal: 0)
         started = clock.now
         self.store = store
         if let recovered { core.restore(recovered, now: 0) }
@@ -171,10 +173,11 @@ actor CoordinatorState {
     private var window = FigureWindow()
 
     /// Moves the latency samples gathered since the last call into the last minute's window
-    /// (and returns them, for the metrics); called about once a second.
-    func sampleFigures() -> (queueWaits: [Double], runTimes: [Double]) {
+    /// (and returns them, for the metrics); `closingSecond` once a second, from the clock.
+    func sampleFigures(closingSecond: Bool) -> (queueWaits: [Double], runTimes: [Double]) {
         let samples = core.takeLatencySamples()
-        window.add(at: now, finishedTotal: core.finishedTotal, queueWaits: samples.queueWaits, runTimes: samples.runTimes)
+        window.absorb(queueWaits: samples.queueWaits, runTimes: samples.runTimes)
+        if closingSecond { window.closeSecond(at: now, finishedTotal: core.finishedTotal) }
         return samples
     }
 

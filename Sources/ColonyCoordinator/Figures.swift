@@ -72,13 +72,22 @@ struct FigureWindow: Sendable {
     }
     static let seconds = 60
     private(set) var slots: [Second] = []
+    /// Samples of the second in progress (a scrape may take them in before it closes).
+    private var current = Second(at: 0, finishedTotal: 0)
 
-    /// Adds one second's figures (called about once a second).
-    mutating func add(at now: Double, finishedTotal: UInt64, queueWaits: [Double], runTimes: [Double]) {
-        var second = Second(at: now, finishedTotal: finishedTotal)
-        for value in queueWaits { second.queueWaits.add(value) }
-        for value in runTimes { second.runTimes.add(value) }
-        slots.append(second)
+    /// Takes in latency samples (seconds) as they are drained from the core.
+    mutating func absorb(queueWaits: [Double], runTimes: [Double]) {
+        for value in queueWaits { current.queueWaits.add(value) }
+        for value in runTimes { current.runTimes.add(value) }
+    }
+
+    /// Ends the second in progress (called once a second, by the coordinator's clock only, so
+    /// that the window always spans a minute however often it is read).
+    mutating func closeSecond(at now: Double, finishedTotal: UInt64) {
+        current.at = now
+        current.finishedTotal = finishedTotal
+        slots.append(current)
+        current = Second(at: now, finishedTotal: finishedTotal)
         if slots.count > Self.seconds + 1 { slots.removeFirst(slots.count - Self.seconds - 1) }
     }
 
@@ -97,7 +106,7 @@ struct FigureWindow: Sendable {
     }
 
     func percentiles(_ keyPath: KeyPath<Second, LatencyHistogram>) -> (p50: Double, p99: Double)? {
-        var merged = LatencyHistogram()
+        var merged = current[keyPath: keyPath]
         for slot in slots { merged.merge(slot[keyPath: keyPath]) }
         guard let p50 = merged.percentile(0.5), let p99 = merged.percentile(0.99) else { return nil }
         return (p50, p99)

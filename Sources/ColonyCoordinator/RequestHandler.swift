@@ -65,14 +65,20 @@ public final class RequestHandler: Sendable {
     /// Moves the latest latency samples into the last minute's figures and the metrics; the
     /// coordinator calls it once a second.
     public func sampleFigures() async {
-        let samples = await state.sampleFigures()
+        await drainSamples(closingSecond: true)
+    }
+
+    private func drainSamples(closingSecond: Bool) async {
+        let samples = await state.sampleFigures(closingSecond: closingSecond)
         metrics.samples(queueWaits: samples.queueWaits, runTimes: samples.runTimes)
     }
 
     /// Exact task counts and the last minute's figures, with the status they go with; also
     /// brings the swift-metrics figures up to date (a scrape right after this is exact).
     public func figures() async -> (figures: ClusterFigures, status: ClusterStatus) {
-        await sampleFigures()
+        // The samples so far go to the metrics now (exact scrape); the window's seconds are
+        // closed by the clock alone, so reading often does not shorten its minute.
+        await drainSamples(closingSecond: false)
         let (figures, status) = await state.figures(refused: refusedRequests)
         metrics.record(figures, status: status)
         if let store { metrics.journal(store.statistics) }
