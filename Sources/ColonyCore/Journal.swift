@@ -25,6 +25,16 @@ public enum JournalRecord: Sendable, Equatable {
     case counterKeyForgotten(String)
 }
 
+/// A keyed counter change and the reply it got, as the journal keeps it.
+public struct CounterKey: Sendable, Equatable {
+    public var key: String
+    public var reply: CounterReply
+    public init(key: String, reply: CounterReply) {
+        self.key = key
+        self.reply = reply
+    }
+}
+
 /// What a counter change answered: the value (new, or previous for a set) and, for
 /// compare-and-set, whether it swapped.
 public struct CounterReply: Sendable, Equatable {
@@ -59,16 +69,10 @@ public struct RecoveredState: Sendable, Equatable {
     /// The next task id to hand out (ids are never reused, also across restarts).
     public var nextID: TaskID = 1
     /// Keys of applied counter changes and their replies, oldest first.
-    public var counterKeys: [(key: String, reply: CounterReply)] = []
+    public var counterKeys: [CounterKey] = []
     /// The most holders each limit has had at once.
     public var limitHighWater: [String: Int] = [:]
     public init() {}
-
-    public static func == (left: RecoveredState, right: RecoveredState) -> Bool {
-        left.tasks == right.tasks && left.counters == right.counters && left.limits == right.limits && left.nextID == right.nextID
-            && left.limitHighWater == right.limitHighWater
-            && left.counterKeys.map(\.key) == right.counterKeys.map(\.key) && left.counterKeys.map(\.reply) == right.counterKeys.map(\.reply)
-    }
 }
 
 extension CoordinatorCore {

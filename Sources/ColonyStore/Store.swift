@@ -92,7 +92,7 @@ public final class Store: @unchecked Sendable {
         try database.forEachRow("SELECT name, size FROM limits") { row in state.limits[row.text(0)] = Int(row.int64(1)) }
         try database.forEachRow("SELECT name, value FROM limit_high_water") { row in state.limitHighWater[row.text(0)] = Int(row.int64(1)) }
         try database.forEachRow("SELECT key, value, swapped FROM counter_keys ORDER BY seq") { row in
-            state.counterKeys.append((row.text(0), CounterReply(value: row.int64(1), swapped: row.int64(2) != 0)))
+            state.counterKeys.append(CounterKey(key: row.text(0), reply: CounterReply(value: row.int64(1), swapped: row.int64(2) != 0)))
         }
         if let count = try database.scalarText("SELECT count(*) FROM tasks").flatMap(Int.init) { state.tasks.reserveCapacity(count) }
         try database.forEachRow("""
