@@ -2,7 +2,8 @@
 # Installs what Colony needs from Debian/Ubuntu packages, only where it is missing:
 # libnng-dev (the nng C library Colony links), libsqlite3-dev (the coordinator's journal) and
 # nng-utils (nngcat, for tests that send raw bytes). `--for-tests` adds chromium (headless,
-# for the dashboard test).
+# for the dashboard test), openssl (throwaway CAs for the TLS tests) and python3 (its `ssl`
+# module is the HTTPS client of one test).
 # Run as root or with sudo available.
 set -euo pipefail
 
@@ -15,6 +16,8 @@ recommends_off=()
 if [ "${1:-}" = "--for-tests" ]; then
     # A real browser loads the dashboard in the tests (no X server needed: --headless).
     command -v chromium >/dev/null || dpkg -s chromium >/dev/null 2>&1 || missing+=(chromium)
+    command -v openssl >/dev/null || missing+=(openssl)
+    command -v python3 >/dev/null || missing+=(python3)
     recommends_off=(--no-install-recommends)
 fi
 if [ "${1:-}" = "--with-tools" ]; then

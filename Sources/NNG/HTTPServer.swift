@@ -63,6 +63,9 @@ public final class HTTPServer: @unchecked Sendable {
     public typealias Respond = @Sendable (HTTPRequest) async -> HTTPResponse
 
     private let server: OpaquePointer
+    /// Whether it serves HTTPS: then a connection the client asked to close is closed by
+    /// Colony, after a lingering read (see `answerAndClose`), not by nng.
+    private let servesTLS: Bool
     private let started = Atomic<Bool>(false)
     private let stopped = Atomic<Bool>(false)
     /// The URL it serves, e.g. `http://127.0.0.1:9464`.
@@ -80,6 +83,7 @@ public final class HTTPServer: @unchecked Sendable {
         guard let held else { throw NNGError(code: Int32(NNG_ENOMEM.rawValue), operation: "serve HTTP on \(url)") }
         server = held
         self.url = url
+        servesTLS = tls != nil
         if let tls {
             do {
                 try Self.configure(held, tls: tls, url: url)
@@ -109,7 +113,7 @@ public final class HTTPServer: @unchecked Sendable {
         var handler: OpaquePointer?
         try check(nng_http_handler_alloc(&handler, path, httpRouteCallback), "add HTTP route \(path)")
         guard let handler else { return }
-        let box = RouteBox(respond: respond, headers: headers.map { $0.lowercased() })
+        let box = RouteBox(respond: respond, headers: headers.map { $0.lowercased() }, closesConnectionsItself: servesTLS)
         do {
             try check(nng_http_handler_set_method(handler, method), "add HTTP route \(path)")
             if prefix { try check(nng_http_handler_set_tree(handler), "add HTTP route \(path)") }
@@ -156,15 +160,23 @@ public final class HTTPServer: @unchecked Sendable {
 private final class RouteBox: Sendable {
     let respond: HTTPServer.Respond
     let headers: [String]
-    init(respond: @escaping HTTPServer.Respond, headers: [String]) {
+    /// Whether a response that ends its connection is written and closed here (HTTPS).
+    let closesConnectionsItself: Bool
+    init(respond: @escaping HTTPServer.Respond, headers: [String], closesConnectionsItself: Bool) {
         self.respond = respond
         self.headers = headers
+        self.closesConnectionsItself = closesConnectionsItself
     }
 }
 
 /// An aio handed to a Swift task: nng keeps it (and its request) alive until `nng_aio_finish`.
 private struct PendingAIO: @unchecked Sendable {
     let aio: OpaquePointer
+}
+
+/// A connection taken over from nng's server (`nng_http_hijack`): ours to answer and close.
+private struct TakenConnection: @unchecked Sendable {
+    let conn: OpaquePointer
 }
 
 private func releaseRouteBox(_ data: UnsafeMutableRawPointer?) {
@@ -192,24 +204,105 @@ private func httpRouteCallback(_ aio: OpaquePointer?) {
     let copied = HTTPRequest(method: String(cString: nng_http_req_get_method(request)),
                              uri: String(cString: nng_http_req_get_uri(request)),
                              headers: headers, body: body)
-    let pending = PendingAIO(aio: aio)
     let respond = box.respond
+    if box.closesConnectionsItself, asksToClose(request),
+       let conn = nng_aio_get_input(aio, 2).map({ OpaquePointer($0) }), nng_http_hijack(conn) == 0 {
+        // nng 1.5's TLS stream drops ciphertext still queued for the socket when it is closed,
+        // and its server closes right after the response was *queued*: an HTTPS client that
+        // sends `Connection: close` got the headers without the body now and then. So Colony
+        // takes such a connection over, and closes it only once the client has (see
+        // `answerAndClose`). The request is ours to free after a hijack; it was copied above.
+        nng_http_req_free(request)
+        nng_aio_finish(aio, 0)
+        let taken = TakenConnection(conn: conn)
+        Task {
+            let response = await respond(copied)
+            await answerAndClose(taken.conn, with: response)
+        }
+        return
+    }
+    let pending = PendingAIO(aio: aio)
     Task {
         let response = await respond(copied)
         finish(pending.aio, with: response)
     }
 }
 
-private func finish(_ aio: OpaquePointer, with response: HTTPResponse) {
+/// Whether the client wants the connection closed after this response (HTTP/1.0, or a
+/// `Connection: close` header; nng's server decides the same way).
+private func asksToClose(_ request: OpaquePointer) -> Bool {
+    if let version = nng_http_req_get_version(request), String(cString: version) != "HTTP/1.1" { return true }
+    guard let connection = nng_http_req_get_header(request, "Connection") else { return false }
+    return String(cString: connection).lowercased().contains("close")
+}
+
+private func makeResponse(_ response: HTTPResponse) -> OpaquePointer? {
     var result: OpaquePointer?
-    guard nng_http_res_alloc(&result) == 0, let result else {
-        nng_aio_finish(aio, Int32(NNG_ENOMEM.rawValue))
-        return
-    }
+    guard nng_http_res_alloc(&result) == 0, let result else { return nil }
     _ = nng_http_res_set_status(result, UInt16(clamping: response.status))
     _ = nng_http_res_set_header(result, "Content-Type", response.contentType)
     for (name, value) in response.headers { _ = nng_http_res_set_header(result, name, value) }
     _ = response.body.withUnsafeBytes { nng_http_res_copy_data(result, $0.baseAddress, $0.count) }
+    return result
+}
+
+private func finish(_ aio: OpaquePointer, with response: HTTPResponse) {
+    guard let result = makeResponse(response) else {
+        nng_aio_finish(aio, Int32(NNG_ENOMEM.rawValue))
+        return
+    }
     nng_aio_set_output(aio, 0, UnsafeMutableRawPointer(result))
     nng_aio_finish(aio, 0)
+}
+
+/// The response as HTTP/1.1 bytes, announcing that the connection closes after it.
+private func serialized(_ response: HTTPResponse) -> [UInt8] {
+    var reason = ""
+    var probe: OpaquePointer?
+    if nng_http_res_alloc(&probe) == 0, let probe {
+        _ = nng_http_res_set_status(probe, UInt16(clamping: response.status))
+        reason = String(cString: nng_http_res_get_reason(probe))
+        nng_http_res_free(probe)
+    }
+    var head = "HTTP/1.1 \(response.status) \(reason)\r\nContent-Type: \(response.contentType)\r\n"
+    for (name, value) in response.headers { head += "\(name): \(value)\r\n" }
+    head += "Content-Length: \(response.body.count)\r\nConnection: close\r\n\r\n"
+    return Array(head.utf8) + response.body
+}
+
+/// How long a taken-over connection stays open after its response was queued: long enough
+/// for nng to hand the last TLS records to the kernel, which then delivers them before its FIN.
+private let closeGrace: Duration = .seconds(1)
+
+/// Writes the response on a taken-over connection in one buffer, waits `closeGrace`, and
+/// closes.
+///
+/// Why not close when the client does (a lingering read)? In nng 1.5 a TLS read started after
+/// the peer's close was seen never completes, and closing the connection then waits for it
+/// forever: found by a test that hung the coordinator's HTTP side. So nothing is read here.
+private func answerAndClose(_ conn: OpaquePointer, with response: HTTPResponse) async {
+    // One buffer, one write: written as headers then body (nng_http_conn_write_res), the body
+    // waited ~40 ms for the client's delayed ACK (Nagle).
+    let bytes = serialized(response)
+    guard let write = try? AsyncOperation() else {
+        nng_http_conn_close(conn)
+        return
+    }
+    // nng reads from this memory until the write completes, so it is not an array's storage.
+    let outgoing = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
+    defer { outgoing.deallocate() }
+    outgoing.copyBytes(from: bytes)
+    let written = await write.run(timeoutMilliseconds: 30_000, cancellable: false) { aio in
+        var iov = nng_iov(iov_buf: outgoing.baseAddress, iov_len: outgoing.count)
+        _ = nng_aio_set_iov(aio, 1, &iov)
+        nng_http_conn_write_all(conn, aio)
+    }
+    if written.code == Int32(NNG_ETIMEDOUT.rawValue) {
+        // A client that stopped reading (or vanished) with more than nng's TLS buffer still to
+        // send: nng 1.5 cannot cancel that write cleanly, and closing would wait for it forever
+        // on this thread. So the connection is left open (one leaked descriptor) instead.
+        return
+    }
+    if written.code == 0 { try? await Task.sleep(for: closeGrace) }
+    nng_http_conn_close(conn)
 }
