@@ -278,7 +278,7 @@ public actor ColonyClient {
             }
             expanded += entries.map { entry in
                 TaskResult(id: chunkResult.id, succeeded: entry.ok, output: entry.output, error: entry.error ?? "",
-                           node: chunkResult.node, attempt: chunkResult.attempt, runMicros: chunkResult.runMicros, cancelled: false)
+                           failure: entry.ok ? nil : .error, node: chunkResult.node, attempt: chunkResult.attempt, runMicros: chunkResult.runMicros, cancelled: false)
             }
         }
         return expanded

@@ -11,8 +11,8 @@ public enum ColonyError: Error, Sendable, CustomStringConvertible {
     case refused(String)
     /// No reply in time.
     case timedOut(String)
-    /// The task ran and failed; `reason` is the handler's error.
-    case taskFailed(id: TaskID, reason: String, node: String)
+    /// The task ran and failed; `reason` is the error (the handler's, or why it stopped), `failure` its kind.
+    case taskFailed(id: TaskID, reason: String, node: String, failure: FailureKind)
     /// The task succeeded but its output is not what the caller expected.
     case badOutput(id: TaskID, reason: String)
     /// An input could not be encoded.
@@ -32,7 +32,7 @@ public enum ColonyError: Error, Sendable, CustomStringConvertible {
         case .unreachable(let url, let reason): "nothing listening at \(url) (\(reason))"
         case .refused(let message): "coordinator refused the request: \(message)"
         case .timedOut(let what): what
-        case .taskFailed(let id, let reason, let node): "task \(id) failed on \(node.isEmpty ? "a node" : node): \(reason)"
+        case .taskFailed(let id, let reason, let node, _): "task \(id) failed on \(node.isEmpty ? "a node" : node): \(reason)"
         case .badOutput(let id, let reason): "task \(id) returned an unexpected output: \(reason)"
         case .badInput(let reason): "bad input: \(reason)"
         case .unknownTask(let id): "task \(id) is not known to this client's session (result already fetched?)"

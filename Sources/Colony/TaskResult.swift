@@ -10,6 +10,9 @@ public struct TaskResult: Sendable, Equatable {
     public let output: [UInt8]
     /// Why it failed, when it did.
     public let error: String
+    /// What kind of failure it was (nil when it succeeded or was cancelled, or when a node too
+    /// old to say ran it).
+    public let failure: FailureKind?
     /// The node that ran the last attempt.
     public let node: String
     public let attempt: UInt32
@@ -17,11 +20,13 @@ public struct TaskResult: Sendable, Equatable {
     /// The task ended by cancellation.
     public let cancelled: Bool
 
-    init(id: TaskID, succeeded: Bool, output: [UInt8], error: String, node: String, attempt: UInt32, runMicros: UInt64, cancelled: Bool) {
+    init(id: TaskID, succeeded: Bool, output: [UInt8], error: String, failure: FailureKind?, node: String, attempt: UInt32,
+         runMicros: UInt64, cancelled: Bool) {
         self.id = id
         self.succeeded = succeeded
         self.output = output
         self.error = error
+        self.failure = failure
         self.node = node
         self.attempt = attempt
         self.runMicros = runMicros
@@ -33,6 +38,7 @@ public struct TaskResult: Sendable, Equatable {
         succeeded = wire.ok
         output = Array(wire.output)
         error = wire.error
+        failure = wire.ok || wire.cancelled ? nil : FailureKind(wire: wire.failure)
         node = wire.node
         attempt = wire.attempt
         runMicros = wire.runMicros
@@ -41,7 +47,7 @@ public struct TaskResult: Sendable, Equatable {
 
     /// The output decoded from JSON; throws `ColonyError.taskFailed` if the task failed.
     public func value<T: Decodable>(as type: T.Type = T.self) throws(ColonyError) -> T {
-        guard succeeded else { throw .taskFailed(id: id, reason: error, node: node) }
+        guard succeeded else { throw .taskFailed(id: id, reason: error, node: node, failure: cancelled ? .cancelled : failure ?? .error) }
         do {
             return try JSONDecoder().decode(T.self, from: Data(output))
         } catch {

@@ -82,10 +82,10 @@ actor CoordinatorState {
                 logger.info("node left", metadata: ["node": "\(name)", "tasks_handed_back": "\(handedBack)"])
             case .nodeLost(let name, let reason, let moved):
                 logger.warning("node lost", metadata: ["node": "\(name)", "tasks_moved": "\(moved)", "reason": "\(reason)"])
-            case .taskFailed(let id, let handler, let node, let attempts, let error):
+            case .taskFailed(let id, let handler, let node, let attempts, let error, let reason):
                 logger.info("task failed", metadata: [
                     "task": "\(id)", "handler": "\(handler)", "node": "\(node)", "attempts": "\(attempts)",
-                    "reason": "\(CoordinatorCore.FailureReason(message: error).rawValue)", "error": "\(error)",
+                    "reason": "\(reason.rawValue)", "error": "\(error)",
                 ])
             }
         }

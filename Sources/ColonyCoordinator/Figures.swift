@@ -183,7 +183,7 @@ final class MetricsRecorder: Sendable {
         for (priority, depth) in counts.queuedByPriority {
             gauge("colony_queue_depth", [("priority", "\(priority)")], Double(depth))
         }
-        for reason in CoordinatorCore.FailureReason.allCases {
+        for reason in FailureKind.allCases {
             count("colony_tasks_failed_total", [("reason", reason.rawValue)], total: counts.failedByReason[reason] ?? 0)
         }
         count("colony_late_results_dropped_total", total: counts.staleResultsDropped)

@@ -16,10 +16,42 @@ extension TaskSubmission {
     }
 }
 
+extension FailureKind {
+    /// The kind a result carries; nil for `FAILURE_UNSPECIFIED` (not said) and unknown values.
+    public init?(wire: Colony_V1_FailureKind) {
+        switch wire {
+        case .failureError: self = .error
+        case .failureTimeout: self = .timeout
+        case .failureCrashed: self = .crashed
+        case .failureMemory: self = .memory
+        case .failureLost: self = .lost
+        case .failureUnknownHandler: self = .unknownHandler
+        case .failureDependency: self = .dependency
+        case .failureRefused: self = .refused
+        case .failureCancelled: self = .cancelled
+        case .failureUnspecified, .UNRECOGNIZED: return nil
+        }
+    }
+
+    public var wire: Colony_V1_FailureKind {
+        switch self {
+        case .error: .failureError
+        case .timeout: .failureTimeout
+        case .crashed: .failureCrashed
+        case .memory: .failureMemory
+        case .lost: .failureLost
+        case .unknownHandler: .failureUnknownHandler
+        case .dependency: .failureDependency
+        case .refused: .failureRefused
+        case .cancelled: .failureCancelled
+        }
+    }
+}
+
 extension TaskOutcome {
     init(wire: Colony_V1_TaskResult) {
         self.init(id: wire.id, attempt: wire.attempt, succeeded: wire.ok, output: Array(wire.output),
-                  error: wire.error, node: wire.node, runMicros: wire.runMicros,
+                  error: wire.error, failure: wire.ok ? nil : FailureKind(wire: wire.failure), node: wire.node, runMicros: wire.runMicros,
                   counterOps: wire.counterOps.map { CounterOp(name: $0.name, delta: $0.delta) })
     }
 
@@ -30,6 +62,7 @@ extension TaskOutcome {
         result.ok = succeeded
         result.output = .init(output)
         result.error = error
+        if let failure { result.failure = failure.wire }
         result.node = node
         result.runMicros = runMicros
         result.cancelled = cancelled

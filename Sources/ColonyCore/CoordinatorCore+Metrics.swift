@@ -7,7 +7,7 @@ extension CoordinatorCore {
         case nodeJoined(name: String, host: String, threads: Int, processes: Int)
         case nodeLeft(name: String, handedBack: Int)
         case nodeLost(name: String, reason: String, tasksMoved: Int)
-        case taskFailed(id: TaskID, handler: String, node: String, attempts: UInt32, error: String)
+        case taskFailed(id: TaskID, handler: String, node: String, attempts: UInt32, error: String, reason: FailureKind)
     }
 
     mutating func note(_ event: Event) {
@@ -28,33 +28,15 @@ extension CoordinatorCore {
         public var node: String
         /// Seconds since the coordinator started.
         public var at: Double
-        /// The reason's class (see `FailureReason`).
-        public var reason: FailureReason
-    }
-
-    /// A failure's class, the `reason` label of `colony_tasks_failed_total`: a handful of
-    /// values, so that the metric's label set stays small whatever errors say.
-    public enum FailureReason: String, Sendable, CaseIterable {
-        case error, timeout, crashed, memory, lost, unknownHandler = "unknown_handler", dependency, refused
-
-        /// Classifies an error message as the node and the core write them.
-        public init(message: String) {
-            if message.hasPrefix("dependency ") { self = .dependency }
-            else if message.contains("timed out") { self = .timeout }
-            else if message.contains("memory limit") { self = .memory }
-            else if message.hasPrefix("crashed") || message.contains("(crashed") { self = .crashed }
-            else if message.hasPrefix("node ") && (message.contains(" lost") || message.contains(" left")) { self = .lost }
-            else if message.contains("no handler") || message.contains("unknown handler") { self = .unknownHandler }
-            else if message.contains("refuse") || message.contains("exceeds the limit") { self = .refused }
-            else { self = .error }
-        }
+        /// The failure's kind, as said by the node or the coordinator.
+        public var reason: FailureKind
     }
 
     /// The running tallies behind the metrics.
     struct Figures: Sendable {
         static let samplesMax = 100_000
         static let recentFailuresMax = 20
-        var failedByReason: [FailureReason: UInt64] = [:]
+        var failedByReason: [FailureKind: UInt64] = [:]
         var recentFailures: [FailureNote] = []
         var queueWaits: [Double] = []
         var runTimes: [Double] = []
@@ -71,8 +53,7 @@ extension CoordinatorCore {
             if runTimes.count < Self.samplesMax { runTimes.append(max(0, seconds)) } else { samplesDropped += 1 }
         }
 
-        mutating func noteFailure(id: TaskID, handler: String, error: String, node: String, at: Double) {
-            let reason = FailureReason(message: error)
+        mutating func noteFailure(id: TaskID, handler: String, error: String, reason: FailureKind, node: String, at: Double) {
             failedByReason[reason, default: 0] += 1
             recentFailures.append(FailureNote(id: id, handler: handler, error: String(error.prefix(500)), node: node, at: at, reason: reason))
             if recentFailures.count > Self.recentFailuresMax { recentFailures.removeFirst(recentFailures.count - Self.recentFailuresMax) }
@@ -96,7 +77,7 @@ extension CoordinatorCore {
         public var waiting = 0
         public var queued = 0
         public var running = 0
-        public var failedByReason: [FailureReason: UInt64] = [:]
+        public var failedByReason: [FailureKind: UInt64] = [:]
         public var staleResultsDropped: UInt64 = 0
         public var resultsWaiting = 0
     }

@@ -125,6 +125,8 @@ public struct CoordinatorCore: Sendable {
         /// Dependents not finished yet (the output is dropped when it reaches 0).
         var readers = 0
         var lastError = ""
+        /// The kind of `lastError`, when it ended the task as failed.
+        var lastFailure: FailureKind = .error
         var node = ""
         var finishedAt = 0.0
         /// When it was submitted (or restored), for the queue-wait figure.
@@ -328,7 +330,7 @@ public struct CoordinatorCore: Sendable {
                 waitingCount += 1
                 tasks[id] = record
                 finish(id, phase: phase == .cancelled ? .cancelled : .failed,
-                       error: "dependency \(dependency) \(phase == .cancelled ? "was cancelled" : "failed")", now: now)
+                       error: "dependency \(dependency) \(phase == .cancelled ? "was cancelled" : "failed")", failure: .dependency, now: now)
             } else if remaining > 0 {
                 record.state = .waiting(remaining: remaining)
                 waitingCount += 1
@@ -533,7 +535,7 @@ public struct CoordinatorCore: Sendable {
                 task.state = .queued
                 tasks[id] = task
                 ready.push(id, priority: task.options.priority, key: task.classKey)
-            } else if let session = finish(id, phase: .failed, error: "\(reason), \(task.attempt) attempts", now: now) {
+            } else if let session = finish(id, phase: .failed, error: "\(reason), \(task.attempt) attempts", failure: .lost, now: now) {
                 touched.insert(session)
             }
         }
@@ -580,7 +582,8 @@ public struct CoordinatorCore: Sendable {
         figures.sample(runTime: Double(reported.runMicros) / 1e6)
         if reported.succeeded {
             if reported.output.count > limits.resultBytesMax {
-                return attemptFailed(reported.id, error: "output of \(reported.output.count) bytes exceeds the limit of \(limits.resultBytesMax) bytes", retryable: false, now: now)
+                return attemptFailed(reported.id, error: "output of \(reported.output.count) bytes exceeds the limit of \(limits.resultBytesMax) bytes",
+                                     failure: .refused, retryable: false, now: now)
             }
             for op in reported.counterOps where !op.name.isEmpty && op.name.utf8.count <= limits.counterNameBytesMax {
                 // The task has succeeded and cannot be refused: a change past the 64-bit range
@@ -600,7 +603,9 @@ public struct CoordinatorCore: Sendable {
             while cut.utf8.count > limits.errorBytesMax - 32 { cut = cut.dropLast(max(1, (cut.utf8.count - limits.errorBytesMax) / 4)) }
             error = cut + " ... (\(reported.error.utf8.count) bytes, cut)"
         }
-        return attemptFailed(reported.id, error: error, retryable: task.options.retryOnError, now: now)
+        // Nodes before `TaskResult.failure` do not say the kind: read it from their words.
+        let failure = reported.failure ?? FailureKind(classifying: reported.error)
+        return attemptFailed(reported.id, error: error, failure: failure, retryable: task.options.retryOnError, now: now)
     }
 
     /// Leases queued tasks to `name`, up to the free capacity of each of its pools, best first.
@@ -698,7 +703,7 @@ public struct CoordinatorCore: Sendable {
                     // The node did not stop it in time: give up on the attempt and tell the node.
                     abandonLease(id, node: node)
                     let error = "timed out after \(formatSeconds(timeout)) s"
-                    if let session = attemptFailed(id, error: error, retryable: task.options.retryOnError, now: now) {
+                    if let session = attemptFailed(id, error: error, failure: .timeout, retryable: task.options.retryOnError, now: now) {
                         touched.insert(session)
                     }
                 }
@@ -1023,9 +1028,10 @@ public struct CoordinatorCore: Sendable {
 
     /// A failed attempt: back off and retry if allowed and attempts remain, else fail for good.
     @discardableResult
-    private mutating func attemptFailed(_ id: TaskID, error: String, retryable: Bool, now: Double) -> String? {
+    private mutating func attemptFailed(_ id: TaskID, error: String, failure: FailureKind, retryable: Bool, now: Double) -> String? {
         guard var task = tasks[id] else { return nil }
         task.lastError = error
+        task.lastFailure = failure
         if retryable && Int(task.attempt) < task.options.maxAttempts {
             retriedTotal += 1
             let exponent = Double(max(0, Int(task.attempt) - 1))
@@ -1038,12 +1044,13 @@ public struct CoordinatorCore: Sendable {
             return nil
         }
         tasks[id] = task
-        return finish(id, phase: .failed, error: error, now: now)
+        return finish(id, phase: .failed, error: error, failure: failure, now: now)
     }
 
     /// Ends a task for good and files its result under its session. Returns the session.
     @discardableResult
-    private mutating func finish(_ id: TaskID, phase: TaskPhase, output: [UInt8] = [], error: String = "", runMicros: UInt64 = 0, now: Double) -> String? {
+    private mutating func finish(_ id: TaskID, phase: TaskPhase, output: [UInt8] = [], error: String = "", failure: FailureKind = .error,
+                                 runMicros: UInt64 = 0, now: Double) -> String? {
         guard var task = tasks[id] else { return nil }
         switch task.state {
         case .finished: return nil
@@ -1055,6 +1062,7 @@ public struct CoordinatorCore: Sendable {
         task.input = []
         task.finishedAt = now
         if !error.isEmpty { task.lastError = error }
+        if phase == .failed { task.lastFailure = failure }
         switch phase {
         case .succeeded:
             succeededTotal += 1
@@ -1062,12 +1070,13 @@ public struct CoordinatorCore: Sendable {
         case .cancelled: cancelledTotal += 1
         default:
             failedTotal += 1
-            figures.noteFailure(id: id, handler: task.handler, error: task.lastError, node: task.node, at: now)
-            note(.taskFailed(id: id, handler: task.handler, node: task.node, attempts: task.attempt, error: task.lastError))
+            figures.noteFailure(id: id, handler: task.handler, error: task.lastError, reason: task.lastFailure, node: task.node, at: now)
+            note(.taskFailed(id: id, handler: task.handler, node: task.node, attempts: task.attempt, error: task.lastError, reason: task.lastFailure))
         }
         tasks[id] = task
         let outcome = TaskOutcome(id: id, attempt: task.attempt, succeeded: phase == .succeeded, output: output,
-                                  error: phase == .succeeded ? "" : task.lastError, node: task.node, runMicros: runMicros,
+                                  error: phase == .succeeded ? "" : task.lastError, failure: phase == .failed ? task.lastFailure : nil,
+                                  node: task.node, runMicros: runMicros,
                                   cancelled: phase == .cancelled)
         if journaling { journal.append(.finished(outcome)) }
         sessions[task.session, default: SessionRecord()].finished.append(FinishedResult(outcome: outcome, finishedAt: now))
@@ -1090,7 +1099,7 @@ public struct CoordinatorCore: Sendable {
                 }
             } else {
                 let cascade: TaskPhase = phase == .cancelled ? .cancelled : .failed
-                finish(child, phase: cascade, error: "dependency \(id) \(phase == .cancelled ? "was cancelled" : "failed")", now: now)
+                finish(child, phase: cascade, error: "dependency \(id) \(phase == .cancelled ? "was cancelled" : "failed")", failure: .dependency, now: now)
             }
         }
         return task.session

@@ -100,6 +100,42 @@ public struct DispatchedTask: Sendable, Equatable {
     }
 }
 
+/// What kind of failure ended a task or an attempt: the `reason` label of
+/// `colony_tasks_failed_total`, and what a client can branch on. Said by whoever saw it
+/// happen (the node, or the coordinator), never guessed from the error's words, except for
+/// results of nodes too old to say it (`init(classifying:)`).
+public enum FailureKind: String, Sendable, CaseIterable {
+    /// The handler (or the shell command) failed.
+    case error
+    case timeout
+    /// The process-pool child died mid-task.
+    case crashed
+    /// The process-pool child ran out of its memory limit.
+    case memory
+    /// The node running it was lost or left, too often.
+    case lost
+    case unknownHandler = "unknown_handler"
+    /// A dependency failed or was cancelled.
+    case dependency
+    /// Refused by a limit (an output over the size limit) or by the node's setup.
+    case refused
+    /// Stopped by a cancellation.
+    case cancelled
+
+    /// Classifies an error message the way nodes before `TaskResult.failure` wrote them.
+    public init(classifying message: String) {
+        if message.hasPrefix("dependency ") { self = .dependency }
+        else if message.contains("timed out") { self = .timeout }
+        else if message.contains("memory limit") { self = .memory }
+        else if message.hasPrefix("crashed") || message.contains("(crashed") { self = .crashed }
+        else if message.hasPrefix("node ") && (message.contains(" lost") || message.contains(" left")) { self = .lost }
+        else if message.contains("no handler") || message.contains("unknown handler") { self = .unknownHandler }
+        else if message.contains("exceeds the limit") { self = .refused }
+        else if message == "cancelled" { self = .cancelled }
+        else { self = .error }
+    }
+}
+
 /// How one attempt ended, as reported by the node that ran it.
 public struct TaskOutcome: Sendable, Equatable {
     public var id: TaskID
@@ -107,19 +143,22 @@ public struct TaskOutcome: Sendable, Equatable {
     public var succeeded: Bool
     public var output: [UInt8]
     public var error: String
+    /// The failure's kind when not `succeeded` (nil: not said, e.g. by an older node).
+    public var failure: FailureKind?
     public var node: String
     public var runMicros: UInt64
     /// Counter changes the attempt made; applied together with its success, never otherwise.
     public var counterOps: [CounterOp]
     /// Set by the coordinator when the task ended by cancellation.
     public var cancelled: Bool
-    public init(id: TaskID, attempt: UInt32, succeeded: Bool, output: [UInt8] = [], error: String = "", node: String,
-                runMicros: UInt64 = 0, counterOps: [CounterOp] = [], cancelled: Bool = false) {
+    public init(id: TaskID, attempt: UInt32, succeeded: Bool, output: [UInt8] = [], error: String = "", failure: FailureKind? = nil,
+                node: String, runMicros: UInt64 = 0, counterOps: [CounterOp] = [], cancelled: Bool = false) {
         self.id = id
         self.attempt = attempt
         self.succeeded = succeeded
         self.output = output
         self.error = error
+        self.failure = failure
         self.node = node
         self.runMicros = runMicros
         self.counterOps = counterOps

@@ -397,6 +397,7 @@ public actor NodeAgent {
                 result.attempt = task.attempt
                 result.ok = false
                 result.error = "cancelled"
+                result.failure = .failureCancelled
                 result.node = configuration.name
                 pendingResults.append(result)
             }
@@ -414,6 +415,7 @@ public actor NodeAgent {
                     result.id = task.id
                     result.attempt = task.attempt
                     result.error = "node \(configuration.name) has no process pool"
+                    result.failure = .failureRefused
                     result.node = configuration.name
                     pendingResults.append(result)
                 }
@@ -476,7 +478,9 @@ public actor NodeAgent {
         let seconds = Double(task.timeoutMs) / 1000
         return Task {
             try? await Task.sleep(for: limit)
-            if !Task.isCancelled { stop.stop(reason: "timed out after \(seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)) s") }
+            if !Task.isCancelled {
+                stop.stop(reason: "timed out after \(seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)) s", kind: .failureTimeout)
+            }
         }
     }
 
@@ -496,6 +500,7 @@ public actor NodeAgent {
         guard let handler = registry[task.handler] else {
             result.ok = false
             result.error = HandlerError.unknownHandler(task.handler, node: nodeName, known: registry.names).description
+            result.failure = .failureUnknownHandler
             return result
         }
         let context = TaskContext(taskID: task.id, attempt: task.attempt, nodeName: nodeName,
@@ -508,15 +513,17 @@ public actor NodeAgent {
         let watchdog = watchdog(for: task, stop: stop)
         let outcome = await work.result
         watchdog?.cancel()
-        if let reason = stop.reason {
+        if let (reason, kind) = stop.stopped {
             result.ok = false
             result.error = reason
+            result.failure = kind
         } else {
             switch outcome {
             case .success(let output):
                 if output.count > outputBytesMax {
                     result.ok = false
                     result.error = "output of \(output.count) bytes exceeds the limit of \(outputBytesMax) bytes"
+                    result.failure = .failureRefused
                 } else {
                     result.ok = true
                     result.output = Data(output)
@@ -530,6 +537,7 @@ public actor NodeAgent {
             case .failure(let error):
                 result.ok = false
                 result.error = String(describing: error)
+                result.failure = .failureError
             }
         }
         let elapsed = clock.now - start
@@ -538,15 +546,20 @@ public actor NodeAgent {
     }
 }
 
-/// Tells a running task to stop, once, with a reason.
+/// Tells a running task to stop, once, with a reason and the kind of failure it makes.
 final class StopSignal: Sendable {
     private struct State {
         var reason: String?
+        var kind: Colony_V1_FailureKind = .failureCancelled
         var action: (@Sendable () -> Void)?
     }
     private let state = Mutex(State())
 
     var reason: String? { state.withLock { $0.reason } }
+    /// Why it was stopped, with the failure's kind; nil while it was not.
+    var stopped: (reason: String, kind: Colony_V1_FailureKind)? {
+        state.withLock { state in state.reason.map { ($0, state.kind) } }
+    }
 
     /// Runs `action` when the task is stopped (at once if it already was).
     func onStop(_ action: @escaping @Sendable () -> Void) {
@@ -558,10 +571,11 @@ final class StopSignal: Sendable {
         if stoppedAlready { action() }
     }
 
-    func stop(reason: String) {
+    func stop(reason: String, kind: Colony_V1_FailureKind = .failureCancelled) {
         let action = state.withLock { state -> (@Sendable () -> Void)? in
             guard state.reason == nil else { return nil }
             state.reason = reason
+            state.kind = kind
             let action = state.action
             state.action = nil
             return action

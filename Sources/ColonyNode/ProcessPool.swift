@@ -179,6 +179,8 @@ private final class ChildSlot: @unchecked Sendable {
         result.attempt = task.attempt
         result.node = nodeName
         result.ok = false
+        // Failures of the pool itself are errors unless said otherwise below.
+        result.failure = .failureError
         let clock = ContinuousClock()
         let started = clock.now
         defer {
@@ -211,7 +213,7 @@ private final class ChildSlot: @unchecked Sendable {
         defer { armed.withLock { $0 = false } }
 
         if !Frames.write(bytes, to: child.tasks) {
-            result.error = reasonForDeath(of: child, stop: stop)
+            (result.error, result.failure) = reasonForDeath(of: child, stop: stop)
             return result
         }
         while true {
@@ -228,7 +230,7 @@ private final class ChildSlot: @unchecked Sendable {
             if fds[1].revents != 0 { drainStderr(child.stderr, once: true) }
             guard fds[0].revents != 0 else { continue }
             guard let frame = Frames.read(from: child.results) else {
-                result.error = reasonForDeath(of: child, stop: stop)
+                (result.error, result.failure) = reasonForDeath(of: child, stop: stop)
                 return result
             }
             do {
@@ -236,16 +238,18 @@ private final class ChildSlot: @unchecked Sendable {
                 reported.id = task.id
                 reported.attempt = task.attempt
                 reported.node = nodeName
-                if let reason = stop.reason {
+                if let (reason, kind) = stop.stopped {
                     // Stopped just as it finished: the stop wins, as in the thread pool.
                     reported.ok = false
                     reported.error = reason
+                    reported.failure = kind
                     reported.output = Data()
                     reported.counterOps = []
                 }
                 result = reported
             } catch {
                 result.error = "process pool: the child sent an unreadable result (\(error)); child replaced"
+                result.failure = .failureCrashed
                 kill(-child.pid, SIGKILL)
                 _ = reasonForDeath(of: child, stop: stop)
             }
@@ -325,22 +329,22 @@ private final class ChildSlot: @unchecked Sendable {
     }
 
     /// The child ended mid-task: reaps it and says why, in one line.
-    private func reasonForDeath(of process: PoolChildProcess, stop: StopSignal) -> String {
+    private func reasonForDeath(of process: PoolChildProcess, stop: StopSignal) -> (String, Colony_V1_FailureKind) {
         let termination = SpawnedProcess.waitForExit(process.pid)
         drainStderr(process.stderr, once: false)
         closeDescriptors(process)
         child = nil
         livePID.withLock { $0 = nil }
-        if let reason = stop.reason { return reason }
+        if let stopped = stop.stopped { return stopped }
         let tail = String(decoding: stderrTail, as: UTF8.self)
         let cause = describe(termination)
         if let limit = configuration.memoryLimitBytes,
            tail.contains("failed to allocate") || tail.contains("Could not allocate memory") || tail.contains("out of memory") || tail.contains("Cannot allocate memory") {
-            return "exceeded the child memory limit of \(limit) bytes (crashed: \(cause))"
+            return ("exceeded the child memory limit of \(limit) bytes (crashed: \(cause))", .failureMemory)
         }
         switch termination {
-        case .signalled: return "crashed: \(cause)\(lastLine())"
-        case .exited: return "child \(cause) mid-task\(lastLine())"
+        case .signalled: return ("crashed: \(cause)\(lastLine())", .failureCrashed)
+        case .exited: return ("child \(cause) mid-task\(lastLine())", .failureCrashed)
         }
     }
 

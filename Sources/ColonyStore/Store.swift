@@ -110,9 +110,13 @@ public final class Store: @unchecked Sendable {
                                             poolHandler: row.isNull(12) ? nil : row.text(12), key: row.isNull(19) ? nil : row.text(19))
             var outcome: TaskOutcome?
             if !row.isNull(13) {
-                let phase = row.text(13)
+                // "failed:KIND" since failures carry their kind; a bare "failed" (older
+                // journals) leaves it to be read from the error's words.
+                let stored = row.text(13).split(separator: ":", maxSplits: 1).map(String.init)
+                let phase = stored.first ?? ""
+                let failure = phase == "failed" && stored.count == 2 ? FailureKind(rawValue: stored[1]) : nil
                 outcome = TaskOutcome(id: id, attempt: UInt32(truncatingIfNeeded: row.int64(14)), succeeded: phase == "succeeded",
-                                      output: row.blob(15), error: row.text(16), node: row.text(17),
+                                      output: row.blob(15), error: row.text(16), failure: failure, node: row.text(17),
                                       runMicros: UInt64(bitPattern: row.int64(18)), cancelled: phase == "cancelled")
             }
             state.tasks.append(RecoveredTask(id: id, submission: submission, session: row.text(1), outcome: outcome))
@@ -318,7 +322,8 @@ private struct Statements {
         case .finished(let outcome):
             let statement = finishTask
             statement.bind(1, Int64(bitPattern: outcome.id))
-            statement.bind(2, outcome.cancelled ? "cancelled" : outcome.succeeded ? "succeeded" : "failed")
+            statement.bind(2, outcome.cancelled ? "cancelled" : outcome.succeeded ? "succeeded"
+                                : outcome.failure.map { "failed:\($0.rawValue)" } ?? "failed")
             statement.bind(3, Int64(outcome.attempt))
             statement.bind(4, outcome.output)
             statement.bind(5, outcome.error)

@@ -194,6 +194,33 @@ final class SchedulingRulesTests: XCTestCase {
         XCTAssertEqual(core.takeCancellations(forNode: "a"), [id])
     }
 
+    /// A failure's kind is what the node (or the core) said it was, not what its words look
+    /// like: a handler whose error mentions "timed out" failed with `error`, not `timeout`.
+    /// (Before, the kind was read from the message, and this counted as a timeout.)
+    func testAFailuresKindIsTheOneReportedNotGuessedFromItsWords() throws {
+        let handlerError = try submit()
+        let crash = try submit()
+        let oldNode = try submit()
+        let timedOut = try submit(TaskOptions(timeoutSeconds: 1))
+        let dependent = try submit(TaskOptions(after: [handlerError]))
+        let running = try pull(now: 0)
+        XCTAssertEqual(Set(running.map(\.id)), [handlerError, crash, oldNode, timedOut])
+        func failed(_ id: TaskID, _ error: String, _ failure: FailureKind?) -> TaskOutcome {
+            TaskOutcome(id: id, attempt: 1, succeeded: false, error: error, failure: failure, node: "a")
+        }
+        _ = try pull([failed(handlerError, "database timed out after 5 s", .error),
+                      failed(crash, "child exited with code 3 mid-task", .crashed),
+                      failed(oldNode, "timed out after 2 s", nil)], now: 2)
+        _ = core.tick(now: 4)
+        let outcomes = Dictionary(uniqueKeysWithValues: core.takeResults(session: "s", max: 10).results.map { ($0.id, $0) })
+        XCTAssertEqual(outcomes[handlerError]?.failure, .error, "the handler's own words do not make it a timeout")
+        XCTAssertEqual(outcomes[crash]?.failure, .crashed)
+        XCTAssertEqual(outcomes[oldNode]?.failure, .timeout, "a node that does not say the kind: read from its words")
+        XCTAssertEqual(outcomes[timedOut]?.failure, .timeout, "the coordinator's own timeout")
+        XCTAssertEqual(outcomes[dependent]?.failure, .dependency)
+        XCTAssertEqual(core.taskCounts().failedByReason, [.error: 1, .crashed: 1, .timeout: 2, .dependency: 1])
+    }
+
     func testTasksNeedingLabelsGoOnlyToNodesThatHaveThem() throws {
         let gpuTask = try submit(TaskOptions(requiredLabels: ["gpu": "1"]))
         XCTAssertEqual(try pull(), [])

@@ -45,13 +45,19 @@ final class ClusterTests: ClusterTestCase {
         let failed = try await colony.result(of: colony.submit("fail", input: "disk on fire"))
         XCTAssertFalse(failed.succeeded)
         XCTAssertEqual(failed.error, "disk on fire")
+        XCTAssertEqual(failed.failure, .error)
         XCTAssertEqual(failed.node, "n1")
         do {
             _ = try failed.value(as: String.self)
             XCTFail("value of a failed task returned")
         } catch {
             XCTAssertEqual("\(error)", "task \(failed.id) failed on n1: disk on fire")
+            guard case .taskFailed(_, _, _, let failure) = error else { return XCTFail("\(error)") }
+            XCTAssertEqual(failure, .error)
         }
+        // The node says the kind: a handler's error that reads like a timeout is an error.
+        let wordy = try await colony.result(of: colony.submit("fail", input: "upstream timed out after 5 s"))
+        XCTAssertEqual(wordy.failure, .error, wordy.error)
         let after = try await colony.map("echo", Array(0..<100), as: Int.self)
         XCTAssertEqual(after, Array(0..<100))
         await colony.close()

@@ -104,6 +104,7 @@ final class CoordinatorStateTests: ClusterTestCase {
         let result = try await colony.result(of: id)
         XCTAssertFalse(result.succeeded)
         XCTAssertEqual(result.error, "timed out after 0.5 s")
+        XCTAssertEqual(result.failure, .timeout, "stopped by the node's watchdog")
         await colony.close()
     }
 

@@ -51,6 +51,7 @@ final class ProcessPoolTests: ClusterTestCase {
         let crashed = try await colony.result(of: colony.submit(CrashHandler.name, input: "boom"))
         XCTAssertFalse(crashed.succeeded)
         XCTAssertTrue(crashed.error.hasPrefix("crashed: signal"), crashed.error)
+        XCTAssertEqual(crashed.failure, .crashed)
         XCTAssertTrue(crashed.error.contains("Fatal error: boom"), crashed.error)
 
         let echoes = try await colony.mapResults(EchoHandler.name, Array(0..<100), options: TaskOptions(pool: .process))
@@ -61,6 +62,7 @@ final class ProcessPoolTests: ClusterTestCase {
 
         let refused = try await colony.result(of: colony.submit(CrashHandler.name, input: "boom", options: TaskOptions(pool: .thread)))
         XCTAssertEqual(refused.error, "crash runs only in the process pool")
+        XCTAssertEqual(refused.failure, .error)
         XCTAssertTrue(node.isRunning)
         await colony.close()
     }
@@ -72,6 +74,7 @@ final class ProcessPoolTests: ClusterTestCase {
         let first = children(of: node.processIdentifier)
         let result = try await colony.result(of: colony.submit(SleepHandler.name, input: 60.0, options: TaskOptions(timeoutSeconds: 1, pool: .process)))
         XCTAssertEqual(result.error, "timed out after 1 s")
+        XCTAssertEqual(result.failure, .timeout)
         for pid in first { XCTAssertFalse(isAlive(pid), "the child running the task was killed") }
         let after = try await colony.result(of: colony.submit(EchoHandler.name, input: "still here", options: TaskOptions(pool: .process)))
         XCTAssertEqual(try after.value(as: String.self), "still here")
@@ -111,6 +114,7 @@ final class ProcessPoolTests: ClusterTestCase {
         let big = try await colony.result(of: colony.submit(AllocateHandler.name, input: 4 << 30))
         XCTAssertFalse(big.succeeded)
         XCTAssertTrue(big.error.contains("memory limit of 805306368 bytes"), big.error)
+        XCTAssertEqual(big.failure, .memory)
         let small = try await colony.result(of: colony.submit(AllocateHandler.name, input: 16 << 20))
         XCTAssertEqual(try small.value(as: Int.self), 16 << 20, "the replacement child works")
         await colony.close()

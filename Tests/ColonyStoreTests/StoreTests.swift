@@ -15,6 +15,30 @@ final class StoreTests: XCTestCase {
         try? FileManager.default.removeItem(atPath: folder)
     }
 
+    /// A failure's kind survives the journal; a row of an older journal ("failed", no kind)
+    /// comes back with the kind read from its words.
+    func testAFailuresKindComesBackAfterReopening() async throws {
+        let store = try Store(directory: folder)
+        store.start()
+        var core = CoordinatorCore()
+        core.journaling = true
+        let ids = try core.submit([TaskSubmission(handler: "fail", input: []), TaskSubmission(handler: "fail", input: [])], session: "s")
+        let node = NodeAnnouncement(name: "n", host: "h", threadSlots: 4)
+        _ = try core.report(node: node, results: [], now: 0)
+        _ = core.dispatch(toNode: node.name)
+        _ = try core.report(node: node, results: [
+            TaskOutcome(id: ids[0], attempt: 1, succeeded: false, error: "crashed: signal 6", failure: .crashed, node: "n"),
+            TaskOutcome(id: ids[1], attempt: 1, succeeded: false, error: "it timed out upstream", failure: .error, node: "n"),
+        ], now: 1)
+        try await store.waitDurable(store.append(core.takeJournal(), nextID: ids[1] + 1))
+        store.close()
+
+        let reopened = try Store(directory: folder)
+        let state = try reopened.recover()
+        reopened.close()
+        XCTAssertEqual(state.tasks.map { $0.outcome?.failure }, [.crashed, .error], "not read again from the words")
+    }
+
     func testWhatWasCommittedComesBackAfterReopening() async throws {
         let store = try Store(directory: folder)
         store.start()

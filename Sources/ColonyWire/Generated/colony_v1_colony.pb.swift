@@ -78,6 +78,87 @@ public nonisolated enum Colony_V1_Pool: SwiftProtobuf.Enum, Swift.CaseIterable {
 
 }
 
+/// A failure's kind: the `reason` label of colony_tasks_failed_total.
+public nonisolated enum Colony_V1_FailureKind: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case failureUnspecified // = 0
+
+  /// The handler (or the shell command) failed.
+  case failureError // = 1
+  case failureTimeout // = 2
+
+  /// The process-pool child died mid-task (a signal, or it exited).
+  case failureCrashed // = 3
+
+  /// The process-pool child ran out of its memory limit.
+  case failureMemory // = 4
+
+  /// The node running it was lost or left, too often.
+  case failureLost // = 5
+  case failureUnknownHandler // = 6
+
+  /// A dependency failed or was cancelled.
+  case failureDependency // = 7
+
+  /// Refused by a limit (e.g. an output over the size limit) or by the node's setup.
+  case failureRefused // = 8
+
+  /// Stopped by a cancellation.
+  case failureCancelled // = 9
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .failureUnspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .failureUnspecified
+    case 1: self = .failureError
+    case 2: self = .failureTimeout
+    case 3: self = .failureCrashed
+    case 4: self = .failureMemory
+    case 5: self = .failureLost
+    case 6: self = .failureUnknownHandler
+    case 7: self = .failureDependency
+    case 8: self = .failureRefused
+    case 9: self = .failureCancelled
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .failureUnspecified: return 0
+    case .failureError: return 1
+    case .failureTimeout: return 2
+    case .failureCrashed: return 3
+    case .failureMemory: return 4
+    case .failureLost: return 5
+    case .failureUnknownHandler: return 6
+    case .failureDependency: return 7
+    case .failureRefused: return 8
+    case .failureCancelled: return 9
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Colony_V1_FailureKind] = [
+    .failureUnspecified,
+    .failureError,
+    .failureTimeout,
+    .failureCrashed,
+    .failureMemory,
+    .failureLost,
+    .failureUnknownHandler,
+    .failureDependency,
+    .failureRefused,
+    .failureCancelled,
+  ]
+
+}
+
 /// The one frame on the wire.
 public nonisolated struct Colony_V1_Envelope: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -434,6 +515,11 @@ public nonisolated struct Colony_V1_TaskResult: Sendable {
 
   /// Set by the coordinator for tasks that ended by cancellation.
   public var cancelled: Bool = false
+
+  /// What kind of failure it was, when not ok, said by whoever saw it happen (the node for a
+  /// handler's error, a crash or its own timeout; the coordinator for lost nodes, dependencies
+  /// and its timeout). FAILURE_UNSPECIFIED from older nodes: classified from `error`.
+  public var failure: Colony_V1_FailureKind = .failureUnspecified
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1236,6 +1322,10 @@ nonisolated extension Colony_V1_Pool: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0POOL_DEFAULT\0\u{1}POOL_THREAD\0\u{1}POOL_PROCESS\0")
 }
 
+nonisolated extension Colony_V1_FailureKind: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0FAILURE_UNSPECIFIED\0\u{1}FAILURE_ERROR\0\u{1}FAILURE_TIMEOUT\0\u{1}FAILURE_CRASHED\0\u{1}FAILURE_MEMORY\0\u{1}FAILURE_LOST\0\u{1}FAILURE_UNKNOWN_HANDLER\0\u{1}FAILURE_DEPENDENCY\0\u{1}FAILURE_REFUSED\0\u{1}FAILURE_CANCELLED\0")
+}
+
 nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}token\0\u{2}\u{8}submit\0\u{3}submit_reply\0\u{1}pull\0\u{3}pull_reply\0\u{1}fetch\0\u{3}fetch_reply\0\u{1}status\0\u{3}status_reply\0\u{1}error\0\u{2}\u{2}counter\0\u{3}counter_reply\0\u{1}limit\0\u{3}limit_reply\0\u{1}cancel\0\u{3}cancel_reply\0\u{1}tasks\0\u{3}tasks_reply\0\u{1}result\0\u{1}drain\0\u{3}drain_reply\0")
@@ -1876,7 +1966,7 @@ nonisolated extension Colony_V1_CounterOp: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Colony_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}attempt\0\u{1}ok\0\u{1}output\0\u{1}error\0\u{1}node\0\u{3}run_micros\0\u{3}counter_ops\0\u{1}cancelled\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}attempt\0\u{1}ok\0\u{1}output\0\u{1}error\0\u{1}node\0\u{3}run_micros\0\u{3}counter_ops\0\u{1}cancelled\0\u{1}failure\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1893,6 +1983,7 @@ nonisolated extension Colony_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf
       case 7: try { try decoder.decodeSingularUInt64Field(value: &self.runMicros) }()
       case 8: try { try decoder.decodeRepeatedMessageField(value: &self.counterOps) }()
       case 9: try { try decoder.decodeSingularBoolField(value: &self.cancelled) }()
+      case 10: try { try decoder.decodeSingularEnumField(value: &self.failure) }()
       default: break
       }
     }
@@ -1926,6 +2017,9 @@ nonisolated extension Colony_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf
     if self.cancelled != false {
       try visitor.visitSingularBoolField(value: self.cancelled, fieldNumber: 9)
     }
+    if self.failure != .failureUnspecified {
+      try visitor.visitSingularEnumField(value: self.failure, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1939,6 +2033,7 @@ nonisolated extension Colony_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf
     if lhs.runMicros != rhs.runMicros {return false}
     if lhs.counterOps != rhs.counterOps {return false}
     if lhs.cancelled != rhs.cancelled {return false}
+    if lhs.failure != rhs.failure {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
