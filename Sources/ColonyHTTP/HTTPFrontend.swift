@@ -1,3 +1,4 @@
+import ColonyCore
 import ColonyCoordinator
 import ColonyWire
 import Foundation
@@ -184,6 +185,7 @@ public final class HTTPFrontend: Sendable {
             }
         } else {
             object["error"] = outcome.error
+            if !outcome.cancelled, let failure = FailureKind(wire: outcome.failure) { object["failure"] = failure.rawValue }
         }
         return Self.json(200, object)
     }

@@ -170,6 +170,7 @@ final class ObservabilityTests: ClusterTestCase {
         let second = try json(try await request("GET", "/api/v1/tasks/\(ids[1])?wait=5", token: token).body)
         XCTAssertEqual(second["state"] as? String, "failed")
         XCTAssertEqual(second["error"] as? String, "no")
+        XCTAssertEqual(second["failure"] as? String, "error")
         let unknownTask = try await request("GET", "/api/v1/tasks/999999", token: token)
         XCTAssertEqual(unknownTask.status, 404, unknownTask.body)
 
