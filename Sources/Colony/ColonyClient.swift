@@ -80,14 +80,8 @@ public actor ColonyClient {
         isClosed = true
         for gather in waiting.values { gather.fail(.closed) }
         waiting = [:]
-        // nng 1.5.2's nng_close can hang for good when it races a REQ context between its
-        // send and its receive (seen with the pump's last acknowledgement): let requests in
-        // flight finish first (bounded), then close.
-        let deadline = ContinuousClock.now + .seconds(3)
-        while openedContexts > idleContexts.count && ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(2))
-        }
-        socket.close()
+        // Requests in flight (the pump's last acknowledgement) end first: see closeAfterRequests.
+        await socket.closeAfterRequests(within: .seconds(3))
     }
 
     // MARK: Submitting
