@@ -96,11 +96,10 @@ public struct ClusterReport: Codable, Sendable, Equatable {
         staleResultsDropped = wire.staleResultsDropped
         throughputNow = figures.finishedPerSecondNow
         throughputMinute = figures.finishedPerSecondMinute
-        let noLatency = figures.runTimeP99Ms == 0 && figures.queueWaitP99Ms == 0
-        queueWaitP50Ms = noLatency ? nil : figures.queueWaitP50Ms
-        queueWaitP99Ms = noLatency ? nil : figures.queueWaitP99Ms
-        runTimeP50Ms = noLatency ? nil : figures.runTimeP50Ms
-        runTimeP99Ms = noLatency ? nil : figures.runTimeP99Ms
+        queueWaitP50Ms = figures.hasQueueWaitP50Ms ? figures.queueWaitP50Ms : nil
+        queueWaitP99Ms = figures.hasQueueWaitP99Ms ? figures.queueWaitP99Ms : nil
+        runTimeP50Ms = figures.hasRunTimeP50Ms ? figures.runTimeP50Ms : nil
+        runTimeP99Ms = figures.hasRunTimeP99Ms ? figures.runTimeP99Ms : nil
         nodes = wire.nodes.map { node in
             Node(name: node.info.name, host: node.info.host, threads: Int(node.info.threadSlots),
                  processes: Int(node.info.processSlots), running: Int(node.running), runningProcess: Int(node.runningProcess),

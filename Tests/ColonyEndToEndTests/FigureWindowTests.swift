@@ -1,4 +1,5 @@
 @testable import ColonyCoordinator
+import ColonyWire
 import XCTest
 
 /// The last minute's figures behind `colony top` and the dashboard.
@@ -25,5 +26,22 @@ final class FigureWindowTests: XCTestCase {
         var window = FigureWindow()
         window.absorb(queueWaits: [], runTimes: [0.5])
         XCTAssertEqual(window.percentiles(\.runTimes)?.p99 ?? 0, 0.5, accuracy: 0.06)
+    }
+
+    /// A latency figure is absent only when the coordinator sent none: a run time without a
+    /// queue wait (tasks restored and finished, none started this minute) keeps its run time,
+    /// and a p99 of 0 ms is a figure. Before, both were dropped unless some p99 was non-zero.
+    func testAReportDropsOnlyTheLatencyFiguresThatWereNotSent() {
+        var reply = Colony_V1_StatusReply()
+        reply.figures.runTimeP50Ms = 0
+        reply.figures.runTimeP99Ms = 0
+        var report = ClusterReport(wire: reply)
+        XCTAssertEqual(report.runTimeP99Ms, 0, "sent as 0 ms: a figure")
+        XCTAssertNil(report.queueWaitP99Ms, "not sent")
+        reply.figures.clearRunTimeP50Ms()
+        reply.figures.clearRunTimeP99Ms()
+        report = ClusterReport(wire: reply)
+        XCTAssertNil(report.runTimeP50Ms)
+        XCTAssertNil(report.runTimeP99Ms)
     }
 }

@@ -1253,14 +1253,43 @@ public nonisolated struct Colony_V1_Figures: Sendable {
 
   public var finishedPerSecondMinute: Double = 0
 
-  /// Over the last minute's tasks: submit to first start, and run time (milliseconds).
-  public var queueWaitP50Ms: Double = 0
+  /// Over the last minute's tasks: submit to first start, and run time (milliseconds);
+  /// absent when no task started (or finished) in the last minute.
+  public var queueWaitP50Ms: Double {
+    get {_queueWaitP50Ms ?? 0}
+    set {_queueWaitP50Ms = newValue}
+  }
+  /// Returns true if `queueWaitP50Ms` has been explicitly set.
+  public var hasQueueWaitP50Ms: Bool {self._queueWaitP50Ms != nil}
+  /// Clears the value of `queueWaitP50Ms`. Subsequent reads from it will return its default value.
+  public mutating func clearQueueWaitP50Ms() {self._queueWaitP50Ms = nil}
 
-  public var queueWaitP99Ms: Double = 0
+  public var queueWaitP99Ms: Double {
+    get {_queueWaitP99Ms ?? 0}
+    set {_queueWaitP99Ms = newValue}
+  }
+  /// Returns true if `queueWaitP99Ms` has been explicitly set.
+  public var hasQueueWaitP99Ms: Bool {self._queueWaitP99Ms != nil}
+  /// Clears the value of `queueWaitP99Ms`. Subsequent reads from it will return its default value.
+  public mutating func clearQueueWaitP99Ms() {self._queueWaitP99Ms = nil}
 
-  public var runTimeP50Ms: Double = 0
+  public var runTimeP50Ms: Double {
+    get {_runTimeP50Ms ?? 0}
+    set {_runTimeP50Ms = newValue}
+  }
+  /// Returns true if `runTimeP50Ms` has been explicitly set.
+  public var hasRunTimeP50Ms: Bool {self._runTimeP50Ms != nil}
+  /// Clears the value of `runTimeP50Ms`. Subsequent reads from it will return its default value.
+  public mutating func clearRunTimeP50Ms() {self._runTimeP50Ms = nil}
 
-  public var runTimeP99Ms: Double = 0
+  public var runTimeP99Ms: Double {
+    get {_runTimeP99Ms ?? 0}
+    set {_runTimeP99Ms = newValue}
+  }
+  /// Returns true if `runTimeP99Ms` has been explicitly set.
+  public var hasRunTimeP99Ms: Bool {self._runTimeP99Ms != nil}
+  /// Clears the value of `runTimeP99Ms`. Subsequent reads from it will return its default value.
+  public mutating func clearRunTimeP99Ms() {self._runTimeP99Ms = nil}
 
   public var recentFailures: [Colony_V1_FailureNote] = []
 
@@ -1276,6 +1305,11 @@ public nonisolated struct Colony_V1_Figures: Sendable {
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
+
+  fileprivate var _queueWaitP50Ms: Double? = nil
+  fileprivate var _queueWaitP99Ms: Double? = nil
+  fileprivate var _runTimeP50Ms: Double? = nil
+  fileprivate var _runTimeP99Ms: Double? = nil
 }
 
 public nonisolated struct Colony_V1_FailureNote: Sendable {
@@ -3319,10 +3353,10 @@ nonisolated extension Colony_V1_Figures: SwiftProtobuf.Message, SwiftProtobuf._M
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.running) }()
       case 5: try { try decoder.decodeSingularDoubleField(value: &self.finishedPerSecondNow) }()
       case 6: try { try decoder.decodeSingularDoubleField(value: &self.finishedPerSecondMinute) }()
-      case 7: try { try decoder.decodeSingularDoubleField(value: &self.queueWaitP50Ms) }()
-      case 8: try { try decoder.decodeSingularDoubleField(value: &self.queueWaitP99Ms) }()
-      case 9: try { try decoder.decodeSingularDoubleField(value: &self.runTimeP50Ms) }()
-      case 10: try { try decoder.decodeSingularDoubleField(value: &self.runTimeP99Ms) }()
+      case 7: try { try decoder.decodeSingularDoubleField(value: &self._queueWaitP50Ms) }()
+      case 8: try { try decoder.decodeSingularDoubleField(value: &self._queueWaitP99Ms) }()
+      case 9: try { try decoder.decodeSingularDoubleField(value: &self._runTimeP50Ms) }()
+      case 10: try { try decoder.decodeSingularDoubleField(value: &self._runTimeP99Ms) }()
       case 11: try { try decoder.decodeRepeatedMessageField(value: &self.recentFailures) }()
       case 12: try { try decoder.decodeRepeatedMessageField(value: &self.counters) }()
       case 13: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &self.failedByReason) }()
@@ -3334,6 +3368,10 @@ nonisolated extension Colony_V1_Figures: SwiftProtobuf.Message, SwiftProtobuf._M
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
     if self.submitted != 0 {
       try visitor.visitSingularUInt64Field(value: self.submitted, fieldNumber: 1)
     }
@@ -3352,18 +3390,18 @@ nonisolated extension Colony_V1_Figures: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.finishedPerSecondMinute.bitPattern != 0 {
       try visitor.visitSingularDoubleField(value: self.finishedPerSecondMinute, fieldNumber: 6)
     }
-    if self.queueWaitP50Ms.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.queueWaitP50Ms, fieldNumber: 7)
-    }
-    if self.queueWaitP99Ms.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.queueWaitP99Ms, fieldNumber: 8)
-    }
-    if self.runTimeP50Ms.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.runTimeP50Ms, fieldNumber: 9)
-    }
-    if self.runTimeP99Ms.bitPattern != 0 {
-      try visitor.visitSingularDoubleField(value: self.runTimeP99Ms, fieldNumber: 10)
-    }
+    try { if let v = self._queueWaitP50Ms {
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 7)
+    } }()
+    try { if let v = self._queueWaitP99Ms {
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 8)
+    } }()
+    try { if let v = self._runTimeP50Ms {
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 9)
+    } }()
+    try { if let v = self._runTimeP99Ms {
+      try visitor.visitSingularDoubleField(value: v, fieldNumber: 10)
+    } }()
     if !self.recentFailures.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.recentFailures, fieldNumber: 11)
     }
@@ -3389,10 +3427,10 @@ nonisolated extension Colony_V1_Figures: SwiftProtobuf.Message, SwiftProtobuf._M
     if lhs.running != rhs.running {return false}
     if lhs.finishedPerSecondNow != rhs.finishedPerSecondNow {return false}
     if lhs.finishedPerSecondMinute != rhs.finishedPerSecondMinute {return false}
-    if lhs.queueWaitP50Ms != rhs.queueWaitP50Ms {return false}
-    if lhs.queueWaitP99Ms != rhs.queueWaitP99Ms {return false}
-    if lhs.runTimeP50Ms != rhs.runTimeP50Ms {return false}
-    if lhs.runTimeP99Ms != rhs.runTimeP99Ms {return false}
+    if lhs._queueWaitP50Ms != rhs._queueWaitP50Ms {return false}
+    if lhs._queueWaitP99Ms != rhs._queueWaitP99Ms {return false}
+    if lhs._runTimeP50Ms != rhs._runTimeP50Ms {return false}
+    if lhs._runTimeP99Ms != rhs._runTimeP99Ms {return false}
     if lhs.recentFailures != rhs.recentFailures {return false}
     if lhs.counters != rhs.counters {return false}
     if lhs.failedByReason != rhs.failedByReason {return false}
