@@ -63,8 +63,8 @@ public final class HTTPServer: @unchecked Sendable {
     public typealias Respond = @Sendable (HTTPRequest) async -> HTTPResponse
 
     private let server: OpaquePointer
-    /// Whether it serves HTTPS: then a connection the client asked to close is closed by
-    /// Colony, after a lingering read (see `answerAndClose`), not by nng.
+    /// Whether it serves HTTPS: then a connection the client asked to close is answered and
+    /// closed by Colony (see `answerAndClose`), not by nng.
     private let servesTLS: Bool
     private let started = Atomic<Bool>(false)
     private let stopped = Atomic<Bool>(false)
@@ -210,14 +210,14 @@ private func httpRouteCallback(_ aio: OpaquePointer?) {
         // nng 1.5's TLS stream drops ciphertext still queued for the socket when it is closed,
         // and its server closes right after the response was *queued*: an HTTPS client that
         // sends `Connection: close` got the headers without the body now and then. So Colony
-        // takes such a connection over, and closes it only once the client has (see
-        // `answerAndClose`). The request is ours to free after a hijack; it was copied above.
+        // takes such a connection over and closes it after a grace (see `answerAndClose`).
+        // The request is ours to free after a hijack; it was copied above.
         nng_http_req_free(request)
         nng_aio_finish(aio, 0)
         let taken = TakenConnection(conn: conn)
         Task {
             let response = await respond(copied)
-            await answerAndClose(taken.conn, with: response)
+            await answerAndClose(taken.conn, with: response, withBody: copied.method != "HEAD")
         }
         return
     }
@@ -255,8 +255,9 @@ private func finish(_ aio: OpaquePointer, with response: HTTPResponse) {
     nng_aio_finish(aio, 0)
 }
 
-/// The response as HTTP/1.1 bytes, announcing that the connection closes after it.
-private func serialized(_ response: HTTPResponse) -> [UInt8] {
+/// The response as HTTP/1.1 bytes, announcing that the connection closes after it; without
+/// its body (but with its length) for a HEAD request.
+private func serialized(_ response: HTTPResponse, withBody: Bool) -> [UInt8] {
     var reason = ""
     var probe: OpaquePointer?
     if nng_http_res_alloc(&probe) == 0, let probe {
@@ -267,7 +268,7 @@ private func serialized(_ response: HTTPResponse) -> [UInt8] {
     var head = "HTTP/1.1 \(response.status) \(reason)\r\nContent-Type: \(response.contentType)\r\n"
     for (name, value) in response.headers { head += "\(name): \(value)\r\n" }
     head += "Content-Length: \(response.body.count)\r\nConnection: close\r\n\r\n"
-    return Array(head.utf8) + response.body
+    return Array(head.utf8) + (withBody ? response.body : [])
 }
 
 /// How long a taken-over connection stays open after its response was queued: long enough
@@ -280,10 +281,10 @@ private let closeGrace: Duration = .seconds(1)
 /// Why not close when the client does (a lingering read)? In nng 1.5 a TLS read started after
 /// the peer's close was seen never completes, and closing the connection then waits for it
 /// forever: found by a test that hung the coordinator's HTTP side. So nothing is read here.
-private func answerAndClose(_ conn: OpaquePointer, with response: HTTPResponse) async {
+private func answerAndClose(_ conn: OpaquePointer, with response: HTTPResponse, withBody: Bool) async {
     // One buffer, one write: written as headers then body (nng_http_conn_write_res), the body
     // waited ~40 ms for the client's delayed ACK (Nagle).
-    let bytes = serialized(response)
+    let bytes = serialized(response, withBody: withBody)
     guard let write = try? AsyncOperation() else {
         nng_http_conn_close(conn)
         return
