@@ -71,11 +71,7 @@ public final class Context: @unchecked Sendable {
         if Task.isCancelled { throw NNGError(code: Int32(NNG_ECANCELED.rawValue), operation: "request") }
         let ctx = raw
         let op = borrowOperation()
-        socket.requestsInFlight.add(1, ordering: .acquiringAndReleasing)
-        defer {
-            socket.requestsInFlight.subtract(1, ordering: .acquiringAndReleasing)
-            returnOperation(op)
-        }
+        defer { returnOperation(op) }
         return try await Transfer.sendThenReceive(
             request, sendOperation: "send request", receiveOperation: "receive reply",
             sendTimeout: timeout, receiveTimeout: timeout, cancellable: false, using: op,

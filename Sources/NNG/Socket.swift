@@ -15,8 +15,6 @@ public final class Socket: @unchecked Sendable {
     public let kind: Kind
     let raw: nng_socket
     private let closed = Atomic<Bool>(false)
-    /// REQ exchanges (`Context.request`) under way on this socket's contexts.
-    let requestsInFlight = Atomic<Int>(0)
     private let pipeEventsBox = Mutex<PipeEventBox?>(nil)
 
     public init(_ kind: Kind) throws(NNGError) {
@@ -35,19 +33,6 @@ public final class Socket: @unchecked Sendable {
     }
 
     deinit {
-        close()
-    }
-
-    /// Closes the socket once the REQ exchanges under way have ended, or `grace` has passed.
-    ///
-    /// nng 1.5.2's `nng_close` can hang for good when it races a REQ context between its send
-    /// and its receive (seen with a client's last acknowledgement in flight); letting those
-    /// exchanges end first avoids the race. A long poll holds the close up to `grace`.
-    public func closeAfterRequests(within grace: Duration = .seconds(3)) async {
-        let deadline = ContinuousClock.now + grace
-        while requestsInFlight.load(ordering: .acquiring) > 0 && ContinuousClock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(2))
-        }
         close()
     }
 

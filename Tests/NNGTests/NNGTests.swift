@@ -225,42 +225,6 @@ final class NNGTests: XCTestCase {
         try await answering.value
     }
 
-    /// `closeAfterRequests` lets a REQ exchange under way get its reply before the socket
-    /// closes, and closes anyway once its grace has passed.
-    func testClosingAfterRequestsLetsAnExchangeUnderWayFinishWithinTheGrace() async throws {
-        let url = "inproc://close-after-\(UUID().uuidString)"
-        let server = try Socket(.rep)
-        try server.listen(url)
-        let client = try Socket(.req)
-        try client.dial(url)
-        let context = try client.openContext()
-        let exchange = Task { try await context.request([7], timeout: .seconds(5)) }
-        let request = try await server.receive(timeout: .seconds(5))
-        let closing = Task { await client.closeAfterRequests(within: .seconds(5)) }
-        try await Task.sleep(for: .milliseconds(50))
-        try await server.send(request)
-        let reply = try await exchange.value
-        XCTAssertEqual(reply, [7], "the exchange under way got its reply before the close")
-        await closing.value
-
-        // Nobody answers: the close waits out its grace, and the exchange ends as closed.
-        let silent = try Socket(.req)
-        try silent.dial(url)
-        let waiting = try silent.openContext()
-        let unanswered = Task { try await waiting.request([8], timeout: .seconds(30)) }
-        _ = try await server.receive(timeout: .seconds(5))
-        let clock = ContinuousClock()
-        let started = clock.now
-        await silent.closeAfterRequests(within: .milliseconds(200))
-        XCTAssertGreaterThanOrEqual(clock.now - started, .milliseconds(200))
-        do {
-            _ = try await unanswered.value
-            XCTFail("an unanswered exchange got a reply")
-        } catch let error as NNGError {
-            XCTAssertTrue(error.isClosed, "\(error)")
-        }
-    }
-
     func testCancellingAServingContextEndsItsWaitForTheNextRequest() async throws {
         let url = "inproc://cancel-serving-\(UUID().uuidString)"
         let server = try Socket(.rep)
