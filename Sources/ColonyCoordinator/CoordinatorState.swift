@@ -53,15 +53,18 @@ actor CoordinatorState {
     /// A state restored from `recovered` (if any) that journals to `store` (if any).
     private let logger: Logger?
 
-    init(limits: CoordinatorCore.Limits, store: Store? = nil, recovered: RecoveredState? = nil, logger: Logger? = nil) {
-        core = CoordinatorCore(limits: limits)
+    /// `restored`, when given, is used as the core (made with `limits`, see
+    /// `CoordinatorCore.Restoration`); else a new core, restored from `recovered` if given.
+    init(limits: CoordinatorCore.Limits, store: Store? = nil, recovered: RecoveredState? = nil, restored: CoordinatorCore? = nil,
+         logger: Logger? = nil) {
+        core = restored ?? CoordinatorCore(limits: limits)
         self.logger = logger
         core.recordingEvents = logger != nil
         // The start is the first point of the throughput window: rates are known from then on.
         window.closeSecond(at: 0, finishedTotal: 0)
         started = clock.now
         self.store = store
-        if let recovered { core.restore(recovered, now: 0) }
+        if restored == nil, let recovered { core.restore(recovered, now: 0) }
         core.journaling = store != nil
     }
 

@@ -88,39 +88,65 @@ extension CoordinatorCore {
 
     /// Rebuilds the state a journal kept: finished tasks keep their results for their
     /// sessions, unfinished ones are queued (or wait for unfinished dependencies) with a fresh
-    /// attempt count. Call on a new core, before anything else.
+    /// attempt count. Call on a new core, before anything else. (`Restoration` does the same
+    /// one row at a time, without the rows held all at once.)
     public mutating func restore(_ state: RecoveredState, now: Double) {
-        counters = state.counters
-        limitSizes = state.limits
-        limitHighWater = state.limitHighWater.filter { limitSizes[$0.key] != nil }
-        for entry in state.counterKeys { rememberCounterKey(entry.key, entry.reply, journaled: false) }
         // The journal reads rows in id order; sort only if someone handed them otherwise.
         let ordered = zip(state.tasks, state.tasks.dropFirst()).allSatisfy { $0.id < $1.id }
             ? state.tasks : state.tasks.sorted { $0.id < $1.id }
-        tasks.reserveCapacity(ordered.count)
-        keys.reserveCapacity(ordered.count)
-        // Consecutive tasks mostly share a session and a class: count and queue them in runs
-        // (a million restored tasks, one hash of each kind per run instead of per task).
-        var runSession = ""
-        var runUnfinished = 0
-        var runIDs: [TaskID] = []
-        var runKey: (priority: Int32, key: ReadyQueue.ClassKey)?
-        func flushSession(_ core: inout CoordinatorCore) {
-            if runUnfinished > 0 { core.sessions[runSession, default: SessionRecord()].unfinished += runUnfinished }
-            runUnfinished = 0
+        var restoration = Restoration(core: self, expectedTasks: ordered.count, now: now)
+        for task in ordered { restoration.add(task) }
+        self = restoration.finish(with: state)
+    }
+
+    /// A core rebuilt from a journal one task at a time, in id order, as `Store.recover(each:)`
+    /// reads the rows: a million recovered tasks are then never held twice (all the rows,
+    /// then all the records), which was most of a recovery's time (the kernel zeroing pages).
+    public struct Restoration: Sendable {
+        private var core: CoordinatorCore
+        private let now: Double
+        // Consecutive tasks mostly share a session and a class: they are counted and queued in
+        // runs (one hash of each kind per run instead of per task).
+        private var runSession = ""
+        private var runUnfinished = 0
+        private var runIDs: [TaskID] = []
+        private var runKey: RunKey?
+        private var lastID: TaskID = 0
+        /// Tasks restored so far that had not finished, and finished ones (results kept).
+        public private(set) var unfinished = 0
+        public private(set) var finished = 0
+
+        private struct RunKey: Sendable, Equatable {
+            var priority: Int32
+            var key: ReadyQueue.ClassKey
         }
-        func flushQueue(_ core: inout CoordinatorCore) {
-            if let run = runKey { core.ready.push(runIDs, priority: run.priority, key: run.key) }
-            runIDs.removeAll(keepingCapacity: true)
-            runKey = nil
+
+        /// Starts from `core` (a new one, made with the coordinator's limits); room is made
+        /// for `expectedTasks`.
+        public init(core: CoordinatorCore, expectedTasks: Int = 0, now: Double) {
+            self.core = core
+            self.now = now
+            self.core.tasks.reserveCapacity(expectedTasks)
+            self.core.keys.reserveCapacity(expectedTasks)
         }
-        for task in ordered {
+
+        /// Makes room for `count` more tasks.
+        public mutating func reserve(_ count: Int) {
+            core.tasks.reserveCapacity(core.tasks.count + count)
+            core.keys.reserveCapacity(core.keys.count + count)
+        }
+
+        /// Adds the next task; ids must increase (dependencies are linked to tasks added before).
+        public mutating func add(_ task: RecoveredTask) {
+            assert(task.id > lastID, "restored tasks must come in id order")
+            lastID = max(lastID, task.id)
+            if task.outcome == nil { unfinished += 1 } else { finished += 1 }
             var record = TaskRecord(handler: task.submission.handler, input: task.submission.input, session: task.session,
                                     options: task.submission.options, state: .queued)
             record.poolHandler = task.submission.poolHandler
             record.key = task.submission.key
             record.restored = true
-            if let key = task.submission.key { keys[key] = task.id }
+            if let key = task.submission.key { core.keys[key] = task.id }
             record.finishedAt = now
             if let outcome = task.outcome {
                 let phase: TaskPhase = outcome.cancelled ? .cancelled : outcome.succeeded ? .succeeded : .failed
@@ -130,14 +156,14 @@ extension CoordinatorCore {
                 record.lastError = outcome.error
                 if !outcome.succeeded && !outcome.cancelled { record.lastFailure = outcome.failure ?? FailureKind(classifying: outcome.error) }
                 if outcome.succeeded { record.output = outcome.output }
-                tasks[task.id] = record
-                sessions[task.session, default: SessionRecord()].finished.append(FinishedResult(outcome: outcome, finishedAt: now))
-                resultsWaiting += 1
-                continue
+                core.tasks[task.id] = record
+                core.sessions[task.session, default: SessionRecord()].finished.append(FinishedResult(outcome: outcome, finishedAt: now))
+                core.resultsWaiting += 1
+                return
             }
             // Unfinished tasks count as submitted to this run of the coordinator (the metrics'
             // books: submitted = finished + unfinished).
-            submittedTotal += 1
+            core.submittedTotal += 1
             record.submittedAt = now
             // Dependencies: unfinished ones (restored before, ids are increasing) are waited
             // for; finished ones lend their output; ones already handed out and forgotten
@@ -145,7 +171,7 @@ extension CoordinatorCore {
             var remaining = 0
             if !task.submission.options.after.isEmpty {
                 for parent in Set(task.submission.options.after) {
-                    guard var parentRecord = tasks[parent] else { continue }
+                    guard var parentRecord = core.tasks[parent] else { continue }
                     if case .finished = parentRecord.state {
                         parentRecord.readers += 1
                     } else {
@@ -153,29 +179,50 @@ extension CoordinatorCore {
                         parentRecord.readers += 1
                         remaining += 1
                     }
-                    tasks[parent] = parentRecord
+                    core.tasks[parent] = parentRecord
                 }
             }
             if task.session != runSession {
-                flushSession(&self)
+                flushSession()
                 runSession = task.session
             }
             runUnfinished += 1
             if remaining > 0 {
                 record.state = .waiting(remaining: remaining)
-                waitingCount += 1
-                tasks[task.id] = record
+                core.waitingCount += 1
+                core.tasks[task.id] = record
             } else {
                 let key = record.classKey
-                tasks[task.id] = record
-                if let run = runKey, run.priority != task.submission.options.priority || run.key != key { flushQueue(&self) }
-                if runKey == nil { runKey = (task.submission.options.priority, key) }
+                core.tasks[task.id] = record
+                if let run = runKey, run.priority != task.submission.options.priority || run.key != key { flushQueue() }
+                if runKey == nil { runKey = RunKey(priority: task.submission.options.priority, key: key) }
                 runIDs.append(task.id)
             }
-            if task.submission.options.timeoutSeconds != nil { timedTasks.insert(task.id) }
+            if task.submission.options.timeoutSeconds != nil { core.timedTasks.insert(task.id) }
         }
-        flushSession(&self)
-        flushQueue(&self)
-        nextID = max(state.nextID, (state.tasks.map(\.id).max() ?? 0) + 1)
+
+        private mutating func flushSession() {
+            if runUnfinished > 0 { core.sessions[runSession, default: SessionRecord()].unfinished += runUnfinished }
+            runUnfinished = 0
+        }
+
+        private mutating func flushQueue() {
+            if let run = runKey { core.ready.push(runIDs, priority: run.priority, key: run.key) }
+            runIDs.removeAll(keepingCapacity: true)
+            runKey = nil
+        }
+
+        /// The restored core, with what `state` holds besides tasks (counters, limits, keys of
+        /// counter changes, the next id).
+        public consuming func finish(with state: RecoveredState) -> CoordinatorCore {
+            flushSession()
+            flushQueue()
+            core.counters = state.counters
+            core.limitSizes = state.limits
+            core.limitHighWater = state.limitHighWater.filter { core.limitSizes[$0.key] != nil }
+            for entry in state.counterKeys { core.rememberCounterKey(entry.key, entry.reply, journaled: false) }
+            core.nextID = max(state.nextID, lastID + 1)
+            return core
+        }
     }
 }

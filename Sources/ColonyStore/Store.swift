@@ -86,6 +86,17 @@ public final class Store: @unchecked Sendable {
 
     /// Reads everything the journal holds (call before the first `append`).
     public func recover() throws(StoreError) -> RecoveredState {
+        var tasks: [RecoveredTask] = []
+        var state = try recover(expecting: { tasks.reserveCapacity($0) }, each: { tasks.append($0) })
+        state.tasks = tasks
+        return state
+    }
+
+    /// Like `recover()`, but hands each task to `each` as it is read, in id order, instead of
+    /// keeping them all (the returned state's `tasks` is empty); `expecting` gets their number
+    /// first. With `CoordinatorCore.Restoration`, a coordinator restarts without holding a
+    /// million rows and a million records at once.
+    public func recover(expecting: (Int) -> Void = { _ in }, each: (RecoveredTask) -> Void) throws(StoreError) -> RecoveredState {
         var state = RecoveredState()
         if let next = try database.scalarText("SELECT value FROM meta WHERE key = 'next_id'"), let id = TaskID(next) { state.nextID = id }
         try database.forEachRow("SELECT name, value FROM counters") { row in state.counters[row.text(0)] = row.int64(1) }
@@ -94,7 +105,10 @@ public final class Store: @unchecked Sendable {
         try database.forEachRow("SELECT key, value, swapped FROM counter_keys ORDER BY seq") { row in
             state.counterKeys.append(CounterKey(key: row.text(0), reply: CounterReply(value: row.int64(1), swapped: row.int64(2) != 0)))
         }
-        if let count = try database.scalarText("SELECT count(*) FROM tasks").flatMap(Int.init) { state.tasks.reserveCapacity(count) }
+        if let count = try database.scalarText("SELECT count(*) FROM tasks").flatMap(Int.init) { expecting(count) }
+        // Consecutive rows mostly share their session: one string kept for the run, not one
+        // per task (a million restored tasks otherwise hold a million copies of it).
+        var lastSession = ""
         try database.forEachRow("""
             SELECT id, session, handler, input, priority, uses, after, max_attempts, retry_on_error, timeout, labels, pool,
                    pool_handler, outcome, attempt, output, error, node, run_micros, key FROM tasks ORDER BY id
@@ -119,7 +133,9 @@ public final class Store: @unchecked Sendable {
                                       output: row.blob(15), error: row.text(16), failure: failure, node: row.text(17),
                                       runMicros: UInt64(bitPattern: row.int64(18)), cancelled: phase == "cancelled")
             }
-            state.tasks.append(RecoveredTask(id: id, submission: submission, session: row.text(1), outcome: outcome))
+            let session = row.text(1)
+            if session != lastSession { lastSession = session }
+            each(RecoveredTask(id: id, submission: submission, session: lastSession, outcome: outcome))
         }
         queue.withLock { $0.nextID = state.nextID }
         return state

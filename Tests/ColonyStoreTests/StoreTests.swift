@@ -85,6 +85,57 @@ final class StoreTests: XCTestCase {
         XCTAssertTrue(restored.invariantViolations().isEmpty, "\(restored.invariantViolations())")
     }
 
+    /// A core rebuilt row by row while the store reads (`recover(each:)` into a
+    /// `Restoration`, what the coordinator does) is the core `restore(recover())` builds:
+    /// results, queue, waiting dependents, keys, counters, limits and ids alike.
+    func testRestoringRowByRowBuildsTheSameCoreAsRestoringAllRows() async throws {
+        let store = try Store(directory: folder)
+        store.start()
+        var core = CoordinatorCore()
+        core.journaling = true
+        try core.setLimit("db", size: 2)
+        _ = try core.addToCounter("hits", 5)
+        let first = try core.submit([TaskSubmission(handler: "echo", input: [1]),
+                                     TaskSubmission(handler: "echo", input: [2], key: "k-2")], session: "a")
+        let node = NodeAnnouncement(name: "n", host: "h", threadSlots: 1)
+        _ = try core.report(node: node, results: [], now: 0)
+        let running = core.dispatch(toNode: node.name)
+        _ = try core.report(node: node, results: [TaskOutcome(id: running[0].id, attempt: running[0].attempt, succeeded: true,
+                                                              output: [9], node: "n")], now: 1)
+        let later = try core.submit([TaskSubmission(handler: "work", input: [3], options: TaskOptions(uses: ["db"], after: [first[1]])),
+                                     TaskSubmission(handler: "work", input: [4], options: TaskOptions(priority: 5))], session: "b")
+        try await store.waitDurable(store.append(core.takeJournal(), nextID: core.nextTaskID))
+        store.close()
+
+        let reopened = try Store(directory: folder)
+        var whole = CoordinatorCore()
+        whole.restore(try reopened.recover(), now: 0)
+        var restoration = CoordinatorCore.Restoration(core: CoordinatorCore(), now: 0)
+        let header = try reopened.recover(expecting: { restoration.reserve($0) }, each: { restoration.add($0) })
+        XCTAssertTrue(header.tasks.isEmpty, "rows went to the restoration, not into the state")
+        XCTAssertEqual(restoration.unfinished, 3)
+        XCTAssertEqual(restoration.finished, 1)
+        var rowByRow = restoration.finish(with: header)
+        reopened.close()
+
+        XCTAssertEqual(rowByRow.status(now: 0), whole.status(now: 0))
+        XCTAssertEqual(rowByRow.taskCounts(), whole.taskCounts())
+        XCTAssertEqual(rowByRow.nextTaskID, whole.nextTaskID)
+        XCTAssertEqual(rowByRow.counter("hits"), 5)
+        XCTAssertEqual(rowByRow.allLimits.map(\.name), ["db"])
+        XCTAssertEqual(rowByRow.taskInfo(later[0])?.phase, whole.taskInfo(later[0])?.phase, "waits for its dependency in both")
+        XCTAssertEqual(try rowByRow.submit([TaskSubmission(handler: "echo", input: [2], key: "k-2")], session: "a"), [first[1]],
+                       "a known key still names its task")
+        XCTAssertEqual(rowByRow.takeResult(of: running[0].id)?.output, [9])
+        let dispatchedWhole = whole.dispatch(toNode: "n2", now: 0)
+        _ = try rowByRow.report(node: NodeAnnouncement(name: "n2", host: "h", threadSlots: 4), results: [], now: 0)
+        _ = try whole.report(node: NodeAnnouncement(name: "n2", host: "h", threadSlots: 4), results: [], now: 0)
+        XCTAssertTrue(dispatchedWhole.isEmpty)
+        XCTAssertEqual(rowByRow.dispatch(toNode: "n2", now: 0).map(\.id), whole.dispatch(toNode: "n2", now: 0).map(\.id),
+                       "the same queue, in the same order")
+        XCTAssertTrue(rowByRow.invariantViolations().isEmpty, "\(rowByRow.invariantViolations())")
+    }
+
     /// The most holders a limit had at once survives a restart (it was lost before: a
     /// restarted coordinator said 0).
     func testALimitsHighWaterMarkSurvivesARestart() async throws {

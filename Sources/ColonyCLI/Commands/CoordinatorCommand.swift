@@ -53,24 +53,28 @@ struct CoordinatorCommand: AsyncParsableCommand {
         let logger = Logger(label: "colony.coordinator")
         configuration.logger = logger
         var store: Store?
-        var recovered: RecoveredState?
+        var restored: CoordinatorCore?
         if state != ":memory:" {
             let clock = ContinuousClock()
             let started = clock.now
+            // Row by row into the core: a million recovered tasks are never held twice.
+            var restoration = CoordinatorCore.Restoration(core: CoordinatorCore(limits: configuration.limits), now: 0)
+            let header: RecoveredState
             do {
                 let opened = try Store(directory: state)
-                recovered = try opened.recover()
+                header = try opened.recover(expecting: { restoration.reserve($0) }, each: { restoration.add($0) })
                 store = opened
             } catch {
                 throw CLIError("\(error)")
             }
+            let unfinished = restoration.unfinished
+            let results = restoration.finished
+            restored = restoration.finish(with: header)
             let elapsed = clock.now - started
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            let tasks = recovered?.tasks ?? []
-            let unfinished = tasks.filter { $0.outcome == nil }.count
             logger.info("journal recovered", metadata: [
-                "state": "\(state)", "unfinished_tasks": "\(unfinished)", "results": "\(tasks.count - unfinished)",
-                "counters": "\(recovered?.counters.count ?? 0)", "limits": "\(recovered?.limits.count ?? 0)",
+                "state": "\(state)", "unfinished_tasks": "\(unfinished)", "results": "\(results)",
+                "counters": "\(header.counters.count)", "limits": "\(header.limits.count)",
                 "seconds": "\(String(format: "%.3f", seconds))",
             ])
         }
@@ -80,7 +84,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
         let registry = metricsListen.map { _ in bootstrapPrometheusMetrics() }
         let coordinator: Coordinator
         do {
-            coordinator = try Coordinator(configuration: configuration, store: store, recovered: recovered)
+            coordinator = try Coordinator(configuration: configuration, store: store, restored: restored)
         } catch {
             store?.close()
             throw ColonyURL.describe(error, url: listen)
