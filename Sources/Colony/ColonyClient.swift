@@ -82,10 +82,8 @@ public actor ColonyClient {
         waiting = [:]
         // nng 1.5.2's nng_close can hang for good when it races a REQ context between its
         // send and its receive (seen with the pump's last acknowledgement): let requests in
-        // flight finish first (bounded), then close. The wait is for contexts *checked out*,
-        // counted on this actor, not for exchanges in flight: a socket-level count of those
-        // (tried) let nng_close run while a context that had just finished was being closed,
-        // and nng 1.5.2 panics on nng_ctx_close concurrent with nng_close (seen once in CI).
+        // flight finish first (bounded), then close. (A context call overlapping nng_close,
+        // which panics nng 1.5.2, is prevented in NNG itself: see Socket.close.)
         let deadline = ContinuousClock.now + .seconds(3)
         while openedContexts > idleContexts.count && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(2))

@@ -43,21 +43,32 @@ public final class Context: @unchecked Sendable {
     /// Closes the context; its pending operations fail with `isClosed`. Idempotent.
     public func close() {
         if closed.exchange(true, ordering: .acquiringAndReleasing) { return }
-        nng_ctx_close(raw)
+        // Never during nng_close (see `Socket.close`); after it, the context is closed already.
+        let ctx = raw
+        let socket = self.socket
+        _ = socket.whileOpen { nng_ctx_close(ctx) }
+    }
+
+    /// Starts `call` on `aio`, or fails the aio as closed when the socket is closing (a
+    /// context call during nng_close crashes nng 1.5.2; see `Socket.close`).
+    private static func start(_ aio: OpaquePointer, on socket: Socket, _ call: (OpaquePointer) -> Void) {
+        if !socket.whileOpen({ call(aio) }) { nng_aio_finish(aio, Int32(NNG_ECLOSED.rawValue)) }
     }
 
     public func send(_ bytes: [UInt8], timeout: Duration? = nil) async throws(NNGError) {
         let ctx = raw
+        let socket = self.socket
         let op = borrowOperation()
         defer { returnOperation(op) }
-        try await Transfer.send(bytes, operation: "send", timeout: timeout, using: op) { nng_ctx_send(ctx, $0) }
+        try await Transfer.send(bytes, operation: "send", timeout: timeout, using: op) { Self.start($0, on: socket) { nng_ctx_send(ctx, $0) } }
     }
 
     public func receive(timeout: Duration? = nil) async throws(NNGError) -> [UInt8] {
         let ctx = raw
+        let socket = self.socket
         let op = borrowOperation()
         defer { returnOperation(op) }
-        return try await Transfer.receive(operation: "receive", timeout: timeout, using: op) { nng_ctx_recv(ctx, $0) }
+        return try await Transfer.receive(operation: "receive", timeout: timeout, using: op) { Self.start($0, on: socket) { nng_ctx_recv(ctx, $0) } }
     }
 
     /// REQ: sends `request` and waits for its reply; each step may take up to `timeout`.
@@ -70,12 +81,13 @@ public final class Context: @unchecked Sendable {
     public func request(_ request: [UInt8], timeout: Duration) async throws(NNGError) -> [UInt8] {
         if Task.isCancelled { throw NNGError(code: Int32(NNG_ECANCELED.rawValue), operation: "request") }
         let ctx = raw
+        let socket = self.socket
         let op = borrowOperation()
         defer { returnOperation(op) }
         return try await Transfer.sendThenReceive(
             request, sendOperation: "send request", receiveOperation: "receive reply",
             sendTimeout: timeout, receiveTimeout: timeout, cancellable: false, using: op,
-            send: { nng_ctx_send(ctx, $0) }, receive: { nng_ctx_recv(ctx, $0) }).bytes
+            send: { Self.start($0, on: socket) { nng_ctx_send(ctx, $0) } }, receive: { Self.start($0, on: socket) { nng_ctx_recv(ctx, $0) } }).bytes
     }
 
     /// REP: sends `reply` to the request received last, then waits for the next request; the
@@ -88,23 +100,25 @@ public final class Context: @unchecked Sendable {
     /// Receives the next message with the pipe it came on (see `ReceivedMessage`).
     public func receiveMessage(timeout: Duration? = nil) async throws(NNGError) -> ReceivedMessage {
         let ctx = raw
+        let socket = self.socket
         let op = borrowOperation()
         defer { returnOperation(op) }
-        return try await Transfer.receiveMessage(operation: "receive", timeout: timeout, using: op) { nng_ctx_recv(ctx, $0) }
+        return try await Transfer.receiveMessage(operation: "receive", timeout: timeout, using: op) { Self.start($0, on: socket) { nng_ctx_recv(ctx, $0) } }
     }
 
     /// `reply(_:thenReceiveWithin:)`, with the pipe the next request came on.
     public func replyThenReceiveMessage(_ reply: [UInt8], within timeout: Duration? = nil) async throws(NNGError) -> ReceivedMessage {
         let ctx = raw
+        let socket = self.socket
         let op = borrowOperation()
         defer { returnOperation(op) }
         do {
             return try await Transfer.sendThenReceive(
                 reply, sendOperation: "send reply", receiveOperation: "receive",
                 sendTimeout: .seconds(10), receiveTimeout: timeout, cancellable: true, using: op,
-                send: { nng_ctx_send(ctx, $0) }, receive: { nng_ctx_recv(ctx, $0) })
+                send: { Self.start($0, on: socket) { nng_ctx_send(ctx, $0) } }, receive: { Self.start($0, on: socket) { nng_ctx_recv(ctx, $0) } })
         } catch where error.operation == "send reply" && !error.isClosed && !error.isCancelled {
-            return try await Transfer.receiveMessage(operation: "receive", timeout: timeout, using: op) { nng_ctx_recv(ctx, $0) }
+            return try await Transfer.receiveMessage(operation: "receive", timeout: timeout, using: op) { Self.start($0, on: socket) { nng_ctx_recv(ctx, $0) } }
         }
     }
 

@@ -1,4 +1,5 @@
 import CNNG
+import Glibc
 import Synchronization
 
 /// An nng socket: one scalability protocol (REQ, REP, PUSH, PULL, PAIR) over any transport
@@ -14,7 +15,10 @@ public final class Socket: @unchecked Sendable {
 
     public let kind: Kind
     let raw: nng_socket
-    private let closed = Atomic<Bool>(false)
+    /// Set (sequentially consistent, see `close`) before `nng_close` runs.
+    let closed = Atomic<Bool>(false)
+    /// Calls on this socket's contexts under way right now (see `whileOpen`).
+    let contextCalls = Atomic<Int>(0)
     private let pipeEventsBox = Mutex<PipeEventBox?>(nil)
 
     public init(_ kind: Kind) throws(NNGError) {
@@ -38,10 +42,26 @@ public final class Socket: @unchecked Sendable {
 
     /// Closes the socket; pending sends and receives fail with `isClosed`. Idempotent.
     public func close() {
-        if closed.exchange(true, ordering: .acquiringAndReleasing) { return }
+        // nng 1.5.2 panics ("pthread_mutex_lock: Invalid argument") when a call on one of the
+        // socket's contexts (nng_ctx_send, _recv, _close) runs during nng_close. Each side
+        // announces itself, then looks at the other (sequentially consistent, so at least one
+        // sees the other): a context call that sees the socket closing does not run (see
+        // `whileOpen`); a close that sees a context call under way waits for it to return.
+        if closed.exchange(true, ordering: .sequentiallyConsistent) { return }
+        while contextCalls.load(ordering: .sequentiallyConsistent) > 0 { sched_yield() }
         nng_close(raw)
         // Pipe callbacks have stopped once nng_close returned, so the stream can end here.
         pipeEventsBox.withLock { $0?.finish() }
+    }
+
+    /// Runs `call` (an nng_ctx_* call on one of this socket's contexts) unless the socket is
+    /// closing, and never while `nng_close` runs; false when it did not run.
+    func whileOpen(_ call: () -> Void) -> Bool {
+        contextCalls.add(1, ordering: .sequentiallyConsistent)
+        defer { contextCalls.subtract(1, ordering: .sequentiallyConsistent) }
+        guard !closed.load(ordering: .sequentiallyConsistent) else { return false }
+        call()
+        return true
     }
 
     /// Listens on `url` (e.g. `tcp://0.0.0.0:7411`, `ipc:///tmp/colony.sock`, `inproc://x`,
