@@ -50,11 +50,9 @@ public final class Coordinator: Sendable {
     /// Opens the socket and starts listening; throws at once for a bad or busy address.
     ///
     /// With a `store`, the coordinator starts from `restored` (a core rebuilt from the store
-    /// with `CoordinatorCore.Restoration`, made with `configuration.limits`) or from
-    /// `recovered` (what `store.recover()` read), and answers a request only once the state
-    /// changes it made are committed to the store.
-    public init(configuration: Configuration, store: Store? = nil, recovered: RecoveredState? = nil,
-                restored: CoordinatorCore? = nil) throws(NNGError) {
+    /// with `CoordinatorCore.Restoration`, made with `configuration.limits`) and answers a
+    /// request only once the state changes it made are committed to the store.
+    public init(configuration: Configuration, store: Store? = nil, restored: CoordinatorCore? = nil) throws(NNGError) {
         self.configuration = configuration
         self.store = store
         socket = try Socket(.rep)
@@ -65,7 +63,7 @@ public final class Coordinator: Sendable {
         bounds.longPollSecondsMax = configuration.longPollSecondsMax
         bounds.resultsPerFetchMax = configuration.resultsPerFetchMax
         handler = RequestHandler(bounds: bounds, coreLimits: configuration.limits, token: configuration.token,
-                                 store: store, recovered: recovered, restored: restored, logger: configuration.logger)
+                                 store: store, restored: restored, logger: configuration.logger)
         store?.start()
     }
 

@@ -50,13 +50,11 @@ actor CoordinatorState {
     private let clock = ContinuousClock()
     private let started: ContinuousClock.Instant
 
-    /// A state restored from `recovered` (if any) that journals to `store` (if any).
     private let logger: Logger?
 
-    /// `restored`, when given, is used as the core (made with `limits`, see
-    /// `CoordinatorCore.Restoration`); else a new core, restored from `recovered` if given.
-    init(limits: CoordinatorCore.Limits, store: Store? = nil, recovered: RecoveredState? = nil, restored: CoordinatorCore? = nil,
-         logger: Logger? = nil) {
+    /// A state over `restored` (a core rebuilt from the store, made with `limits`: see
+    /// `CoordinatorCore.Restoration`) or a new core, journaling to `store` (if any).
+    init(limits: CoordinatorCore.Limits, store: Store? = nil, restored: CoordinatorCore? = nil, logger: Logger? = nil) {
         core = restored ?? CoordinatorCore(limits: limits)
         self.logger = logger
         core.recordingEvents = logger != nil
@@ -64,7 +62,6 @@ actor CoordinatorState {
         window.closeSecond(at: 0, finishedTotal: 0)
         started = clock.now
         self.store = store
-        if restored == nil, let recovered { core.restore(recovered, now: 0) }
         core.journaling = store != nil
     }
 

@@ -32,16 +32,14 @@ public final class RequestHandler: Sendable {
     /// The token's bytes, once, for the per-request check (nil: none required).
     private let tokenBytes: [UInt8]?
 
-    /// A handler over a fresh state (or the one `recovered` from `store`, or a core already
-    /// `restored` from it), journaling to `store`.
+    /// A handler over a fresh state (or a core `restored` from `store`), journaling to `store`.
     public init(bounds: Bounds = Bounds(), coreLimits: CoordinatorCore.Limits = CoordinatorCore.Limits(),
-                token: String? = nil, store: Store? = nil, recovered: RecoveredState? = nil,
-                restored: CoordinatorCore? = nil, logger: Logger? = nil) {
+                token: String? = nil, store: Store? = nil, restored: CoordinatorCore? = nil, logger: Logger? = nil) {
         limits = bounds
         tokenBytes = token.map { Array($0.utf8) }
         self.logger = logger
         self.store = store
-        state = CoordinatorState(limits: coreLimits, store: store, recovered: recovered, restored: restored, logger: logger)
+        state = CoordinatorState(limits: coreLimits, store: store, restored: restored, logger: logger)
     }
 
     /// Whether `token` is the coordinator's (always, when it has none). Constant time: other

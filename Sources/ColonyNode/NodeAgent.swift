@@ -555,7 +555,6 @@ final class StopSignal: Sendable {
     }
     private let state = Mutex(State())
 
-    var reason: String? { state.withLock { $0.reason } }
     /// Why it was stopped, with the failure's kind; nil while it was not.
     var stopped: (reason: String, kind: Colony_V1_FailureKind)? {
         state.withLock { state in state.reason.map { ($0, state.kind) } }

@@ -45,7 +45,6 @@ public final class Context: @unchecked Sendable {
         if closed.exchange(true, ordering: .acquiringAndReleasing) { return }
         // Never during nng_close (see `Socket.close`); after it, the context is closed already.
         let ctx = raw
-        let socket = self.socket
         _ = socket.whileOpen { nng_ctx_close(ctx) }
     }
 

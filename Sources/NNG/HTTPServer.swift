@@ -169,14 +169,11 @@ private final class RouteBox: Sendable {
     }
 }
 
-/// An aio handed to a Swift task: nng keeps it (and its request) alive until `nng_aio_finish`.
-private struct PendingAIO: @unchecked Sendable {
-    let aio: OpaquePointer
-}
-
-/// A connection taken over from nng's server (`nng_http_hijack`): ours to answer and close.
-private struct TakenConnection: @unchecked Sendable {
-    let conn: OpaquePointer
+/// An nng object handed to a Swift task: an aio nng keeps alive (with its request) until
+/// `nng_aio_finish`, or a connection taken over from nng's server (`nng_http_hijack`), ours to
+/// answer and close. Only that task uses it.
+private struct HandedOver: @unchecked Sendable {
+    let pointer: OpaquePointer
 }
 
 private func releaseRouteBox(_ data: UnsafeMutableRawPointer?) {
@@ -214,17 +211,17 @@ private func httpRouteCallback(_ aio: OpaquePointer?) {
         // The request is ours to free after a hijack; it was copied above.
         nng_http_req_free(request)
         nng_aio_finish(aio, 0)
-        let taken = TakenConnection(conn: conn)
+        let taken = HandedOver(pointer: conn)
         Task {
             let response = await respond(copied)
-            await answerAndClose(taken.conn, with: response, withBody: copied.method != "HEAD")
+            await answerAndClose(taken.pointer, with: response, withBody: copied.method != "HEAD")
         }
         return
     }
-    let pending = PendingAIO(aio: aio)
+    let pending = HandedOver(pointer: aio)
     Task {
         let response = await respond(copied)
-        finish(pending.aio, with: response)
+        finish(pending.pointer, with: response)
     }
 }
 
