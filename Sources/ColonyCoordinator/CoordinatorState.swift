@@ -52,6 +52,11 @@ actor CoordinatorState {
 
     private let logger: Logger?
 
+    /// Why the journal cannot be written, while the state takes no changes (nil: it takes them).
+    private var journalFailure: String?
+    /// When the journal was last tried again, while it fails.
+    private var journalRetriedAt = 0.0
+
     /// A state over `restored` (a core rebuilt from the store, made with `limits`: see
     /// `CoordinatorCore.Restoration`) or a new core, journaling to `store` (if any).
     init(limits: CoordinatorCore.Limits, store: Store? = nil, restored: CoordinatorCore? = nil, logger: Logger? = nil) {
@@ -91,12 +96,79 @@ actor CoordinatorState {
         }
     }
 
+    /// Refuses a change while the journal cannot be written; on first seeing a failed commit,
+    /// puts the state back to what the journal holds (see `reload(after:)`).
+    private func refuseChangesIfJournalFails() throws(CoordinatorCore.Refusal) {
+        guard let store else { return }
+        if journalFailure == nil, let failure = store.failure { reload(after: failure) }
+        if let journalFailure {
+            throw .unavailable("the coordinator cannot write its journal, so it takes no changes until it can (nothing was applied): \(journalFailure)")
+        }
+    }
+
+    /// A commit failed: its changes, and those made since, were applied here but refused by
+    /// the journal. The journal holds exactly what was acknowledged, so the state is rebuilt
+    /// from it, as after a restart (nodes re-announce and keep what they run; leases are
+    /// made anew). Parked requests are answered empty. Changes are refused until the journal
+    /// takes a commit again (`expire` tries once a second).
+    private func reload(after failure: String) {
+        guard let store else { return }
+        logger?.error("journal write failed: refusing changes until it can be written again; reads go on", metadata: [
+            "cause": "\(failure)", "journal": "\(store.path)",
+        ])
+        do {
+            let (restored, summary) = try JournalRecovery.restore(from: store, limits: core.limits, now: now)
+            core = restored
+            core.recordingEvents = logger != nil
+            core.journaling = true
+            logger?.info("state reloaded from the journal", metadata: [
+                "unfinished_tasks": "\(summary.unfinishedTasks)", "results": "\(summary.results)",
+                "seconds": "\(String(format: "%.3f", summary.seconds))",
+            ])
+        } catch {
+            // Unreadable too: keep the books but take no changes (journalFailure stays set,
+            // and a later successful retry cannot lift it: see `expire`).
+            logger?.critical("cannot reload the state from the journal; restart the coordinator", metadata: ["cause": "\(error)"])
+            journalUnreadable = true
+        }
+        store.discardRefused()
+        journalFailure = failure
+        journalRetriedAt = now
+        pipeOfNode = [:]
+        nodeOfPipe = [:]
+        for (name, parked) in parkedPulls { parked.continuation.resume(returning: answer(to: name)) }
+        parkedPulls = [:]
+        for waiting in parkedResults.values { for parked in waiting { parked.continuation.resume(returning: nil) } }
+        parkedResults = [:]
+        for (session, waiting) in parkedFetches {
+            for parked in waiting { parked.continuation.resume(returning: ([], core.unfinished(session: session))) }
+        }
+        parkedFetches = [:]
+    }
+
+    private var journalUnreadable = false
+
+    /// While the journal fails: tries it again once a second; lifts the refusal once it takes
+    /// a commit.
+    private func retryJournal() {
+        guard let store, let failure = journalFailure, !journalUnreadable, now - journalRetriedAt >= 1 else { return }
+        journalRetriedAt = now
+        if store.retryAfterFailure() {
+            journalFailure = nil
+            logger?.notice("journal writable again: taking changes", metadata: ["journal": "\(store.path)", "after": "\(failure)"])
+        }
+    }
+
+    /// Whether changes are refused because the journal cannot be written.
+    var refusesChanges: Bool { journalFailure != nil }
+
     private var now: Double {
         let elapsed = clock.now - started
         return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     }
 
     func submit(_ submissions: [TaskSubmission], session: String) throws(CoordinatorCore.Refusal) -> [TaskID] {
+        try refuseChangesIfJournalFails()
         let ids = try core.submit(submissions, session: session, now: now)
         // Dependencies on failed tasks finish new tasks at once.
         answerParkedFetches(session: session)
@@ -111,6 +183,7 @@ actor CoordinatorState {
     func pull(node: NodeAnnouncement, results: [TaskOutcome], running: Set<TaskID>?, ackedReplySeq: UInt64,
               returned: [TaskID] = [], leaving: Bool = false, pipeID: UInt32 = 0,
               waitSeconds: Double) async throws(CoordinatorCore.Refusal) -> PullAnswer {
+        try refuseChangesIfJournalFails()
         if pipeID != 0 && pipeOfNode[node.name] != pipeID {
             if let old = pipeOfNode[node.name] { nodeOfPipe[old] = nil }
             pipeOfNode[node.name] = pipeID
@@ -151,7 +224,9 @@ actor CoordinatorState {
     /// With `acked` (a client's pump) results stay until a later fetch acknowledges them, so a
     /// lost reply (or a coordinator restart before it arrived) loses nothing; without it (a
     /// submit that waits for its own result) they go as they are handed out.
-    func fetch(session: String, maxResults: Int, waitSeconds: Double, acked: [TaskID]? = nil) async -> (results: [TaskOutcome], unfinished: Int) {
+    func fetch(session: String, maxResults: Int, waitSeconds: Double, acked: [TaskID]? = nil) async throws(CoordinatorCore.Refusal) -> (results: [TaskOutcome], unfinished: Int) {
+        // Reading results without acknowledging any changes nothing; anything else forgets some.
+        if acked == nil || acked?.isEmpty == false { try refuseChangesIfJournalFails() }
         let taken = acked.map { core.peekResults(session: session, max: maxResults, acked: $0) }
             ?? core.takeResults(session: session, max: maxResults)
         journal()
@@ -202,7 +277,11 @@ actor CoordinatorState {
     /// Answers every parked request whose deadline has passed (empty: the long poll ended).
     func expire() {
         let t = now
-        let touched = core.tick(now: t)
+        if store != nil && journalFailure == nil, let failure = store?.failure { reload(after: failure) }
+        // While the journal fails, time stands still for the books (a tick's timeouts and
+        // expiries are changes too); parked reads still end.
+        retryJournal()
+        let touched = journalFailure == nil ? core.tick(now: t) : []
         for session in touched { answerParkedFetches(session: session) }
         wakeParkedPulls()
         for (name, parked) in parkedPulls where parked.deadline <= t {
@@ -256,16 +335,19 @@ actor CoordinatorState {
     // MARK: Counters, limits, cancellation, queries
 
     func counterAdd(_ name: String, _ delta: Int64, key: String? = nil) throws(CoordinatorCore.Refusal) -> Int64 {
+        try refuseChangesIfJournalFails()
         defer { journal() }
         return try core.addToCounter(name, delta, key: key)
     }
 
     func counterSet(_ name: String, _ value: Int64, key: String? = nil) throws(CoordinatorCore.Refusal) -> Int64 {
+        try refuseChangesIfJournalFails()
         defer { journal() }
         return try core.setCounter(name, value, key: key)
     }
 
     func counterCompareAndSet(_ name: String, expected: Int64, new: Int64, key: String? = nil) throws(CoordinatorCore.Refusal) -> (swapped: Bool, value: Int64) {
+        try refuseChangesIfJournalFails()
         defer { journal() }
         return try core.compareAndSetCounter(name, expected: expected, new: new, key: key)
     }
@@ -275,6 +357,7 @@ actor CoordinatorState {
     func counters() -> [(name: String, value: Int64)] { core.allCounters }
 
     func setLimit(_ name: String, size: Int) throws(CoordinatorCore.Refusal) {
+        try refuseChangesIfJournalFails()
         try core.setLimit(name, size: size)
         journal()
         wakeParkedPulls()
@@ -298,7 +381,8 @@ actor CoordinatorState {
         return true
     }
 
-    func cancel(ids: [TaskID], session: String) -> Int {
+    func cancel(ids: [TaskID], session: String) throws(CoordinatorCore.Refusal) -> Int {
+        try refuseChangesIfJournalFails()
         var result = core.cancel(ids, now: now)
         if !session.isEmpty {
             let more = core.cancel(session: session, now: now)
@@ -319,6 +403,7 @@ actor CoordinatorState {
     /// The result of one task by id; waits up to `waitSeconds` for it to finish. nil: not
     /// finished in time. Throws for an id the coordinator does not know.
     func result(of id: TaskID, waitSeconds: Double) async throws(CoordinatorCore.Refusal) -> TaskOutcome? {
+        try refuseChangesIfJournalFails()
         if let outcome = core.takeResult(of: id) {
             journal()
             return outcome

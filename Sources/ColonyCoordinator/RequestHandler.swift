@@ -149,14 +149,17 @@ public final class RequestHandler: Sendable {
     /// Answers one request already decoded and authorized (the HTTP API's way in), once the
     /// state changes it made are durable.
     public func answer(_ body: Colony_V1_Envelope.OneOf_Body?, pipeID: UInt32 = 0) async -> Colony_V1_Envelope.OneOf_Body {
+        // A reload after a failed commit undoes changes: a request that straddles one is not
+        // acknowledged (its change may be gone).
+        let epoch = store?.epoch
         var reply = await respond(to: body, pipeID: pipeID)
         if let store {
             // Acknowledge nothing the journal does not hold yet. Every change made before
             // this point is covered by the latest ticket (group commit: one wait, many replies).
             do {
-                try await store.waitDurable(store.lastTicket)
+                try await store.waitDurable(store.lastTicket, since: epoch)
             } catch {
-                reply = Wire.errorBody(.unavailable, "the coordinator cannot write its state: \(error)")
+                reply = Wire.errorBody(.unavailable, "the coordinator cannot write its journal, nothing was applied: \(error)")
             }
         }
         if case .error(let error) = reply { noteRefused(error.code) }
@@ -173,7 +176,7 @@ public final class RequestHandler: Sendable {
                 reply.taskIds = ids
                 if submit.waitMs > 0 {
                     let wait = min(Double(submit.waitMs) / 1000, limits.longPollSecondsMax)
-                    let (results, _) = await state.fetch(session: submit.session, maxResults: limits.resultsPerFetchMax, waitSeconds: wait)
+                    let (results, _) = try await state.fetch(session: submit.session, maxResults: limits.resultsPerFetchMax, waitSeconds: wait)
                     reply.results = results.map(\.wire)
                 }
                 return .submitReply(reply)
@@ -203,7 +206,7 @@ public final class RequestHandler: Sendable {
                 // Acknowledgements with max_results 0: only acknowledge.
                 let ackOnly = !fetch.acked.isEmpty && fetch.maxResults == 0
                 let limit = ackOnly ? 0 : max(1, min(Int(fetch.maxResults == 0 ? 1024 : fetch.maxResults), limits.resultsPerFetchMax))
-                let (results, unfinished) = await state.fetch(session: fetch.session, maxResults: limit, waitSeconds: wait,
+                let (results, unfinished) = try await state.fetch(session: fetch.session, maxResults: limit, waitSeconds: wait,
                                                               acked: fetch.acked)
                 var reply = Colony_V1_FetchReply()
                 reply.results = results.map(\.wire)
@@ -222,7 +225,7 @@ public final class RequestHandler: Sendable {
                 return .limitReply(reply)
             case .cancel(let request):
                 var reply = Colony_V1_CancelReply()
-                reply.cancelled = UInt64(await state.cancel(ids: request.taskIds, session: request.session))
+                reply.cancelled = UInt64(try await state.cancel(ids: request.taskIds, session: request.session))
                 return .cancelReply(reply)
             case .drain(let request):
                 let deadline = request.deadlineMs == 0 ? 30 : Double(request.deadlineMs) / 1000
@@ -256,7 +259,10 @@ public final class RequestHandler: Sendable {
                 return Wire.errorBody(.malformed, "the coordinator takes requests (submit, pull, fetch, status), not replies")
             }
         } catch {
-            return Wire.errorBody(.invalidArgument, error.description)
+            switch error {
+            case .unavailable(let why): return Wire.errorBody(.unavailable, why)
+            default: return Wire.errorBody(.invalidArgument, error.description)
+            }
         }
     }
 

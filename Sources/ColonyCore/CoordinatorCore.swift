@@ -66,9 +66,12 @@ public struct CoordinatorCore: Sendable {
     /// Why a request was refused; nothing changed.
     public enum Refusal: Error, Sendable, Equatable, CustomStringConvertible {
         case invalidArgument(String)
+        /// The coordinator takes no changes now (its journal cannot be written); the same
+        /// request may succeed later.
+        case unavailable(String)
         public var description: String {
             switch self {
-            case .invalidArgument(let why): why
+            case .invalidArgument(let why), .unavailable(let why): why
             }
         }
     }

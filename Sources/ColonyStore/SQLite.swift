@@ -62,6 +62,12 @@ final class Database: @unchecked Sendable {
         while try statement.step() { try body(Row(statement: statement)) }
     }
 
+    /// Ends a transaction a failed statement left open (SQLite keeps some open after an
+    /// I/O error), so the next BEGIN can start.
+    func rollbackIfInTransaction() throws(StoreError) {
+        if let handle, sqlite3_get_autocommit(handle) == 0 { try execute("ROLLBACK") }
+    }
+
     func close() {
         if let handle { sqlite3_close_v2(handle) }
         handle = nil

@@ -17,6 +17,13 @@ public struct StoreError: Error, Sendable, CustomStringConvertible {
 /// The coordinator answers a request only after that, so nothing it acknowledged is lost by a
 /// crash. Rows hold state, not history (see `JournalRecord`): the file stays as large as the
 /// live tasks, and SQLite's automatic WAL checkpoints keep the log bounded.
+///
+/// A commit that fails (a full disk, an I/O error) is rolled back and its records, and every
+/// record queued after them, are dropped: their waiters are refused. The store then refuses
+/// every append until `retryAfterFailure()` succeeds, so nothing refused ever reaches the disk.
+/// The coordinator reloads its state from the journal when it sees `failure` (its memory held
+/// the refused changes); `epoch` counts those reloads, so a reply whose request straddled one
+/// is refused too (see `waitDurable(_:since:)`).
 public final class Store: @unchecked Sendable {
     /// The layout of the state folder this build reads and writes.
     public static let formatVersion = 1
@@ -29,9 +36,24 @@ public final class Store: @unchecked Sendable {
         public var records: UInt64 = 0
         public var commitMicros: UInt64 = 0
         public var lastError: String?
+        /// Commits that failed (each one's records refused).
+        public var failedCommits: UInt64 = 0
     }
 
+    /// History the journal had lost when it was opened with `acceptingJournalLoss`.
+    public struct JournalLoss: Sendable, Equatable {
+        /// The last commit the database holds.
+        public var held: UInt64
+        /// The last commit that had been made.
+        public var made: UInt64
+    }
+
+    /// Set when the store was opened accepting lost history (the coordinator logs it).
+    public let acceptedLoss: JournalLoss?
+
     private let database: Database
+    private let lock: StateFolderLock
+    private let mark: CommitMark
     private let queue = Mutex(Queue())
     private let wake = NSCondition()
     private var writer: Thread?
@@ -42,20 +64,27 @@ public final class Store: @unchecked Sendable {
         var appended: UInt64 = 0
         var durable: UInt64 = 0
         var failed: String?
+        var epoch: UInt64 = 0
+        var commit: UInt64 = 0
         var closing = false
         var closed = false
         var waiters: [(ticket: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
         var statistics = Statistics()
     }
 
-    /// Opens (creating if needed) the state folder `directory` and its `colony.db`. Refuses
-    /// a folder written by another format with a clear message.
-    public init(directory: String) throws(StoreError) {
+    /// Opens (creating if needed) the state folder `directory` and its `colony.db`, locked
+    /// for this store's life. Refuses a folder another coordinator holds, a folder written by
+    /// another format, and a journal that lost committed history (unless
+    /// `acceptingJournalLoss`), each with one line.
+    public init(directory: String, acceptingJournalLoss: Bool = false) throws(StoreError) {
         do {
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         } catch {
             throw StoreError("cannot create the state folder \(directory): \(error.localizedDescription)")
         }
+        // The lock first: nothing in the folder is read or written by a second coordinator.
+        lock = try StateFolderLock(directory: directory)
+        mark = try CommitMark(directory: directory)
         path = (directory as NSString).appendingPathComponent("colony.db")
         database = try Database(path: path)
         try database.execute("""
@@ -82,6 +111,19 @@ public final class Store: @unchecked Sendable {
         } else {
             try database.execute("INSERT INTO meta(key, value) VALUES('format', '\(expected)')")
         }
+        let held = try database.scalarText("SELECT value FROM meta WHERE key = 'commit'").flatMap(UInt64.init) ?? 0
+        var loss: JournalLoss?
+        if let made = mark.recorded(), made > held {
+            guard acceptingJournalLoss else {
+                throw StoreError("the journal in \(directory) lost committed history: it ends at commit \(held) but commit \(made) had been made (colony.db-wal deleted or cut short, or colony.db replaced?); start with --accept-journal-loss to run with what it holds")
+            }
+            loss = JournalLoss(held: held, made: made)
+        }
+        acceptedLoss = loss
+        // From here on the side file follows this database (a new folder, an accepted loss,
+        // or a folder from before the side file existed).
+        if mark.recorded() != held { mark.record(held, sync: true) }
+        queue.withLock { $0.commit = held }
     }
 
     /// Reads everything the journal holds (call before the first `append`).
@@ -154,6 +196,11 @@ public final class Store: @unchecked Sendable {
     public func append(_ records: [JournalRecord], nextID: TaskID) -> UInt64 {
         guard !records.isEmpty else { return queue.withLock { $0.appended } }
         let ticket = queue.withLock { state -> UInt64 in
+            // Refused: never written, even once the journal can be written again.
+            guard state.failed == nil else {
+                state.appended += 1
+                return state.appended
+            }
             state.pending.append(contentsOf: records)
             state.nextID = nextID
             state.appended += 1
@@ -168,13 +215,25 @@ public final class Store: @unchecked Sendable {
     /// The ticket of the last `append`.
     public var lastTicket: UInt64 { queue.withLock { $0.appended } }
 
-    /// Returns once every record up to `ticket` is committed; throws if the journal cannot be
-    /// written (the coordinator must then not acknowledge).
-    public func waitDurable(_ ticket: UInt64) async throws(StoreError) {
+    /// The number of reloads after failed commits so far; take it before a request touches the
+    /// state and give it to `waitDurable(_:since:)`.
+    public var epoch: UInt64 { queue.withLock { $0.epoch } }
+
+    /// Why the last commit failed, while the journal refuses appends (nil: it takes them).
+    public var failure: String? { queue.withLock { $0.failed } }
+
+    /// Returns once every record up to `ticket` is committed; throws if they were refused
+    /// (a failed commit), or if the state was reloaded since `epoch` (the request's changes
+    /// may have been undone): the coordinator must then not acknowledge.
+    public func waitDurable(_ ticket: UInt64, since epoch: UInt64? = nil) async throws(StoreError) {
         // Most replies find their records committed already: no continuation for those.
         let settled: StoreError?? = queue.withLock { state in
+            if let epoch, epoch != state.epoch {
+                return .some(StoreError("its change was undone: the journal could not be written (\(state.statistics.lastError ?? "unknown cause"))"))
+            }
+            if state.durable >= ticket { return .some(nil) }
             if let failed = state.failed { return .some(StoreError(failed)) }
-            return state.durable >= ticket ? .some(nil) : nil
+            return nil
         }
         if let settled {
             if let error = settled { throw error }
@@ -183,8 +242,8 @@ public final class Store: @unchecked Sendable {
         do {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                 let outcome: Result<Void, StoreError>? = queue.withLock { state in
-                    if let failed = state.failed { return .failure(StoreError(failed)) }
                     if state.durable >= ticket { return .success(()) }
+                    if let failed = state.failed { return .failure(StoreError(failed)) }
                     state.waiters.append((ticket, continuation))
                     return nil
                 }
@@ -217,6 +276,44 @@ public final class Store: @unchecked Sendable {
             while !queue.withLock({ $0.closed }) { usleep(1000) }
         }
         database.close()
+        mark.close()
+        lock.release()
+    }
+
+    /// After a failed commit, once the caller has reloaded its state from the journal (which
+    /// holds exactly what was committed): refuses every ticket handed out so far that is not
+    /// durable, and starts a new epoch, so that replies of requests that straddled the reload
+    /// are refused too. Appends stay refused until `retryAfterFailure()` succeeds.
+    public func discardRefused() {
+        queue.withLock { state in
+            state.durable = state.appended
+            state.epoch += 1
+        }
+    }
+
+    /// After a failed commit: tries one small commit. On success the journal takes appends
+    /// again (returns true); else the failure stays, with its latest cause. Call only while
+    /// `failure` is set (the writer is idle then: it drops everything).
+    public func retryAfterFailure() -> Bool {
+        guard queue.withLock({ $0.failed != nil }) else { return true }
+        let next = queue.withLock { $0.commit } + 1
+        do {
+            try database.rollbackIfInTransaction()
+            try database.execute("BEGIN")
+            try database.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('commit', '\(next)')")
+            try database.execute("COMMIT")
+        } catch {
+            try? database.execute("ROLLBACK")
+            queue.withLock { $0.statistics.lastError = "cannot write the coordinator's journal at \(path): \(error)" }
+            return false
+        }
+        mark.record(next)
+        queue.withLock { state in
+            state.commit = next
+            state.failed = nil
+            state.statistics.commits += 1
+        }
+        return true
     }
 
     // MARK: Writer
@@ -241,11 +338,15 @@ public final class Store: @unchecked Sendable {
             if !batch.isEmpty {
                 let clock = ContinuousClock()
                 let started = clock.now
+                let commit = queue.withLock { $0.commit } + 1
                 do {
                     try database.execute("BEGIN")
                     for record in batch { try statements.apply(record) }
                     try statements.setNextID(nextID)
+                    try statements.setCommit(commit)
                     try database.execute("COMMIT")
+                    // After the commit, never before: the side file is never ahead.
+                    mark.record(commit)
                 } catch {
                     try? database.execute("ROLLBACK")
                     fail("cannot write the coordinator's journal at \(path): \(error)")
@@ -253,6 +354,7 @@ public final class Store: @unchecked Sendable {
                 let elapsed = clock.now - started
                 let waiters = queue.withLock { state -> [CheckedContinuation<Void, any Error>] in
                     guard state.failed == nil else { return [] }
+                    state.commit = commit
                     state.durable = ticket
                     state.statistics.commits += 1
                     state.statistics.records += UInt64(batch.count)
@@ -276,6 +378,9 @@ public final class Store: @unchecked Sendable {
         let waiters = queue.withLock { state -> [CheckedContinuation<Void, any Error>] in
             state.failed = reason
             state.statistics.lastError = reason
+            state.statistics.failedCommits += 1
+            // Queued after the failed batch: refused with it, never written later.
+            state.pending = []
             defer { state.waiters = [] }
             return state.waiters.map(\.continuation)
         }
@@ -295,6 +400,7 @@ private struct Statements {
     let insertCounterKey: Statement
     let deleteCounterKey: Statement
     let upsertHighWater: Statement
+    let setCommitNumber: Statement
 
     init(_ database: Database) throws(StoreError) {
         self.database = database
@@ -313,6 +419,7 @@ private struct Statements {
         insertCounterKey = try database.prepare("INSERT OR REPLACE INTO counter_keys(key, value, swapped) VALUES(?1, ?2, ?3)")
         deleteCounterKey = try database.prepare("DELETE FROM counter_keys WHERE key = ?1")
         upsertHighWater = try database.prepare("INSERT OR REPLACE INTO limit_high_water(name, value) VALUES(?1, ?2)")
+        setCommitNumber = try database.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('commit', ?1)")
     }
 
     func apply(_ record: JournalRecord) throws(StoreError) {
@@ -377,8 +484,14 @@ private struct Statements {
         try setMeta.run()
     }
 
+    func setCommit(_ commit: UInt64) throws(StoreError) {
+        setCommitNumber.bind(1, String(commit))
+        try setCommitNumber.run()
+    }
+
     func finalize() {
-        for statement in [insertTask, finishTask, deleteTask, upsertCounter, upsertLimit, setMeta, insertCounterKey, deleteCounterKey, upsertHighWater] {
+        for statement in [insertTask, finishTask, deleteTask, upsertCounter, upsertLimit, setMeta, insertCounterKey, deleteCounterKey,
+                          upsertHighWater, setCommitNumber] {
             statement.finalize()
         }
     }

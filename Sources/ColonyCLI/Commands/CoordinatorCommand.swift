@@ -31,6 +31,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Folder for the durable state (SQLite journal): tasks, results, counters and limits survive a restart or a crash. ':memory:' keeps nothing.")
     var state: String = "colony-state"
 
+    @Flag(name: .long, help: "Start even though the state folder's journal lost committed history (its WAL deleted or cut short): run with what it holds. Without it such a coordinator refuses to start.")
+    var acceptJournalLoss = false
+
     @Option(name: .long, help: "Serve HTTP on HOST:PORT: Prometheus metrics at /metrics, the JSON API under /api/v1/, the live dashboard at /. Beyond loopback it needs the token (as 'Authorization: Bearer TOKEN'). https://HOST:PORT serves HTTPS with the --tls-cert certificate.")
     var metricsListen: String?
 
@@ -55,28 +58,25 @@ struct CoordinatorCommand: AsyncParsableCommand {
         var store: Store?
         var restored: CoordinatorCore?
         if state != ":memory:" {
-            let clock = ContinuousClock()
-            let started = clock.now
-            // Row by row into the core: a million recovered tasks are never held twice.
-            var restoration = CoordinatorCore.Restoration(core: CoordinatorCore(limits: configuration.limits), now: 0)
-            let header: RecoveredState
             do {
-                let opened = try Store(directory: state)
-                header = try opened.recover(expecting: { restoration.reserve($0) }, each: { restoration.add($0) })
+                let opened = try Store(directory: state, acceptingJournalLoss: acceptJournalLoss)
                 store = opened
+                if let loss = opened.acceptedLoss {
+                    logger.warning("journal history lost and accepted (--accept-journal-loss): running with what it holds", metadata: [
+                        "state": "\(state)", "last_commit_held": "\(loss.held)", "last_commit_made": "\(loss.made)",
+                    ])
+                }
+                let (core, summary) = try JournalRecovery.restore(from: opened, limits: configuration.limits)
+                restored = core
+                logger.info("journal recovered", metadata: [
+                    "state": "\(state)", "unfinished_tasks": "\(summary.unfinishedTasks)", "results": "\(summary.results)",
+                    "counters": "\(summary.counters)", "limits": "\(summary.limits)",
+                    "seconds": "\(String(format: "%.3f", summary.seconds))",
+                ])
             } catch {
+                store?.close()
                 throw CLIError("\(error)")
             }
-            let unfinished = restoration.unfinished
-            let results = restoration.finished
-            restored = restoration.finish(with: header)
-            let elapsed = clock.now - started
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-            logger.info("journal recovered", metadata: [
-                "state": "\(state)", "unfinished_tasks": "\(unfinished)", "results": "\(results)",
-                "counters": "\(header.counters.count)", "limits": "\(header.limits.count)",
-                "seconds": "\(String(format: "%.3f", seconds))",
-            ])
         }
         // Refuse an HTTP address beyond loopback without a token before starting anything.
         if let metricsListen { try requireTokenForHTTP(on: metricsListen, tokens: tokenSource) }

@@ -1,0 +1,33 @@
+import ColonyCore
+import ColonyStore
+
+/// A core rebuilt from what a journal holds: at start, and after a failed commit (the memory
+/// then held changes the journal refused).
+public enum JournalRecovery {
+    /// What was recovered, for the log.
+    public struct Summary: Sendable {
+        public var unfinishedTasks = 0
+        public var results = 0
+        public var counters = 0
+        public var limits = 0
+        public var seconds = 0.0
+    }
+
+    /// Streams the journal's rows into a new core made with `limits` (a million recovered
+    /// tasks are never held twice); `now` is the core's clock.
+    public static func restore(from store: Store, limits: CoordinatorCore.Limits, now: Double = 0) throws(StoreError) -> (core: CoordinatorCore, summary: Summary) {
+        let clock = ContinuousClock()
+        let started = clock.now
+        var restoration = CoordinatorCore.Restoration(core: CoordinatorCore(limits: limits), now: now)
+        let header = try store.recover(expecting: { restoration.reserve($0) }, each: { restoration.add($0) })
+        var summary = Summary()
+        summary.unfinishedTasks = restoration.unfinished
+        summary.results = restoration.finished
+        summary.counters = header.counters.count
+        summary.limits = header.limits.count
+        let core = restoration.finish(with: header)
+        let elapsed = clock.now - started
+        summary.seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return (core, summary)
+    }
+}
