@@ -23,6 +23,10 @@ public struct NodeConfiguration: Sendable {
     public var requestTimeout: Duration = .seconds(15)
     /// Pause after a failed pull before the next one.
     public var retryDelay: Duration = .milliseconds(250)
+    /// After the drain deadline, how long the node keeps trying to hand back what it stopped
+    /// and its results before it gives up and `run` throws `DrainIncomplete` (a coordinator
+    /// that is down must not keep a stopping node alive until a supervisor's SIGKILL).
+    public var drainHandBack: Duration = .seconds(2)
     /// Most results carried by one pull, and their largest total size.
     public var resultsPerPullMax = 4096
     public var resultBytesPerPullMax = 8 << 20
@@ -102,6 +106,14 @@ public actor NodeAgent {
     /// The last pull (leaving) was answered: the node is done.
     private var drained = false
     private static let drainStopReason = "handed back: node draining past its deadline"
+    /// Set when a drain gave up at its deadline: what was not handed back.
+    private var drainGaveUp: DrainIncomplete?
+    /// The latest reason a pull failed (for a drain that gives up).
+    private var lastPullFailure: String?
+    /// What pulls in flight carry (by context), not yet taken by the coordinator.
+    private var unacknowledged: [ObjectIdentifier: (results: [Colony_V1_TaskResult], returned: [UInt64])] = [:]
+    /// The socket of `run`, so that a drain that gives up can end pulls in flight at once.
+    private var socket: Socket?
 
     private let handlerNames: [String]
     private let processHandlerNames: [String]
@@ -123,10 +135,28 @@ public actor NodeAgent {
         draining = true
         configuration.log("node \(configuration.name) draining: \(executingThreads + executingProcesses) task(s) running, deadline \(deadline)")
         handBackQueued()
+        let handBack = configuration.drainHandBack
         Task {
             try? await Task.sleep(for: deadline)
             stopRemaining()
+            try? await Task.sleep(for: handBack)
+            giveUpDrain()
         }
+        wake.notify()
+    }
+
+    /// Past the deadline and its hand-back time, the node stops even though the coordinator
+    /// did not take everything back: its leases run out there and the tasks run elsewhere.
+    private func giveUpDrain() {
+        guard !drained else { return }
+        let results = pendingResults + unacknowledged.values.flatMap(\.results)
+        let returned = toReturn.count + unacknowledged.values.reduce(0) { $0 + $1.returned.count }
+        let stopped = results.filter { !$0.ok && $0.error == Self.drainStopReason }.count
+        drainGaveUp = DrainIncomplete(node: configuration.name, coordinator: configuration.coordinatorURL,
+                                      tasks: returned + stopped + running.count,
+                                      results: results.count - stopped, lastFailure: lastPullFailure)
+        drained = true
+        socket?.close()
         wake.notify()
     }
 
@@ -173,6 +203,7 @@ public actor NodeAgent {
     /// Runs the node until the surrounding task is cancelled.
     public func run() async throws {
         let socket = try Socket(.req)
+        self.socket = socket
         try socket.setReceiveMaxBytes(colonyMessageBytesMax)
         try socket.setReconnectTimes(minimum: .milliseconds(50), maximum: .seconds(2))
         // Resending is ours to do (with the results put back), not nng's.
@@ -238,6 +269,7 @@ public actor NodeAgent {
             socket.close()
         }
         startTick = nil
+        if let drainGaveUp { throw drainGaveUp }
     }
 
     /// The next queued task whose pool has a free slot, and that pool; marks the slot taken.
@@ -358,6 +390,7 @@ public actor NodeAgent {
         pull.waitMs = pull.leaving ? 0 : configuration.longPollMilliseconds
         pull.prefetch = draining ? 0 : UInt32(prefetch(.thread))
         pull.processPrefetch = draining ? 0 : UInt32(prefetch(.process))
+        unacknowledged[ObjectIdentifier(context)] = (results, pull.returned)
         return PlannedPull(context: context, bytes: Wire.encode(.pull(pull), token: configuration.token), results: results, returned: pull.returned,
                            leaving: pull.leaving)
     }
@@ -382,6 +415,7 @@ public actor NodeAgent {
     }
 
     private func accepted(_ tasks: [Colony_V1_Task], cancel: [UInt64], seq: UInt64, context: Context, leaving: Bool = false) {
+        unacknowledged[ObjectIdentifier(context)] = nil
         highestReplySeq = max(highestReplySeq, seq)
         if leaving {
             drained = true
@@ -432,12 +466,14 @@ public actor NodeAgent {
     }
 
     private func pullFailed(_ plan: PlannedPull, reason: String) async {
+        unacknowledged[ObjectIdentifier(plan.context)] = nil
         // The results were not delivered: put them back in front, so none is lost.
         pendingResults.insert(contentsOf: plan.results, at: 0)
         toReturn.insert(contentsOf: plan.returned, at: 0)
         if pendingSince == nil && !pendingResults.isEmpty { pendingSince = ContinuousClock.now }
         statistics.failedPulls += 1
-        if !Task.isCancelled {
+        lastPullFailure = reason
+        if !Task.isCancelled && !drained {
             if statistics.failedPulls == 1 || statistics.failedPulls % 20 == 0 {
                 configuration.log("node \(configuration.name): \(reason); retrying")
             }

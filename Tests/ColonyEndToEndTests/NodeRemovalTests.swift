@@ -111,4 +111,30 @@ final class NodeRemovalTests: ClusterTestCase {
         XCTAssertTrue(unknown.stderr.contains("no node named 'nobody'"), unknown.stderr)
         await colony.close()
     }
+
+    /// A node told to stop while its coordinator is down exits at its drain deadline (plus
+    /// the hand-back time), non-zero, saying what it could not hand back, instead of retrying
+    /// until a supervisor kills it.
+    func testADrainingNodeWhoseCoordinatorIsDownExitsAtItsDeadlineSayingWhatItKept() async throws {
+        let log = NSTemporaryDirectory() + "colony-drain-\(UUID().uuidString).log"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let worker = try cluster.start(["node", "--coordinator", cluster.url, "--threads", "2", "--processes", "0", "--name", "w",
+                                        "--drain-timeout", "1"], stderrFile: log)
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let ids = try await colony.submit([TaskSubmission(handler: "sleep", input: Array("30".utf8))])
+        try await eventually("the task runs") { try await colony.status().running == 1 }
+        await colony.close()
+        _ = ids
+        let coordinator = cluster.processes[0]
+        kill(coordinator.processIdentifier, SIGKILL)
+        coordinator.waitUntilExit()
+        let stopped = ContinuousClock.now
+        kill(worker.processIdentifier, SIGTERM)
+        try await waitForExit(worker, within: 15)
+        let took = ContinuousClock.now - stopped
+        XCTAssertLessThan(took, .seconds(8), "deadline 1 s + hand-back 2 s, not minutes")
+        XCTAssertNotEqual(worker.terminationStatus, 0, "work was left behind")
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        XCTAssertTrue(text.contains("without handing back 1 task(s)"), text)
+    }
 }
