@@ -1,4 +1,5 @@
 import Colony
+import ColonyCoordinator
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -146,6 +147,52 @@ final class ObservabilityTests: ClusterTestCase {
         let unfinished = ["waiting", "queued", "running"].compactMap { after[#"colony_tasks{state="\#($0)"}"#] }.reduce(0, +)
         XCTAssertEqual(after["colony_tasks_submitted_total"], finished + unfinished)
         XCTAssertEqual(unfinished, 0)
+        await colony.close()
+    }
+
+    /// Every family the coordinator exports, each with samples, passes `promtool check metrics`
+    /// (Prometheus's own lint: HELP text on every family, no type word in a name, base units).
+    func testEveryMetricFamilyPassesPromtool() async throws {
+        let searchPath = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/bin:/usr/local/bin"
+        guard let promtool = searchPath.split(separator: ":").map({ "\($0)/promtool" })
+            .first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            return XCTFail("no promtool on PATH: run ./scripts/install-deps.sh --for-tests (Debian's prometheus package has it)")
+        }
+        let stateFolder = NSTemporaryDirectory() + "colony-promtool-state-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: stateFolder) }
+        let colony = try await startCluster(threads: 1, state: stateFolder)
+        try await colony.setLimit("db", size: 2)
+        _ = try await colony.counter("hits").add(3)
+        _ = try await colony.counter("big").set(.max)
+        do {
+            _ = try await colony.counter("big").add(1)
+            XCTFail("an overflowing add is refused")
+        } catch {}
+        let done = try await colony.submit([TaskSubmission(handler: "echo", input: Array("1".utf8)),
+                                            TaskSubmission(handler: "fail", input: Array(#""on purpose""#.utf8))])
+        _ = try await colony.results(of: done)
+        // One holds a unit of "db" while it runs; one waits for a node labelled gpu (none is).
+        let running = try await colony.submit("sleep", rawInput: Array("60".utf8), options: TaskOptions(uses: ["db"]))
+        let queued = try await colony.submit("echo", rawInput: Array("1".utf8), options: TaskOptions(requiredLabels: ["gpu": "yes"]))
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try await colony.report().running < 1 {
+            guard ContinuousClock.now < deadline else { throw CLIFailure("the sleeper did not start") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+
+        let scrape = try await request("GET", "/metrics")
+        XCTAssertEqual(scrape.status, 200)
+        for family in CoordinatorMetric.allCases {
+            XCTAssertTrue(scrape.body.contains("# TYPE \(family.rawValue) "), "\(family.rawValue) is in the scrape:\n\(scrape.body)")
+            XCTAssertTrue(scrape.body.contains("# HELP \(family.rawValue) \(family.help)\n"), "\(family.rawValue) has its HELP line")
+        }
+        let file = NSTemporaryDirectory() + "colony-scrape-\(UUID().uuidString).txt"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try scrape.body.write(toFile: file, atomically: true, encoding: .utf8)
+        let check = try ClusterHarness.run(executable: URL(fileURLWithPath: "/bin/sh"),
+                                           ["-c", #"exec "$0" check metrics < "$1""#, promtool, file], timeout: .seconds(60))
+        XCTAssertEqual(check.status, 0, "promtool check metrics:\n\(check.stdout)\(check.stderr)\nscrape:\n\(scrape.body)")
+        _ = try await colony.cancel([running, queued])
         await colony.close()
     }
 

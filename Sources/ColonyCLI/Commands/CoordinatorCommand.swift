@@ -108,12 +108,13 @@ struct CoordinatorCommand: AsyncParsableCommand {
 /// metric is made) and returns the registry for `/metrics`.
 func bootstrapPrometheusMetrics() -> PrometheusCollectorRegistry {
     let registry = PrometheusCollectorRegistry()
-    var factory = PrometheusMetricsFactory(registry: registry)
     // Task latencies span microseconds (queue waits) to minutes (run times).
     let microseconds: [Int64] = [100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
                                  1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000, 60_000_000, 300_000_000]
-    factory.defaultDurationHistogramBuckets = microseconds.map { Duration.microseconds($0) }
-    MetricsSystem.bootstrap(factory)
+    MetricsSystem.bootstrap(DescribedPrometheusMetrics(
+        registry: registry, durationBuckets: microseconds.map { Duration.microseconds($0) },
+        valueBuckets: PrometheusMetricsFactory(registry: registry).defaultValueHistogramBuckets,
+        help: { CoordinatorMetric(rawValue: $0)?.help ?? "" }))
     return registry
 }
 
