@@ -122,23 +122,10 @@ public final class HTTPFrontend: Sendable {
 
     /// `POST /api/v1/tasks` with one task or `{"tasks": [...]}`: 202 and the ids.
     private func submit(_ request: HTTPRequest) async -> HTTPResponse {
-        let body: [String: Any]
-        do {
-            body = try Self.object(request.body)
-        } catch {
-            return Self.error(400, "\(error)")
-        }
         let specs: [Colony_V1_TaskSpec]
         do {
-            if let list = body["tasks"] {
-                guard let tasks = list as? [Any], !tasks.isEmpty else { throw APIError("'tasks' must be a non-empty list of tasks") }
-                specs = try tasks.enumerated().map { index, task in
-                    guard let object = task as? [String: Any] else { throw APIError("task \(index) is not an object") }
-                    return try Self.taskSpec(object, index: index)
-                }
-            } else {
-                specs = [try Self.taskSpec(body, index: 0)]
-            }
+            let body = try APIBody.decode(SubmitBody.self, from: request.body)
+            specs = try body.tasks.enumerated().map { index, task throws(APIError) in try task.spec(index: index) }
         } catch {
             return Self.error(400, "\(error)")
         }
@@ -205,25 +192,11 @@ public final class HTTPFrontend: Sendable {
         counter.name = name.removingPercentEncoding ?? name
         if request.method == "POST" {
             do {
-                let body = try Self.object(request.body)
-                if let key = body["key"] {
-                    guard let text = key as? String else { throw APIError("'key' must be a string") }
-                    counter.key = text
-                }
-                if let add = body["add"] {
-                    counter.op = .add
-                    counter.value = try Self.integer(add, "add")
-                } else if let expected = body["expected"] {
-                    counter.op = .compareAndSet
-                    counter.expected = try Self.integer(expected, "expected")
-                    guard let value = body["value"] else { throw APIError("compare-and-set needs 'value' with 'expected'") }
-                    counter.value = try Self.integer(value, "value")
-                } else if let set = body["set"] {
-                    counter.op = .set
-                    counter.value = try Self.integer(set, "set")
-                } else {
-                    throw APIError("say what to do: {\"add\": N}, {\"set\": N} or {\"expected\": E, \"value\": N}")
-                }
+                let change = try APIBody.decode(CounterChangeBody.self, from: request.body)
+                counter.op = change.operation
+                counter.value = change.value
+                counter.expected = change.expected
+                if let key = change.key { counter.key = key }
             } catch {
                 return Self.error(400, "\(error)")
             }
@@ -246,108 +219,6 @@ public final class HTTPFrontend: Sendable {
     struct APIError: Error, CustomStringConvertible {
         var description: String
         init(_ description: String) { self.description = description }
-    }
-
-    static func object(_ body: [UInt8]) throws(APIError) -> [String: Any] {
-        guard !body.isEmpty else { throw APIError("the request needs a JSON object as its body") }
-        let parsed: Any
-        do {
-            parsed = try JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed])
-        } catch {
-            throw APIError("the body is not valid JSON (\(body.count) bytes)")
-        }
-        guard let object = parsed as? [String: Any] else { throw APIError("the body must be a JSON object") }
-        return object
-    }
-
-    static func integer(_ value: Any, _ name: String) throws(APIError) -> Int64 {
-        // JSONSerialization gives NSNumber for numbers and for booleans ("c", a char): refuse
-        // booleans and fractions.
-        guard let number = value as? NSNumber, String(cString: number.objCType) != "c",
-              number.stringValue == String(number.int64Value) else {
-            throw APIError("'\(name)' must be an integer")
-        }
-        return number.int64Value
-    }
-
-    /// One task from its JSON: `handler` and `input` (a string is sent as its UTF-8 bytes, any
-    /// other JSON value as its JSON text), optional `input_base64`, `priority`, `pool`
-    /// (`thread`, `process`, `automatic`), `uses`, `after`, `max_attempts`, `retry_on_error`,
-    /// `timeout_s`, `labels`, `key`.
-    static func taskSpec(_ object: [String: Any], index: Int) throws(APIError) -> Colony_V1_TaskSpec {
-        let known: Set<String> = ["handler", "input", "input_base64", "priority", "pool", "uses", "after", "max_attempts",
-                                  "retry_on_error", "timeout_s", "labels", "key"]
-        if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
-            throw APIError("task \(index): unknown field '\(unknown)' (fields: \(known.sorted().joined(separator: ", ")))")
-        }
-        var spec = Colony_V1_TaskSpec()
-        guard let handler = object["handler"] as? String else { throw APIError("task \(index): 'handler' (a string) is required") }
-        spec.handler = handler
-        switch (object["input"], object["input_base64"]) {
-        case (nil, nil): break
-        case (let input?, nil):
-            if let text = input as? String {
-                spec.input = Data(text.utf8)
-            } else if let data = try? JSONSerialization.data(withJSONObject: input, options: [.fragmentsAllowed, .sortedKeys]) {
-                spec.input = data
-            }
-        case (nil, let encoded?):
-            guard let text = encoded as? String, let data = Data(base64Encoded: text) else {
-                throw APIError("task \(index): 'input_base64' is not base64")
-            }
-            spec.input = data
-        default:
-            throw APIError("task \(index): give 'input' or 'input_base64', not both")
-        }
-        if let priority = object["priority"] {
-            let value = try integer(priority, "priority")
-            guard let small = Int32(exactly: value) else { throw APIError("task \(index): 'priority' is out of range") }
-            spec.priority = small
-        }
-        if let pool = object["pool"] {
-            switch pool as? String {
-            case "thread": spec.pool = .thread
-            case "process": spec.pool = .process
-            case "automatic", "default": spec.pool = .default
-            default: throw APIError("task \(index): 'pool' must be thread, process or automatic")
-            }
-        }
-        if let uses = object["uses"] {
-            guard let names = uses as? [String] else { throw APIError("task \(index): 'uses' must be a list of limit names") }
-            spec.uses = names
-        }
-        if let after = object["after"] {
-            guard let ids = after as? [Any] else { throw APIError("task \(index): 'after' must be a list of task ids") }
-            spec.after = try ids.map { value throws(APIError) in
-                let id = try integer(value, "after")
-                guard id > 0 else { throw APIError("task \(index): task ids are positive") }
-                return UInt64(id)
-            }
-        }
-        if let attempts = object["max_attempts"] {
-            let value = try integer(attempts, "max_attempts")
-            guard let small = UInt32(exactly: value) else { throw APIError("task \(index): 'max_attempts' is out of range") }
-            spec.maxAttempts = small
-        }
-        if let retry = object["retry_on_error"] {
-            guard let flag = retry as? Bool else { throw APIError("task \(index): 'retry_on_error' must be true or false") }
-            spec.retryOnError = flag
-        }
-        if let timeout = object["timeout_s"] {
-            guard let seconds = (timeout as? NSNumber)?.doubleValue, seconds > 0, seconds < 4_000_000 else {
-                throw APIError("task \(index): 'timeout_s' must be a positive number of seconds")
-            }
-            spec.timeoutMs = UInt32(max(1, (seconds * 1000).rounded()))
-        }
-        if let labels = object["labels"] {
-            guard let map = labels as? [String: String] else { throw APIError("task \(index): 'labels' must map names to strings") }
-            spec.labels = map
-        }
-        if let key = object["key"] {
-            guard let text = key as? String else { throw APIError("task \(index): 'key' must be a string") }
-            spec.key = text
-        }
-        return spec
     }
 
     static func json(_ status: Int, _ object: Any) -> HTTPResponse {

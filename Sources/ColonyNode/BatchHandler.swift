@@ -1,3 +1,4 @@
+import ColonyCore
 import Foundation
 
 /// `batch`: runs one handler over several inputs in one task (`map --chunk-size K`), so that
@@ -13,18 +14,38 @@ public enum BatchHandler {
     /// Most inputs in one batch.
     public static let inputsMax = 100_000
 
+    /// `{"handler": NAME, "inputs": [...]}`, no other keys.
+    struct Input: Decodable {
+        var handler: String
+        var inputs: [JSONValue]
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case handler, inputs }
+
+        init(from decoder: any Decoder) throws {
+            let fields = try decoder.strictContainer(keyedBy: CodingKeys.self)
+            handler = try fields.decode(String.self, forKey: .handler)
+            inputs = try fields.decode([JSONValue].self, forKey: .inputs)
+        }
+    }
+
     /// The batch handler over `registry` (batches do not nest).
     static func handler(over registry: HandlerRegistry) -> AnyTaskHandler {
         AnyTaskHandler(name: name) { bytes, context in
-            guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-                  let handlerName = object["handler"] as? String, let inputs = object["inputs"] as? [Any]
-            else {
+            let batch: Input
+            do {
+                batch = try JSONDecoder().decode(Input.self, from: Data(bytes))
+            } catch let error as UnknownFieldError {
+                throw ValidationFailure("batch: \(error)")
+            } catch {
                 throw ValidationFailure(#"batch takes {"handler": NAME, "inputs": [...]}"#)
             }
+            let (handlerName, inputs) = (batch.handler, batch.inputs)
             guard inputs.count <= inputsMax else { throw ValidationFailure("a batch holds at most \(inputsMax) inputs") }
             guard handlerName != name, let handler = registry[handlerName] else {
                 throw HandlerError.unknownHandler(handlerName, node: context.nodeName, known: registry.names)
             }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             var output: [UInt8] = [UInt8(ascii: "[")]
             for (index, item) in inputs.enumerated() {
                 try Task.checkCancellation()
@@ -32,7 +53,7 @@ public enum BatchHandler {
                 let itemContext = TaskContext(taskID: context.taskID, attempt: context.attempt, nodeName: context.nodeName,
                                               dependencyOutputs: context.dependencyOutputs)
                 do {
-                    let itemBytes = try JSONSerialization.data(withJSONObject: item, options: [.fragmentsAllowed])
+                    let itemBytes = try encoder.encode(item)
                     let result = try await handler.run(Array(itemBytes), context: itemContext)
                     for change in itemContext.recorder.recorded { context.recorder.add(change.name, change.delta) }
                     output += Array(#"{"ok":true,"output":"#.utf8) + (result.isEmpty ? Array("null".utf8) : result) + [UInt8(ascii: "}")]

@@ -26,13 +26,22 @@ public struct SleepHandler: TaskHandler {
 public struct PrimesHandler: TaskHandler {
     public static let name = "primes"
 
-    /// A half-open range of integers.
+    /// A half-open range of integers: `{"lo": 0, "hi": 100000}`, no other keys.
     public struct Range: Codable, Sendable, Equatable {
         public var lo: Int
         public var hi: Int
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case lo, hi }
+
         public init(lo: Int, hi: Int) {
             self.lo = lo
             self.hi = hi
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let fields = try decoder.strictContainer(keyedBy: CodingKeys.self)
+            lo = try fields.decode(Int.self, forKey: .lo)
+            hi = try fields.decode(Int.self, forKey: .hi)
         }
     }
 
@@ -113,12 +122,22 @@ public struct ValidationFailure: Error, Sendable, CustomStringConvertible {
 public struct CountHandler: TaskHandler {
     public static let name = "count"
 
+    /// `{"counter": "x", "times": 100}`, no other keys.
     public struct Input: Codable, Sendable, Equatable {
         public var counter: String
         public var times: Int
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case counter, times }
+
         public init(counter: String, times: Int) {
             self.counter = counter
             self.times = times
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let fields = try decoder.strictContainer(keyedBy: CodingKeys.self)
+            counter = try fields.decode(String.self, forKey: .counter)
+            times = try fields.decode(Int.self, forKey: .times)
         }
     }
 

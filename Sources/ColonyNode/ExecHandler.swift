@@ -12,20 +12,32 @@ public struct ExecHandler: TaskHandler {
     public static let name = "exec"
     public static let defaultPool = TaskPool.process
 
-    /// What to run.
+    /// What to run. Every field but `argv` may be left out; any other key is refused.
     public struct Input: Codable, Sendable, Equatable {
+        /// The program and its arguments, run without a shell. A program without a `/` is
+        /// looked up on PATH (the task's own `env["PATH"]` if it sets one).
         public var argv: [String]
+        /// Variables added to (or replacing) the node's environment; default: none.
         public var env: [String: String]?
+        /// Working directory; default: the node's.
         public var cwd: String?
-        /// Bytes written to the command's standard input (UTF-8 text).
+        /// Bytes written to the command's standard input (UTF-8 text); default: none, and the
+        /// command reads `/dev/null`.
         public var stdin: String?
+        /// Seconds after which the command is killed and reported `timedOut`; default: no limit
+        /// (the task's own timeout still applies).
         public var timeoutSeconds: Double?
-        /// Most bytes kept of stdout and of stderr each (default 1 MiB).
+        /// Most bytes kept of stdout and of stderr each, 0 to 16 MiB; default 1 MiB. The rest is
+        /// read and dropped, and `truncated` is set.
         public var outputBytesMax: Int?
         /// Fail the task (instead of reporting the status) when the command does not exit 0,
         /// so that retries apply; the reason is `exit status N`, `killed by signal N` or
-        /// `timed out after X s`, followed by the end of stderr.
+        /// `timed out after X s`, followed by the end of stderr. Default: false.
         public var failUnlessZero: Bool?
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case argv, env, cwd, stdin, timeoutSeconds, outputBytesMax, failUnlessZero
+        }
 
         public init(argv: [String], env: [String: String]? = nil, cwd: String? = nil, stdin: String? = nil,
                     timeoutSeconds: Double? = nil, outputBytesMax: Int? = nil, failUnlessZero: Bool? = nil) {
@@ -37,7 +49,25 @@ public struct ExecHandler: TaskHandler {
             self.timeoutSeconds = timeoutSeconds
             self.outputBytesMax = outputBytesMax
         }
+
+        public init(from decoder: any Decoder) throws {
+            let fields = try decoder.strictContainer(keyedBy: CodingKeys.self)
+            argv = try fields.decode([String].self, forKey: .argv)
+            env = try fields.decodeIfPresent([String: String].self, forKey: .env)
+            cwd = try fields.decodeIfPresent(String.self, forKey: .cwd)
+            stdin = try fields.decodeIfPresent(String.self, forKey: .stdin)
+            timeoutSeconds = try fields.decodeIfPresent(Double.self, forKey: .timeoutSeconds)
+            outputBytesMax = try fields.decodeIfPresent(Int.self, forKey: .outputBytesMax)
+            failUnlessZero = try fields.decodeIfPresent(Bool.self, forKey: .failUnlessZero)
+        }
     }
+
+    /// Largest `outputBytesMax`: both streams are held in the node's memory and travel in one
+    /// result message.
+    public static let outputBytesMaxLimit = 16 << 20
+
+    /// Longest `timeoutSeconds` (a year): far past any task, and small enough to be a deadline.
+    public static let timeoutSecondsMax = 365.0 * 24 * 3600
 
     /// How it ended.
     public struct Output: Codable, Sendable, Equatable {
@@ -54,6 +84,14 @@ public struct ExecHandler: TaskHandler {
 
         /// Exit status 0, no signal, no timeout.
         public var succeeded: Bool { exitCode == 0 && !timedOut }
+
+        /// The status a shell would report for the command: 124 when it timed out (as
+        /// `timeout(1)` does), 128+N when signal N ended it, else its exit status.
+        public var shellStatus: Int32 {
+            if timedOut { return 124 }
+            if let signal { return 128 + signal }
+            return exitCode ?? 1
+        }
     }
 
     let allowed: Bool
@@ -68,7 +106,13 @@ public struct ExecHandler: TaskHandler {
             throw ValidationFailure("exec is disabled on node \(context.nodeName) (start it with --allow-exec)")
         }
         guard let program = input.argv.first, !program.isEmpty else { throw ValidationFailure("exec needs a non-empty argv") }
-        let limit = max(0, min(input.outputBytesMax ?? (1 << 20), 16 << 20))
+        if let seconds = input.timeoutSeconds, !(seconds > 0 && seconds <= Self.timeoutSecondsMax) {
+            throw ValidationFailure("exec: timeoutSeconds must be above 0 and at most \(Int(Self.timeoutSecondsMax)), got \(seconds)")
+        }
+        if let bytes = input.outputBytesMax, !(0...Self.outputBytesMaxLimit).contains(bytes) {
+            throw ValidationFailure("exec: outputBytesMax must be from 0 to \(Self.outputBytesMaxLimit), got \(bytes)")
+        }
+        let limit = input.outputBytesMax ?? (1 << 20)
         let executable = program.contains("/") ? program : try Self.resolve(program, env: input.env)
         var environment = Self.nodeEnvironment
         if let env = input.env { environment.merge(env) { $1 } }
