@@ -6,7 +6,8 @@ import FoundationNetworking
 import XCTest
 
 /// Inputs with a key nobody reads, or with fields that exclude each other, are refused with
-/// one line naming them, and nothing runs or changes.
+/// one line naming them, and nothing runs or changes; `colony submit exec --wait` exits with
+/// the command's status.
 final class StrictInputTests: ClusterTestCase {
     private var http = ""
     private var scratch: String!
@@ -139,5 +140,25 @@ final class StrictInputTests: ClusterTestCase {
         let value = try await colony.counter("c").get()
         XCTAssertEqual(value, 5, "no refused change was applied")
         await colony.close()
+    }
+
+    func testSubmitExecWaitExitsWithTheCommandsStatusUnlessAllowed() async throws {
+        let colony = try await startCluster()
+        await colony.close()
+        let input = #"{"argv": ["sh", "-c", "echo out; exit 3"]}"#
+        let failing = try ClusterHarness.run(["submit", "exec", input, "--wait", "--coordinator", cluster.url])
+        XCTAssertEqual(failing.status, 3, failing.stderr)
+        XCTAssertTrue(failing.stdout.contains(#""exitCode":3"#), "the report is still printed: \(failing.stdout)")
+        let allowed = try ClusterHarness.run(["submit", "exec", input, "--wait", "--allow-nonzero", "--coordinator", cluster.url])
+        XCTAssertEqual(allowed.status, 0, allowed.stderr)
+        XCTAssertTrue(allowed.stdout.contains(#""exitCode":3"#), allowed.stdout)
+        let signalled = try ClusterHarness.run(["submit", "exec", #"{"argv": ["sh", "-c", "kill -9 $$"]}"#, "--wait", "--coordinator", cluster.url])
+        XCTAssertEqual(signalled.status, 128 + 9, signalled.stdout + signalled.stderr)
+        let late = try ClusterHarness.run(["submit", "exec", #"{"argv": ["sleep", "5"], "timeoutSeconds": 0.2}"#, "--wait", "--coordinator", cluster.url])
+        XCTAssertEqual(late.status, 124, "as timeout(1) reports it: \(late.stdout + late.stderr)")
+        let succeeding = try ClusterHarness.run(["submit", "exec", #"{"argv": ["true"]}"#, "--wait", "--coordinator", cluster.url])
+        XCTAssertEqual(succeeding.status, 0, succeeding.stderr)
+        let queued = try ClusterHarness.run(["submit", "exec", input, "--coordinator", cluster.url])
+        XCTAssertEqual(queued.status, 0, "without --wait only the submission counts: \(queued.stderr)")
     }
 }

@@ -11,6 +11,7 @@ struct SubmitCommand: AsyncParsableCommand {
             Examples:
               colony submit primes '{"lo": 0, "hi": 100000}' --wait     # prints 9592
               colony submit echo '"hello"' --wait
+              colony submit exec '{"argv": ["sh", "-c", "exit 3"]}' --wait   # prints the report, exits 3
             """
     )
 
@@ -22,8 +23,11 @@ struct SubmitCommand: AsyncParsableCommand {
     @Argument(help: "The handler's input as JSON.")
     var input: String
 
-    @Flag(name: .long, help: "Wait for the task and print its output; exit 1 if it failed.")
+    @Flag(name: .long, help: "Wait for the task and print its output; exit 1 if it failed. An exec task exits with its command's status (128+N for signal N, 124 on timeout).")
     var wait = false
+
+    @Flag(name: .long, help: "With exec --wait: exit 0 whatever the command's status (the report still has it).")
+    var allowNonzero = false
 
     @OptionGroup var scheduling: TaskOptionFlags
 
@@ -47,5 +51,9 @@ struct SubmitCommand: AsyncParsableCommand {
             throw CLIError("task \(id) failed on \(result.node): \(result.error)")
         }
         print(result.outputText)
+        if handler == ExecHandler.name, !allowNonzero,
+           let report = try? JSONDecoder().decode(ExecHandler.Output.self, from: Data(result.output)), report.shellStatus != 0 {
+            throw ExitCode(report.shellStatus)
+        }
     }
 }
