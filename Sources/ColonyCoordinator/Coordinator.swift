@@ -3,6 +3,7 @@ import ColonyStore
 import ColonyWire
 import Logging
 import NNG
+import Synchronization
 
 /// The coordinator: a REP socket served by many contexts at once (nng's async-server
 /// pattern), in front of `CoordinatorState`.
@@ -14,8 +15,13 @@ public final class Coordinator: Sendable {
     public struct Configuration: Sendable {
         /// Where to listen, e.g. `tcp://0.0.0.0:7411`.
         public var listenURL: String
-        /// Requests served at once; parked long polls count, so keep it above nodes + clients.
+        /// Contexts opened at start. Parked long polls (node pulls, client waits) each hold
+        /// one, so whenever fewer than `contextsSpare` wait for requests, more are opened, up
+        /// to `contextsMax`: a crowd of long polls never keeps a node's pull waiting in nng's
+        /// queue (where the coordinator cannot see it, and would declare the node lost).
         public var contexts = 256
+        /// Most contexts ever open (each costs about a kilobyte).
+        public var contextsMax = 65_536
         /// The longest a pull or fetch may be parked.
         public var longPollSecondsMax = 5.0
         /// Largest request accepted.
@@ -73,11 +79,9 @@ public final class Coordinator: Sendable {
     /// Serves requests until the surrounding task is cancelled; then answers parked requests
     /// and closes the socket.
     public func run() async {
+        let (growth, grow) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         await withDiscardingTaskGroup { group in
-            for _ in 0..<configuration.contexts {
-                guard let context = try? socket.openContext() else { break }
-                group.addTask { await self.serve(context) }
-            }
+            openContexts(configuration.contexts, in: &group, grow: grow)
             group.addTask { await self.expireLoop() }
             // A node's connection that closes (its process died: the kernel closed the socket)
             // makes it suspect at once; it has a moment to reconnect before its work moves.
@@ -88,14 +92,34 @@ public final class Coordinator: Sendable {
                     }
                 }
             }
-            // Wait here until cancelled (the sleep throws then), then shut down in order.
-            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+            // Until cancelled (the stream then ends): more contexts when few wait for requests.
+            for await _ in growth {
+                let step = max(Self.contextsSpare * 4, openCount.load(ordering: .relaxed) / 4)
+                openContexts(step, in: &group, grow: grow)
+            }
             await state.close()
             socket.close()
             // Commits what is queued, so a clean stop loses nothing either.
             store?.close()
         }
     }
+
+    /// Fewer contexts than this waiting for requests opens more.
+    static let contextsSpare = 4
+    /// Contexts open, and how many of them wait for a request (not handling or parking one).
+    private let openCount = Atomic<Int>(0)
+    private let waitingCount = Atomic<Int>(0)
+
+    private func openContexts(_ count: Int, in group: inout DiscardingTaskGroup, grow: AsyncStream<Void>.Continuation) {
+        for _ in 0..<count {
+            guard openCount.load(ordering: .relaxed) < configuration.contextsMax, let context = try? socket.openContext() else { return }
+            openCount.add(1, ordering: .relaxed)
+            group.addTask { await self.serve(context, grow: grow) }
+        }
+    }
+
+    /// The number of contexts open now (they only grow).
+    public var contextsOpen: Int { openCount.load(ordering: .relaxed) }
 
     /// The current cluster status (for embedded use).
     public func status() async -> ClusterStatus { await state.status() }
@@ -110,18 +134,23 @@ public final class Coordinator: Sendable {
         }
     }
 
-    private func serve(_ context: Context) async {
+    private func serve(_ context: Context, grow: AsyncStream<Void>.Continuation) async {
         var request: ReceivedMessage
+        waitingCount.add(1, ordering: .relaxed)
         do {
             request = try await context.receiveMessage()
         } catch {
             return
         }
         while !Task.isCancelled {
+            if waitingCount.subtract(1, ordering: .relaxed).newValue < Self.contextsSpare {
+                grow.yield()
+            }
             // The handler answers once the request's state changes are durable.
             let reply = await handler.handle(request.bytes, pipeID: request.pipeID)
             // One step: the reply goes out and the context waits for its next request. A
             // requester that has gone only costs its reply.
+            waitingCount.add(1, ordering: .relaxed)
             do {
                 request = try await context.replyThenReceiveMessage(reply)
             } catch {

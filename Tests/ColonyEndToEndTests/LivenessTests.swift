@@ -1,0 +1,35 @@
+import Colony
+import Foundation
+import XCTest
+
+/// A node is alive while its pulls reach the coordinator: long polls parked by many nodes
+/// must never keep another node's pull waiting until it is declared lost.
+final class LivenessTests: ClusterTestCase {
+    func testSixtyFourNodesOnSixteenContextsAreNeverDeclaredLost() async throws {
+        let log = NSTemporaryDirectory() + "colony-liveness-\(UUID().uuidString).log"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        try cluster.start(["coordinator", "--listen", cluster.url, "--state", ":memory:", "--contexts", "16"], stderrFile: log)
+        let nodes = 64
+        for index in 0..<nodes {
+            try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--processes", "0", "--name", "n\(index)"])
+        }
+        let colony = try await cluster.connect(waitingForNodes: nodes)
+        let count = 5000
+        let inputs = (0..<count).map { "\($0)" }
+        let outputs: [String] = try await colony.map(EchoHandler.name, inputs)
+        XCTAssertEqual(outputs, inputs)
+        // Every node idles on a parked pull for a few node timeouts (2.5 s): 64 long polls on
+        // 16 contexts starved the rest before.
+        let idleUntil = ContinuousClock.now + .seconds(6)
+        while ContinuousClock.now < idleUntil {
+            let status = try await colony.status()
+            XCTAssertEqual(status.nodes.count, nodes, "a node was declared lost")
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        let status = try await colony.status()
+        XCTAssertEqual(status.failed, 0)
+        await colony.close()
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        XCTAssertFalse(text.contains("node lost"), text.split(separator: "\n").filter { $0.contains("node lost") }.prefix(3).joined(separator: "\n"))
+    }
+}
