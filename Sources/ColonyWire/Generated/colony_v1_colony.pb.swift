@@ -371,7 +371,13 @@ public nonisolated struct Colony_V1_TaskSpec: Sendable {
   /// Name of a handler registered on the nodes ("echo", "primes", "exec", ...).
   public var handler: String = String()
 
-  /// Input given to the handler.
+  /// Input given to the handler. The built-ins take JSON and fail the task, naming the key,
+  /// when an object has a key they do not know. `exec` takes {"argv": [program, args...],
+  /// "env": {name: value}, "cwd": dir, "stdin": text, "timeoutSeconds": s > 0,
+  /// "outputBytesMax": 0 to 16 MiB (default 1 MiB), "failUnlessZero": bool}, all but argv
+  /// optional (README: "exec"); without failUnlessZero it succeeds whatever the command's
+  /// status and reports it: {"exitCode" or "signal", "stdout", "stderr", "truncated",
+  /// "timedOut", "durationMicros"}; with it, a status other than 0 fails the task.
   public var input: Data = Data()
 
   /// Higher runs first; FIFO within a priority.
