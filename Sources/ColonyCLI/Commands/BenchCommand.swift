@@ -18,8 +18,10 @@ struct BenchCommand: AsyncParsableCommand {
                 same in the node's process pool (2 children): w3_process_wall_s, w3_process_speedup.
             W4: 200 tasks x 100 increments of one cluster counter: increments/s, final value (20000).
             W5: 200 sleeps (90% 1 ms, 10% 50 ms, fixed seed) on 2 slots: makespan over sum/slots.
-            W6: 2,000 commands `true` through `colony map` (process pool), tasks/s, beside
-                `xargs -P2 -n1` and GNU `parallel -j2` when installed.
+            W6: 2,000 commands `echo` through `colony map` (process pool), tasks/s, beside
+                `xargs -P2 -n1` and GNU `parallel -j2` on the same inputs. A peer's figure counts
+                only when it is the program named and printed every input once; otherwise
+                peers_not_counted says why (in --json, an object of figure key to reason).
             """
     )
 
@@ -34,6 +36,9 @@ struct BenchCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "W3: count primes below this number.")
     var w3Limit = 2_000_000
+
+    @Option(name: .long, help: "W6: number of commands (for Colony and each peer).")
+    var w6Tasks = 2_000
 
     @Option(name: .long, help: "Thread slots of the benchmark node.")
     var threads = 2
@@ -144,18 +149,21 @@ struct BenchCommand: AsyncParsableCommand {
         figures.append(("w5_ideal_s", w5Ideal))
         figures.append(("w5_ratio", w5Makespan / w5Ideal))
 
-        // W6: 2,000 commands `true` through `colony map` (the whole command, as a user runs it),
-        // and `xargs -P2` on the same inputs for comparison.
-        let inputs2000 = (1...2000).map(String.init).joined(separator: "\n") + "\n"
-        let mapSeconds = try timeCommand(executable.path, ["map", "--coordinator", url, "--", "true"], stdin: inputs2000)
-        figures.append(("w6_tasks_per_s", 2000 / mapSeconds))
-        if let xargs = ["/usr/bin/xargs", "/bin/xargs"].first(where: FileManager.default.isExecutableFile(atPath:)) {
-            let xargsSeconds = try timeCommand(xargs, ["-P2", "-n1", "true"], stdin: inputs2000)
-            figures.append(("w6_xargs_p2_tasks_per_s", 2000 / xargsSeconds))
-        }
-        if let parallel = ["/usr/bin/parallel", "/usr/local/bin/parallel"].first(where: FileManager.default.isExecutableFile(atPath:)) {
-            let parallelSeconds = try timeCommand(parallel, ["-j2", "true"], stdin: inputs2000)
-            figures.append(("w6_parallel_j2_tasks_per_s", 2000 / parallelSeconds))
+        // W6: commands `echo` through `colony map` (the whole command, as a user runs it), and
+        // the peers on the same inputs; `echo` rather than `true` so that every run shows, by
+        // its output, that it ran each command.
+        let w6Inputs = (1...max(1, w6Tasks)).map(String.init)
+        let map = try ProgramRun(executable.path, ["map", "--coordinator", url, "--", "echo"],
+                                 input: w6Inputs.map { $0 + "\n" }.joined(), timeout: BenchPeer.timeout)
+        guard map.status == 0 else { throw CLIError("W6: colony map exited with status \(map.status)") }
+        if let problem = ProgramRun.echoProblem(map.stdout, inputs: w6Inputs, ordered: true) { throw CLIError("W6: colony map \(problem)") }
+        figures.append(("w6_tasks_per_s", Double(w6Inputs.count) / map.seconds))
+        var peersNotCounted: [String: String] = [:]
+        for peer in [BenchPeer.xargs, .gnuParallel] {
+            switch peer.measure(inputs: w6Inputs) {
+            case .tasksPerSecond(let rate): figures.append((peer.key, rate))
+            case .notCounted(let reason): peersNotCounted[peer.key] = reason
+            }
         }
 
         figures.append(("coordinator_peak_rss_mib", peakRSSMiB(coordinator.processIdentifier)))
@@ -170,11 +178,17 @@ struct BenchCommand: AsyncParsableCommand {
                 let text = abs(value) >= 100 || value == value.rounded() ? String(Int(value.rounded())) : String(format: "%.3f", value)
                 return "\"\(key)\": \(text)"
             }.joined(separator: ", ")
-            print("{\(body)}")
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = .sortedKeys
+            let notCounted = try String(decoding: encoder.encode(peersNotCounted), as: UTF8.self)
+            print("{\(body), \"peers_not_counted\": \(notCounted)}")
         } else {
             print("colony bench (coordinator, 1 node with \(threads) thread slots, client: separate processes over \(url))")
             for (key, value) in figures {
                 print("  \(key.padding(toLength: 26, withPad: " ", startingAt: 0)) \(String(format: value >= 100 ? "%.0f" : "%.3f", value))")
+            }
+            for (key, reason) in peersNotCounted.sorted(by: { $0.key < $1.key }) {
+                print("  \(key.padding(toLength: 26, withPad: " ", startingAt: 0)) not counted: \(reason)")
             }
         }
     }
@@ -285,26 +299,6 @@ struct BenchCommand: AsyncParsableCommand {
         _ = try await colony.cancel(ids)
         await colony.close()
         return figures
-    }
-
-    /// Runs a command with `stdin` as its input; returns its wall time in seconds.
-    private func timeCommand(_ path: String, _ arguments: [String], stdin: String) throws -> Double {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        let input = Pipe()
-        process.standardInput = input
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        let clock = ContinuousClock()
-        let start = clock.now
-        try process.run()
-        try input.fileHandleForWriting.write(contentsOf: Data(stdin.utf8))
-        try input.fileHandleForWriting.close()
-        process.waitUntilExit()
-        let elapsed = seconds(clock.now - start)
-        guard process.terminationStatus == 0 else { throw CLIError("\(path) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)") }
-        return elapsed
     }
 
     private func seconds(_ duration: Duration) -> Double {
