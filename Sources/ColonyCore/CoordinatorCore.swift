@@ -286,6 +286,7 @@ public struct CoordinatorCore: Sendable {
         guard !session.isEmpty, session.utf8.count <= limits.sessionBytesMax else {
             throw .invalidArgument("session id must be 1 to \(limits.sessionBytesMax) bytes")
         }
+        try NameCheck.refuseControlCharacters(in: session, "session id")
         for (index, submission) in submissions.enumerated() {
             try validate(submission, index: index)
         }
@@ -352,6 +353,7 @@ public struct CoordinatorCore: Sendable {
         guard announcement.host.utf8.count <= limits.labelBytesMax else {
             throw .invalidArgument("node host name must be at most \(limits.labelBytesMax) bytes")
         }
+        try NameCheck.refuseControlCharacters(in: announcement.host, "node host name")
         let handlerCount = announcement.handlers.count + announcement.processHandlers.count
         guard handlerCount <= limits.handlersPerNodeMax else {
             throw .invalidArgument("a node may announce at most \(limits.handlersPerNodeMax) handlers (\(handlerCount) given)")
@@ -359,6 +361,9 @@ public struct CoordinatorCore: Sendable {
         for name in announcement.handlers + announcement.processHandlers
         where name.isEmpty || name.utf8.count > limits.handlerNameBytesMax {
             throw .invalidArgument("node handler names must be 1 to \(limits.handlerNameBytesMax) bytes")
+        }
+        for name in announcement.handlers + announcement.processHandlers {
+            try NameCheck.refuseControlCharacters(in: name, "node handler name")
         }
         try validateLabels(announcement.labels, max: limits.labelsPerNodeMax, owner: "a node")
     }
@@ -370,6 +375,10 @@ public struct CoordinatorCore: Sendable {
         where key.isEmpty || key.utf8.count > limits.labelBytesMax || value.utf8.count > limits.labelBytesMax {
             throw .invalidArgument("\(owner): a label's key must be 1 to \(limits.labelBytesMax) bytes and its value at most \(limits.labelBytesMax)")
         }
+        for (key, value) in labels {
+            try NameCheck.refuseControlCharacters(in: key, "\(owner): label key")
+            try NameCheck.refuseControlCharacters(in: value, "\(owner): label value")
+        }
     }
 
     private func validate(_ submission: TaskSubmission, index: Int) throws(Refusal) {
@@ -377,12 +386,15 @@ public struct CoordinatorCore: Sendable {
         guard bytes > 0, bytes <= limits.handlerNameBytesMax else {
             throw .invalidArgument("task \(index): handler name must be 1 to \(limits.handlerNameBytesMax) bytes")
         }
+        try NameCheck.refuseControlCharacters(in: submission.handler, "task \(index): handler name")
         if let key = submission.key, key.isEmpty || key.utf8.count > limits.sessionBytesMax {
             throw .invalidArgument("task \(index): a key must be 1 to \(limits.sessionBytesMax) bytes")
         }
         if let poolHandler = submission.poolHandler, poolHandler.utf8.count > limits.handlerNameBytesMax {
             throw .invalidArgument("task \(index): pool handler name must be at most \(limits.handlerNameBytesMax) bytes")
         }
+        if let key = submission.key { try NameCheck.refuseControlCharacters(in: key, "task \(index): key") }
+        if let poolHandler = submission.poolHandler { try NameCheck.refuseControlCharacters(in: poolHandler, "task \(index): pool handler name") }
         let options = submission.options
         guard options.after.count <= limits.dependenciesPerTaskMax else {
             throw .invalidArgument("task \(index): at most \(limits.dependenciesPerTaskMax) dependencies")
@@ -394,6 +406,9 @@ public struct CoordinatorCore: Sendable {
         }
         guard options.uses.count <= limits.limitsPerTaskMax else {
             throw .invalidArgument("task \(index): at most \(limits.limitsPerTaskMax) limits")
+        }
+        for name in options.uses {
+            try NameCheck.refuseControlCharacters(in: name, "task \(index): limit name")
         }
         for name in options.uses where limitSizes[name] == nil {
             throw .invalidArgument("task \(index): unknown limit '\(name)' (create it first: colony limit set \(name) N)")
@@ -421,6 +436,7 @@ public struct CoordinatorCore: Sendable {
         guard !announcement.name.isEmpty, announcement.name.utf8.count <= limits.nodeNameBytesMax else {
             throw .invalidArgument("node name must be 1 to \(limits.nodeNameBytesMax) bytes")
         }
+        try NameCheck.refuseControlCharacters(in: announcement.name, "node name")
         guard announcement.threadSlots >= 0, announcement.threadSlots <= limits.threadSlotsMax else {
             throw .invalidArgument("node slots must be 0 to \(limits.threadSlotsMax)")
         }
@@ -891,6 +907,7 @@ public struct CoordinatorCore: Sendable {
         guard !key.isEmpty, key.utf8.count <= limits.sessionBytesMax else {
             throw .invalidArgument("a counter change's key must be 1 to \(limits.sessionBytesMax) bytes")
         }
+        try NameCheck.refuseControlCharacters(in: key, "counter change key")
         return counterKeys[key]
     }
 
@@ -920,6 +937,7 @@ public struct CoordinatorCore: Sendable {
         guard !name.isEmpty, name.utf8.count <= limits.counterNameBytesMax else {
             throw .invalidArgument("counter name must be 1 to \(limits.counterNameBytesMax) bytes")
         }
+        try NameCheck.refuseControlCharacters(in: name, "counter name")
     }
 
     // MARK: Limits
@@ -940,7 +958,9 @@ public struct CoordinatorCore: Sendable {
         guard !name.isEmpty, name.utf8.count <= limits.counterNameBytesMax else {
             throw .invalidArgument("limit name must be 1 to \(limits.counterNameBytesMax) bytes")
         }
-        guard size >= 0, size <= 1_000_000 else { throw .invalidArgument("limit size must be 0 to 1000000") }
+        try NameCheck.refuseControlCharacters(in: name, "limit name")
+        // Size 0 would let no task that uses the limit ever run, silently: refused.
+        guard size >= 1, size <= 1_000_000 else { throw .invalidArgument("limit size must be 1 to 1000000, not \(size)") }
         limitSizes[name] = size
         if journaling { journal.append(.limit(name: name, size: size)) }
     }

@@ -43,7 +43,7 @@ final class StoreTests: XCTestCase {
         let store = try Store(directory: folder)
         store.start()
         let options = TaskOptions(priority: 3, uses: ["db"], maxAttempts: 2, retryOnError: true, timeoutSeconds: 1.5,
-                                  requiredLabels: ["gpu": "1", "zone": "a\nb"], pool: .process)
+                                  requiredLabels: ["gpu": "1", "zone": "a=b; ü"], pool: .process)
         var core = CoordinatorCore()
         core.journaling = true
         try core.setLimit("db", size: 2)
