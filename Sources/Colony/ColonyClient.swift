@@ -109,6 +109,10 @@ public actor ColonyClient {
     /// resends after a lost reply or a coordinator restart never creates a task twice.
     public func submit(_ tasks: [TaskSubmission]) async throws(ColonyError) -> [TaskID] {
         if tasks.isEmpty { return [] }
+        for (index, task) in tasks.enumerated() {
+            guard let timeout = task.options.timeoutSeconds else { continue }
+            do { _ = try SecondsRange.taskTimeout.check(timeout, "task \(index): timeoutSeconds") } catch { throw .badInput("\(error)") }
+        }
         var keyed = tasks
         for index in keyed.indices where keyed[index].key == nil {
             keyCounter += 1
@@ -361,7 +365,11 @@ public actor ColonyClient {
     public func drain(node name: String, deadline: Duration = .seconds(30)) async throws(ColonyError) -> Bool {
         var request = Colony_V1_DrainRequest()
         request.node = name
-        request.deadlineMs = UInt32(clamping: Int(deadline / .milliseconds(1)))
+        do {
+            request.deadlineMs = UInt32(try SecondsRange.drainDeadline.milliseconds(deadline / .seconds(1), "drain deadline"))
+        } catch {
+            throw .badInput("\(error)")
+        }
         guard case .drainReply(let reply) = try await self.request(.drain(request)) else {
             throw .protocolViolation("the coordinator answered a drain request with something else")
         }
@@ -411,7 +419,11 @@ public actor ColonyClient {
     public func fetchResult(of id: TaskID, wait: Duration = .seconds(0)) async throws(ColonyError) -> TaskResult? {
         var request = Colony_V1_ResultRequest()
         request.taskID = id
-        request.waitMs = UInt32(clamping: wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)
+        do {
+            request.waitMs = UInt32(clamping: try SecondsRange.wait.milliseconds(wait / .seconds(1), "result wait"))
+        } catch {
+            throw .badInput("\(error)")
+        }
         guard case .fetchReply(let reply) = try await self.request(.result(request)) else {
             throw .protocolViolation("the coordinator answered a result request with something else")
         }
@@ -430,7 +442,8 @@ public actor ColonyClient {
         spec.after = options.after
         spec.maxAttempts = UInt32(clamping: options.maxAttempts)
         spec.retryOnError = options.retryOnError
-        if let timeout = options.timeoutSeconds { spec.timeoutMs = UInt32(clamping: Int((timeout * 1000).rounded(.up))) }
+        // Checked in `submit` (a nan or inf here would trap).
+        if let timeout = options.timeoutSeconds { spec.timeoutMs = UInt32(clamping: (try? SecondsRange.taskTimeout.milliseconds(timeout, "")) ?? 0) }
         spec.labels = options.requiredLabels
         if let poolHandler = task.poolHandler { spec.poolHandler = poolHandler }
         if let key = task.key { spec.key = key }

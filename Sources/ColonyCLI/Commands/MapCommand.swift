@@ -33,7 +33,7 @@ struct MapCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Run a failing input again up to this many times.")
     var retries = 0
 
-    @Option(name: .long, help: "Seconds one input may run.")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds one input may run.")
     var timeout: Double?
 
     @Option(name: .long, help: "Write one line per input: input, node, attempt, status, seconds (tab-separated).")
@@ -52,11 +52,12 @@ struct MapCommand: AsyncParsableCommand {
     var command: [String] = []
 
     func validate() throws {
+        if Self.asksForHelp(command) { throw CleanExit.helpRequest(self) }
         let argv = command.first == "--" ? Array(command.dropFirst()) : command
         if handler == nil && argv.isEmpty { throw ValidationError("give a command after --, or --handler NAME") }
         if handler != nil && !argv.isEmpty { throw ValidationError("give either a command or --handler, not both") }
         guard retries >= 0, retries < 1000 else { throw ValidationError("--retries must be 0 to 999") }
-        if let timeout, !(timeout > 0) { throw ValidationError("--timeout must be > 0 seconds") }
+        if let timeout { _ = try SecondsRange.taskTimeout.check(timeout, "--timeout") }
         guard chunkSize >= 1, chunkSize <= BatchHandler.inputsMax else { throw ValidationError("--chunk-size must be 1 to \(BatchHandler.inputsMax)") }
     }
 
@@ -64,8 +65,8 @@ struct MapCommand: AsyncParsableCommand {
         let argv = command.first == "--" ? Array(command.dropFirst()) : command
         let lines = try readInputs()
         var options = TaskOptions(uses: uses, maxAttempts: retries + 1, retryOnError: retries > 0, pool: pool)
-        // A chunk's timeout covers all of its inputs.
-        if let timeout { options.timeoutSeconds = timeout * Double(chunkSize) + 5 }
+        // A chunk's timeout covers all of its inputs (each input keeps its own).
+        if let timeout { options.timeoutSeconds = min(timeout * Double(chunkSize) + 5, SecondsRange.taskTimeout.most) }
         var submissions: [TaskSubmission] = []
         submissions.reserveCapacity(lines.count)
         for (index, line) in lines.enumerated() {
@@ -162,6 +163,15 @@ struct MapCommand: AsyncParsableCommand {
         var lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         if lines.last == "" { lines.removeLast() }
         return lines
+    }
+
+    /// Whether the captured words ask for this command's help: `--help` or `-h` before `--`,
+    /// or first when there is no `--`. (Capturing the command for passthrough captures these
+    /// too, and they would otherwise run as a command named `--help`.)
+    static func asksForHelp(_ captured: [String]) -> Bool {
+        let isHelp = { (word: String) in word == "--help" || word == "-h" }
+        guard let terminator = captured.firstIndex(of: "--") else { return captured.first.map(isHelp) ?? false }
+        return captured[..<terminator].contains(where: isHelp)
     }
 
     /// Replaces `{}` in every argument by `input`; appends it when no argument has `{}`.

@@ -29,15 +29,19 @@ struct NodeCommand: AsyncParsableCommand {
 
     @OptionGroup var logging: LogOptions
 
-    @Option(name: .long, help: "On SIGTERM/SIGINT the node drains: seconds its running tasks may take before they are handed back to other nodes (a second signal stops it at once).")
+    @Option(name: .long, parsing: .unconditional, help: "On SIGTERM/SIGINT the node drains: seconds its running tasks may take before they are handed back to other nodes (a second signal stops it at once).")
     var drainTimeout: Double = 30
 
     func validate() throws {
         guard threads >= 0, threads <= 4096 else { throw ValidationError("--threads must be 0 to 4096") }
         guard threads + processPool.processes > 0 else { throw ValidationError("a node needs --threads or --processes above 0") }
-        guard drainTimeout >= 0, drainTimeout <= 86_400 else { throw ValidationError("--drain-timeout must be 0 to 86400 seconds") }
+        _ = try SecondsRange.drainDeadline.check(drainTimeout, "--drain-timeout")
         try processPool.validate()
         if let name, name.isEmpty || name.utf8.count > 256 { throw ValidationError("--name must be 1 to 256 bytes") }
+        // The coordinator would refuse every pull of such a node: say so once, here.
+        for (flag, text) in [("--name", name ?? "")] + label.map({ ("--label", $0) }) where NameCheck.containsControlCharacter(text) {
+            throw CLIError("\(flag) '\(NameCheck.escaped(text))' contains a control character")
+        }
     }
 
     func run() async throws {
@@ -54,7 +58,7 @@ struct NodeCommand: AsyncParsableCommand {
         configuration.tls = try client.tls()
         configuration.processes = processPool.configuration
         let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: CustomHandlers.registered, allowExec: allowExec))
-        let drainTimeout = Duration.milliseconds(Int(self.drainTimeout * 1000))
+        let drainTimeout = try SecondsRange.drainDeadline.duration(self.drainTimeout, "--drain-timeout")
         // First signal: drain (finish or hand back, then leave, exit 0). Second: stop now.
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await node.run() }
@@ -90,13 +94,14 @@ struct ProcessPoolFlags: ParsableArguments {
     @Option(name: .long, help: "Replace a child after this many tasks (against slow leaks).")
     var maxTasksPerChild: Int?
 
-    @Option(name: .long, help: "Seconds a new child may take to start before it is killed and reported.")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds a new child may take to start before it is killed and reported.")
     var childStartTimeout: Double = 10
+    static let childStartTimeoutRange = SecondsRange(0.001...86_400)
 
     func validate() throws {
         guard processes >= 0, processes <= 1024 else { throw ValidationError("--processes must be 0 to 1024") }
         if let maxTasksPerChild, maxTasksPerChild < 1 { throw ValidationError("--max-tasks-per-child must be at least 1") }
-        guard childStartTimeout > 0 else { throw ValidationError("--child-start-timeout must be > 0 seconds") }
+        _ = try Self.childStartTimeoutRange.check(childStartTimeout, "--child-start-timeout")
         _ = try memoryLimitBytes()
     }
 
@@ -122,7 +127,8 @@ struct ProcessPoolFlags: ParsableArguments {
         var pool = ProcessPoolConfiguration(size: processes)
         pool.memoryLimitBytes = try? memoryLimitBytes()
         pool.maxTasksPerChild = maxTasksPerChild
-        pool.startTimeout = .milliseconds(Int(childStartTimeout * 1000))
+        // Checked in `validate`.
+        pool.startTimeout = (try? Self.childStartTimeoutRange.duration(childStartTimeout, "--child-start-timeout")) ?? pool.startTimeout
         return pool
     }
 }

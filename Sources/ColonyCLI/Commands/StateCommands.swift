@@ -14,13 +14,17 @@ struct DrainCommand: AsyncParsableCommand {
     @Argument(help: "The node's name (see colony status).")
     var node: String
 
-    @Option(name: .long, help: "Seconds the node may finish its running tasks; what still runs then is handed back to other nodes.")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds the node may finish its running tasks; what still runs then is handed back to other nodes.")
     var deadline: Double = 30
 
+    func validate() throws {
+        _ = try SecondsRange.drainDeadline.check(deadline, "--deadline")
+    }
+
     func run() async throws {
-        guard deadline >= 0, deadline <= 86_400 else { throw ValidationError("--deadline must be 0 to 86400 seconds") }
+        let deadline = try SecondsRange.drainDeadline.duration(self.deadline, "--deadline")
         try await withClient(client) { colony in
-            guard try await colony.drain(node: node, deadline: .milliseconds(Int(deadline * 1000))) else {
+            guard try await colony.drain(node: node, deadline: deadline) else {
                 throw CLIError("no node named '\(node)' is known to the coordinator (see colony status)")
             }
             print("node \(node) is draining")
@@ -48,7 +52,9 @@ struct CounterCommand: AsyncParsableCommand {
     @Argument(help: "The counter's name (not for list).")
     var name: String?
 
-    @Argument(help: "add: the amount; set: the value; cas: EXPECTED NEW.")
+    // Collects what the parser does not recognise, so that negative numbers (`add hits -5`)
+    // are values rather than unknown options.
+    @Argument(parsing: .allUnrecognized, help: "add: the amount; set: the value; cas: EXPECTED NEW (negative numbers too).")
     var values: [Int64] = []
 
     func run() async throws {
@@ -91,7 +97,8 @@ struct LimitCommand: AsyncParsableCommand {
     @Argument(help: "set or list.")
     var operation: String
 
-    @Argument(help: "set: NAME SIZE.")
+    // As in `counter`: a negative size reaches the size check instead of failing as an option.
+    @Argument(parsing: .allUnrecognized, help: "set: NAME SIZE.")
     var arguments: [String] = []
 
     func run() async throws {
@@ -102,7 +109,7 @@ struct LimitCommand: AsyncParsableCommand {
         switch operation {
         case "set":
             guard arguments.count == 2, let size = Int(arguments[1]), size >= 0 else {
-                throw CLIError("usage: colony limit set NAME SIZE (SIZE a whole number >= 0)")
+                throw CLIError("usage: colony limit set NAME SIZE (SIZE a whole number from 1 to 1000000)")
             }
             try await colony.setLimit(arguments[0], size: size)
             print("limit \(arguments[0]) = \(size)")
@@ -180,8 +187,12 @@ struct ResultCommand: AsyncParsableCommand {
     @Argument(help: "The task id (printed by colony submit).")
     var id: UInt64
 
-    @Option(name: .long, help: "Seconds to wait for the task to finish.")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds to wait for the task to finish.")
     var wait: Double = 5
+
+    func validate() throws {
+        _ = try SecondsRange.wait.check(wait, "--wait")
+    }
 
     func run() async throws {
         try await withClient(client) { colony in try await run(colony) }
@@ -189,10 +200,10 @@ struct ResultCommand: AsyncParsableCommand {
 
     private func run(_ colony: ColonyClient) async throws {
         // The coordinator holds one request at most 5 s: ask again until --wait runs out.
-        let deadline = ContinuousClock.now + .milliseconds(Int(max(0, wait) * 1000))
-        var fetched = try await colony.fetchResult(of: id, wait: .milliseconds(Int(max(0, min(wait, 5)) * 1000)))
+        let deadline = ContinuousClock.now + (try SecondsRange.wait.duration(wait, "--wait"))
+        var fetched = try await colony.fetchResult(of: id, wait: min(max(.zero, deadline - ContinuousClock.now), .seconds(5)))
         while fetched == nil && ContinuousClock.now < deadline {
-            let left = deadline - ContinuousClock.now
+            let left = max(.zero, deadline - ContinuousClock.now)
             fetched = try await colony.fetchResult(of: id, wait: min(left, .seconds(5)))
         }
         guard let result = fetched else {
@@ -205,7 +216,8 @@ struct ResultCommand: AsyncParsableCommand {
 
 /// Scheduling options shared by `submit` (and later `map`).
 struct TaskOptionFlags: ParsableArguments {
-    @Option(name: .long, help: "Priority: higher runs first (default 0).")
+    // Unconditional: the next word is the value even when it starts with '-' (`--priority -2`).
+    @Option(name: .long, parsing: .unconditional, help: "Priority: higher runs first (default 0; negative runs after).")
     var priority: Int32 = 0
 
     @Option(name: .long, help: "A cluster limit the task holds while it runs (repeatable).")
@@ -217,7 +229,7 @@ struct TaskOptionFlags: ParsableArguments {
     @Option(name: .long, help: "Retry a failed handler this many times (with back-off).")
     var retries: Int = 0
 
-    @Option(name: .long, help: "Seconds an attempt may run.")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds an attempt may run.")
     var timeout: Double?
 
     @Option(name: .long, help: "A label KEY=VALUE the node must have (repeatable).")
@@ -226,9 +238,13 @@ struct TaskOptionFlags: ParsableArguments {
     @Option(name: .long, help: "The pool to run in: thread, process, or automatic (the handler's default: process for exec, crash and allocate, thread for the rest).")
     var pool: TaskPool = .automatic
 
+    func validate() throws {
+        if let timeout { _ = try SecondsRange.taskTimeout.check(timeout, "--timeout") }
+    }
+
     func options() throws -> TaskOptions {
         guard retries >= 0, retries < 1000 else { throw ValidationError("--retries must be 0 to 999") }
-        if let timeout, !(timeout > 0) { throw ValidationError("--timeout must be > 0 seconds") }
+        if let timeout { _ = try SecondsRange.taskTimeout.check(timeout, "--timeout") }
         return TaskOptions(priority: priority, uses: uses, after: after, maxAttempts: retries + 1, retryOnError: retries > 0,
                            timeoutSeconds: timeout, requiredLabels: try parseLabels(requireLabel), pool: pool)
     }

@@ -17,17 +17,19 @@ struct TopCommand: AsyncParsableCommand {
 
     @OptionGroup var client: ClientOptions
 
-    @Option(name: .long, help: "Seconds between refreshes.")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds between refreshes.")
     var interval: Double = 1
+    static let intervalRange = SecondsRange(0.1...3600)
 
     @Flag(name: .long, help: "Print one view and exit.")
     var once = false
 
     func validate() throws {
-        guard interval >= 0.1, interval <= 3600 else { throw ValidationError("--interval must be 0.1 to 3600 seconds") }
+        _ = try Self.intervalRange.check(interval, "--interval")
     }
 
     func run() async throws {
+        let interval = try Self.intervalRange.duration(self.interval, "--interval")
         let terminal = isatty(STDOUT_FILENO) == 1 && !once
         try await withClient(client) { colony in
             while true {
@@ -38,7 +40,7 @@ struct TopCommand: AsyncParsableCommand {
                 let text = terminal ? "\u{1B}[H" + view.replacingOccurrences(of: "\n", with: "\u{1B}[K\n") + "\u{1B}[J" : view + "\n"
                 FileHandle.standardOutput.write(Data(text.utf8))
                 if once { return }
-                try await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+                try await Task.sleep(for: interval)
             }
         }
     }
