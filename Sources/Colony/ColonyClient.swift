@@ -16,8 +16,11 @@ import NNG
 public actor ColonyClient {
     /// Tuning of the client's batching.
     public struct Options: Sendable {
-        /// Longest wait for any one reply from the coordinator.
-        public var requestTimeout: Duration = .seconds(30)
+        /// How long the client keeps trying a coordinator that does not answer (stopped,
+        /// restarting, cut off) before a request or a wait for results fails. Resends are
+        /// harmless (tasks and counter changes carry keys, fetches acknowledge), so one
+        /// setting covers every wait. `colony --patience S` / `COLONY_PATIENCE`.
+        public var patience: Duration = .seconds(60)
         /// Requests in flight at once (each uses one nng context).
         public var concurrentRequests = 8
         /// Tasks per submit message, and their largest total input size.
@@ -29,16 +32,13 @@ public actor ColonyClient {
         public var token = ""
         /// Certificates for a `tls+tcp://` coordinator URL.
         public var tls: TLSSettings?
-        /// How long waits for results ride through a coordinator that cannot be reached
-        /// (restarting, or cut off) before they fail.
-        public var rideThrough: Duration = .seconds(60)
         public init() {}
     }
 
     /// The coordinator's URL.
     public let url: String
     /// This client's session: the coordinator keeps its tasks' results for it.
-    public let session: String
+    public nonisolated let session: String
     public let options: Options
 
     private let socket: Socket
@@ -141,6 +141,7 @@ public actor ColonyClient {
                         var request = Colony_V1_SubmitRequest()
                         request.session = session
                         request.tasks = tasks[range].map(Self.spec)
+                        request.detached = tasks[range].contains { $0.detached }
                         let reply = try await self.request(.submit(request))
                         guard case .submitReply(let submitted) = reply, submitted.taskIds.count == range.count else {
                             throw ColonyError.protocolViolation("the coordinator answered a submit of \(range.count) tasks with something else")
@@ -385,16 +386,24 @@ public actor ColonyClient {
         return try await cancelRequest(request)
     }
 
-    /// Cancels every unfinished task this client submitted (e.g. a whole map).
+    /// Cancels every unfinished task this client submitted (e.g. a whole map), waiting for
+    /// the coordinator at most `patience` (default: the client's).
     @discardableResult
-    public func cancelAll() async throws(ColonyError) -> Int {
-        var request = Colony_V1_CancelRequest()
-        request.session = session
-        return try await cancelRequest(request)
+    public func cancelAll(patience: Duration? = nil) async throws(ColonyError) -> Int {
+        try await cancel(session: session, patience: patience)
     }
 
-    private func cancelRequest(_ request: Colony_V1_CancelRequest) async throws(ColonyError) -> Int {
-        guard case .cancelReply(let reply) = try await self.request(.cancel(request)) else {
+    /// Cancels every unfinished task of a session (another client's, e.g. one that was
+    /// killed: `colony cancel --session ID`).
+    @discardableResult
+    public func cancel(session: String, patience: Duration? = nil) async throws(ColonyError) -> Int {
+        var request = Colony_V1_CancelRequest()
+        request.session = session
+        return try await cancelRequest(request, patience: patience)
+    }
+
+    private func cancelRequest(_ request: Colony_V1_CancelRequest, patience: Duration? = nil) async throws(ColonyError) -> Int {
+        guard case .cancelReply(let reply) = try await self.request(.cancel(request), patience: patience) else {
             throw .protocolViolation("the coordinator answered a cancel request with something else")
         }
         return Int(reply.cancelled)
@@ -464,7 +473,8 @@ public actor ColonyClient {
     }
 
     /// One request/reply exchange on a free context.
-    func request(_ body: Colony_V1_Envelope.OneOf_Body) async throws(ColonyError) -> Colony_V1_Envelope.OneOf_Body {
+    func request(_ body: Colony_V1_Envelope.OneOf_Body, patience: Duration? = nil) async throws(ColonyError) -> Colony_V1_Envelope.OneOf_Body {
+        let patience = patience ?? options.patience
         if isClosed { throw .closed }
         let bytes = Wire.encode(body, token: options.token)
         // nng drops an oversized message without a word (and the request would only time
@@ -476,11 +486,11 @@ public actor ColonyClient {
         defer { releaseContext(context) }
         let replyBytes: [UInt8]
         do {
-            replyBytes = try await context.request(bytes, timeout: options.requestTimeout)
+            replyBytes = try await context.request(bytes, timeout: patience)
         } catch {
             if isClosed || error.isClosed { throw .closed }
             if error.isTimeout {
-                throw .timedOut("no reply from the coordinator at \(url) within \(options.requestTimeout)")
+                throw .timedOut("no reply from the coordinator at \(url) within \(Self.format(patience)) (the client's patience: --patience or COLONY_PATIENCE)")
             }
             throw ColonyURL.describe(error, url: url)
         }
@@ -526,7 +536,7 @@ public actor ColonyClient {
 
     /// Fetches this session's results in batches (long poll) and hands them to waiters.
     private func pump() async {
-        var failures = 0
+        var failures = Failures()
         while !isClosed {
             await pumpWhileWaited(&failures)
             guard !unacked.isEmpty && !isClosed else { break }
@@ -542,7 +552,19 @@ public actor ColonyClient {
         pumpRunning = false
     }
 
-    private func pumpWhileWaited(_ failures: inout Int) async {
+    /// Fetches that failed in a row, and since when.
+    private struct Failures {
+        var count = 0
+        var since: ContinuousClock.Instant?
+    }
+
+    /// `12 s`, `1.5 s`.
+    static func format(_ duration: Duration) -> String {
+        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        return seconds == seconds.rounded() ? "\(Int(seconds)) s" : "\(seconds) s"
+    }
+
+    private func pumpWhileWaited(_ failures: inout Failures) async {
         while !waiting.isEmpty && !isClosed {
             let generation = submitGeneration
             var fetch = Colony_V1_FetchRequest()
@@ -550,12 +572,13 @@ public actor ColonyClient {
             fetch.maxResults = 8192
             fetch.waitMs = options.fetchWaitMilliseconds
             fetch.acked = unacked
+            let attemptStarted = ContinuousClock.now
             do throws(ColonyError) {
                 let reply = try await request(.fetch(fetch))
                 guard case .fetchReply(let fetched) = reply else {
                     throw ColonyError.protocolViolation("the coordinator answered a fetch with something else")
                 }
-                failures = 0
+                failures = Failures()
                 // The coordinator keeps these until the next fetch says they arrived.
                 unacked = fetched.results.map(\.id)
                 for wire in fetched.results { deliver(TaskResult(wire: wire)) }
@@ -571,21 +594,24 @@ public actor ColonyClient {
                     waiting = [:]
                 }
             } catch {
-                failures += 1
+                failures.count += 1
                 if case .closed = error { break }
-                // A coordinator that is restarting or cut off is waited for (it keeps the
-                // session's tasks in its journal); one that answers with nonsense is not.
+                let now = ContinuousClock.now
+                let since = failures.since ?? attemptStarted
+                failures.since = since
+                // A coordinator that is restarting, stopped or cut off is waited for, up to the
+                // patience (it keeps the session's tasks in its journal); one that answers with
+                // nonsense is not.
                 let transient: Bool = switch error {
                 case .unreachable, .timedOut, .transport: true
                 default: false
                 }
-                let patience = transient ? max(3, Int(options.rideThrough / .milliseconds(250))) : 3
-                if failures >= patience {
+                if transient ? now - since >= options.patience : failures.count >= 3 {
                     for gather in waiting.values { gather.fail(error) }
                     waiting = [:]
                     break
                 }
-                try? await Task.sleep(for: .milliseconds(min(250, 50 * failures)))
+                try? await Task.sleep(for: .milliseconds(min(250, 50 * failures.count)))
             }
         }
     }

@@ -20,6 +20,11 @@ extension ClusterStatus {
         waiting = Int(wire.waiting)
         unplaceable = Int(wire.unplaceable)
         limits = wire.limits.map(LimitStatus.init(wire:))
+        sessions = wire.sessions.map {
+            SessionStatus(session: $0.session, unfinished: Int($0.unfinished), resultsWaiting: Int($0.resultsWaiting),
+                          idleSeconds: $0.idleSeconds, detached: $0.detached)
+        }
+        journalFailure = wire.journalFailure.isEmpty ? nil : wire.journalFailure
     }
 }
 

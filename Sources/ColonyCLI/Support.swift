@@ -12,8 +12,24 @@ struct ClientOptions: ParsableArguments {
 
     @OptionGroup var tlsFiles: TLSOptions
 
+    @Option(name: .long, parsing: .unconditional, help: "Seconds to keep trying a coordinator that does not answer (stopped, restarting, cut off) before giving up (default: $COLONY_PATIENCE, else 60).")
+    var patience: Double?
+
+    static let patienceRange = SecondsRange(1...2_592_000)
+
     /// The shared token ("" for none).
     func token() throws -> String { try tokenSource.token() ?? "" }
+
+    /// How long to keep trying an unresponsive coordinator: `--patience`, else
+    /// `$COLONY_PATIENCE`, else 60 s.
+    func patienceDuration() throws -> Duration {
+        if let patience { return try Self.patienceRange.duration(patience, "--patience") }
+        if let text = ProcessInfo.processInfo.environment["COLONY_PATIENCE"], !text.isEmpty {
+            guard let seconds = Double(text) else { throw CLIError("COLONY_PATIENCE must be a number of seconds, not '\(text)'") }
+            return try Self.patienceRange.duration(seconds, "COLONY_PATIENCE")
+        }
+        return ColonyClient.Options().patience
+    }
 
     /// Certificates for a tls+tcp:// coordinator URL (nil for other schemes).
     func tls() throws -> TLSSettings? { try tlsFiles.forDialing(coordinatorURL) }
@@ -157,6 +173,7 @@ func withClient<T>(_ options: ClientOptions, _ body: (ColonyClient) async throws
     var clientOptions = ColonyClient.Options()
     clientOptions.token = try options.token()
     clientOptions.tls = try options.tls()
+    clientOptions.patience = try options.patienceDuration()
     let colony = try ColonyClient(connect: options.coordinatorURL, options: clientOptions)
     do {
         let value = try await body(colony)

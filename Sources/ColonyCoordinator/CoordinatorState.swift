@@ -87,6 +87,10 @@ actor CoordinatorState {
                 logger.info("node left", metadata: ["node": "\(name)", "tasks_handed_back": "\(handedBack)"])
             case .nodeLost(let name, let reason, let moved):
                 logger.warning("node lost", metadata: ["node": "\(name)", "tasks_moved": "\(moved)", "reason": "\(reason)"])
+            case .sessionAbandoned(let session, let idle, let cancelled, let dropped):
+                logger.notice("session abandoned: its client was not heard from for the session timeout", metadata: [
+                    "session": "\(session)", "idle_seconds": "\(Int(idle))", "tasks_cancelled": "\(cancelled)", "results_dropped": "\(dropped)",
+                ])
             case .taskFailed(let id, let handler, let node, let attempts, let error, let reason):
                 logger.info("task failed", metadata: [
                     "task": "\(id)", "handler": "\(handler)", "node": "\(node)", "attempts": "\(attempts)",
@@ -227,6 +231,7 @@ actor CoordinatorState {
     func fetch(session: String, maxResults: Int, waitSeconds: Double, acked: [TaskID]? = nil) async throws(CoordinatorCore.Refusal) -> (results: [TaskOutcome], unfinished: Int) {
         // Reading results without acknowledging any changes nothing; anything else forgets some.
         if acked == nil || acked?.isEmpty == false { try refuseChangesIfJournalFails() }
+        core.noteHeard(session: session, now: now)
         let taken = acked.map { core.peekResults(session: session, max: maxResults, acked: $0) }
             ?? core.takeResults(session: session, max: maxResults)
         journal()
@@ -267,11 +272,15 @@ actor CoordinatorState {
             finishedPerSecondMinute: window.rate(over: 60, finishedTotal: finished, now: t),
             queueWait: window.percentiles(\.queueWaits), runTime: window.percentiles(\.runTimes),
             throughput: window.throughput(now: t), refusedRequests: refused, now: t)
-        return (figures, core.status(now: t))
+        var status = core.status(now: t)
+        status.journalFailure = journalFailure
+        return (figures, status)
     }
 
     func status() -> ClusterStatus {
-        core.status(now: now)
+        var status = core.status(now: now)
+        status.journalFailure = journalFailure
+        return status
     }
 
     /// Answers every parked request whose deadline has passed (empty: the long poll ended).

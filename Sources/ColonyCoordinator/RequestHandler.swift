@@ -170,7 +170,8 @@ public final class RequestHandler: Sendable {
         do {
             switch body {
             case .submit(let submit):
-                let submissions = submit.tasks.map(TaskSubmission.init(wire:))
+                var submissions = submit.tasks.map(TaskSubmission.init(wire:))
+                if submit.detached { for index in submissions.indices { submissions[index].detached = true } }
                 let ids = try await state.submit(submissions, session: submit.session)
                 var reply = Colony_V1_SubmitReply()
                 reply.taskIds = ids

@@ -150,6 +150,16 @@ extension ClusterStatus {
         reply.waiting = UInt64(waiting)
         reply.unplaceable = UInt64(unplaceable)
         reply.limits = limits.map(\.wire)
+        reply.sessions = sessions.map { session in
+            var wire = Colony_V1_SessionStatus()
+            wire.session = session.session
+            wire.unfinished = UInt64(session.unfinished)
+            wire.resultsWaiting = UInt64(session.resultsWaiting)
+            wire.idleSeconds = session.idleSeconds
+            wire.detached = session.detached
+            return wire
+        }
+        if let journalFailure { reply.journalFailure = journalFailure }
         return reply
     }
 }

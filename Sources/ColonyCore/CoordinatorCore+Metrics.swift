@@ -8,6 +8,8 @@ extension CoordinatorCore {
         case nodeLeft(name: String, handedBack: Int)
         case nodeLost(name: String, reason: String, tasksMoved: Int)
         case taskFailed(id: TaskID, handler: String, node: String, attempts: UInt32, error: String, reason: FailureKind)
+        /// A session's client was not heard from for the session timeout.
+        case sessionAbandoned(session: String, idleSeconds: Double, tasksCancelled: Int, resultsDropped: Int)
     }
 
     mutating func note(_ event: Event) {

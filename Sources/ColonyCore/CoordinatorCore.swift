@@ -53,6 +53,11 @@ public struct CoordinatorCore: Sendable {
         public var timeoutGraceSeconds = 2.0
         /// Results nobody fetches are dropped after this long.
         public var resultTTLSeconds = 3600.0
+        /// A session whose client was not heard from (submit, fetch, cancel) for this long is
+        /// abandoned: its unfinished tasks are cancelled and its results dropped (a killed
+        /// `colony map` leaves no work running and no results piling up). Detached
+        /// submissions are exempt.
+        public var sessionIdleSeconds = 600.0
         /// How long a finished task is remembered after its result was handed out, so that
         /// later tasks can still depend on it (and read its output), and the most output
         /// bytes kept for that.
@@ -208,6 +213,11 @@ public struct CoordinatorCore: Sendable {
     struct SessionRecord: Sendable {
         var finished: [FinishedResult] = []
         var unfinished = 0
+        /// When the session's client was last heard from; nil until the first tick sees a
+        /// new (or restored) session, which starts its clock.
+        var lastHeard: Double?
+        /// Exempt from the session timeout (see `TaskSubmission.detached`).
+        var detached = false
     }
 
     public let limits: Limits
@@ -329,6 +339,8 @@ public struct CoordinatorCore: Sendable {
                 tasks[dependency] = parent
             }
             sessions[session, default: SessionRecord()].unfinished += 1
+            sessions[session]!.lastHeard = now
+            if submission.detached { sessions[session]!.detached = true }
             if let (dependency, phase) = failedDependency {
                 record.state = .waiting(remaining: remaining)
                 waitingCount += 1
@@ -741,6 +753,7 @@ public struct CoordinatorCore: Sendable {
             }
         }
         trimRemembered(now: now)
+        touched.formUnion(abandonIdleSessions(now: now))
         for (session, record) in sessions {
             // Results are filed in time order: only a session whose oldest one expired needs work.
             guard let oldest = record.finished.first, now - oldest.finishedAt > limits.resultTTLSeconds else { continue }
@@ -1012,6 +1025,7 @@ public struct CoordinatorCore: Sendable {
         status.retried = retriedTotal
         status.waiting = waitingCount + backoffCount
         status.limits = allLimits
+        status.sessions = sessionStatuses(now: now)
         // Classes that ask for something (labels, a pool) that no live node offers.
         status.unplaceable = ready.classes
             .filter { entry in
@@ -1152,7 +1166,7 @@ public struct CoordinatorCore: Sendable {
 
     /// Drops a task whose result was handed out, unless dependents still read its output or
     /// its node still holds it.
-    private mutating func forget(_ id: TaskID) {
+    mutating func forget(_ id: TaskID) {
         guard let task = tasks[id] else { return }
         // Durably gone once handed out, even if dependents still read it in memory.
         if journaling { journal.append(.removed(id)) }

@@ -57,7 +57,12 @@ public struct TaskSubmission: Sendable, Equatable {
     /// Idempotency key: submitting a task with a key the coordinator knows returns the first
     /// task's id instead of creating another (a resent submit never runs a task twice).
     public var key: String?
-    public init(handler: String, input: [UInt8], options: TaskOptions = TaskOptions(), poolHandler: String? = nil, key: String? = nil) {
+    /// Submitted by a client that does not stay to fetch (`colony submit` without --wait, the
+    /// HTTP API): its session is exempt from the session timeout.
+    public var detached = false
+    public init(handler: String, input: [UInt8], options: TaskOptions = TaskOptions(), poolHandler: String? = nil, key: String? = nil,
+                detached: Bool = false) {
+        self.detached = detached
         self.poolHandler = poolHandler
         self.key = key
         self.handler = handler
@@ -248,6 +253,10 @@ public struct ClusterStatus: Sendable, Equatable {
     public var unplaceable: Int = 0
     /// Each limit: size, tasks holding it now, and the most that ever held it at once.
     public var limits: [LimitStatus] = []
+    /// Sessions with unfinished tasks or results waiting, most results waiting first.
+    public var sessions: [SessionStatus] = []
+    /// Why the coordinator cannot write its journal, while it refuses changes (nil: it takes them).
+    public var journalFailure: String?
     public init(nodes: [Node], queued: Int, running: Int, succeeded: UInt64, failed: UInt64, resultsWaiting: Int, staleResultsDropped: UInt64) {
         self.nodes = nodes
         self.queued = queued
@@ -270,5 +279,23 @@ public struct LimitStatus: Sendable, Equatable {
         self.size = size
         self.inUse = inUse
         self.highWater = highWater
+    }
+}
+
+/// One client session as the coordinator sees it.
+public struct SessionStatus: Sendable, Equatable {
+    public var session: String
+    public var unfinished: Int
+    public var resultsWaiting: Int
+    /// Seconds since the session's client was last heard from (submit, fetch, cancel).
+    public var idleSeconds: Double
+    /// Exempt from the session timeout.
+    public var detached: Bool
+    public init(session: String, unfinished: Int, resultsWaiting: Int, idleSeconds: Double, detached: Bool) {
+        self.session = session
+        self.unfinished = unfinished
+        self.resultsWaiting = resultsWaiting
+        self.idleSeconds = idleSeconds
+        self.detached = detached
     }
 }

@@ -132,6 +132,8 @@ public final class HTTPFrontend: Sendable {
         var submit = Colony_V1_SubmitRequest()
         submit.session = configuration.session
         submit.tasks = specs
+        // HTTP clients fetch results by id, later: nothing to hear from in between.
+        submit.detached = true
         let reply = await requests.answer(.submit(submit))
         guard case .submitReply(let submitted) = reply else { return Self.refusal(reply) }
         return Self.json(202, ["ids": submitted.taskIds])

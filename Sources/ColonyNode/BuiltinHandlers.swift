@@ -14,8 +14,9 @@ public struct SleepHandler: TaskHandler {
     public static let name = "sleep"
     public init() {}
     public func run(_ seconds: Double, context: TaskContext) async throws -> Double {
-        guard seconds.isFinite, seconds >= 0 else {
-            throw ValidationFailure("sleep takes a number of seconds >= 0, got \(seconds)")
+        // Duration.seconds traps beyond about 1.7e20 s: a huge input would take the node down.
+        guard (try? SecondsRange.wait.check(seconds, "")) != nil else {
+            throw ValidationFailure("sleep takes a number of seconds from 0 to \(Int(SecondsRange.wait.most)), got \(seconds)")
         }
         try await Task.sleep(for: .seconds(seconds))
         return seconds

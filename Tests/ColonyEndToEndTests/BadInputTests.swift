@@ -106,6 +106,22 @@ final class BadInputTests: ClusterTestCase {
         await client.close()
     }
 
+    /// `Duration.seconds(1e300)` traps: one such task killed every thread-pool node it was
+    /// retried on.
+    func testAHugeSleepFailsItsTaskAndTheNodeLives() async throws {
+        try cluster.startCoordinator()
+        try cluster.startNode(name: "n1", threads: 1)
+        let client = try await cluster.connect(waitingForNodes: 1)
+        let ended = try colony(["submit", "sleep", "1e300", "--wait", "--pool", "thread", "--coordinator", cluster.url])
+        XCTAssertTrue(ended.exited && ended.status == 1, "\(ended.status): \(ended.stderr)")
+        XCTAssertTrue(ended.stderr.contains("sleep takes a number of seconds from 0 to 2592000"), ended.stderr)
+        let after = try colony(["submit", "echo", "2", "--wait", "--coordinator", cluster.url])
+        XCTAssertEqual(after.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "2", after.stderr)
+        let nodes = try await client.status().nodes
+        XCTAssertEqual(nodes.map(\.announcement.name), ["n1"])
+        await client.close()
+    }
+
     func testMapHelpPrintsUsageAndSubmitsNothing() async throws {
         try cluster.startCoordinator()
         let client = try await cluster.connect(waitingForNodes: 0)

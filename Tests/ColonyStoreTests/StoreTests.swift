@@ -233,6 +233,23 @@ final class StoreTests: XCTestCase {
         }
     }
 
+    /// Detached work stays exempt from the session timeout across a restart.
+    func testADetachedSubmissionStaysDetachedAfterReopening() async throws {
+        let store = try Store(directory: folder)
+        store.start()
+        var core = CoordinatorCore()
+        core.journaling = true
+        let ids = try core.submit([TaskSubmission(handler: "echo", input: [1], detached: true)], session: "d")
+            + core.submit([TaskSubmission(handler: "echo", input: [2])], session: "a")
+        try await store.waitDurable(store.append(core.takeJournal(), nextID: ids[1] + 1))
+        store.close()
+
+        let reopened = try Store(directory: folder)
+        let state = try reopened.recover()
+        reopened.close()
+        XCTAssertEqual(state.tasks.map(\.submission.detached), [true, false])
+    }
+
     func testListsSurviveTheirEncoding() {
         let strings = ["", "a", "multi\nline", "ünïcödé"]
         XCTAssertEqual(Strings.decode(Strings.encode(strings)), strings)

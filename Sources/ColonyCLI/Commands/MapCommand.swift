@@ -81,19 +81,38 @@ struct MapCommand: AsyncParsableCommand {
             }
         }
         let failures = try await withClient(client) { colony in
-            if chunkSize > 1 {
-                let results = try await colony.mapRawResults(submissions.first?.handler ?? ExecHandler.name, submissions.map(\.input),
-                                                             options: options, chunkSize: chunkSize)
-                return try await collect(colony, ids: [], lines: lines, finished: results)
+            do {
+                if chunkSize > 1 {
+                    let results = try await colony.mapRawResults(submissions.first?.handler ?? ExecHandler.name, submissions.map(\.input),
+                                                                 options: options, chunkSize: chunkSize)
+                    return try await collect(colony, ids: [], lines: lines, finished: results)
+                }
+                let ids = try await colony.submit(submissions)
+                return try await collect(colony, ids: ids, lines: lines)
+            } catch let error as ColonyError {
+                throw await giveUp(colony, error)
             }
-            let ids = try await colony.submit(submissions)
-            return try await collect(colony, ids: ids, lines: lines)
         }
         if !failures.isEmpty {
             printError("colony map: \(failures.count) of \(lines.count) input(s) failed:")
             for failure in failures.prefix(20) { printError("  \(failure)") }
             if failures.count > 20 { printError("  ... and \(failures.count - 20) more") }
             throw ExitCode(1)
+        }
+    }
+
+    /// A map that gives up (its coordinator did not answer within the patience) leaves no work
+    /// behind: it cancels what it submitted, or says how to once the coordinator is back.
+    private func giveUp(_ colony: ColonyClient, _ error: ColonyError) async -> CLIError {
+        let session = colony.session
+        switch error {
+        case .timedOut, .unreachable, .transport:
+            if let cancelled = try? await colony.cancelAll(patience: .seconds(5)) {
+                return CLIError("\(error); cancelled its \(cancelled) unfinished task(s)")
+            }
+            return CLIError("\(error); its tasks may still run: cancel them with 'colony cancel --session \(session)'")
+        default:
+            return CLIError("\(error)")
         }
     }
 

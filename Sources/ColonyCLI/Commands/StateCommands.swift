@@ -132,14 +132,23 @@ struct CancelCommand: AsyncParsableCommand {
     @OptionGroup var client: ClientOptions
 
     @Argument(help: "Task ids.")
-    var ids: [UInt64]
+    var ids: [UInt64] = []
+
+    @Option(name: .long, help: "Cancel every unfinished task of this client session (a map that was killed; `colony status` lists sessions with results waiting).")
+    var session: String?
+
+    func validate() throws {
+        if ids.isEmpty && session == nil { throw ValidationError("give task ids or --session ID") }
+    }
 
     func run() async throws {
         try await withClient(client) { colony in try await run(colony) }
     }
 
     private func run(_ colony: ColonyClient) async throws {
-        print("cancelled \(try await colony.cancel(ids)) task(s)")
+        var cancelled = ids.isEmpty ? 0 : try await colony.cancel(ids)
+        if let session { cancelled += try await colony.cancel(session: session) }
+        print("cancelled \(cancelled) task(s)")
     }
 }
 

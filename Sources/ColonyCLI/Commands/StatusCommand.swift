@@ -26,15 +26,26 @@ struct StatusCommand: AsyncParsableCommand {
         if status.unplaceable > 0 {
             print("warning: \(status.unplaceable) queued task(s) need labels or a pool that no live node has")
         }
+        if let failure = status.journalFailure {
+            print("warning: the coordinator cannot write its journal and refuses changes until it can: \(failure)")
+        }
         for limit in status.limits {
             print("limit \(limit.name): \(limit.inUse)/\(limit.size) in use, at most \(limit.highWater) at once so far")
         }
+        if !status.sessions.isEmpty {
+            printTable(["SESSION", "UNFINISHED", "RESULTS WAITING", "IDLE"], status.sessions.map { session in
+                [session.session, "\(session.unfinished)", "\(session.resultsWaiting)",
+                 String(format: "%.0fs", session.idleSeconds) + (session.detached ? " (detached)" : "")]
+            })
+        }
         if status.nodes.isEmpty { return }
-        let header = ["NODE", "HOST", "THREADS", "PROCESSES", "RUNNING", "DONE", "FAILED", "LAST SEEN"]
-        let rows = status.nodes.map { node in
+        printTable(["NODE", "HOST", "THREADS", "PROCESSES", "RUNNING", "DONE", "FAILED", "LAST SEEN"], status.nodes.map { node in
             [node.announcement.name + (node.announcement.draining ? " (draining)" : ""), node.announcement.host, "\(node.announcement.threadSlots)", "\(node.announcement.processSlots)", "\(node.running)",
              "\(node.completed)", "\(node.failed)", String(format: "%.1fs ago", node.lastSeenSecondsAgo)]
-        }
+        })
+    }
+
+    private func printTable(_ header: [String], _ rows: [[String]]) {
         let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
         for row in [header] + rows {
             print(row.enumerated().map { $1.padding(toLength: widths[$0], withPad: " ", startingAt: 0) }.joined(separator: "  "))

@@ -40,7 +40,8 @@ struct SubmitCommand: AsyncParsableCommand {
         }
         let options = try scheduling.options()
         let (id, finished) = try await withClient(client) { colony -> (TaskID, TaskResult?) in
-            let id = try await colony.submit(handler, rawInput: bytes, options: options)
+            // Without --wait nobody stays to fetch: the task must outlive this client's session.
+            let id = try await colony.submit([TaskSubmission(handler: handler, input: bytes, options: options, detached: !wait)])[0]
             return (id, wait ? try await colony.result(of: id) : nil)
         }
         guard let result = finished else {

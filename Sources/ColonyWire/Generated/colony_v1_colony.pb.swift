@@ -430,6 +430,12 @@ public nonisolated struct Colony_V1_SubmitRequest: Sendable {
   /// it (submit-and-wait in one round trip; use a session of its own for this).
   public var waitMs: UInt32 = 0
 
+  /// The submitting client does not stay to fetch (`colony submit` without --wait, the HTTP
+  /// API): the session's tasks are exempt from the session timeout (a session not heard from
+  /// for the coordinator's --session-timeout, default 600 s, has its unfinished tasks
+  /// cancelled and its results dropped). Their results wait for their TTL (1 h) as always.
+  public var detached: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -890,11 +896,49 @@ public nonisolated struct Colony_V1_StatusReply: @unchecked Sendable {
   /// Clears the value of `figures`. Subsequent reads from it will return its default value.
   public mutating func clearFigures() {_uniqueStorage()._figures = nil}
 
+  /// Client sessions with unfinished tasks or results waiting, most results waiting first (at
+  /// most 100).
+  public var sessions: [Colony_V1_SessionStatus] {
+    get {_storage._sessions}
+    set {_uniqueStorage()._sessions = newValue}
+  }
+
+  /// Set while the coordinator cannot write its journal: why. It then refuses every change
+  /// (UNAVAILABLE) and serves reads, and takes changes again by itself once it can write.
+  public var journalFailure: String {
+    get {_storage._journalFailure}
+    set {_uniqueStorage()._journalFailure = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// One client session as the coordinator sees it.
+public nonisolated struct Colony_V1_SessionStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var session: String = String()
+
+  public var unfinished: UInt64 = 0
+
+  public var resultsWaiting: UInt64 = 0
+
+  /// Seconds since the coordinator last heard from the session's client (a submit, a fetch,
+  /// a cancel of the session).
+  public var idleSeconds: Double = 0
+
+  /// Exempt from the session timeout (see SubmitRequest.detached).
+  public var detached: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// Counters: named int64 values kept by the coordinator, exact under concurrency.
@@ -1836,7 +1880,7 @@ nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Colony_V1_SubmitRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SubmitRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}session\0\u{1}tasks\0\u{3}wait_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}session\0\u{1}tasks\0\u{3}wait_ms\0\u{1}detached\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1847,6 +1891,7 @@ nonisolated extension Colony_V1_SubmitRequest: SwiftProtobuf.Message, SwiftProto
       case 1: try { try decoder.decodeSingularStringField(value: &self.session) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.waitMs) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.detached) }()
       default: break
       }
     }
@@ -1862,6 +1907,9 @@ nonisolated extension Colony_V1_SubmitRequest: SwiftProtobuf.Message, SwiftProto
     if self.waitMs != 0 {
       try visitor.visitSingularUInt32Field(value: self.waitMs, fieldNumber: 3)
     }
+    if self.detached != false {
+      try visitor.visitSingularBoolField(value: self.detached, fieldNumber: 4)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -1869,6 +1917,7 @@ nonisolated extension Colony_V1_SubmitRequest: SwiftProtobuf.Message, SwiftProto
     if lhs.session != rhs.session {return false}
     if lhs.tasks != rhs.tasks {return false}
     if lhs.waitMs != rhs.waitMs {return false}
+    if lhs.detached != rhs.detached {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2611,7 +2660,7 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}queued\0\u{1}running\0\u{1}succeeded\0\u{1}failed\0\u{3}results_waiting\0\u{3}stale_results_dropped\0\u{3}uptime_seconds\0\u{1}cancelled\0\u{1}retried\0\u{1}waiting\0\u{1}unplaceable\0\u{1}limits\0\u{1}figures\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}queued\0\u{1}running\0\u{1}succeeded\0\u{1}failed\0\u{3}results_waiting\0\u{3}stale_results_dropped\0\u{3}uptime_seconds\0\u{1}cancelled\0\u{1}retried\0\u{1}waiting\0\u{1}unplaceable\0\u{1}limits\0\u{1}figures\0\u{1}sessions\0\u{3}journal_failure\0")
 
   fileprivate class _StorageClass {
     var _nodes: [Colony_V1_NodeStatus] = []
@@ -2628,6 +2677,8 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
     var _unplaceable: UInt64 = 0
     var _limits: [Colony_V1_LimitInfo] = []
     var _figures: Colony_V1_Figures? = nil
+    var _sessions: [Colony_V1_SessionStatus] = []
+    var _journalFailure: String = String()
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2652,6 +2703,8 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
       _unplaceable = source._unplaceable
       _limits = source._limits
       _figures = source._figures
+      _sessions = source._sessions
+      _journalFailure = source._journalFailure
     }
   }
 
@@ -2684,6 +2737,8 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
         case 12: try { try decoder.decodeSingularUInt64Field(value: &_storage._unplaceable) }()
         case 13: try { try decoder.decodeRepeatedMessageField(value: &_storage._limits) }()
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._figures) }()
+        case 15: try { try decoder.decodeRepeatedMessageField(value: &_storage._sessions) }()
+        case 16: try { try decoder.decodeSingularStringField(value: &_storage._journalFailure) }()
         default: break
         }
       }
@@ -2738,6 +2793,12 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
       try { if let v = _storage._figures {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
       } }()
+      if !_storage._sessions.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._sessions, fieldNumber: 15)
+      }
+      if !_storage._journalFailure.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._journalFailure, fieldNumber: 16)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2761,10 +2822,62 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
         if _storage._unplaceable != rhs_storage._unplaceable {return false}
         if _storage._limits != rhs_storage._limits {return false}
         if _storage._figures != rhs_storage._figures {return false}
+        if _storage._sessions != rhs_storage._sessions {return false}
+        if _storage._journalFailure != rhs_storage._journalFailure {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_SessionStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".SessionStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}session\0\u{1}unfinished\0\u{3}results_waiting\0\u{3}idle_seconds\0\u{1}detached\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.session) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.unfinished) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.resultsWaiting) }()
+      case 4: try { try decoder.decodeSingularDoubleField(value: &self.idleSeconds) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.detached) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.session.isEmpty {
+      try visitor.visitSingularStringField(value: self.session, fieldNumber: 1)
+    }
+    if self.unfinished != 0 {
+      try visitor.visitSingularUInt64Field(value: self.unfinished, fieldNumber: 2)
+    }
+    if self.resultsWaiting != 0 {
+      try visitor.visitSingularUInt64Field(value: self.resultsWaiting, fieldNumber: 3)
+    }
+    if self.idleSeconds.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.idleSeconds, fieldNumber: 4)
+    }
+    if self.detached != false {
+      try visitor.visitSingularBoolField(value: self.detached, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_SessionStatus, rhs: Colony_V1_SessionStatus) -> Bool {
+    if lhs.session != rhs.session {return false}
+    if lhs.unfinished != rhs.unfinished {return false}
+    if lhs.resultsWaiting != rhs.resultsWaiting {return false}
+    if lhs.idleSeconds != rhs.idleSeconds {return false}
+    if lhs.detached != rhs.detached {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,68 @@
+import ColonyCore
+import XCTest
+
+/// A session whose client is not heard from for the session timeout leaves nothing behind;
+/// detached work is exempt.
+final class SessionTimeoutTests: XCTestCase {
+    private func core(idleSeconds: Double) -> CoordinatorCore {
+        var limits = CoordinatorCore.Limits()
+        limits.sessionIdleSeconds = idleSeconds
+        var core = CoordinatorCore(limits: limits)
+        core.journaling = true
+        core.recordingEvents = true
+        return core
+    }
+
+    func testAnIdleSessionHasItsTasksCancelledAndItsResultsDropped() throws {
+        var core = core(idleSeconds: 10)
+        let gone = try core.submit((0..<3).map { TaskSubmission(handler: "echo", input: [UInt8($0)]) }, session: "gone", now: 0)
+        let kept = try core.submit([TaskSubmission(handler: "echo", input: [9], detached: true)], session: "detached", now: 0)
+        let node = NodeAnnouncement(name: "n", host: "h", threadSlots: 1)
+        _ = try core.report(node: node, results: [], now: 0)
+        let first = core.dispatch(toNode: "n", now: 0)
+        XCTAssertEqual(first.map(\.id), [gone[0]])
+        _ = try core.report(node: node, results: [TaskOutcome(id: gone[0], attempt: 1, succeeded: true, output: [0], node: "n")], now: 1)
+        _ = core.tick(now: 1)
+        XCTAssertEqual(core.status(now: 1).resultsWaiting, 1)
+
+        _ = core.tick(now: 9)
+        XCTAssertEqual(core.status(now: 9).sessions.first { $0.session == "gone" }?.unfinished, 2, "not idle long enough yet")
+        _ = core.takeJournal()
+        _ = core.tick(now: 12)
+        let status = core.status(now: 12)
+        XCTAssertNil(status.sessions.first { $0.session == "gone" }, "the idle session is gone")
+        XCTAssertEqual(status.resultsWaiting, 0, "its waiting result was dropped")
+        XCTAssertEqual(status.cancelled, 2, "its unfinished tasks were cancelled")
+        XCTAssertEqual(status.sessions.first { $0.session == "detached" }?.unfinished, 1, "detached work stays")
+        XCTAssertTrue(core.knows(kept[0]))
+        XCTAssertFalse(core.knows(gone[0]))
+        XCTAssertTrue(core.takeJournal().contains(.removed(gone[0])), "dropped durably")
+        // Three results go: the one waiting and the two the cancellation filed.
+        XCTAssertTrue(core.takeEvents().contains { if case .sessionAbandoned(session: "gone", _, 2, 3) = $0 { true } else { false } })
+        XCTAssertTrue(core.invariantViolations().isEmpty, "\(core.invariantViolations())")
+    }
+
+    func testASessionThatIsHeardFromStays() throws {
+        var core = core(idleSeconds: 10)
+        _ = try core.submit([TaskSubmission(handler: "echo", input: [1])], session: "s", now: 0)
+        _ = core.tick(now: 0)
+        for t in stride(from: 5.0, through: 50, by: 5) {
+            core.noteHeard(session: "s", now: t)
+            _ = core.tick(now: t)
+        }
+        XCTAssertEqual(core.status(now: 50).queued, 1)
+        XCTAssertEqual(core.status(now: 50).sessions.first?.idleSeconds, 0)
+    }
+
+    func testARestoredSessionsClockStartsAtTheRestart() throws {
+        var core = core(idleSeconds: 10)
+        var restoration = CoordinatorCore.Restoration(core: CoordinatorCore(limits: core.limits), now: 100)
+        restoration.add(RecoveredTask(id: 1, submission: TaskSubmission(handler: "echo", input: [1]), session: "old", outcome: nil))
+        core = restoration.finish(with: RecoveredState())
+        _ = core.tick(now: 100)
+        _ = core.tick(now: 105)
+        XCTAssertEqual(core.status(now: 105).queued, 1)
+        _ = core.tick(now: 111)
+        XCTAssertEqual(core.status(now: 111).queued, 0)
+    }
+}

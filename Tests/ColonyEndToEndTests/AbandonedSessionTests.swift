@@ -1,0 +1,61 @@
+import Colony
+import Foundation
+import XCTest
+
+/// A `colony map` killed mid-run leaves no work running and no results piling up, once its
+/// session has not been heard from for the session timeout; detached work stays.
+final class AbandonedSessionTests: ClusterTestCase {
+    func testAKilledMapsWorkIsCancelledAfterTheSessionTimeoutAndDetachedWorkStays() async throws {
+        let log = NSTemporaryDirectory() + "colony-sessions-\(UUID().uuidString).log"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        try cluster.start(["coordinator", "--listen", cluster.url, "--state", ":memory:", "--session-timeout", "2"], stderrFile: log)
+        try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--processes", "0", "--name", "n1"])
+        let colony = try await cluster.connect(waitingForNodes: 1)
+
+        // Detached: `colony submit` without --wait; its result is fetched later, by id.
+        let submitted = try ClusterHarness.run(["submit", "--coordinator", cluster.url, "sleep", "0.1"], timeout: .seconds(30))
+        XCTAssertEqual(submitted.status, 0, submitted.stderr)
+        let detachedID = try XCTUnwrap(UInt64(submitted.stdout.split(whereSeparator: \.isWhitespace).last { UInt64($0) != nil } ?? ""),
+                                       submitted.stdout)
+
+        let map = Process()
+        map.executableURL = ClusterHarness.colonyExecutable
+        map.arguments = ["map", "--coordinator", cluster.url, "--handler", "sleep"]
+        let input = Pipe()
+        map.standardInput = input
+        map.standardOutput = FileHandle.nullDevice
+        map.standardError = FileHandle.nullDevice
+        try map.run()
+        try input.fileHandleForWriting.write(contentsOf: Data(String(repeating: "0.3\n", count: 200).utf8))
+        try input.fileHandleForWriting.close()
+        var deadline = ContinuousClock.now + .seconds(20)
+        while try await colony.status().succeeded < 4 {
+            guard ContinuousClock.now < deadline else { throw CLIFailure("the map did not start") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        kill(map.processIdentifier, SIGKILL)
+        map.waitUntilExit()
+        let during = try await colony.status()
+        XCTAssertTrue(during.sessions.contains { !$0.detached && $0.unfinished > 0 }, "status lists the map's session: \(during.sessions)")
+
+        deadline = ContinuousClock.now + .seconds(20)
+        while true {
+            let status = try await colony.status()
+            if status.queued + status.running == 0 && !status.sessions.contains(where: { !$0.detached }) { break }
+            guard ContinuousClock.now < deadline else {
+                throw CLIFailure("the killed map's work is still there: \(status.queued) queued, \(status.running) running, \(status.sessions)")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let status = try await colony.status()
+        XCTAssertLessThan(status.succeeded, 150, "most of the map's tasks were cancelled, not run")
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        XCTAssertTrue(text.contains("session abandoned"), text)
+
+        // The detached task outlived the timeout: its result is still there.
+        let result = try ClusterHarness.run(["result", "--coordinator", cluster.url, "\(detachedID)"], timeout: .seconds(30))
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "0.1")
+        await colony.close()
+    }
+}
