@@ -80,15 +80,14 @@ struct MapCommand: AsyncParsableCommand {
                 submissions.append(TaskSubmission(handler: ExecHandler.name, input: Array(try JSONEncoder().encode(input)), options: options))
             }
         }
+        let handlerName = handler ?? ExecHandler.name
+        let url = client.coordinatorURL
+        let (allSubmissions, taskOptions) = (submissions, options)
         let failures = try await withClient(client) { colony in
             do {
-                if chunkSize > 1 {
-                    let results = try await colony.mapRawResults(submissions.first?.handler ?? ExecHandler.name, submissions.map(\.input),
-                                                                 options: options, chunkSize: chunkSize)
-                    return try await collect(colony, ids: [], lines: lines, finished: results)
+                return try await WaitingNotice.around(colony, url: url, handler: handlerName, options: taskOptions) {
+                    try await mapAll(colony, submissions: allSubmissions, lines: lines, options: taskOptions)
                 }
-                let ids = try await colony.submit(submissions)
-                return try await collect(colony, ids: ids, lines: lines)
             } catch let error as ColonyError {
                 throw await giveUp(colony, error)
             }
@@ -99,6 +98,17 @@ struct MapCommand: AsyncParsableCommand {
             if failures.count > 20 { printError("  ... and \(failures.count - 20) more") }
             throw ExitCode(1)
         }
+    }
+
+    /// Submits every input and collects the results; returns the failures.
+    private func mapAll(_ colony: ColonyClient, submissions: [TaskSubmission], lines: [String], options: TaskOptions) async throws -> [String] {
+        if chunkSize > 1 {
+            let results = try await colony.mapRawResults(submissions.first?.handler ?? ExecHandler.name, submissions.map(\.input),
+                                                         options: options, chunkSize: chunkSize)
+            return try await collect(colony, ids: [], lines: lines, finished: results)
+        }
+        let ids = try await colony.submit(submissions)
+        return try await collect(colony, ids: ids, lines: lines)
     }
 
     /// A map that gives up (its coordinator did not answer within the patience) leaves no work

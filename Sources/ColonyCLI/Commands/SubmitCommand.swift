@@ -42,7 +42,11 @@ struct SubmitCommand: AsyncParsableCommand {
         let (id, finished) = try await withClient(client) { colony -> (TaskID, TaskResult?) in
             // Without --wait nobody stays to fetch: the task must outlive this client's session.
             let id = try await colony.submit([TaskSubmission(handler: handler, input: bytes, options: options, detached: !wait)])[0]
-            return (id, wait ? try await colony.result(of: id) : nil)
+            guard wait else { return (id, nil) }
+            let result = try await WaitingNotice.around(colony, url: client.coordinatorURL, handler: handler, options: options) {
+                try await colony.result(of: id)
+            }
+            return (id, result)
         }
         guard let result = finished else {
             print(id)
