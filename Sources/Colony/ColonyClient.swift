@@ -561,7 +561,7 @@ public actor ColonyClient {
     /// `12 s`, `1.5 s`.
     static func format(_ duration: Duration) -> String {
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-        return seconds == seconds.rounded() ? "\(Int(seconds)) s" : "\(seconds) s"
+        return seconds == seconds.rounded() && seconds < 1e15 ? "\(Int(seconds)) s" : "\(seconds) s"
     }
 
     private func pumpWhileWaited(_ failures: inout Failures) async {

@@ -52,6 +52,23 @@ struct LineLogHandler: LogHandler {
         self.format = format
     }
 
+    /// Control characters written as escapes (`\n`, `\u{1B}`): a value with a newline (a
+    /// task's error, say) must not split one event into several lines.
+    static func oneLine(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return text }
+        var escaped = ""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\n": escaped += "\\n"
+            case "\r": escaped += "\\r"
+            case "\t": escaped += "\\t"
+            case _ where scalar.properties.generalCategory == .control: escaped += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
+            default: escaped.unicodeScalars.append(scalar)
+            }
+        }
+        return escaped
+    }
+
     func log(event: LogEvent) {
         let level = event.level
         let message = event.message
@@ -65,10 +82,10 @@ struct LineLogHandler: LogHandler {
         switch format {
         case .text:
             let fields = all.sorted { $0.key < $1.key }.map { key, value in
-                let rendered = "\(value)"
+                let rendered = Self.oneLine("\(value)")
                 return rendered.contains(where: { $0 == " " || $0 == "\"" }) ? "\(key)=\"\(rendered.replacingOccurrences(of: "\"", with: "\\\""))\"" : "\(key)=\(rendered)"
             }
-            text = ([time, level.rawValue, label + ":", message.description] + fields).joined(separator: " ")
+            text = ([time, level.rawValue, label + ":", Self.oneLine(message.description)] + fields).joined(separator: " ")
         case .json:
             var object: [String: String] = ["time": time, "level": level.rawValue, "logger": label, "message": message.description]
             for (key, value) in all where object[key] == nil { object[key] = "\(value)" }

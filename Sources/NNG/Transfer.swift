@@ -86,6 +86,9 @@ enum Transfer {
 func milliseconds(_ duration: Duration) -> Int32 {
     let (seconds, attoseconds) = duration.components
     if seconds < 0 { return 0 }
+    // Anything beyond Int32's milliseconds (24.8 days) is clamped; seconds * 1000 would
+    // overflow Int64 for a Duration near its largest.
+    if seconds >= Int64(Int32.max) / 1000 + 1 { return Int32.max }
     let ms = seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
     return Int32(clamping: ms)
 }

@@ -180,6 +180,35 @@ final class BadInputTests: ClusterTestCase {
         await client.close()
     }
 
+    func testAnErrorWithANewlineStaysOnOneLogLine() async throws {
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("colony-coordinator-\(UUID().uuidString).log")
+        defer { try? FileManager.default.removeItem(at: log) }
+        try cluster.start(["coordinator", "--listen", cluster.url, "--state", ":memory:"], stderrFile: log.path)
+        try cluster.startNode(name: "n1", threads: 1)
+        let client = try await cluster.connect(waitingForNodes: 1)
+        let result = try await client.runResult("fail", rawInput: Array(#""first line\nsecond line""#.utf8))
+        XCTAssertFalse(result.succeeded)
+        await client.close()
+        let deadline = ContinuousClock.now + .seconds(20)
+        var text = ""
+        while !text.contains("task failed") {
+            guard ContinuousClock.now < deadline else { throw CLIFailure("no 'task failed' in the coordinator's log: \(text)") }
+            try await Task.sleep(for: .milliseconds(20))
+            text = String(decoding: (try? Data(contentsOf: log)) ?? Data(), as: UTF8.self)
+        }
+        for line in text.split(separator: "\n") {
+            XCTAssertNotNil(line.range(of: #"^\d{4}-\d{2}-\d{2}T"#, options: .regularExpression), "a line that is not an event: \(line)")
+        }
+        XCTAssertTrue(text.contains(#"first line\nsecond line"#), text)
+    }
+
+    func testCoordinatorAndMapFlagsOutOfRangeAreOneLine() throws {
+        try assertRefusedInOneLine(["coordinator", "--listen", cluster.url, "--node-timeout", "-1"], naming: "--node-timeout")
+        try assertRefusedInOneLine(["coordinator", "--listen", cluster.url, "--session-timeout", "inf"], naming: "--session-timeout")
+        try assertRefusedInOneLine(["map", "--coordinator", cluster.url, "--retries", "5000", "--", "true"], naming: "--retries")
+        try assertRefusedInOneLine(["map", "--coordinator", cluster.url, "--chunk-size", "0", "--", "true"], naming: "--chunk-size")
+    }
+
     func testNamesWithControlCharactersAreRefusedAndTheLogStaysOneLinePerEvent() async throws {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("colony-coordinator-\(UUID().uuidString).log")
         defer { try? FileManager.default.removeItem(at: log) }

@@ -25,12 +25,13 @@ struct CoordinatorCommand: AsyncParsableCommand {
 
     @OptionGroup var logging: LogOptions
 
-    @Option(name: .long, help: "Seconds without a pull after which a node is dead and its tasks run elsewhere.")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds without a pull after which a node is dead and its tasks run elsewhere.")
     var nodeTimeout: Double = 2.5
 
-    @Option(name: .long, help: "Seconds without a word from a client session (a submit, a fetch) after which its unfinished tasks are cancelled and its results dropped: a killed 'colony map' leaves nothing behind. 'colony submit' without --wait and the HTTP API submit detached work, which is exempt.")
+    @Option(name: .long, parsing: .unconditional, help: "Seconds without a word from a client session (a submit, a fetch) after which its unfinished tasks are cancelled and its results dropped: a killed 'colony map' leaves nothing behind. 'colony submit' without --wait and the HTTP API submit detached work, which is exempt.")
     var sessionTimeout: Double = 600
     static let sessionTimeoutRange = SecondsRange(1...2_592_000)
+    static let nodeTimeoutRange = SecondsRange(0.5...3600)
 
     @Option(name: .long, help: "Folder for the durable state (SQLite journal): tasks, results, counters and limits survive a restart or a crash. ':memory:' keeps nothing.")
     var state: String = "colony-state"
@@ -42,11 +43,11 @@ struct CoordinatorCommand: AsyncParsableCommand {
     var metricsListen: String?
 
     func validate() throws {
-        guard contexts >= 2, contexts <= 65536 else { throw ValidationError("--contexts must be 2 to 65536") }
-        guard nodeTimeout >= 0.5, nodeTimeout <= 3600 else { throw ValidationError("--node-timeout must be 0.5 to 3600 seconds") }
+        guard contexts >= 2, contexts <= 65536 else { throw CLIError("--contexts must be 2 to 65536") }
+        _ = try Self.nodeTimeoutRange.check(nodeTimeout, "--node-timeout")
         _ = try Self.sessionTimeoutRange.check(sessionTimeout, "--session-timeout")
         if let metricsListen, metricsListen.hasPrefix("https://"), tlsFiles.tlsCert == nil {
-            throw ValidationError("--metrics-listen \(metricsListen) serves HTTPS with the coordinator's certificate: give --tls-cert FILE")
+            throw CLIError("--metrics-listen \(metricsListen) serves HTTPS with the coordinator's certificate: give --tls-cert FILE")
         }
     }
 

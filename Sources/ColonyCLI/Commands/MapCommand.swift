@@ -54,11 +54,11 @@ struct MapCommand: AsyncParsableCommand {
     func validate() throws {
         if Self.asksForHelp(command) { throw CleanExit.helpRequest(self) }
         let argv = command.first == "--" ? Array(command.dropFirst()) : command
-        if handler == nil && argv.isEmpty { throw ValidationError("give a command after --, or --handler NAME") }
-        if handler != nil && !argv.isEmpty { throw ValidationError("give either a command or --handler, not both") }
-        guard retries >= 0, retries < 1000 else { throw ValidationError("--retries must be 0 to 999") }
+        if handler == nil && argv.isEmpty { throw CLIError("give a command after --, or --handler NAME") }
+        if handler != nil && !argv.isEmpty { throw CLIError("give either a command or --handler, not both") }
+        guard retries >= 0, retries < 1000 else { throw CLIError("--retries must be 0 to 999") }
         if let timeout { _ = try SecondsRange.taskTimeout.check(timeout, "--timeout") }
-        guard chunkSize >= 1, chunkSize <= BatchHandler.inputsMax else { throw ValidationError("--chunk-size must be 1 to \(BatchHandler.inputsMax)") }
+        guard chunkSize >= 1, chunkSize <= BatchHandler.inputsMax else { throw CLIError("--chunk-size must be 1 to \(BatchHandler.inputsMax)") }
     }
 
     func run() async throws {

@@ -33,11 +33,11 @@ struct NodeCommand: AsyncParsableCommand {
     var drainTimeout: Double = 30
 
     func validate() throws {
-        guard threads >= 0, threads <= 4096 else { throw ValidationError("--threads must be 0 to 4096") }
-        guard threads + processPool.processes > 0 else { throw ValidationError("a node needs --threads or --processes above 0") }
+        guard threads >= 0, threads <= 4096 else { throw CLIError("--threads must be 0 to 4096") }
+        guard threads + processPool.processes > 0 else { throw CLIError("a node needs --threads or --processes above 0") }
         _ = try SecondsRange.drainDeadline.check(drainTimeout, "--drain-timeout")
         try processPool.validate()
-        if let name, name.isEmpty || name.utf8.count > 256 { throw ValidationError("--name must be 1 to 256 bytes") }
+        if let name, name.isEmpty || name.utf8.count > 256 { throw CLIError("--name must be 1 to 256 bytes") }
         // The coordinator would refuse every pull of such a node: say so once, here.
         for (flag, text) in [("--name", name ?? "")] + label.map({ ("--label", $0) }) where NameCheck.containsControlCharacter(text) {
             throw CLIError("\(flag) '\(NameCheck.escaped(text))' contains a control character")
@@ -99,8 +99,8 @@ struct ProcessPoolFlags: ParsableArguments {
     static let childStartTimeoutRange = SecondsRange(0.001...86_400)
 
     func validate() throws {
-        guard processes >= 0, processes <= 1024 else { throw ValidationError("--processes must be 0 to 1024") }
-        if let maxTasksPerChild, maxTasksPerChild < 1 { throw ValidationError("--max-tasks-per-child must be at least 1") }
+        guard processes >= 0, processes <= 1024 else { throw CLIError("--processes must be 0 to 1024") }
+        if let maxTasksPerChild, maxTasksPerChild < 1 { throw CLIError("--max-tasks-per-child must be at least 1") }
         _ = try Self.childStartTimeoutRange.check(childStartTimeout, "--child-start-timeout")
         _ = try memoryLimitBytes()
     }
@@ -115,10 +115,10 @@ struct ProcessPoolFlags: ParsableArguments {
             digits.removeLast()
         }
         guard let value = Int(digits), value > 0, value <= Int.max / multiplier else {
-            throw ValidationError("--child-memory-limit takes a number of bytes, e.g. 500M or 2G, got '\(text)'")
+            throw CLIError("--child-memory-limit takes a number of bytes, e.g. 500M or 2G, got '\(text)'")
         }
         guard value * multiplier >= 64 << 20 else {
-            throw ValidationError("--child-memory-limit must be at least 64M: a child needs that much address space to start")
+            throw CLIError("--child-memory-limit must be at least 64M: a child needs that much address space to start")
         }
         return value * multiplier
     }

@@ -138,7 +138,7 @@ struct CancelCommand: AsyncParsableCommand {
     var session: String?
 
     func validate() throws {
-        if ids.isEmpty && session == nil { throw ValidationError("give task ids or --session ID") }
+        if ids.isEmpty && session == nil { throw CLIError("give task ids or --session ID") }
     }
 
     func run() async throws {
@@ -252,7 +252,7 @@ struct TaskOptionFlags: ParsableArguments {
     }
 
     func options() throws -> TaskOptions {
-        guard retries >= 0, retries < 1000 else { throw ValidationError("--retries must be 0 to 999") }
+        guard retries >= 0, retries < 1000 else { throw CLIError("--retries must be 0 to 999") }
         if let timeout { _ = try SecondsRange.taskTimeout.check(timeout, "--timeout") }
         return TaskOptions(priority: priority, uses: uses, after: after, maxAttempts: retries + 1, retryOnError: retries > 0,
                            timeoutSeconds: timeout, requiredLabels: try parseLabels(requireLabel), pool: pool)
@@ -264,7 +264,7 @@ func parseLabels(_ pairs: [String]) throws -> [String: String] {
     var labels: [String: String] = [:]
     for pair in pairs {
         guard let equals = pair.firstIndex(of: "="), equals != pair.startIndex else {
-            throw ValidationError("a label is KEY=VALUE, got '\(pair)'")
+            throw CLIError("a label is KEY=VALUE, got '\(pair)'")
         }
         labels[String(pair[..<equals])] = String(pair[pair.index(after: equals)...])
     }

@@ -40,10 +40,10 @@ struct UpCommand: AsyncParsableCommand {
     var metricsListen: String?
 
     func validate() throws {
-        guard threads >= 1, threads <= 4096 else { throw ValidationError("--threads must be 1 to 4096") }
+        guard threads >= 1, threads <= 4096 else { throw CLIError("--threads must be 1 to 4096") }
         try processPool.validate()
-        guard limit >= 0 else { throw ValidationError("--limit must be >= 0") }
-        guard tasks >= 1, tasks <= 1_000_000 else { throw ValidationError("--tasks must be 1 to 1000000") }
+        guard limit >= 0 else { throw CLIError("--limit must be >= 0") }
+        guard tasks >= 1, tasks <= 1_000_000 else { throw CLIError("--tasks must be 1 to 1000000") }
     }
 
     func run() async throws {
