@@ -163,6 +163,25 @@ actor CoordinatorState {
         }
     }
 
+    /// When the tables were last looked at for compaction, and how many tasks the core knew
+    /// when memory was last given back.
+    private var compactedAt = 0.0
+    private var knownAtLastTrim = 0
+
+    /// Once a second: rebuilds tables a drain left mostly empty, and gives freed memory back
+    /// to the system after that or after 10,000 tasks fewer are known than at the last time.
+    private func compactIfDue() {
+        guard now - compactedAt >= 1 else { return }
+        compactedAt = now
+        let known = core.knownTaskCount
+        if core.compactIfSparse() || known + 10_000 <= knownAtLastTrim {
+            ReleasedMemory.trim()
+            knownAtLastTrim = known
+        } else if known > knownAtLastTrim {
+            knownAtLastTrim = known
+        }
+    }
+
     /// Whether changes are refused because the journal cannot be written.
     var refusesChanges: Bool { journalFailure != nil }
 
@@ -291,6 +310,7 @@ actor CoordinatorState {
         // expiries are changes too); parked reads still end.
         retryJournal()
         let touched = journalFailure == nil ? core.tick(now: t) : []
+        compactIfDue()
         for session in touched { answerParkedFetches(session: session) }
         wakeParkedPulls()
         for (name, parked) in parkedPulls where parked.deadline <= t {

@@ -59,9 +59,11 @@ public struct CoordinatorCore: Sendable {
         /// submissions are exempt.
         public var sessionIdleSeconds = 600.0
         /// How long a finished task is remembered after its result was handed out, so that
-        /// later tasks can still depend on it (and read its output), and the most output
-        /// bytes kept for that.
-        public var finishedMemorySeconds = 600.0
+        /// later tasks can still depend on it (and read its output) and a resent submit with
+        /// its key still gets its id, and the most output bytes kept for that. Seconds, not
+        /// minutes: a million finished tasks remembered are a few hundred MB the coordinator
+        /// would hold after the work is done.
+        public var finishedMemorySeconds = 30.0
         public var finishedMemoryBytesMax = 256 << 20
         /// Largest task output kept.
         public var resultBytesMax = 4 << 20
