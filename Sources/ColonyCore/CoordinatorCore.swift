@@ -142,8 +142,7 @@ public struct CoordinatorCore: Sendable {
         /// When it was submitted (or restored), for the queue-wait figure.
         var submittedAt = 0.0
         var classKey: ReadyQueue.ClassKey {
-            ReadyQueue.ClassKey(uses: options.uses, labels: options.requiredLabels, pool: options.pool,
-                                handler: options.pool == .automatic ? (poolHandler ?? handler) : "")
+            ReadyQueue.ClassKey(uses: options.uses, labels: options.requiredLabels, pool: options.pool, handler: poolHandler ?? handler)
         }
     }
 
@@ -190,10 +189,12 @@ public struct CoordinatorCore: Sendable {
                 : max(0, announcement.threadSlots + announcement.prefetch - holdingThread)
         }
 
-        /// The pool a task of class `key` would run in here, or nil if this node has no slots
-        /// for it. `automatic` takes the handler's default, or the other pool when the node
-        /// has no slots of that kind.
+        /// The pool a task of class `key` would run in here, or nil if this node cannot take
+        /// it: it lacks the handler (a node that announces no handlers at all is taken to run
+        /// any) or slots of the pool. `automatic` takes the handler's default, or the other
+        /// pool when the node has no slots of that kind.
         func pool(for key: ReadyQueue.ClassKey) -> TaskPool? {
+            if !announcement.handlers.isEmpty && !announcement.handlers.contains(key.handler) { return nil }
             let threads = announcement.threadSlots > 0
             let processes = announcement.processSlots > 0
             switch key.pool {
@@ -1028,10 +1029,11 @@ public struct CoordinatorCore: Sendable {
         status.waiting = waitingCount + backoffCount
         status.limits = allLimits
         status.sessions = sessionStatuses(now: now)
-        // Classes that ask for something (labels, a pool) that no live node offers.
+        // Classes that ask for something (a handler, labels, a pool) that no live node offers
+        // (with no node at all, nothing is counted: that is said apart).
         status.unplaceable = ready.classes
             .filter { entry in
-                (!entry.key.labels.isEmpty || entry.key.pool != .automatic) && !nodes.values.contains { node in
+                !nodes.isEmpty && !nodes.values.contains { node in
                     entry.key.labels.allSatisfy { node.announcement.labels[$0.key] == $0.value } && node.pool(for: entry.key) != nil
                 }
             }

@@ -11,7 +11,8 @@ struct ReadyQueue: Sendable {
         var uses: [String]
         var labels: [String: String]
         var pool: TaskPool = .automatic
-        /// Set only for `automatic` tasks, whose pool depends on the handler's default.
+        /// The handler that runs the work (for a `batch` task, the one it runs): a node must
+        /// have it, and an `automatic` task takes its default pool.
         var handler: String = ""
     }
 

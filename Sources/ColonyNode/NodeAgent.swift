@@ -37,6 +37,10 @@ public struct NodeConfiguration: Sendable {
     public var prefetchMax = 1024
     /// Work per slot worth queueing ahead when tasks are short (microseconds).
     public var prefetchTargetMicros = 5000.0
+    /// A task queued on the node (prefetched) that has not started after this long is handed
+    /// back with everything queued behind it, so that an idle node elsewhere runs it: prefetch
+    /// guessed from short tasks must not strand long ones (see docs/ARCHITECTURE.md).
+    public var strandedAfter: Duration = .milliseconds(50)
     /// Largest output a handler may return; a larger one fails its task with a clear reason.
     public var outputBytesMax = 4 << 20
     /// Labels this node offers (`gpu=1`); tasks may require them.
@@ -74,6 +78,8 @@ public actor NodeAgent {
         public var failed: UInt64 = 0
         public var running = 0
         public var failedPulls: UInt64 = 0
+        /// Prefetched tasks handed back unstarted because longer tasks held the slots.
+        public var handedBack: UInt64 = 0
     }
 
     public let configuration: NodeConfiguration
@@ -114,6 +120,9 @@ public actor NodeAgent {
     private var unacknowledged: [ObjectIdentifier: (results: [Colony_V1_TaskResult], returned: [UInt64])] = [:]
     /// The socket of `run`, so that a drain that gives up can end pulls in flight at once.
     private var socket: Socket?
+
+    /// Whether a look at the local queues for stranded tasks is scheduled.
+    private var strandCheckArmed = false
 
     private let handlerNames: [String]
     private let processHandlerNames: [String]
@@ -460,8 +469,44 @@ public actor NodeAgent {
         // Dispatched before the coordinator saw the node draining: hand them straight back.
         if draining { handBackQueued() }
         if !tasks.isEmpty { startTick?.yield() }
+        armStrandCheck()
         freeContexts.append(context)
         inFlight -= 1
+        wake.notify()
+    }
+
+    /// Schedules a look at the local queues when their oldest task would be stranded.
+    private func armStrandCheck() {
+        guard !strandCheckArmed, let oldest = [threadQueue.oldestQueuedAt, processQueue.oldestQueuedAt].compactMap({ $0 }).min() else { return }
+        strandCheckArmed = true
+        let due = oldest + configuration.strandedAfter
+        Task {
+            try? await Task.sleep(until: due, clock: .continuous)
+            self.handBackStranded()
+        }
+    }
+
+    /// Hands back the queued tasks of a pool whose oldest has waited `strandedAfter` without a
+    /// slot: its slots are held by longer tasks than the prefetch expected. The pool's average
+    /// task time becomes at least that wait, so it prefetches no more until short tasks
+    /// bring it down again.
+    private func handBackStranded() {
+        strandCheckArmed = false
+        let now = ContinuousClock.now
+        for pool in [TaskPool.thread, .process] {
+            let queue = pool == .process ? processQueue : threadQueue
+            guard let oldest = queue.oldestQueuedAt, now - oldest >= configuration.strandedAfter else { continue }
+            let waited = now - oldest
+            let waitedMicros = Double(waited.components.seconds) * 1e6 + Double(waited.components.attoseconds) / 1e12
+            averageRunMicros[pool] = max(averageRunMicros[pool] ?? 0, waitedMicros)
+            let stranded = pool == .process ? processQueue.takeAll() : threadQueue.takeAll()
+            for task in stranded {
+                running.remove(task.id)
+                toReturn.append(task.id)
+            }
+            statistics.handedBack += UInt64(stranded.count)
+        }
+        armStrandCheck()
         wake.notify()
     }
 
@@ -622,11 +667,18 @@ final class StopSignal: Sendable {
 /// Tasks waiting on the node for a free slot of one pool, oldest first.
 struct LocalQueue {
     private var items: [Colony_V1_Task] = []
+    private var queuedAt: [ContinuousClock.Instant] = []
     private var head = 0
 
     var isEmpty: Bool { head == items.count }
 
-    mutating func push(_ task: Colony_V1_Task) { items.append(task) }
+    /// When the oldest task still waiting was queued.
+    var oldestQueuedAt: ContinuousClock.Instant? { head < queuedAt.count ? queuedAt[head] : nil }
+
+    mutating func push(_ task: Colony_V1_Task) {
+        items.append(task)
+        queuedAt.append(.now)
+    }
 
     mutating func pop() -> Colony_V1_Task? {
         guard head < items.count else { return nil }
@@ -634,6 +686,7 @@ struct LocalQueue {
         head += 1
         if head == items.count {
             items.removeAll(keepingCapacity: true)
+            queuedAt.removeAll(keepingCapacity: true)
             head = 0
         }
         return task
@@ -643,6 +696,7 @@ struct LocalQueue {
     mutating func takeAll() -> [Colony_V1_Task] {
         defer {
             items = []
+            queuedAt = []
             head = 0
         }
         return Array(items[head...])
@@ -653,7 +707,9 @@ struct LocalQueue {
         let waiting = items[head...]
         let removed = waiting.filter { ids.contains($0.id) }
         if !removed.isEmpty {
-            items = waiting.filter { !ids.contains($0.id) }
+            let kept = waiting.indices.filter { !ids.contains(items[$0].id) }
+            queuedAt = kept.map { queuedAt[$0] }
+            items = kept.map { items[$0] }
             head = 0
         }
         return removed

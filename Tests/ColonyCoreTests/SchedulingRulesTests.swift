@@ -370,3 +370,36 @@ final class SchedulingRulesTests: XCTestCase {
         XCTAssertEqual(again.first?.attempt, 2)
     }
 }
+
+/// Dispatch looks at the handlers a node announces.
+final class HandlerPlacementTests: XCTestCase {
+    func testATaskGoesOnlyToANodeWithItsHandlerAndWaitsCountedOtherwise() throws {
+        var core = CoordinatorCore()
+        let ids = try core.submit([TaskSubmission(handler: "square", input: [1]), TaskSubmission(handler: "echo", input: [2])], session: "s")
+        let stock = NodeAnnouncement(name: "stock", host: "h", threadSlots: 4, handlers: ["echo", "batch"])
+        _ = try core.report(node: stock, results: [], now: 0)
+        XCTAssertEqual(core.dispatch(toNode: "stock", now: 0).map(\.id), [ids[1]], "not the square task")
+        XCTAssertEqual(core.status(now: 0).unplaceable, 1)
+        let squares = NodeAnnouncement(name: "squares", host: "h", threadSlots: 1, handlers: ["square", "echo", "batch"])
+        _ = try core.report(node: squares, results: [], now: 0)
+        XCTAssertEqual(core.status(now: 0).unplaceable, 0)
+        XCTAssertEqual(core.dispatch(toNode: "squares", now: 0).map(\.id), [ids[0]])
+        XCTAssertTrue(core.invariantViolations().isEmpty, "\(core.invariantViolations())")
+    }
+
+    func testABatchGoesOnlyWhereItsInnerHandlerRuns() throws {
+        var core = CoordinatorCore()
+        let id = try core.submit([TaskSubmission(handler: "batch", input: [1], poolHandler: "square")], session: "s")[0]
+        _ = try core.report(node: NodeAnnouncement(name: "stock", host: "h", threadSlots: 4, handlers: ["echo", "batch"]), results: [], now: 0)
+        XCTAssertTrue(core.dispatch(toNode: "stock", now: 0).isEmpty)
+        _ = try core.report(node: NodeAnnouncement(name: "squares", host: "h", threadSlots: 4, handlers: ["square", "batch"]), results: [], now: 0)
+        XCTAssertEqual(core.dispatch(toNode: "squares", now: 0).map(\.id), [id])
+    }
+
+    func testANodeThatAnnouncesNoHandlersTakesAny() throws {
+        var core = CoordinatorCore()
+        let id = try core.submit([TaskSubmission(handler: "anything", input: [1])], session: "s")[0]
+        _ = try core.report(node: NodeAnnouncement(name: "n", host: "h", threadSlots: 1), results: [], now: 0)
+        XCTAssertEqual(core.dispatch(toNode: "n", now: 0).map(\.id), [id])
+    }
+}

@@ -87,11 +87,11 @@ final class ObservabilityTests: ClusterTestCase {
         let failures = try await colony.submit((0..<10).map { _ in TaskSubmission(handler: "fail", input: Array(#""on purpose""#.utf8)) })
         let results = try await colony.results(of: echoes + failures)
         XCTAssertEqual(results.filter(\.succeeded).count, 50)
-        // Two sleepers run (two slots); the other two wait in the queue or sit in the node's
-        // prefetch, which the coordinator counts as running (leased to a node).
+        // Two sleepers run (two slots); the other two wait in the coordinator's queue (a node
+        // that prefetched them hands them back once they wait 50 ms without a slot).
         let sleepers = try await colony.submit((0..<4).map { _ in TaskSubmission(handler: "sleep", input: Array("60".utf8)) })
         let deadline = ContinuousClock.now + .seconds(20)
-        while try await colony.report().running < 2 {
+        while try await { let report = try await colony.report(); return report.running != 2 || report.queued != 2 }() {
             guard ContinuousClock.now < deadline else { throw CLIFailure("the sleepers did not start") }
             try await Task.sleep(for: .milliseconds(20))
         }

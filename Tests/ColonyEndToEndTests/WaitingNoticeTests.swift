@@ -47,6 +47,20 @@ final class WaitingNoticeTests: ClusterTestCase {
         XCTAssertEqual(lines.filter { $0.contains("no node is connected") }.count, 1, "said once")
     }
 
+    func testAMapOfAHandlerNoNodeHasNamesTheHandler() async throws {
+        try cluster.startCoordinator()
+        try cluster.startNode(name: "n1", threads: 1)
+        let probe = try await cluster.connect(waitingForNodes: 1)
+        await probe.close()
+        let (map, log) = try startClient(["map", "--coordinator", cluster.url, "--handler", "square"], stdin: "7\n")
+        defer {
+            map.terminate()
+            try? FileManager.default.removeItem(atPath: log)
+        }
+        let line = try await waitForLine(containing: "waiting", in: log)
+        XCTAssertTrue(line.contains("no connected node has the handler 'square'"), line)
+    }
+
     func testTheReasonNamesAMissingLabelAndPool() {
         let node = NodeAnnouncement(name: "n", host: "h", threadSlots: 2, handlers: ["echo"], labels: ["zone": "a"])
         let status = ClusterStatus(nodes: [ClusterStatus.Node(announcement: node, running: 0, completed: 0, failed: 0, lastSeenSecondsAgo: 0)],

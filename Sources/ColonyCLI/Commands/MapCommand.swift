@@ -48,6 +48,9 @@ struct MapCommand: AsyncParsableCommand {
     @Option(name: .long, help: "A cluster limit every input holds while it runs (repeatable).")
     var uses: [String] = []
 
+    @Option(name: .long, help: "Run only on nodes with this label, KEY=VALUE (repeatable).")
+    var requireLabel: [String] = []
+
     @Argument(parsing: .captureForPassthrough, help: "-- CMD ARGS... (the command to run per input).")
     var command: [String] = []
 
@@ -64,7 +67,8 @@ struct MapCommand: AsyncParsableCommand {
     func run() async throws {
         let argv = command.first == "--" ? Array(command.dropFirst()) : command
         let lines = try readInputs()
-        var options = TaskOptions(uses: uses, maxAttempts: retries + 1, retryOnError: retries > 0, pool: pool)
+        var options = TaskOptions(uses: uses, maxAttempts: retries + 1, retryOnError: retries > 0,
+                                  requiredLabels: try parseLabels(requireLabel), pool: pool)
         // A chunk's timeout covers all of its inputs (each input keeps its own).
         if let timeout { options.timeoutSeconds = min(timeout * Double(chunkSize) + 5, SecondsRange.taskTimeout.most) }
         var submissions: [TaskSubmission] = []
