@@ -171,6 +171,7 @@ struct BenchCommand: AsyncParsableCommand {
         await colony.close()
         stop(node)
         stop(coordinator)
+        figures.append(contentsOf: try await balancingFigures(executable))
         if !skipDurability { figures.append(contentsOf: try await durabilityFigures(executable)) }
 
         if json {
@@ -224,6 +225,30 @@ struct BenchCommand: AsyncParsableCommand {
         }
         samples.sort()
         return [("w0_nng_rtt_p50_us", percentile(samples, 0.5)), ("w0_nng_rtt_p99_us", percentile(samples, 0.99))]
+    }
+
+    /// W5b and W5c on 2 nodes x 2 thread slots. W5b: after a burst of 2,000 echo tasks (which
+    /// teaches the nodes to prefetch), 8 x sleep 1: makespan (ideal 2.0 s). W5c: 400 sleeps,
+    /// every tenth 50 ms and the rest 1 ms: makespan over the ideal (total / 4 slots).
+    private func balancingFigures(_ executable: URL) async throws -> [(String, Double)] {
+        let url = "tcp://127.0.0.1:\(try freeTCPPort())"
+        let coordinator = try spawn(executable, ["coordinator", "--listen", url, "--state", ":memory:"])
+        defer { stop(coordinator) }
+        let nodes = try ["a", "b"].map { try spawn(executable, ["node", "--coordinator", url, "--threads", "2", "--processes", "0", "--name", $0]) }
+        defer { nodes.forEach(stop) }
+        let colony = try await connectWithRetry(url)
+        while try await colony.status().nodes.count < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        let clock = ContinuousClock()
+        _ = try await colony.map("echo", Array(0..<2000), as: Int.self)
+        var start = clock.now
+        _ = try await colony.map("sleep", Array(repeating: 1.0, count: 8), as: Double.self)
+        let w5b = seconds(clock.now - start)
+        let sleeps = (1...400).map { $0 % 10 == 0 ? 0.05 : 0.001 }
+        start = clock.now
+        _ = try await colony.map("sleep", sleeps, as: Double.self)
+        let w5c = seconds(clock.now - start)
+        await colony.close()
+        return [("w5b_makespan_s", w5b), ("w5c_makespan_s", w5c), ("w5c_ratio", w5c / (sleeps.reduce(0, +) / 4))]
     }
 
     /// W1 against a coordinator with a state folder; the time a coordinator killed with
