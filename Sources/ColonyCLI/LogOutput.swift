@@ -1,4 +1,5 @@
 import ArgumentParser
+import Colony
 import Foundation
 import Logging
 import Synchronization
@@ -55,18 +56,7 @@ struct LineLogHandler: LogHandler {
     /// Control characters written as escapes (`\n`, `\u{1B}`): a value with a newline (a
     /// task's error, say) must not split one event into several lines.
     static func oneLine(_ text: String) -> String {
-        guard text.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else { return text }
-        var escaped = ""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\n": escaped += "\\n"
-            case "\r": escaped += "\\r"
-            case "\t": escaped += "\\t"
-            case _ where scalar.properties.generalCategory == .control: escaped += "\\u{\(String(scalar.value, radix: 16, uppercase: true))}"
-            default: escaped.unicodeScalars.append(scalar)
-            }
-        }
-        return escaped
+        NameCheck.containsControlCharacter(text) ? NameCheck.escaped(text) : text
     }
 
     func log(event: LogEvent) {

@@ -140,14 +140,7 @@ actor CoordinatorState {
         journalRetriedAt = now
         pipeOfNode = [:]
         nodeOfPipe = [:]
-        for (name, parked) in parkedPulls { parked.continuation.resume(returning: answer(to: name)) }
-        parkedPulls = [:]
-        for waiting in parkedResults.values { for parked in waiting { parked.continuation.resume(returning: nil) } }
-        parkedResults = [:]
-        for (session, waiting) in parkedFetches {
-            for parked in waiting { parked.continuation.resume(returning: ([], core.unfinished(session: session))) }
-        }
-        parkedFetches = [:]
+        answerAllParked()
     }
 
     private var journalUnreadable = false
@@ -339,6 +332,11 @@ actor CoordinatorState {
     /// Answers all parked requests and parks no more (shutdown).
     func close() {
         closed = true
+        answerAllParked()
+    }
+
+    /// Answers every parked request now, empty.
+    private func answerAllParked() {
         for (name, parked) in parkedPulls { parked.continuation.resume(returning: answer(to: name)) }
         parkedPulls = [:]
         for waiting in parkedResults.values { for parked in waiting { parked.continuation.resume(returning: nil) } }
