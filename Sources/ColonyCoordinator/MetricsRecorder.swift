@@ -29,6 +29,7 @@ public enum CoordinatorMetric: String, CaseIterable, Sendable {
     case journalCommits = "colony_journal_commits_total"
     case journalRecords = "colony_journal_records_total"
     case journalCommitTime = "colony_journal_commit_seconds_total"
+    case journalFailedCommits = "colony_journal_failed_commits_total"
     case taskQueueWait = "colony_task_queue_wait_seconds"
     case taskRunTime = "colony_task_run_seconds"
 
@@ -54,6 +55,7 @@ public enum CoordinatorMetric: String, CaseIterable, Sendable {
         case .journalCommits: "Group commits of the journal."
         case .journalRecords: "Records written to the journal."
         case .journalCommitTime: "Time spent in the journal's commits (rate over colony_journal_commits_total: mean commit time)."
+        case .journalFailedCommits: "Journal commits that failed (a full disk, an I/O error): their changes were refused."
         case .taskQueueWait: "Seconds from a task's submission to its first attempt's dispatch to a node."
         case .taskRunTime: "Seconds each attempt ran, as its node reports."
         }
@@ -115,6 +117,7 @@ final class MetricsRecorder: Sendable {
     func journal(_ statistics: Store.Statistics) {
         count(.journalCommits, total: statistics.commits)
         count(.journalRecords, total: statistics.records)
+        count(.journalFailedCommits, total: statistics.failedCommits)
         handles.withLock { handles in
             guard statistics.commitMicros > handles.commitMicrosLast else { return }
             commitTime.increment(by: Double(statistics.commitMicros - handles.commitMicrosLast) / 1e6)
