@@ -5,7 +5,7 @@ import XCTest
 /// A node is alive while its pulls reach the coordinator: long polls parked by many nodes
 /// must never keep another node's pull waiting until it is declared lost.
 final class LivenessTests: ClusterTestCase {
-    func testSixtyFourNodesOnSixteenContextsAreNeverDeclaredLost() async throws {
+    func testSixtyFourNodesAndAHundredLongPollingClientsOnSixteenContextsAreNeverDeclaredLost() async throws {
         let log = NSTemporaryDirectory() + "colony-liveness-\(UUID().uuidString).log"
         defer { try? FileManager.default.removeItem(atPath: log) }
         try cluster.start(["coordinator", "--listen", cluster.url, "--state", ":memory:", "--contexts", "16"], stderrFile: log)
@@ -14,6 +14,22 @@ final class LivenessTests: ClusterTestCase {
             try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--processes", "0", "--name", "n\(index)"])
         }
         let colony = try await cluster.connect(waitingForNodes: nodes)
+        // 100 clients long-polling for results that never come (a handler no node has):
+        // each holds a context at the coordinator for up to 5 s at a time.
+        let never = try await colony.submit((0..<100).map { _ in TaskSubmission(handler: "nobody-has-this", input: [0x31]) })
+        let url = cluster.url
+        let waiters = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for id in never {
+                    group.addTask {
+                        guard let client = try? ColonyClient(connect: url) else { return }
+                        while !Task.isCancelled { _ = try? await client.fetchResult(of: id, wait: .seconds(5)) }
+                        await client.close()
+                    }
+                }
+            }
+        }
+        defer { waiters.cancel() }
         let count = 5000
         let inputs = (0..<count).map { "\($0)" }
         let outputs: [String] = try await colony.map(EchoHandler.name, inputs)
