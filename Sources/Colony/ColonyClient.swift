@@ -21,6 +21,9 @@ public actor ColonyClient {
         /// harmless (tasks and counter changes carry keys, fetches acknowledge), so one
         /// setting covers every wait. `colony --patience S` / `COLONY_PATIENCE`.
         public var patience: Duration = .seconds(60)
+        /// Called once per request that the coordinator answers UNAVAILABLE (it takes no
+        /// changes for now) before the request is tried again, with the coordinator's reason.
+        public var onUnavailable: (@Sendable (String) -> Void)?
         /// Requests in flight at once (each uses one nng context).
         public var concurrentRequests = 8
         /// Tasks per submit message, and their largest total input size.
@@ -472,9 +475,30 @@ public actor ColonyClient {
         }
     }
 
-    /// One request/reply exchange on a free context.
+    /// One request and its reply. A coordinator that answers UNAVAILABLE (its journal cannot
+    /// be written: nothing was applied) is asked again until the patience runs out; resends are
+    /// harmless (keys), and a map then rides through a full disk instead of failing while its
+    /// work runs on.
     func request(_ body: Colony_V1_Envelope.OneOf_Body, patience: Duration? = nil) async throws(ColonyError) -> Colony_V1_Envelope.OneOf_Body {
         let patience = patience ?? options.patience
+        let deadline = ContinuousClock.now + patience
+        var told = false
+        while true {
+            do {
+                return try await exchange(body, patience: patience)
+            } catch .unavailable(let reason) {
+                guard ContinuousClock.now + .milliseconds(250) < deadline, !isClosed else { throw .unavailable(reason) }
+                if !told {
+                    told = true
+                    options.onUnavailable?(reason)
+                }
+                try? await Task.sleep(for: .milliseconds(250))
+            }
+        }
+    }
+
+    /// One request/reply exchange on a free context.
+    private func exchange(_ body: Colony_V1_Envelope.OneOf_Body, patience: Duration) async throws(ColonyError) -> Colony_V1_Envelope.OneOf_Body {
         if isClosed { throw .closed }
         let bytes = Wire.encode(body, token: options.token)
         // nng drops an oversized message without a word (and the request would only time
@@ -500,7 +524,9 @@ public actor ColonyClient {
         } catch {
             throw .protocolViolation("reply from \(url): \(error)")
         }
-        if case .error(let refusal) = envelope.body { throw .refused(refusal.message) }
+        if case .error(let refusal) = envelope.body {
+            throw refusal.code == .unavailable ? .unavailable(refusal.message) : .refused(refusal.message)
+        }
         guard let reply = envelope.body else { throw .protocolViolation("empty reply from \(url)") }
         return reply
     }
@@ -558,8 +584,8 @@ public actor ColonyClient {
         var since: ContinuousClock.Instant?
     }
 
-    /// `12 s`, `1.5 s`.
-    static func format(_ duration: Duration) -> String {
+    /// `12 s`, `1.5 s` (for messages).
+    public static func format(_ duration: Duration) -> String {
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
         return seconds == seconds.rounded() && seconds < 1e15 ? "\(Int(seconds)) s" : "\(seconds) s"
     }
@@ -603,7 +629,7 @@ public actor ColonyClient {
                 // patience (it keeps the session's tasks in its journal); one that answers with
                 // nonsense is not.
                 let transient: Bool = switch error {
-                case .unreachable, .timedOut, .transport: true
+                case .unreachable, .timedOut, .transport, .unavailable: true
                 default: false
                 }
                 if transient ? now - since >= options.patience : failures.count >= 3 {

@@ -9,6 +9,9 @@ public enum ColonyError: Error, Sendable, CustomStringConvertible {
     case unreachable(url: String, reason: String)
     /// The coordinator refused the request.
     case refused(String)
+    /// The coordinator takes no changes for now (its journal cannot be written); nothing was
+    /// applied, and the same request may succeed later.
+    case unavailable(String)
     /// No reply in time.
     case timedOut(String)
     /// The task ran and failed; `reason` is the error (the handler's, or why it stopped), `failure` its kind.
@@ -31,6 +34,7 @@ public enum ColonyError: Error, Sendable, CustomStringConvertible {
         case .invalidURL(let url, let reason): "invalid URL '\(url)': \(reason)"
         case .unreachable(let url, let reason): "nothing listening at \(url) (\(reason))"
         case .refused(let message): "coordinator refused the request: \(message)"
+        case .unavailable(let message): "coordinator refused the request for now: \(message)"
         case .timedOut(let what): what
         case .taskFailed(let id, let reason, let node, _): "task \(id) failed on \(node.isEmpty ? "a node" : node): \(reason)"
         case .badOutput(let id, let reason): "task \(id) returned an unexpected output: \(reason)"

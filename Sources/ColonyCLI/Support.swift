@@ -2,6 +2,7 @@ import ArgumentParser
 import Colony
 import Dispatch
 import Foundation
+import Synchronization
 
 /// Options every client subcommand shares.
 struct ClientOptions: ParsableArguments {
@@ -174,6 +175,10 @@ func withClient<T>(_ options: ClientOptions, _ body: (ColonyClient) async throws
     clientOptions.token = try options.token()
     clientOptions.tls = try options.tls()
     clientOptions.patience = try options.patienceDuration()
+    let patience = ColonyClient.format(clientOptions.patience)
+    clientOptions.onUnavailable = { reason in
+        UnavailableNotice.once("colony: the coordinator takes no changes for now (\(reason)); retrying for up to \(patience)")
+    }
     let colony = try ColonyClient(connect: options.coordinatorURL, options: clientOptions)
     do {
         let value = try await body(colony)
@@ -182,6 +187,14 @@ func withClient<T>(_ options: ClientOptions, _ body: (ColonyClient) async throws
     } catch {
         await colony.close()
         throw error
+    }
+}
+
+/// Says a thing once per process on standard error (many requests may hit the same refusal).
+enum UnavailableNotice {
+    private static let said = Mutex(false)
+    static func once(_ line: String) {
+        if said.withLock({ said in defer { said = true }; return !said }) { printError(line) }
     }
 }
 

@@ -103,11 +103,16 @@ actor CoordinatorState {
     /// Refuses a change while the journal cannot be written; on first seeing a failed commit,
     /// puts the state back to what the journal holds (see `reload(after:)`).
     private func refuseChangesIfJournalFails() throws(CoordinatorCore.Refusal) {
-        guard let store else { return }
-        if journalFailure == nil, let failure = store.failure { reload(after: failure) }
+        noticeJournalFailure()
         if let journalFailure {
             throw .unavailable("the coordinator cannot write its journal, so it takes no changes until it can (nothing was applied): \(journalFailure)")
         }
+    }
+
+    /// Reloads the state on first seeing a failed commit (reads call it too, so that they never
+    /// show a change the journal refused).
+    private func noticeJournalFailure() {
+        if let store, journalFailure == nil, let failure = store.failure { reload(after: failure) }
     }
 
     /// A commit failed: its changes, and those made since, were applied here but refused by
@@ -275,6 +280,7 @@ actor CoordinatorState {
 
     /// Exact counts and the last minute's figures.
     func figures(refused: [String: UInt64]) -> (ClusterFigures, ClusterStatus) {
+        noticeJournalFailure()
         let t = now
         let finished = core.finishedTotal
         let figures = ClusterFigures(
@@ -290,6 +296,7 @@ actor CoordinatorState {
     }
 
     func status() -> ClusterStatus {
+        noticeJournalFailure()
         var status = core.status(now: now)
         status.journalFailure = journalFailure
         return status
@@ -379,9 +386,15 @@ actor CoordinatorState {
         return try core.compareAndSetCounter(name, expected: expected, new: new, key: key)
     }
 
-    func counter(_ name: String) -> Int64 { core.counter(name) }
+    func counter(_ name: String) -> Int64 {
+        noticeJournalFailure()
+        return core.counter(name)
+    }
 
-    func counters() -> [(name: String, value: Int64)] { core.allCounters }
+    func counters() -> [(name: String, value: Int64)] {
+        noticeJournalFailure()
+        return core.allCounters
+    }
 
     func setLimit(_ name: String, size: Int) throws(CoordinatorCore.Refusal) {
         try refuseChangesIfJournalFails()
@@ -390,7 +403,10 @@ actor CoordinatorState {
         wakeParkedPulls()
     }
 
-    func limits() -> [LimitStatus] { core.allLimits }
+    func limits() -> [LimitStatus] {
+        noticeJournalFailure()
+        return core.allLimits
+    }
 
     /// A connection closed: if a node pulled on it, the node is suspect (see `markSuspect`).
     func pipeRemoved(_ pipeID: UInt32) {
@@ -424,7 +440,8 @@ actor CoordinatorState {
     }
 
     func tasks(phase: CoordinatorCore.TaskPhase?, limit: Int) -> [CoordinatorCore.TaskInfo] {
-        core.taskInfos(phase: phase, limit: limit)
+        noticeJournalFailure()
+        return core.taskInfos(phase: phase, limit: limit)
     }
 
     /// The result of one task by id; waits up to `waitSeconds` for it to finish. nil: not

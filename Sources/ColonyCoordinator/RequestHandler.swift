@@ -150,9 +150,16 @@ public final class RequestHandler: Sendable {
     /// state changes it made are durable.
     public func answer(_ body: Colony_V1_Envelope.OneOf_Body?, pipeID: UInt32 = 0) async -> Colony_V1_Envelope.OneOf_Body {
         // A reload after a failed commit undoes changes: a request that straddles one is not
-        // acknowledged (its change may be gone).
-        let epoch = store?.epoch
+        // acknowledged (its change may be gone). A read is asked again instead (it changed
+        // nothing; it may have shown a change the journal then refused).
+        var reads = Self.isRead(body) ? 3 : 0
+        var epoch = store?.epoch
         var reply = await respond(to: body, pipeID: pipeID)
+        while reads > 0, let store, (try? await store.waitDurable(store.lastTicket, since: epoch)) == nil {
+            reads -= 1
+            epoch = store.epoch
+            reply = await respond(to: body, pipeID: pipeID)
+        }
         if let store {
             // Acknowledge nothing the journal does not hold yet. Every change made before
             // this point is covered by the latest ticket (group commit: one wait, many replies).
@@ -264,6 +271,16 @@ public final class RequestHandler: Sendable {
             case .unavailable(let why): return Wire.errorBody(.unavailable, why)
             default: return Wire.errorBody(.invalidArgument, error.description)
             }
+        }
+    }
+
+    /// Requests that change nothing (a fetch may forget results, a pull applies them: not these).
+    static func isRead(_ body: Colony_V1_Envelope.OneOf_Body?) -> Bool {
+        switch body {
+        case .status, .tasks: true
+        case .counter(let request): request.op == .get || request.op == .list
+        case .limit(let request): request.list
+        default: false
         }
     }
 

@@ -120,7 +120,7 @@ struct MapCommand: AsyncParsableCommand {
     private func giveUp(_ colony: ColonyClient, _ error: ColonyError) async -> CLIError {
         let session = colony.session
         switch error {
-        case .timedOut, .unreachable, .transport:
+        case .timedOut, .unreachable, .transport, .unavailable:
             if let cancelled = try? await colony.cancelAll(patience: .seconds(5)) {
                 return CLIError("\(error); cancelled its \(cancelled) unfinished task(s)")
             }
