@@ -303,8 +303,17 @@ actor CoordinatorState {
     }
 
     /// Answers every parked request whose deadline has passed (empty: the long poll ended).
+    /// When `expire` last ran (every 20 ms unless the coordinator itself was held up).
+    private var expiredAt = 0.0
+
     func expire() {
         let t = now
+        // A gap of over a second between ticks means this process was stopped (SIGSTOP, a
+        // paused VM or container): nodes could not be heard meanwhile, so that time does not
+        // count against them. Before, a coordinator resumed after 5 s declared every node lost
+        // and ran their tasks a second time.
+        if expiredAt > 0 && t - expiredAt > 1 { core.excuseSilence(seconds: t - expiredAt) }
+        expiredAt = t
         if store != nil && journalFailure == nil, let failure = store?.failure { reload(after: failure) }
         // While the journal fails, time stands still for the books (a tick's timeouts and
         // expiries are changes too); parked reads still end.

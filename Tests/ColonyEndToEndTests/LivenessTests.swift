@@ -49,3 +49,31 @@ final class LivenessTests: ClusterTestCase {
         XCTAssertFalse(text.contains("node lost"), text.split(separator: "\n").filter { $0.contains("node lost") }.prefix(3).joined(separator: "\n"))
     }
 }
+
+/// A coordinator that was stopped (SIGSTOP, a paused VM) does not count its own pause against
+/// the nodes it could not hear meanwhile.
+final class PausedCoordinatorTests: ClusterTestCase {
+    func testAStoppedCoordinatorDoesNotDeclareItsNodesLostWhenItResumes() async throws {
+        let log = NSTemporaryDirectory() + "colony-paused-\(UUID().uuidString).log"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let coordinator = try cluster.start(["coordinator", "--listen", cluster.url, "--state", ":memory:"], stderrFile: log)
+        try cluster.start(["node", "--coordinator", cluster.url, "--threads", "2", "--processes", "0", "--name", "n1"])
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let ids = try await colony.submit(Array(repeating: TaskSubmission(handler: "sleep", input: Array("6".utf8)), count: 2))
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try await colony.status().running < 2 {
+            guard ContinuousClock.now < deadline else { throw CLIFailure("the sleepers did not start") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        kill(coordinator.processIdentifier, SIGSTOP)
+        // The pause itself (longer than the 2.5 s node timeout), not a wait for an event.
+        try await Task.sleep(for: .seconds(4))
+        kill(coordinator.processIdentifier, SIGCONT)
+        let results = try await colony.results(of: ids)
+        XCTAssertTrue(results.allSatisfy(\.succeeded))
+        XCTAssertEqual(results.map(\.attempt), [1, 1], "not run a second time")
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        XCTAssertFalse(text.contains("node lost"), text)
+        await colony.close()
+    }
+}
