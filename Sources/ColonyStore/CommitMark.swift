@@ -28,18 +28,23 @@ final class CommitMark: @unchecked Sendable {
         }
     }
 
-    /// The number the file holds (nil: none yet).
-    func recorded() -> UInt64? {
-        var buffer = [UInt8](repeating: 0, count: 32)
+    /// The commit number the file holds (nil: none yet), and the next task id as of that
+    /// commit (0 when the file predates it): after a loss that is accepted, ids below it are
+    /// never handed out again (clients may hold them).
+    func recorded() -> (commit: UInt64, nextID: UInt64)? {
+        var buffer = [UInt8](repeating: 0, count: 64)
         let count = buffer.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, $0.count, 0) }
         guard count > 0 else { return nil }
-        return UInt64(String(decoding: buffer[..<count], as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        let fields = String(decoding: buffer[..<count], as: UTF8.self).split(whereSeparator: \.isWhitespace)
+        guard let commit = fields.first.flatMap({ UInt64($0) }) else { return nil }
+        return (commit, fields.count > 1 ? UInt64(fields[1]) ?? 0 : 0)
     }
 
-    /// Records `commit` (the number of a commit that has completed); `sync` forces an fsync.
-    func record(_ commit: UInt64, sync: Bool = false) {
+    /// Records `commit` (the number of a commit that has completed) and the next task id it
+    /// left; `sync` forces an fsync.
+    func record(_ commit: UInt64, nextID: UInt64, sync: Bool = false) {
         // Fixed width, so a shorter number never leaves the tail of a longer one behind.
-        let text = Array(String(commit).leftPadded(to: 20).utf8) + [0x0A]
+        let text = Array((String(commit).leftPadded(to: 20) + " " + String(nextID).leftPadded(to: 20)).utf8) + [0x0A]
         _ = text.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, 0) }
         unsynced = true
         let now = ContinuousClock.now

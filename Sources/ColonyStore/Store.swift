@@ -50,6 +50,8 @@ public final class Store: @unchecked Sendable {
 
     /// Set when the store was opened accepting lost history (the coordinator logs it).
     public let acceptedLoss: JournalLoss?
+    /// The lowest next task id recovery may give (see `CommitMark`).
+    private let nextIDFloor: UInt64
 
     private let database: Database
     private let lock: StateFolderLock
@@ -127,16 +129,20 @@ public final class Store: @unchecked Sendable {
         }
         let held = try database.scalarText("SELECT value FROM meta WHERE key = 'commit'").flatMap(UInt64.init) ?? 0
         var loss: JournalLoss?
-        if let made = mark.recorded(), made > held {
+        let marked = mark.recorded()
+        if let made = marked?.commit, made > held {
             guard acceptingJournalLoss else {
                 throw StoreError("the journal in \(directory) lost committed history: it ends at commit \(held) but commit \(made) had been made (colony.db-wal deleted or cut short, or colony.db replaced?); start with --accept-journal-loss to run with what it holds")
             }
             loss = JournalLoss(held: held, made: made)
         }
         acceptedLoss = loss
+        let heldNextID = try database.scalarText("SELECT value FROM meta WHERE key = 'next_id'").flatMap(UInt64.init) ?? 1
+        // Ids handed out before a loss are not handed out again.
+        nextIDFloor = max(heldNextID, marked?.nextID ?? 0)
         // From here on the side file follows this database (a new folder, an accepted loss,
         // or a folder from before the side file existed).
-        if mark.recorded() != held { mark.record(held, sync: true) }
+        if marked?.commit != held || marked?.nextID != nextIDFloor { mark.record(held, nextID: nextIDFloor, sync: true) }
         queue.withLock { $0.commit = held }
     }
 
@@ -155,6 +161,7 @@ public final class Store: @unchecked Sendable {
     public func recover(expecting: (Int) -> Void = { _ in }, each: (RecoveredTask) -> Void) throws(StoreError) -> RecoveredState {
         var state = RecoveredState()
         if let next = try database.scalarText("SELECT value FROM meta WHERE key = 'next_id'"), let id = TaskID(next) { state.nextID = id }
+        state.nextID = max(state.nextID, nextIDFloor)
         try database.forEachRow("SELECT name, value FROM counters") { row in state.counters[row.text(0)] = row.int64(1) }
         try database.forEachRow("SELECT name, size FROM limits") { row in state.limits[row.text(0)] = Int(row.int64(1)) }
         try database.forEachRow("SELECT name, value FROM limit_high_water") { row in state.limitHighWater[row.text(0)] = Int(row.int64(1)) }
@@ -322,7 +329,7 @@ public final class Store: @unchecked Sendable {
             queue.withLock { $0.statistics.lastError = "cannot write the coordinator's journal at \(path): \(error)" }
             return false
         }
-        mark.record(next)
+        mark.record(next, nextID: queue.withLock { $0.nextID })
         queue.withLock { state in
             state.commit = next
             state.failed = nil
@@ -364,7 +371,7 @@ public final class Store: @unchecked Sendable {
                     try statements.setCommit(commit)
                     try database.execute("COMMIT")
                     // After the commit, never before: the side file is never ahead.
-                    mark.record(commit)
+                    mark.record(commit, nextID: nextID)
                 } catch {
                     try? database.execute("ROLLBACK")
                     fail("cannot write the coordinator's journal at \(path): \(error)")

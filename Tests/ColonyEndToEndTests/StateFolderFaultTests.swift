@@ -68,7 +68,8 @@ final class StateFolderFaultTests: ClusterTestCase {
     func testADeletedWALAfterACrashIsRefusedUntilTheLossIsAccepted() async throws {
         let coordinator = try cluster.startCoordinator(stateDirectory: stateDirectory)
         let colony = try await cluster.connect(waitingForNodes: 0)
-        for index in 0..<20 { _ = try await colony.submit([echoTask("task \(index)")]) }
+        var before: [UInt64] = []
+        for index in 0..<20 { before += try await colony.submit([echoTask("task \(index)")]) }
         _ = try await colony.counter("c").add(7)
         await colony.close()
         kill(coordinator.processIdentifier, SIGKILL)
@@ -87,6 +88,9 @@ final class StateFolderFaultTests: ClusterTestCase {
         let accepted = try await cluster.connect(waitingForNodes: 0)
         let status = try await accepted.status()
         XCTAssertLessThan(status.queued, 20, "it runs with what the journal held")
+        // Ids handed out before the loss are not handed out again: clients may still hold them.
+        let after = try await accepted.submit([echoTask("after the loss")])
+        XCTAssertGreaterThan(after[0], before.max() ?? 0)
         await accepted.close()
     }
 
