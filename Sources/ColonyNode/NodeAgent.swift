@@ -405,7 +405,9 @@ public actor NodeAgent {
     }
 
     private nonisolated func perform(_ plan: PlannedPull) async {
-        let timeout = configuration.requestTimeout + .milliseconds(Int(configuration.longPollMilliseconds))
+        // A goodbye is not long-polled: a coordinator that does not answer it within 2 s is
+        // down, and a node with nothing left to hand back need not wait for it.
+        let timeout = plan.leaving ? .seconds(2) : configuration.requestTimeout + .milliseconds(Int(configuration.longPollMilliseconds))
         do {
             let replyBytes = try await plan.context.request(plan.bytes, timeout: timeout)
             let envelope = try Wire.decode(replyBytes)
@@ -518,6 +520,14 @@ public actor NodeAgent {
         if pendingSince == nil && !pendingResults.isEmpty { pendingSince = ContinuousClock.now }
         statistics.failedPulls += 1
         lastPullFailure = reason
+        // Draining with nothing left to run or hand back: no need to wait for the coordinator
+        // to say goodbye; it sees the node gone (its connection closes).
+        if draining && !drained && running.isEmpty && pendingResults.isEmpty && toReturn.isEmpty
+            && unacknowledged.values.allSatisfy({ $0.results.isEmpty && $0.returned.isEmpty }) {
+            drained = true
+            configuration.log("node \(configuration.name) drained; the coordinator did not answer its goodbye (\(reason)), nothing was left to hand back")
+            socket?.close()
+        }
         if !Task.isCancelled && !drained {
             if statistics.failedPulls == 1 || statistics.failedPulls % 20 == 0 {
                 configuration.log("node \(configuration.name): \(reason); retrying")

@@ -137,4 +137,20 @@ final class NodeRemovalTests: ClusterTestCase {
         let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         XCTAssertTrue(text.contains("without handing back 1 task(s)"), text)
     }
+
+    /// A draining node with nothing to hand back does not wait for a coordinator that is down.
+    func testAnIdleNodeWhoseCoordinatorIsDownLeavesAtOnceAndCleanly() async throws {
+        let worker = try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--processes", "0", "--name", "idle",
+                                        "--drain-timeout", "30"])
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        await colony.close()
+        let coordinator = cluster.processes[0]
+        kill(coordinator.processIdentifier, SIGKILL)
+        coordinator.waitUntilExit()
+        let stopped = ContinuousClock.now
+        kill(worker.processIdentifier, SIGTERM)
+        try await waitForExit(worker, within: 20)
+        XCTAssertLessThan(ContinuousClock.now - stopped, .seconds(10), "not the 30 s drain deadline")
+        XCTAssertEqual(worker.terminationStatus, 0, "nothing was left behind")
+    }
 }
