@@ -586,8 +586,7 @@ public actor ColonyClient {
 
     /// `12 s`, `1.5 s` (for messages).
     public static func format(_ duration: Duration) -> String {
-        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-        return seconds == seconds.rounded() && seconds < 1e15 ? "\(Int(seconds)) s" : "\(seconds) s"
+        formatSeconds(Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18) + " s"
     }
 
     private func pumpWhileWaited(_ failures: inout Failures) async {

@@ -180,9 +180,6 @@ actor CoordinatorState {
         }
     }
 
-    /// Whether changes are refused because the journal cannot be written.
-    var refusesChanges: Bool { journalFailure != nil }
-
     private var now: Double {
         let elapsed = clock.now - started
         return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
@@ -314,7 +311,7 @@ actor CoordinatorState {
         // and ran their tasks a second time.
         if expiredAt > 0 && t - expiredAt > 1 { core.excuseSilence(seconds: t - expiredAt) }
         expiredAt = t
-        if store != nil && journalFailure == nil, let failure = store?.failure { reload(after: failure) }
+        noticeJournalFailure()
         // While the journal fails, time stands still for the books (a tick's timeouts and
         // expiries are changes too); parked reads still end.
         retryJournal()

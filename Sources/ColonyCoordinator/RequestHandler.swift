@@ -152,21 +152,23 @@ public final class RequestHandler: Sendable {
         // A reload after a failed commit undoes changes: a request that straddles one is not
         // acknowledged (its change may be gone). A read is asked again instead (it changed
         // nothing; it may have shown a change the journal then refused).
-        var reads = Self.isRead(body) ? 3 : 0
+        var rereads = Self.isRead(body) ? 3 : 0
         var epoch = store?.epoch
         var reply = await respond(to: body, pipeID: pipeID)
-        while reads > 0, let store, (try? await store.waitDurable(store.lastTicket, since: epoch)) == nil {
-            reads -= 1
-            epoch = store.epoch
-            reply = await respond(to: body, pipeID: pipeID)
-        }
-        if let store {
-            // Acknowledge nothing the journal does not hold yet. Every change made before
-            // this point is covered by the latest ticket (group commit: one wait, many replies).
+        // Acknowledge nothing the journal does not hold yet. Every change made before this
+        // point is covered by the latest ticket (group commit: one wait, many replies).
+        while let store {
             do {
                 try await store.waitDurable(store.lastTicket, since: epoch)
+                break
             } catch {
-                reply = Wire.errorBody(.unavailable, "the coordinator cannot write its journal, nothing was applied: \(error)")
+                guard rereads > 0 else {
+                    reply = Wire.errorBody(.unavailable, "the coordinator cannot write its journal, nothing was applied: \(error)")
+                    break
+                }
+                rereads -= 1
+                epoch = store.epoch
+                reply = await respond(to: body, pipeID: pipeID)
             }
         }
         if case .error(let error) = reply { noteRefused(error.code) }

@@ -1212,10 +1212,6 @@ private func pow2(_ exponent: Double) -> Double {
     return value
 }
 
-func formatSeconds(_ seconds: Double) -> String {
-    seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
-}
-
 /// SplitMix64: a small, fast, seedable generator, so that runs replay exactly.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64

@@ -49,11 +49,12 @@ public struct SecondsOutOfRange: Error, Sendable, Equatable, CustomStringConvert
     public let range: SecondsRange
 
     public var description: String {
-        "\(setting) must be a number of seconds from \(Self.format(range.least)) to \(Self.format(range.most)), not \(Self.format(value))"
+        "\(setting) must be a number of seconds from \(formatSeconds(range.least)) to \(formatSeconds(range.most)), not \(formatSeconds(value))"
     }
+}
 
-    /// `30` rather than `30.0`; `inf`, `nan` and `1e+300` as Swift prints them.
-    static func format(_ seconds: Double) -> String {
-        seconds.isFinite && seconds == seconds.rounded() && abs(seconds) < 1e15 ? String(Int(seconds)) : String(seconds)
-    }
+/// Seconds for messages: `30` rather than `30.0`; `inf`, `nan` and `1e+300` as Swift prints
+/// them (never a trap).
+public func formatSeconds(_ seconds: Double) -> String {
+    seconds.isFinite && seconds == seconds.rounded() && abs(seconds) < 1e15 ? String(Int(seconds)) : String(seconds)
 }

@@ -448,11 +448,12 @@ public actor NodeAgent {
             }
             for id in cancel { stopSignals[id]?.stop(reason: "cancelled") }
         }
+        let arrived = ContinuousClock.now
         for task in tasks {
             running.insert(task.id)
             if task.pool == .process {
                 if configuration.processes.size > 0 {
-                    processQueue.push(task)
+                    processQueue.push(task, at: arrived)
                 } else {
                     // Never dispatched by a coordinator that knows this node; say so rather than guess.
                     running.remove(task.id)
@@ -465,7 +466,7 @@ public actor NodeAgent {
                     pendingResults.append(result)
                 }
             } else {
-                threadQueue.push(task)
+                threadQueue.push(task, at: arrived)
             }
         }
         // Dispatched before the coordinator saw the node draining: hand them straight back.
@@ -685,9 +686,10 @@ struct LocalQueue {
     /// When the oldest task still waiting was queued.
     var oldestQueuedAt: ContinuousClock.Instant? { head < queuedAt.count ? queuedAt[head] : nil }
 
-    mutating func push(_ task: Colony_V1_Task) {
+    /// Queues `task`, which arrived at `time` (one clock read per dispatched batch, not per task).
+    mutating func push(_ task: Colony_V1_Task, at time: ContinuousClock.Instant) {
         items.append(task)
-        queuedAt.append(.now)
+        queuedAt.append(time)
     }
 
     mutating func pop() -> Colony_V1_Task? {
