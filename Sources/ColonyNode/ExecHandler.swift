@@ -22,7 +22,8 @@ public struct ExecHandler: TaskHandler {
         /// Working directory; default: the node's.
         public var cwd: String?
         /// Bytes written to the command's standard input (UTF-8 text); default: none, and the
-        /// command reads `/dev/null`.
+        /// command reads `/dev/null`. Any bytes, unescaped, travel after the JSON instead: see
+        /// `ExecHandler.encode(_:stdin:)`.
         public var stdin: String?
         /// Seconds after which the command is killed and reported `timedOut`; default: no limit
         /// (the task's own timeout still applies).
@@ -101,7 +102,41 @@ public struct ExecHandler: TaskHandler {
         self.allowed = allowed
     }
 
+    /// An exec task's input with `stdin` carried as it is: the JSON of `input`, a NUL byte, then
+    /// the bytes. JSON text never holds a raw NUL, so the first one ends it; a chunk of data
+    /// costs its own size on the wire, not the escaping (or base64) of a JSON string.
+    public static func encode(_ input: Input, stdin: [UInt8]) throws -> [UInt8] {
+        var bytes = Array(try JSONEncoder().encode(input))
+        bytes.reserveCapacity(bytes.count + 1 + stdin.count)
+        bytes.append(0)
+        bytes += stdin
+        return bytes
+    }
+
+    /// This handler as the node runs it: JSON input, optionally followed by NUL and raw stdin.
+    public var anyHandler: AnyTaskHandler {
+        AnyTaskHandler(name: Self.name, defaultPool: Self.defaultPool) { bytes, context in
+            let json = bytes.firstIndex(of: 0).map { bytes[..<$0] } ?? bytes[...]
+            let input: Input
+            do {
+                input = try JSONDecoder().decode(Input.self, from: Data(json))
+            } catch {
+                throw HandlerError.badInput(handler: Self.name, expected: String(describing: Input.self), reason: describeDecodingError(error))
+            }
+            var stdin: [UInt8]? = input.stdin.map { Array($0.utf8) }
+            if json.endIndex < bytes.endIndex {
+                guard stdin == nil else { throw ValidationFailure("exec: give stdin in the JSON or as bytes after it, not both") }
+                stdin = Array(bytes[(json.endIndex + 1)...])
+            }
+            return Array(try JSONEncoder().encode(try await run(input, stdin: stdin, context: context)))
+        }
+    }
+
     public func run(_ input: Input, context: TaskContext) async throws -> Output {
+        try await run(input, stdin: input.stdin.map { Array($0.utf8) }, context: context)
+    }
+
+    private func run(_ input: Input, stdin: [UInt8]?, context: TaskContext) async throws -> Output {
         guard allowed else {
             throw ValidationFailure("exec is disabled on node \(context.nodeName) (start it with --allow-exec)")
         }
@@ -119,11 +154,11 @@ public struct ExecHandler: TaskHandler {
         let clock = ContinuousClock()
         let started = clock.now
         let child = try SpawnedProcess.start(executable: executable, arguments: input.argv, environment: environment,
-                                             directory: input.cwd, withStdin: input.stdin != nil)
+                                             directory: input.cwd, withStdin: stdin != nil)
         // This runs on the node's thread pool (dedicated threads), so blocking in poll(2)
         // here starves nothing.
         let deadline = input.timeoutSeconds.map { started + .milliseconds(Int($0 * 1000)) }
-        let collected = child.communicate(input: Array((input.stdin ?? "").utf8), limit: limit, deadline: deadline,
+        let collected = child.communicate(input: stdin ?? [], limit: limit, deadline: deadline,
                                           isCancelled: { Task.isCancelled })
         if collected.cancelled { throw CancellationError() }
         let timedOut = collected.timedOut

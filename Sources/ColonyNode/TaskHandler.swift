@@ -176,14 +176,14 @@ public struct HandlerRegistry: Sendable {
         registry.register(CollectHandler.handler)
         registry.register(CrashHandler())
         registry.register(AllocateHandler())
-        registry.register(ExecHandler(allowed: false))
+        registry.register(ExecHandler(allowed: false).anyHandler)
         return registry
     }
 
     /// The built-ins with `exec` enabled (`colony node --allow-exec`).
     public static var builtInWithExec: HandlerRegistry {
         var registry = builtIn
-        registry.register(ExecHandler(allowed: true))
+        registry.register(ExecHandler(allowed: true).anyHandler)
         registry.allowsExec = true
         return registry
     }

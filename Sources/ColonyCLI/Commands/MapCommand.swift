@@ -16,6 +16,11 @@ struct MapCommand: AsyncParsableCommand {
               seq 100 | colony map -- sh -c 'echo $(( {} * {} ))'
               ls *.png | colony map --joblog jobs.tsv -- convert {} {}.jpg
               printf '{"lo":0,"hi":1000}\\n' | colony map --handler primes
+            With --pipe, the input is cut into chunks of whole lines (--block SIZE, or -N LINES)
+            and each chunk is fed to one run of the command on its standard input, as GNU
+            parallel --pipe does; outputs come back in chunk order.
+              seq 1000000 | colony map --pipe -N 100000 -- awk '{s+=$1} END {print s/NR}'
+              colony map --pipe --block 4M --header 1 --inputs big.csv -- python3 summarize.py
             """
     )
 
@@ -51,6 +56,18 @@ struct MapCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Run only on nodes with this label, KEY=VALUE (repeatable).")
     var requireLabel: [String] = []
 
+    @Flag(name: .long, help: "Feed chunks of the input to the command's stdin instead of one line per argument.")
+    var pipe = false
+
+    @Option(name: .long, help: "With --pipe: chunks of whole lines up to this size, e.g. 1M (default) or 512K.")
+    var block: String?
+
+    @Option(name: .customShort("N"), help: "With --pipe: chunks of this many lines.")
+    var lineCount: Int?
+
+    @Option(name: .long, help: "With --pipe: the first this many lines are a header, repeated at the start of every chunk.")
+    var header = 0
+
     @Argument(parsing: .captureForPassthrough, help: "-- CMD ARGS... (the command to run per input).")
     var command: [String] = []
 
@@ -62,10 +79,33 @@ struct MapCommand: AsyncParsableCommand {
         guard retries >= 0, retries < 1000 else { throw CLIError("--retries must be 0 to 999") }
         if let timeout { _ = try SecondsRange.taskTimeout.check(timeout, "--timeout") }
         guard chunkSize >= 1, chunkSize <= BatchHandler.inputsMax else { throw CLIError("--chunk-size must be 1 to \(BatchHandler.inputsMax)") }
+        if pipe {
+            if handler != nil { throw CLIError("--pipe feeds a command's stdin: give a command after --, not --handler") }
+            if chunkSize != 1 { throw CLIError("--pipe sends one chunk per task: leave out --chunk-size") }
+            _ = try pipeCut()
+            guard header >= 0, header <= 1_000_000 else { throw CLIError("--header must be 0 to 1000000") }
+        } else if block != nil || lineCount != nil || header != 0 {
+            throw CLIError("--block, -N and --header go with --pipe")
+        }
+    }
+
+    /// How --pipe cuts the input.
+    private func pipeCut() throws -> PipeChunks.Cut {
+        if block != nil && lineCount != nil { throw CLIError("give --block or -N, not both") }
+        if let lineCount {
+            guard lineCount >= 1, lineCount <= 1 << 30 else { throw CLIError("-N must be 1 to \(1 << 30)") }
+            return .lines(lineCount)
+        }
+        let bytes = try block.map { try PipeChunks.parseBytes($0, option: "--block") } ?? PipeChunks.blockBytesDefault
+        guard bytes <= PipeChunks.chunkBytesMax else {
+            throw CLIError("--block must be at most \(PipeChunks.chunkBytesMax) bytes: a chunk travels in one message")
+        }
+        return .bytes(bytes)
     }
 
     func run() async throws {
         let argv = command.first == "--" ? Array(command.dropFirst()) : command
+        if pipe { return try await runPipe(argv) }
         let lines = try readInputs()
         var options = TaskOptions(uses: uses, maxAttempts: retries + 1, retryOnError: retries > 0,
                                   requiredLabels: try parseLabels(requireLabel), pool: pool)
@@ -104,6 +144,42 @@ struct MapCommand: AsyncParsableCommand {
         }
     }
 
+    /// `--pipe`: one exec task per chunk, the chunk's bytes on the command's stdin.
+    private func runPipe(_ argv: [String]) async throws {
+        let chunks = try PipeChunks.cut(try readInputBytes(), by: try pipeCut(), headerLines: header)
+        var options = TaskOptions(uses: uses, maxAttempts: retries + 1, retryOnError: retries > 0,
+                                  requiredLabels: try parseLabels(requireLabel), pool: pool)
+        if let timeout { options.timeoutSeconds = min(timeout + 5, SecondsRange.taskTimeout.most) }
+        let command = ExecHandler.Input(argv: argv, timeoutSeconds: timeout, outputBytesMax: Self.pipeOutputBytesMax, failUnlessZero: true)
+        var submissions: [TaskSubmission] = []
+        submissions.reserveCapacity(chunks.count)
+        for chunk in chunks {
+            submissions.append(TaskSubmission(handler: ExecHandler.name, input: try ExecHandler.encode(command, stdin: chunk.bytes), options: options))
+        }
+        let described = chunks.enumerated().map { "chunk \($0.offset + 1) (\($0.element.label))" }
+        let url = client.coordinatorURL
+        let (allSubmissions, taskOptions) = (submissions, options)
+        let failures = try await withClient(client) { colony in
+            do {
+                return try await WaitingNotice.around(colony, url: url, handler: ExecHandler.name, options: taskOptions) {
+                    try await collect(colony, ids: try await colony.submit(allSubmissions), lines: described, described: true)
+                }
+            } catch let error as ColonyError {
+                throw await giveUp(colony, error)
+            }
+        }
+        if !failures.isEmpty {
+            printError("colony map: \(failures.count) of \(chunks.count) chunk(s) failed:")
+            for failure in failures.prefix(20) { printError("  \(failure)") }
+            if failures.count > 20 { printError("  ... and \(failures.count - 20) more") }
+            throw ExitCode(1)
+        }
+    }
+
+    /// Most bytes of a chunk's stdout (and of its stderr) kept: its result must fit the
+    /// coordinator's result limit (4 MiB) once written as JSON. A chunk whose output was cut fails.
+    static let pipeOutputBytesMax = 3 << 20
+
     /// Submits every input and collects the results; returns the failures.
     private func mapAll(_ colony: ColonyClient, submissions: [TaskSubmission], lines: [String], options: TaskOptions) async throws -> [String] {
         if chunkSize > 1 {
@@ -131,7 +207,8 @@ struct MapCommand: AsyncParsableCommand {
     }
 
     /// Prints outputs (in order, or as they finish), writes the job log, returns the failures.
-    private func collect(_ colony: ColonyClient, ids: [TaskID], lines: [String], finished: [TaskResult]? = nil) async throws -> [String] {
+    /// With `described`, `lines` are descriptions of the inputs (--pipe's chunks), not the inputs.
+    private func collect(_ colony: ColonyClient, ids: [TaskID], lines: [String], finished: [TaskResult]? = nil, described: Bool = false) async throws -> [String] {
         let log = try joblog.map { path -> FileHandle in
             guard FileManager.default.createFile(atPath: path, contents: Data("input\tnode\tattempt\tstatus\tseconds\n".utf8)) else {
                 throw CLIError("cannot write the job log \(path)")
@@ -146,12 +223,11 @@ struct MapCommand: AsyncParsableCommand {
         func report(_ result: TaskResult, index known: Int? = nil) {
             let index = known ?? indexByID[result.id] ?? 0
             let line = lines[index]
-            if result.succeeded {
-                emit(result)
-            } else {
-                failures.append("input \(index + 1) '\(line.prefix(60))': \(result.error)")
+            let failure = result.succeeded ? emit(result) : result.error
+            if let failure {
+                failures.append(described ? "\(line): \(failure)" : "input \(index + 1) '\(line.prefix(60))': \(failure)")
             }
-            let status = result.succeeded ? "0" : result.error.replacingOccurrences(of: "\t", with: " ").replacingOccurrences(of: "\n", with: " ")
+            let status = (failure ?? "0").replacingOccurrences(of: "\t", with: " ").replacingOccurrences(of: "\n", with: " ")
             log?.write(Data("\(line)\t\(result.node)\t\(result.attempt)\t\(status)\t\(String(format: "%.3f", Double(result.runMicros) / 1e6))\n".utf8))
             progress.advance()
         }
@@ -176,23 +252,30 @@ struct MapCommand: AsyncParsableCommand {
     }
 
     /// Prints a finished input's output: a command's stdout as is, a handler's output as JSON.
-    private func emit(_ result: TaskResult) {
+    /// Returns why a --pipe chunk fails although its command succeeded (its output was cut).
+    private func emit(_ result: TaskResult) -> String? {
         if handler != nil {
             print(result.outputText)
         } else if let output = try? result.value(as: ExecHandler.Output.self) {
+            if pipe && output.truncated {
+                return "its output is over \(Self.pipeOutputBytesMax) bytes (use a smaller --block or -N)"
+            }
             FileHandle.standardOutput.write(Data(output.stdout.utf8))
             if !output.stderr.isEmpty { FileHandle.standardError.write(Data(output.stderr.utf8)) }
         }
+        return nil
+    }
+
+    private func readInputBytes() throws -> [UInt8] {
+        if let inputs {
+            guard let contents = FileManager.default.contents(atPath: inputs) else { throw CLIError("cannot read --inputs \(inputs)") }
+            return Array(contents)
+        }
+        return Array(FileHandle.standardInput.readDataToEndOfFile())
     }
 
     private func readInputs() throws -> [String] {
-        let data: Data
-        if let inputs {
-            guard let contents = FileManager.default.contents(atPath: inputs) else { throw CLIError("cannot read --inputs \(inputs)") }
-            data = contents
-        } else {
-            data = FileHandle.standardInput.readDataToEndOfFile()
-        }
+        let data = try readInputBytes()
         var lines = String(decoding: data, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         if lines.last == "" { lines.removeLast() }
         return lines
