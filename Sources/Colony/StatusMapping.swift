@@ -19,6 +19,7 @@ extension ClusterStatus {
         retried = wire.retried
         waiting = Int(wire.waiting)
         unplaceable = Int(wire.unplaceable)
+        unplaceableReasons = wire.unplaceableReasons.map { Unplaceable(reason: $0.reason, count: Int($0.count)) }
         limits = wire.limits.map(LimitStatus.init(wire:))
         sessions = wire.sessions.map {
             SessionStatus(session: $0.session, unfinished: Int($0.unfinished), resultsWaiting: Int($0.resultsWaiting),

@@ -12,8 +12,14 @@ public struct ClusterReport: Codable, Sendable, Equatable {
         public var host: String
         public var threads: Int
         public var processes: Int
+        /// Tasks leased to the node (in both pools), and those of them in the process pool:
+        /// running, or queued on the node behind its busy slots (prefetched).
         public var running: Int
         public var runningProcess: Int
+        /// Slots busy, per pool, and the leased tasks beyond them (queued on the node).
+        public var busyThreads: Int
+        public var busyProcesses: Int
+        public var prefetched: Int
         public var completed: UInt64
         public var failed: UInt64
         public var lastSeenS: Double
@@ -23,6 +29,12 @@ public struct ClusterReport: Codable, Sendable, Equatable {
         public var rssBytes: UInt64?
         public var childrenRssBytes: UInt64?
         public var childrenStarted: UInt64?
+    }
+
+    /// Queued tasks that no live node can run, and why.
+    public struct UnplaceableTasks: Codable, Sendable, Equatable {
+        public var reason: String
+        public var count: Int
     }
 
     /// A cluster limit (semaphore): size, holders now, most holders at once.
@@ -59,6 +71,7 @@ public struct ClusterReport: Codable, Sendable, Equatable {
     public var queued: Int
     public var running: Int
     public var unplaceable: Int
+    public var unplaceableReasons: [UnplaceableTasks]
     public var resultsWaiting: Int
     public var staleResultsDropped: UInt64
     /// Tasks finished per second over the last few seconds and over the last minute.
@@ -92,6 +105,7 @@ public struct ClusterReport: Codable, Sendable, Equatable {
         queued = Int(wire.hasFigures ? figures.queued : wire.queued)
         running = Int(wire.hasFigures ? figures.running : wire.running)
         unplaceable = Int(wire.unplaceable)
+        unplaceableReasons = wire.unplaceableReasons.map { UnplaceableTasks(reason: $0.reason, count: Int($0.count)) }
         resultsWaiting = Int(wire.resultsWaiting)
         staleResultsDropped = wire.staleResultsDropped
         throughputNow = figures.finishedPerSecondNow
@@ -103,6 +117,10 @@ public struct ClusterReport: Codable, Sendable, Equatable {
         nodes = wire.nodes.map { node in
             Node(name: node.info.name, host: node.info.host, threads: Int(node.info.threadSlots),
                  processes: Int(node.info.processSlots), running: Int(node.running), runningProcess: Int(node.runningProcess),
+                 busyThreads: min(Int(node.running - node.runningProcess), Int(node.info.threadSlots)),
+                 busyProcesses: min(Int(node.runningProcess), Int(node.info.processSlots)),
+                 prefetched: max(0, Int(node.running - node.runningProcess) - Int(node.info.threadSlots))
+                    + max(0, Int(node.runningProcess) - Int(node.info.processSlots)),
                  completed: node.completed, failed: node.failed, lastSeenS: Double(node.lastSeenMsAgo) / 1000,
                  draining: node.info.draining, handlers: node.info.handlers,
                  rssBytes: node.hasFigures ? node.figures.rssBytes : nil,

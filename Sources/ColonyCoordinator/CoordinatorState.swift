@@ -15,6 +15,9 @@ actor CoordinatorState {
         var seq: UInt64 = 0
         /// Set when `colony drain` asked this node to drain: its deadline in seconds.
         var drainDeadline: Double?
+        /// The pull was brief and the node is not known on its connection: nothing was
+        /// applied; it must send the pull again with its full description.
+        var describe = false
     }
 
     /// Every reply to a pull gets the next sequence number (see CoordinatorCore.nextReplySeq).
@@ -198,10 +201,21 @@ actor CoordinatorState {
     /// A node's pull: applies its results, then answers at once with work, or parks until
     /// work arrives or `waitSeconds` pass. A newer pull of the same node answers the parked
     /// one (empty), so each node has at most one parked pull.
-    func pull(node: NodeAnnouncement, results: [TaskOutcome], running: Set<TaskID>?, ackedReplySeq: UInt64,
+    ///
+    /// A `brief` pull carries only the node's name and what changes from pull to pull; its
+    /// description is the one it sent last on the same connection (`pipeID`). Unknown there
+    /// (a restarted coordinator, a reconnected node), the answer asks for the description.
+    func pull(node: NodeAnnouncement, brief: Bool = false, results: [TaskOutcome], running: Set<TaskID>?, ackedReplySeq: UInt64,
               returned: [TaskID] = [], leaving: Bool = false, pipeID: UInt32 = 0,
               waitSeconds: Double) async throws(CoordinatorCore.Refusal) -> PullAnswer {
         try refuseChangesIfJournalFails()
+        var node = node
+        if brief {
+            guard pipeID == 0 || pipeOfNode[node.name] == pipeID, let described = core.announcement(ofNode: node.name) else {
+                return PullAnswer(describe: true)
+            }
+            node = described.updated(by: node)
+        }
         if pipeID != 0 && pipeOfNode[node.name] != pipeID {
             if let old = pipeOfNode[node.name] { nodeOfPipe[old] = nil }
             pipeOfNode[node.name] = pipeID

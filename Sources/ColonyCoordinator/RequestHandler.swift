@@ -194,12 +194,16 @@ public final class RequestHandler: Sendable {
                 let wait = min(Double(pull.waitMs) / 1000, limits.longPollSecondsMax)
                 var announcement = NodeAnnouncement(wire: pull.node, prefetch: pull.prefetch, processPrefetch: pull.processPrefetch)
                 if pull.hasFigures { announcement.figures = NodeFigures(wire: pull.figures) }
-                let answer = try await state.pull(node: announcement,
+                let answer = try await state.pull(node: announcement, brief: pull.node.brief,
                                                   results: pull.results.map(TaskOutcome.init(wire:)),
                                                   running: pull.ackedDispatchSeq > 0 ? Set(pull.running) : nil,
                                                   ackedReplySeq: pull.ackedDispatchSeq, returned: pull.returned, leaving: pull.leaving,
                                                   pipeID: pipeID, waitSeconds: wait)
                 var reply = Colony_V1_PullReply()
+                if answer.describe {
+                    reply.describe = true
+                    return .pullReply(reply)
+                }
                 reply.tasks = answer.tasks.map(\.wire)
                 reply.cancel = answer.cancel
                 reply.dispatchSeq = answer.seq

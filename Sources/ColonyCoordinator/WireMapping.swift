@@ -149,6 +149,12 @@ extension ClusterStatus {
         reply.retried = retried
         reply.waiting = UInt64(waiting)
         reply.unplaceable = UInt64(unplaceable)
+        reply.unplaceableReasons = unplaceableReasons.map { entry in
+            var wire = Colony_V1_Unplaceable()
+            wire.reason = entry.reason
+            wire.count = UInt64(entry.count)
+            return wire
+        }
         reply.limits = limits.map(\.wire)
         reply.sessions = sessions.map { session in
             var wire = Colony_V1_SessionStatus()

@@ -462,7 +462,10 @@ public struct CoordinatorCore: Sendable {
               announcement.processPrefetch >= 0, announcement.processPrefetch <= limits.prefetchMax else {
             throw .invalidArgument("node prefetch must be 0 to \(limits.prefetchMax)")
         }
-        try validateNodeDescription(announcement)
+        // A node describes itself once per connection; re-checked only when that changes.
+        if nodes[announcement.name].map({ !$0.announcement.describesTheSame(as: announcement) }) ?? true {
+            try validateNodeDescription(announcement)
+        }
         if nodes[announcement.name] == nil {
             note(.nodeJoined(name: announcement.name, host: announcement.host, threads: announcement.threadSlots,
                              processes: announcement.processSlots))
@@ -1031,14 +1034,40 @@ public struct CoordinatorCore: Sendable {
         status.sessions = sessionStatuses(now: now)
         // Classes that ask for something (a handler, labels, a pool) that no live node offers
         // (with no node at all, nothing is counted: that is said apart).
-        status.unplaceable = ready.classes
-            .filter { entry in
-                !nodes.isEmpty && !nodes.values.contains { node in
-                    entry.key.labels.allSatisfy { node.announcement.labels[$0.key] == $0.value } && node.pool(for: entry.key) != nil
-                }
+        var reasons: [String: Int] = [:]
+        if !nodes.isEmpty {
+            for entry in ready.classes {
+                if let reason = whyUnplaceable(entry.key) { reasons[reason, default: 0] += entry.count }
             }
-            .reduce(0) { $0 + $1.count }
+        }
+        status.unplaceable = reasons.values.reduce(0, +)
+        status.unplaceableReasons = reasons.map { Unplaceable(reason: $0.key, count: $0.value) }
+            .sorted { ($0.count, $1.reason) > ($1.count, $0.reason) }
         return status
+    }
+
+    /// What node `name` last described itself as (nil: not a live node).
+    public func announcement(ofNode name: String) -> NodeAnnouncement? { nodes[name]?.announcement }
+
+    /// Why no live node can run tasks of this class: the first of handler, labels and pool
+    /// that none of them offers, or nil when one can.
+    private func whyUnplaceable(_ key: ReadyQueue.ClassKey) -> String? {
+        if nodes.values.contains(where: { node in
+            key.labels.allSatisfy { node.announcement.labels[$0.key] == $0.value } && node.pool(for: key) != nil
+        }) { return nil }
+        let withHandler = nodes.values.filter { $0.announcement.handlers.isEmpty || $0.announcement.handlers.contains(key.handler) }
+        if withHandler.isEmpty { return "no node has the handler '\(key.handler)'" }
+        let labelled = withHandler.filter { node in key.labels.allSatisfy { node.announcement.labels[$0.key] == $0.value } }
+        if labelled.isEmpty {
+            let wanted = key.labels.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+            return "no node with the handler '\(key.handler)' has the label(s) \(wanted)"
+        }
+        let pool = switch key.pool {
+        case .process: "the process pool"
+        case .thread: "the thread pool"
+        case .automatic: "either pool"
+        }
+        return "no node with the handler '\(key.handler)'\(key.labels.isEmpty ? "" : " and its labels") has slots in \(pool)"
     }
 
     // MARK: Transitions

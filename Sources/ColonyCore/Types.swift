@@ -204,6 +204,24 @@ public struct NodeAnnouncement: Sendable, Equatable {
     public var draining = false
     /// Its latest figures, if it sends them.
     public var figures: NodeFigures?
+
+    /// The same node, as far as what it describes once per connection goes (not prefetch,
+    /// draining or figures, which every pull carries).
+    public func describesTheSame(as other: NodeAnnouncement) -> Bool {
+        name == other.name && host == other.host && threadSlots == other.threadSlots && pid == other.pid
+            && processSlots == other.processSlots && handlers == other.handlers && processHandlers == other.processHandlers
+            && labels == other.labels
+    }
+
+    /// This node's description with the parts every pull carries taken from `brief`.
+    public func updated(by brief: NodeAnnouncement) -> NodeAnnouncement {
+        var node = self
+        node.prefetch = brief.prefetch
+        node.processPrefetch = brief.processPrefetch
+        node.draining = brief.draining
+        node.figures = brief.figures
+        return node
+    }
     public init(name: String, host: String, threadSlots: Int, handlers: [String] = [], pid: Int = 0, prefetch: Int = 0,
                 labels: [String: String] = [:], processSlots: Int = 0, processPrefetch: Int = 0, processHandlers: Set<String> = [],
                 draining: Bool = false) {
@@ -249,8 +267,10 @@ public struct ClusterStatus: Sendable, Equatable {
     public var retried: UInt64 = 0
     /// Tasks waiting for dependencies or a retry back-off.
     public var waiting: Int = 0
-    /// Queued tasks that no live node can take (their labels or pool match none).
+    /// Queued tasks that no live node can take (their handler, labels or pool match none).
     public var unplaceable: Int = 0
+    /// Why, one entry per reason, most tasks first.
+    public var unplaceableReasons: [Unplaceable] = []
     /// Each limit: size, tasks holding it now, and the most that ever held it at once.
     public var limits: [LimitStatus] = []
     /// Sessions with unfinished tasks or results waiting, most results waiting first.
@@ -265,6 +285,16 @@ public struct ClusterStatus: Sendable, Equatable {
         self.failed = failed
         self.resultsWaiting = resultsWaiting
         self.staleResultsDropped = staleResultsDropped
+    }
+}
+
+/// Queued tasks that no live node can run, and why.
+public struct Unplaceable: Sendable, Equatable {
+    public var reason: String
+    public var count: Int
+    public init(reason: String, count: Int) {
+        self.reason = reason
+        self.count = count
     }
 }
 

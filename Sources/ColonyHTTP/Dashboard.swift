@@ -25,6 +25,7 @@ enum Dashboard {
   td.num { text-align: right; font-variant-numeric: tabular-nums; }
   #chart { background: #fff; border: 1px solid #dcdcde; border-radius: 6px; }
   #error { color: #b32d2e; font-weight: bold; }
+  #warnings { color: #8a5a00; white-space: pre-line; }
   .bar { display: inline-block; height: .8em; background: #2271b1; vertical-align: middle; }
 </style>
 </head>
@@ -32,12 +33,13 @@ enum Dashboard {
 <h1>Colony</h1>
 <div class="muted" id="meta">connecting…</div>
 <div id="error"></div>
+<div id="warnings"></div>
 <h2>Tasks</h2>
 <div class="cards" id="cards"></div>
 <h2>Throughput (tasks finished per second, last minute)</h2>
 <svg id="chart" width="640" height="160" viewBox="0 0 640 160" role="img" aria-label="throughput chart"></svg>
 <h2>Nodes</h2>
-<table id="nodes"><thead><tr><th>node</th><th>host</th><th>threads busy</th><th>processes busy</th><th>done</th><th>failed</th><th>RSS</th><th>children RSS</th><th>child starts</th><th>last seen</th></tr></thead><tbody></tbody></table>
+<table id="nodes"><thead><tr><th>node</th><th>host</th><th>threads busy</th><th>processes busy</th><th>prefetched</th><th>done</th><th>failed</th><th>RSS</th><th>children RSS</th><th>child starts</th><th>last seen</th></tr></thead><tbody></tbody></table>
 <h2>Recent failures</h2>
 <table id="failures"><thead><tr><th>task</th><th>handler</th><th>node</th><th>reason</th><th>error</th><th>when</th></tr></thead><tbody></tbody></table>
 <h2>Counters and limits</h2>
@@ -83,6 +85,8 @@ async function refresh() {
     }
     const s = await response.json();
     document.getElementById("error").textContent = "";
+    document.getElementById("warnings").textContent = (s.unplaceable_reasons || [])
+      .map(u => "warning: " + fmt(u.count) + " queued task(s) cannot run anywhere: " + u.reason).join("\n");
     document.getElementById("meta").textContent = "up " + fmt(s.uptime_s) + " s · " + s.nodes.length + " node(s) · updated " + new Date().toLocaleTimeString();
     const cards = [
       ["throughput now", fmt(s.throughput_now, 1) + "/s"], ["last minute", fmt(s.throughput_minute, 1) + "/s"],
@@ -101,7 +105,7 @@ async function refresh() {
     chart(s.throughput || []);
     fill("nodes", s.nodes, [
       [n => n.name + (n.draining ? " (draining)" : "")], [n => n.host],
-      [n => busy(n.running - n.running_process, n.threads), "num"], [n => busy(n.running_process, n.processes), "num"],
+      [n => busy(n.busy_threads, n.threads), "num"], [n => busy(n.busy_processes, n.processes), "num"], [n => fmt(n.prefetched), "num"],
       [n => fmt(n.completed), "num"], [n => fmt(n.failed), "num"],
       [n => n.rss_bytes === undefined ? "–" : fmt(n.rss_bytes / 1048576) + " MiB", "num"],
       [n => n.children_rss_bytes === undefined ? "–" : fmt(n.children_rss_bytes / 1048576) + " MiB", "num"],

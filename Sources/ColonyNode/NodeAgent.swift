@@ -102,6 +102,9 @@ public actor NodeAgent {
     private var memoryReadAt: ContinuousClock.Instant?
     private var stopSignals: [UInt64: StopSignal] = [:]
     private var highestReplySeq: UInt64 = 0
+    /// The coordinator has this node's description (a full pull was answered); pulls are
+    /// brief until it asks again (PullReply.describe).
+    private var described = false
     /// When the oldest of `pendingResults` was added.
     private var pendingSince: ContinuousClock.Instant?
     private var lingerTimerArmed = false
@@ -312,6 +315,8 @@ public actor NodeAgent {
         var results: [Colony_V1_TaskResult]
         var returned: [UInt64] = []
         var leaving = false
+        /// It carries the node's full description.
+        var full = false
     }
 
     private func pullLoop() async {
@@ -374,14 +379,18 @@ public actor NodeAgent {
         var pull = Colony_V1_PullRequest()
         var info = Colony_V1_NodeInfo()
         info.name = configuration.name
-        info.host = configuration.host
-        info.threadSlots = UInt32(configuration.threads)
-        info.handlers = handlerNames
-        info.pid = UInt32(ProcessInfo.processInfo.processIdentifier)
-        info.labels = configuration.labels
-        info.processSlots = UInt32(configuration.processes.size)
-        info.processHandlers = processHandlerNames
         info.draining = draining
+        if described {
+            info.brief = true
+        } else {
+            info.host = configuration.host
+            info.threadSlots = UInt32(configuration.threads)
+            info.handlers = handlerNames
+            info.pid = UInt32(ProcessInfo.processInfo.processIdentifier)
+            info.labels = configuration.labels
+            info.processSlots = UInt32(configuration.processes.size)
+            info.processHandlers = processHandlerNames
+        }
         pull.node = info
         pull.figures = currentFigures()
         pull.returned = toReturn
@@ -401,7 +410,7 @@ public actor NodeAgent {
         pull.processPrefetch = draining ? 0 : UInt32(prefetch(.process))
         unacknowledged[ObjectIdentifier(context)] = (results, pull.returned)
         return PlannedPull(context: context, bytes: Wire.encode(.pull(pull), token: configuration.token), results: results, returned: pull.returned,
-                           leaving: pull.leaving)
+                           leaving: pull.leaving, full: !described)
     }
 
     private nonisolated func perform(_ plan: PlannedPull) async {
@@ -412,7 +421,10 @@ public actor NodeAgent {
             let replyBytes = try await plan.context.request(plan.bytes, timeout: timeout)
             let envelope = try Wire.decode(replyBytes)
             switch envelope.body {
+            case .pullReply(let reply) where reply.describe:
+                await describeAgain(plan)
             case .pullReply(let reply):
+                if plan.full { await noteDescribed() }
                 if reply.drain { await drain(deadline: .milliseconds(Int(reply.drainDeadlineMs))) }
                 await accepted(reply.tasks, cancel: reply.cancel, seq: reply.dispatchSeq, context: plan.context, leaving: plan.leaving)
             case .error(let error):
@@ -510,6 +522,21 @@ public actor NodeAgent {
             statistics.handedBack += UInt64(stranded.count)
         }
         armStrandCheck()
+        wake.notify()
+    }
+
+    private func noteDescribed() { described = true }
+
+    /// The coordinator does not know this node on its connection and applied nothing of the
+    /// pull: the next one carries the full description (and the same results), at once.
+    private func describeAgain(_ plan: PlannedPull) {
+        described = false
+        unacknowledged[ObjectIdentifier(plan.context)] = nil
+        pendingResults.insert(contentsOf: plan.results, at: 0)
+        toReturn.insert(contentsOf: plan.returned, at: 0)
+        if pendingSince == nil && !pendingResults.isEmpty { pendingSince = ContinuousClock.now }
+        freeContexts.append(plan.context)
+        inFlight -= 1
         wake.notify()
     }
 

@@ -225,6 +225,7 @@ final class SchedulingRulesTests: XCTestCase {
         let gpuTask = try submit(TaskOptions(requiredLabels: ["gpu": "1"]))
         XCTAssertEqual(try pull(), [])
         XCTAssertEqual(core.status(now: 0).unplaceable, 1, "no live node can take it: reported")
+        XCTAssertEqual(core.status(now: 0).unplaceableReasons, [Unplaceable(reason: "no node with the handler 'work' has the label(s) gpu=1", count: 1)])
         let gpu = NodeAnnouncement(name: "g", host: "h", threadSlots: 1, labels: ["gpu": "1"])
         XCTAssertEqual(try pull(node: gpu).map(\.id), [gpuTask])
     }
@@ -256,6 +257,7 @@ final class SchedulingRulesTests: XCTestCase {
         XCTAssertEqual(got.map(\.id), [exec])
         XCTAssertEqual(got[0].pool, .thread)
         XCTAssertEqual(core.status(now: 0).unplaceable, 1, "no node has a process pool: reported, not lost")
+        XCTAssertEqual(core.status(now: 0).unplaceableReasons.map(\.reason), ["no node with the handler 'work' has slots in the process pool"])
         let processes = NodeAnnouncement(name: "p", host: "h", threadSlots: 0, processSlots: 1)
         XCTAssertEqual(try pull(node: processes).map(\.id), [isolated])
     }
@@ -380,6 +382,7 @@ final class HandlerPlacementTests: XCTestCase {
         _ = try core.report(node: stock, results: [], now: 0)
         XCTAssertEqual(core.dispatch(toNode: "stock", now: 0).map(\.id), [ids[1]], "not the square task")
         XCTAssertEqual(core.status(now: 0).unplaceable, 1)
+        XCTAssertEqual(core.status(now: 0).unplaceableReasons, [Unplaceable(reason: "no node has the handler 'square'", count: 1)])
         let squares = NodeAnnouncement(name: "squares", host: "h", threadSlots: 1, handlers: ["square", "echo", "batch"])
         _ = try core.report(node: squares, results: [], now: 0)
         XCTAssertEqual(core.status(now: 0).unplaceable, 0)

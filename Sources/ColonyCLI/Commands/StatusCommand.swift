@@ -23,8 +23,8 @@ struct StatusCommand: AsyncParsableCommand {
         }
         let status = try await withClient(client) { try await $0.status() }
         print("coordinator \(client.coordinatorURL): \(status.nodes.count) node(s), \(status.waiting) waiting, \(status.queued) queued, \(status.running) running, \(status.succeeded) succeeded, \(status.failed) failed, \(status.cancelled) cancelled, \(status.resultsWaiting) results waiting")
-        if status.unplaceable > 0 {
-            print("warning: \(status.unplaceable) queued task(s) need a handler, labels or a pool that no live node has")
+        for entry in status.unplaceableReasons {
+            print("warning: \(entry.count) queued task(s) cannot run anywhere: \(entry.reason)")
         }
         if let failure = status.journalFailure {
             print("warning: the coordinator cannot write its journal and refuses changes until it can: \(failure)")

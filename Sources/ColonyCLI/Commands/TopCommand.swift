@@ -79,17 +79,17 @@ struct TopCommand: AsyncParsableCommand {
             + "\(number(report.queued)) queued, \(number(report.running)) running, \(number(report.resultsWaiting)) results waiting")
         lines.append("latency (last minute): queue wait p50 \(milliseconds(report.queueWaitP50Ms)), p99 \(milliseconds(report.queueWaitP99Ms)); "
             + "run time p50 \(milliseconds(report.runTimeP50Ms)), p99 \(milliseconds(report.runTimeP99Ms))")
-        if report.unplaceable > 0 {
-            lines.append("warning: \(report.unplaceable) queued task(s) need labels or a pool that no live node has")
+        for entry in report.unplaceableReasons {
+            lines.append("warning: \(number(entry.count)) queued task(s) cannot run anywhere: \(entry.reason)")
         }
         lines.append("")
         if report.nodes.isEmpty {
             lines.append("no nodes (start one: colony node --coordinator \(coordinator))")
         } else {
-            let header = ["NODE", "HOST", "THREADS BUSY", "PROCESSES BUSY", "DONE", "FAILED", "RSS", "CHILDREN RSS", "CHILD STARTS", "LAST SEEN"]
+            let header = ["NODE", "HOST", "THREADS BUSY", "PROCESSES BUSY", "PREFETCHED", "DONE", "FAILED", "RSS", "CHILDREN RSS", "CHILD STARTS", "LAST SEEN"]
             let rows = report.nodes.map { node in
                 [node.name + (node.draining ? " (draining)" : ""), node.host,
-                 "\(node.running - node.runningProcess)/\(node.threads)", "\(node.runningProcess)/\(node.processes)",
+                 "\(node.busyThreads)/\(node.threads)", "\(node.busyProcesses)/\(node.processes)", number(node.prefetched),
                  number(node.completed), number(node.failed), mebibytes(node.rssBytes), mebibytes(node.childrenRssBytes),
                  node.childrenStarted.map { number($0) } ?? "-", String(format: "%.1f s ago", node.lastSeenS)]
             }

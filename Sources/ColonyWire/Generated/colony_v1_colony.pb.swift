@@ -565,6 +565,11 @@ public nonisolated struct Colony_V1_NodeInfo: Sendable {
   /// The node is draining: it takes no new tasks and leaves once its running ones are done.
   public var draining: Bool = false
 
+  /// Only `name` and `draining` are set: the rest is as this node last described itself on
+  /// this connection. A node sends its full description on its first pull of a connection
+  /// (and whenever the coordinator answers with PullReply.describe), brief ones after.
+  public var brief: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -700,6 +705,12 @@ public nonisolated struct Colony_V1_PullReply: Sendable {
   public var drain: Bool = false
 
   public var drainDeadlineMs: UInt32 = 0
+
+  /// The pull was brief (NodeInfo.brief) and the coordinator does not know the node on this
+  /// connection (it restarted, or the node reconnected): nothing of the pull was applied (its
+  /// results, returns and acknowledgement count as not delivered). Send it again at once with
+  /// the full description. No other field is set.
+  public var describe: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -910,11 +921,32 @@ public nonisolated struct Colony_V1_StatusReply: @unchecked Sendable {
     set {_uniqueStorage()._journalFailure = newValue}
   }
 
+  /// Why the `unplaceable` tasks cannot go anywhere, one entry per reason (most tasks first).
+  public var unplaceableReasons: [Colony_V1_Unplaceable] {
+    get {_storage._unplaceableReasons}
+    set {_uniqueStorage()._unplaceableReasons = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// Queued tasks that no live node can run, and why (e.g. "no node has the handler 'square'").
+public nonisolated struct Colony_V1_Unplaceable: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var reason: String = String()
+
+  public var count: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// One client session as the coordinator sees it.
@@ -2130,7 +2162,7 @@ nonisolated extension Colony_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}host\0\u{3}thread_slots\0\u{1}handlers\0\u{1}pid\0\u{1}labels\0\u{3}process_slots\0\u{3}process_handlers\0\u{1}draining\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}host\0\u{3}thread_slots\0\u{1}handlers\0\u{1}pid\0\u{1}labels\0\u{3}process_slots\0\u{3}process_handlers\0\u{1}draining\0\u{1}brief\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2147,6 +2179,7 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
       case 7: try { try decoder.decodeSingularUInt32Field(value: &self.processSlots) }()
       case 8: try { try decoder.decodeRepeatedStringField(value: &self.processHandlers) }()
       case 9: try { try decoder.decodeSingularBoolField(value: &self.draining) }()
+      case 10: try { try decoder.decodeSingularBoolField(value: &self.brief) }()
       default: break
       }
     }
@@ -2180,6 +2213,9 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
     if self.draining != false {
       try visitor.visitSingularBoolField(value: self.draining, fieldNumber: 9)
     }
+    if self.brief != false {
+      try visitor.visitSingularBoolField(value: self.brief, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2193,6 +2229,7 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.processSlots != rhs.processSlots {return false}
     if lhs.processHandlers != rhs.processHandlers {return false}
     if lhs.draining != rhs.draining {return false}
+    if lhs.brief != rhs.brief {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2388,7 +2425,7 @@ nonisolated extension Colony_V1_NodeFigures: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Colony_V1_PullReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tasks\0\u{1}cancel\0\u{3}dispatch_seq\0\u{1}drain\0\u{3}drain_deadline_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tasks\0\u{1}cancel\0\u{3}dispatch_seq\0\u{1}drain\0\u{3}drain_deadline_ms\0\u{1}describe\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2401,6 +2438,7 @@ nonisolated extension Colony_V1_PullReply: SwiftProtobuf.Message, SwiftProtobuf.
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.dispatchSeq) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.drain) }()
       case 5: try { try decoder.decodeSingularUInt32Field(value: &self.drainDeadlineMs) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.describe) }()
       default: break
       }
     }
@@ -2422,6 +2460,9 @@ nonisolated extension Colony_V1_PullReply: SwiftProtobuf.Message, SwiftProtobuf.
     if self.drainDeadlineMs != 0 {
       try visitor.visitSingularUInt32Field(value: self.drainDeadlineMs, fieldNumber: 5)
     }
+    if self.describe != false {
+      try visitor.visitSingularBoolField(value: self.describe, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2431,6 +2472,7 @@ nonisolated extension Colony_V1_PullReply: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.dispatchSeq != rhs.dispatchSeq {return false}
     if lhs.drain != rhs.drain {return false}
     if lhs.drainDeadlineMs != rhs.drainDeadlineMs {return false}
+    if lhs.describe != rhs.describe {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2660,7 +2702,7 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}queued\0\u{1}running\0\u{1}succeeded\0\u{1}failed\0\u{3}results_waiting\0\u{3}stale_results_dropped\0\u{3}uptime_seconds\0\u{1}cancelled\0\u{1}retried\0\u{1}waiting\0\u{1}unplaceable\0\u{1}limits\0\u{1}figures\0\u{1}sessions\0\u{3}journal_failure\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}queued\0\u{1}running\0\u{1}succeeded\0\u{1}failed\0\u{3}results_waiting\0\u{3}stale_results_dropped\0\u{3}uptime_seconds\0\u{1}cancelled\0\u{1}retried\0\u{1}waiting\0\u{1}unplaceable\0\u{1}limits\0\u{1}figures\0\u{1}sessions\0\u{3}journal_failure\0\u{3}unplaceable_reasons\0")
 
   fileprivate class _StorageClass {
     var _nodes: [Colony_V1_NodeStatus] = []
@@ -2679,6 +2721,7 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
     var _figures: Colony_V1_Figures? = nil
     var _sessions: [Colony_V1_SessionStatus] = []
     var _journalFailure: String = String()
+    var _unplaceableReasons: [Colony_V1_Unplaceable] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2705,6 +2748,7 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
       _figures = source._figures
       _sessions = source._sessions
       _journalFailure = source._journalFailure
+      _unplaceableReasons = source._unplaceableReasons
     }
   }
 
@@ -2739,6 +2783,7 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
         case 14: try { try decoder.decodeSingularMessageField(value: &_storage._figures) }()
         case 15: try { try decoder.decodeRepeatedMessageField(value: &_storage._sessions) }()
         case 16: try { try decoder.decodeSingularStringField(value: &_storage._journalFailure) }()
+        case 17: try { try decoder.decodeRepeatedMessageField(value: &_storage._unplaceableReasons) }()
         default: break
         }
       }
@@ -2799,6 +2844,9 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
       if !_storage._journalFailure.isEmpty {
         try visitor.visitSingularStringField(value: _storage._journalFailure, fieldNumber: 16)
       }
+      if !_storage._unplaceableReasons.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._unplaceableReasons, fieldNumber: 17)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2824,10 +2872,46 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
         if _storage._figures != rhs_storage._figures {return false}
         if _storage._sessions != rhs_storage._sessions {return false}
         if _storage._journalFailure != rhs_storage._journalFailure {return false}
+        if _storage._unplaceableReasons != rhs_storage._unplaceableReasons {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_Unplaceable: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Unplaceable"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}reason\0\u{1}count\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.reason) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.count) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.reason.isEmpty {
+      try visitor.visitSingularStringField(value: self.reason, fieldNumber: 1)
+    }
+    if self.count != 0 {
+      try visitor.visitSingularUInt64Field(value: self.count, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_Unplaceable, rhs: Colony_V1_Unplaceable) -> Bool {
+    if lhs.reason != rhs.reason {return false}
+    if lhs.count != rhs.count {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

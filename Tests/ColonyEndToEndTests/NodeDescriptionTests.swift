@@ -1,0 +1,71 @@
+import Colony
+import ColonyWire
+import Foundation
+import NNG
+import XCTest
+
+/// A node describes itself once per connection; later pulls carry only its name and what
+/// changes. Spoken here in raw protocol over real nng sockets to a coordinator process.
+final class NodeDescriptionTests: ClusterTestCase {
+    private func pull(_ context: Context, brief: Bool, results: [Colony_V1_TaskResult] = []) async throws -> Colony_V1_PullReply {
+        var info = Colony_V1_NodeInfo()
+        info.name = "raw"
+        if brief {
+            info.brief = true
+        } else {
+            info.host = "h"
+            info.threadSlots = 2
+            info.handlers = ["echo", "square"]
+        }
+        var request = Colony_V1_PullRequest()
+        request.node = info
+        request.results = results
+        let reply = try Wire.decode(try await context.request(Wire.encode(.pull(request)), timeout: .seconds(10)))
+        guard case .pullReply(let pull) = reply.body else { throw CLIFailure("not a pull reply: \(reply)") }
+        return pull
+    }
+
+    func testABriefPullIsAnsweredWithTheKnownDescriptionOrAskedToDescribe() async throws {
+        try cluster.startCoordinator()
+        let colony = try await cluster.connect(waitingForNodes: 0)
+        let ids = try await colony.submit((1...3).map { TaskSubmission(handler: "square", input: Array("\($0)".utf8)) })
+
+        let socket = try Socket(.req)
+        _ = try socket.dial(cluster.url)
+        let context = try socket.openContext()
+        let unknown = try await pull(context, brief: true)
+        XCTAssertTrue(unknown.describe, "a node the coordinator does not know is asked for its description")
+        XCTAssertTrue(unknown.tasks.isEmpty)
+
+        let first = try await pull(context, brief: false)
+        XCTAssertFalse(first.describe)
+        XCTAssertEqual(first.tasks.count, 2, "two slots, as described: \(first.tasks.map(\.id))")
+        var done = Colony_V1_TaskResult()
+        done.id = first.tasks[0].id
+        done.attempt = first.tasks[0].attempt
+        done.ok = true
+        done.output = Data("1".utf8)
+        done.node = "raw"
+        let second = try await pull(context, brief: true, results: [done])
+        XCTAssertFalse(second.describe, "same connection: the description is known")
+        XCTAssertEqual(second.tasks.map(\.id), [ids[2]], "the freed slot of the described node is refilled")
+        let status = try await colony.status()
+        XCTAssertEqual(status.nodes.first?.announcement.handlers, ["echo", "square"], "the brief pull kept the description")
+        XCTAssertEqual(status.nodes.first?.announcement.threadSlots, 2)
+
+        // Another connection: the coordinator asks again, and applies nothing of the pull.
+        let other = try Socket(.req)
+        _ = try other.dial(cluster.url)
+        let otherContext = try other.openContext()
+        var again = done
+        again.id = first.tasks[1].id
+        again.attempt = first.tasks[1].attempt
+        let asked = try await pull(otherContext, brief: true, results: [again])
+        XCTAssertTrue(asked.describe)
+        let unfinished = try await colony.tasks(in: .running)
+        XCTAssertTrue(unfinished.contains { $0.id == first.tasks[1].id }, "the result of a pull that was asked to describe is not applied")
+        socket.close()
+        other.close()
+        await colony.close()
+    }
+}
