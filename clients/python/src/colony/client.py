@@ -280,12 +280,19 @@ class Colony:
             if not reply.results and reply.pending == 0:
                 raise UnknownTask(task_id)
         result = Result.from_wire(reply.results[0])
-        # One acknowledgement, so that the coordinator forgets the result now.
+        # The coordinator forgets the result once acknowledged: off the caller's path.
+        acknowledgement = pb.FetchRequest(session=session, acked=[result.task_id])
         try:
-            self._connection.request("fetch", pb.FetchRequest(session=session, acked=[result.task_id]), "fetch_reply")
+            self._senders.submit(self._acknowledge, acknowledgement)
+        except RuntimeError:
+            pass  # closing: the result expires with its TTL
+        return result.value(raw)
+
+    def _acknowledge(self, request):
+        try:
+            self._connection.request("fetch", request, "fetch_reply", patience=2)
         except ColonyError:
             pass
-        return result.value(raw)
 
     def map(self, handler, inputs, *, chunksize=1, timeout=None, raw=False, **options):
         """Runs `handler` over every input; returns an iterator over the outputs in input order
