@@ -17,6 +17,7 @@ test:
 	bash deploy/netns/chaos.sh
 	bash deploy/ssh/test-launch.sh
 	bash deploy/container/test-cluster.sh
+	bash deploy/slurm/test-slurm.sh
 	bash clients/python/test.sh
 
 build:
