@@ -1,4 +1,6 @@
 """The Python node of the tests: `python handlers.py URL NAME THREADS`."""
+import os
+import signal
 import sys
 import threading
 import time
@@ -33,11 +35,20 @@ def where(seconds):
     return sys.argv[2]
 
 
+def die(_):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def pid(_):
+    return os.getpid()
+
+
 def deps(_):
     return sorted(colony.node.current().dependencies.values())
 
 
 if __name__ == "__main__":
     url, name, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    colony.node.run(url, handlers={"square": square, "boom": boom, "pycount": count, "nap": nap, "deps": deps, "where": where},
-                    threads=threads, name=name, drain_deadline=5, log=lambda line: print(line, flush=True))
+    handlers = {"square": square, "boom": boom, "pycount": count, "nap": nap, "deps": deps, "where": where, "die": die, "pid": pid}
+    colony.node.run(url, handlers=handlers, threads=threads, name=name, drain_deadline=5, processes=1, process_handlers=["die"],
+                    log=lambda line: print(line, flush=True))

@@ -75,3 +75,25 @@ def test_drain_hands_back_and_leaves(python_cluster):
         python_cluster.wait_for_node("leaver", present=False)
         # The cluster carries on with the node that stayed.
         assert client.submit("square", 5).result(timeout=30) == 25
+
+
+def test_the_process_pool_isolates_a_crash_and_replaces_the_child(python_cluster):
+    with colony.Colony(python_cluster.url) as client:
+        first = client.submit("pid", None, pool="process").result(timeout=30)
+        with pytest.raises(colony.TaskFailed) as failure:
+            client.submit("die", None).result(timeout=30)  # "die" runs in the process pool by default
+        assert (failure.value.kind, failure.value.reason) == (colony.FailureKind.CRASHED, "crashed: killed by signal 9")
+        second = client.submit("pid", None, pool="process").result(timeout=30)
+        assert first != second
+        assert client.submit("pid", None, pool="thread").result(timeout=30) not in (first, second)
+    done = python_cluster.cli("submit", "square", "6", "--pool", "process", "--wait")
+    assert (done.returncode, done.stdout.strip()) == (0, "36")
+
+
+def test_a_timeout_in_the_process_pool_kills_the_child(python_cluster):
+    with colony.Colony(python_cluster.url) as client:
+        before = client.submit("pid", None, pool="process").result(timeout=30)
+        with pytest.raises(colony.TaskFailed) as failure:
+            client.submit("nap", 30, pool="process", timeout=0.3).result(timeout=30)
+        assert failure.value.kind is colony.FailureKind.TIMEOUT
+        assert client.submit("pid", None, pool="process").result(timeout=30) != before

@@ -18,6 +18,7 @@ and a drain (SIGTERM, `colony drain NAME`, or `Node.drain()`) hands back what is
 lets running tasks finish within the deadline, and leaves."""
 import collections
 import json
+import multiprocessing
 import os
 import signal
 import socket
@@ -86,14 +87,27 @@ def current():
 
 
 class Node:
-    """A worker node. `run()` pulls until drained (or `stop()`), `drain()` asks it to leave."""
+    """A worker node. `run()` pulls until drained (or `stop()`), `drain()` asks it to leave.
 
-    def __init__(self, url, handlers, threads=None, name=None, token="", labels=None, log=None):
+    `processes` > 0 adds a process pool: that many long-lived child processes (multiprocessing,
+    spawned), where tasks of `process_handlers` run by default and any task submitted with
+    pool="process". A crash or a kill there costs one child, which is replaced; a timeout or a
+    cancellation kills the child (hard, unlike threads). Handlers must then be importable
+    functions (module level, not lambdas) and the main script guarded by
+    `if __name__ == "__main__":`."""
+
+    def __init__(self, url, handlers, threads=None, name=None, token="", labels=None, log=None, processes=0, process_handlers=()):
         if not handlers or not all(isinstance(k, str) and callable(v) for k, v in handlers.items()):
             raise ValueError("handlers: a dict of name -> function")
+        unknown = sorted(set(process_handlers) - set(handlers))
+        if unknown:
+            raise ValueError(f"process_handlers: {', '.join(unknown)} not in handlers")
         self.url = url
         self.handlers = dict(handlers)
         self.threads = max(1, int(threads or os.cpu_count() or 1))
+        self.processes = max(0, int(processes))
+        self.process_handlers = sorted(process_handlers)
+        self.children_started = 0
         self.name = name or f"{socket.gethostname()}-py{os.getpid()}"
         self.labels = dict(labels or {})
         self.log = log or (lambda line: None)
@@ -102,6 +116,7 @@ class Node:
         self._contexts = [self._connection._acquire(), self._connection._acquire()]
         self._lock = threading.Condition()
         self._queue = collections.deque()     # (task, when it arrived): dispatched, waiting for a thread
+        self._process_queue = collections.deque()  # the same, for the process pool
         self._running = set()                 # ids held: queued, running or finished and unsent
         self._attempts = {}                   # id -> attempt, of the tasks held
         self._executing = 0
@@ -122,6 +137,7 @@ class Node:
         self.failed_pulls = 0
         self.handed_back = 0
         self._names = sorted(set(self.handlers) | {"batch"})
+        self._runner = _Runner(self.handlers, self.name)
 
     # -- control ------------------------------------------------------------------------------
 
@@ -148,16 +164,17 @@ class Node:
 
     def run(self):
         workers = [threading.Thread(target=self._worker, name=f"colony-node-{i}", daemon=True) for i in range(self.threads)]
+        workers += [threading.Thread(target=self._process_worker, name=f"colony-child-{i}", daemon=True) for i in range(self.processes)]
         for worker in workers:
             worker.start()
-        self.log(f"node {self.name} pulling from {self.url} with {self.threads} thread slots")
+        self.log(f"node {self.name} pulling from {self.url} with {self.threads} thread slots and {self.processes} process slots")
         try:
             with self._lock:
                 while not self._drained and not self._stopping:
                     now = time.monotonic()
                     if self._draining and self._drain_deadline is not None and now >= self._drain_deadline:
                         self._stop_remaining()
-                    if self._queue and now - self._queue[0][1] >= STRANDED_AFTER:
+                    if any(queue and now - queue[0][1] >= STRANDED_AFTER for queue in (self._queue, self._process_queue)):
                         self._hand_back_stranded(now)
                     plan = self._next_pull(now)
                     if plan is not None:
@@ -178,8 +195,9 @@ class Node:
             moments.append(self._backing_off_until)
         if self._draining and self._drain_deadline is not None:
             moments.append(self._drain_deadline)
-        if self._queue:
-            moments.append(self._queue[0][1] + STRANDED_AFTER)
+        for queue in (self._queue, self._process_queue):
+            if queue:
+                moments.append(queue[0][1] + STRANDED_AFTER)
         return max(0.0005, min(moments) - now)
 
     def _prefetch(self):
@@ -194,9 +212,10 @@ class Node:
             return None
         if self._in_flight >= 1 and not self._pending and not self._to_return:
             return None
-        if self._in_flight >= 1 and self._queue and self._pending_since is not None and now - self._pending_since < RESULT_LINGER:
+        if (self._in_flight >= 1 and (self._queue or self._process_queue) and self._pending_since is not None
+                and now - self._pending_since < RESULT_LINGER):
             return None  # busy: let a few more results join this batch
-        leaving = (self._draining and self._in_flight == 0 and self._executing == 0 and not self._queue
+        leaving = (self._draining and self._in_flight == 0 and self._executing == 0 and not self._queue and not self._process_queue
                    and len(self._pending) <= RESULTS_PER_PULL_MAX)
         context = self._contexts.pop()
         self._in_flight += 1
@@ -215,6 +234,8 @@ class Node:
         info.host = socket.gethostname()
         info.thread_slots = self.threads
         info.handlers.extend(self._names)
+        info.process_slots = self.processes
+        info.process_handlers.extend(self.process_handlers)
         info.pid = os.getpid()
         info.labels.update(self.labels)
         info.draining = self._draining
@@ -232,6 +253,7 @@ class Node:
         pull.figures.succeeded = self.succeeded
         pull.figures.failed = self.failed
         pull.figures.failed_pulls = self.failed_pulls
+        pull.figures.children_started = self.children_started
         return context, pull, results, returned, pull.leaving
 
     def _perform(self, context, pull, results, returned, leaving):
@@ -255,7 +277,13 @@ class Node:
             for task in reply.tasks:
                 self._running.add(task.id)
                 self._attempts[task.id] = task.attempt
-                self._queue.append((task, arrived))
+                if task.pool != pb.POOL_PROCESS:
+                    self._queue.append((task, arrived))
+                elif self.processes:
+                    self._process_queue.append((task, arrived))
+                else:
+                    # Never dispatched by a coordinator that knows this node; say so rather than guess.
+                    self._pending.append(self._failure(task, f"node {self.name} has no process pool", pb.FAILURE_REFUSED))
             if self._draining:
                 self._hand_back_queued()
             self._contexts.append(context)
@@ -280,13 +308,13 @@ class Node:
             self._lock.notify_all()
 
     def _cancel(self, ids):
-        kept = collections.deque()
-        for task, arrived in self._queue:
-            if task.id in ids:
-                self._pending.append(self._failure(task, "cancelled", pb.FAILURE_CANCELLED))
-            else:
-                kept.append((task, arrived))
-        self._queue = kept
+        for queue in (self._queue, self._process_queue):
+            kept = [(task, arrived) for task, arrived in queue if task.id not in ids]
+            for task, _ in queue:
+                if task.id in ids:
+                    self._pending.append(self._failure(task, "cancelled", pb.FAILURE_CANCELLED))
+            queue.clear()
+            queue.extend(kept)
         for task_id in ids:
             if task_id in self._running and task_id not in self._stopped:
                 # Running on a thread, which cannot be interrupted: reported cancelled now, its
@@ -300,14 +328,15 @@ class Node:
         """The oldest queued task waited STRANDED_AFTER without a thread: longer tasks than the
         prefetch expected hold the threads. The average task time becomes at least that wait,
         so the node prefetches no more until short tasks bring it down again."""
-        waited_micros = (now - self._queue[0][1]) * 1e6
-        self._average_micros = max(self._average_micros or 0, waited_micros)
-        self.handed_back += len(self._queue)
+        if self._queue and now - self._queue[0][1] >= STRANDED_AFTER:
+            waited_micros = (now - self._queue[0][1]) * 1e6
+            self._average_micros = max(self._average_micros or 0, waited_micros)
+        self.handed_back += len(self._queue) + len(self._process_queue)
         self._hand_back_queued()
 
     def _hand_back_queued(self):
-        while self._queue:
-            task, _ = self._queue.popleft()
+        while self._queue or self._process_queue:
+            task, _ = (self._queue or self._process_queue).popleft()
             self._running.discard(task.id)
             self._attempts.pop(task.id, None)
             self._to_return.append(task.id)
@@ -349,29 +378,56 @@ class Node:
                 timer = threading.Timer(task.timeout_ms / 1000, self._timed_out, args=(task,))
                 timer.daemon = True
                 timer.start()
-            result = self._execute(task)
+            result = self._runner.execute(task)
             if timer is not None:
                 timer.cancel()
-            with self._lock:
-                self._attempts.pop(task.id, None)
-                stopped = self._stopped.pop(task.id, None)
-                if stopped is not None:
-                    if stopped[0] != DRAIN_STOP_REASON:
-                        self._executing -= 1
-                    self._lock.notify_all()
-                    continue  # reported already (cancelled, timed out, handed back)
-                self._executing -= 1
-                self._running.discard(task.id)
+            self._finished(task, result, average=True)
+
+    def _finished(self, task, result, average=False):
+        with self._lock:
+            self._attempts.pop(task.id, None)
+            stopped = self._stopped.pop(task.id, None)
+            if stopped is not None:
+                if stopped[0] != DRAIN_STOP_REASON:
+                    self._executing -= 1
+                self._lock.notify_all()
+                return  # reported already (cancelled, timed out, handed back)
+            self._executing -= 1
+            self._running.discard(task.id)
+            if average:
                 sample = result.run_micros + 5
                 self._average_micros = sample if self._average_micros is None else self._average_micros * 0.8 + sample * 0.2
-                if result.ok:
-                    self.succeeded += 1
-                else:
-                    self.failed += 1
-                if not self._pending:
-                    self._pending_since = time.monotonic()
-                self._pending.append(result)
-                self._lock.notify_all()
+            if result.ok:
+                self.succeeded += 1
+            else:
+                self.failed += 1
+            if not self._pending:
+                self._pending_since = time.monotonic()
+            self._pending.append(result)
+            self._lock.notify_all()
+
+    def _process_worker(self):
+        """One process slot: a long-lived child that runs one task at a time, replaced when it
+        dies; killed for a timeout, a cancellation or the drain deadline."""
+        child = None
+        try:
+            while True:
+                with self._lock:
+                    while not self._process_queue and not self._stopping:
+                        self._lock.wait()
+                    if self._stopping:
+                        return
+                    task, _ = self._process_queue.popleft()
+                    self._executing += 1
+                if child is None or not child.process.is_alive():
+                    child = _Child(self.handlers, self.name)
+                    with self._lock:
+                        self.children_started += 1
+                result, child = child.run(task, lambda: task.id in self._stopped or self._stopping, self.name)
+                self._finished(task, result)
+        finally:
+            if child is not None:
+                child.kill()
 
     def _timed_out(self, task):
         with self._lock:
@@ -386,18 +442,27 @@ class Node:
             self._pending.append(self._failure(task, reason, pb.FAILURE_TIMEOUT))
             self._lock.notify_all()
 
-    def _execute(self, task):
+class _Runner:
+    """Runs one task's handler in this process (a node's thread, or a process-pool child) and
+    makes its result; never raises."""
+
+    def __init__(self, handlers, name):
+        self.handlers = handlers
+        self.name = name
+        self.names = sorted(set(handlers) | {"batch"})
+
+    def execute(self, task):
         result = pb.TaskResult(id=task.id, attempt=task.attempt, node=self.name)
         started = time.perf_counter()
         context = TaskContext(task)
         _local.context = context
         try:
             if task.handler == "batch":
-                output = self._batch(task.input, context)
+                output = self.batch(task.input, context)
             else:
                 handler = self.handlers.get(task.handler)
                 if handler is None:
-                    result.error = f"unknown handler '{task.handler}' on node {self.name} (it has: {', '.join(self._names)})"
+                    result.error = f"unknown handler '{task.handler}' on node {self.name} (it has: {', '.join(self.names)})"
                     result.failure = pb.FAILURE_UNKNOWN_HANDLER
                     return result
                 output = _encode(handler(_decode(task.handler, task.input)))
@@ -417,7 +482,7 @@ class Node:
             result.run_micros = int((time.perf_counter() - started) * 1e6)
         return result
 
-    def _batch(self, data, context):
+    def batch(self, data, context):
         """`batch`: {"handler": NAME, "inputs": [...]} -> one {"ok", "output" | "error"} per input."""
         try:
             batch = json.loads(data)
@@ -428,7 +493,7 @@ class Node:
             raise ValueError('batch takes {"handler": NAME, "inputs": [...]}') from None
         handler = self.handlers.get(name)
         if handler is None:
-            raise ValueError(f"unknown handler '{name}' on node {self.name} (it has: {', '.join(self._names)})")
+            raise ValueError(f"unknown handler '{name}' on node {self.name} (it has: {', '.join(self.names)})")
         entries = []
         for item in inputs:
             item_context = TaskContext(pb.Task(id=context.task_id, attempt=context.attempt))
@@ -441,6 +506,67 @@ class Node:
                 entries.append({"ok": False, "error": _one_line(error)})
         _local.context = context
         return _encode(entries)
+
+
+
+class _Child:
+    """A process-pool child: runs tasks sent over a pipe, one at a time."""
+
+    def __init__(self, handlers, node_name):
+        parent, child = multiprocessing.get_context("spawn").Pipe()
+        self.connection = parent
+        self.process = multiprocessing.get_context("spawn").Process(target=_child_main, args=(child, handlers, node_name), daemon=True)
+        self.process.start()
+        child.close()
+
+    def kill(self):
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+        self.connection.close()
+
+    def run(self, task, stopped, node_name):
+        """The task's result, and the child to use next (a new one if this one died)."""
+        deadline = time.monotonic() + task.timeout_ms / 1000 if task.timeout_ms else None
+        started = time.perf_counter()
+        failure = None
+        try:
+            self.connection.send_bytes(task.SerializeToString())
+            while not self.connection.poll(0.02):
+                if stopped():
+                    failure = ("stopped", pb.FAILURE_CANCELLED)
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    failure = (f"timed out after {task.timeout_ms / 1000:g} s", pb.FAILURE_TIMEOUT)
+                    break
+            else:
+                result = pb.TaskResult()
+                result.ParseFromString(self.connection.recv_bytes())
+                return result, self
+        except (EOFError, OSError):
+            pass
+        self.kill()
+        if failure is None:
+            code = self.process.exitcode
+            reason = f"crashed: killed by signal {-code}" if code is not None and code < 0 else f"crashed: the child exited with status {code}"
+            failure = (reason, pb.FAILURE_CRASHED)
+        result = pb.TaskResult(id=task.id, attempt=task.attempt, ok=False, error=failure[0], failure=failure[1], node=node_name,
+                               run_micros=int((time.perf_counter() - started) * 1e6))
+        return result, None
+
+
+def _child_main(connection, handlers, node_name):
+    """A process-pool child's loop: a Task in, its TaskResult out, until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    runner = _Runner(handlers, node_name)
+    while True:
+        try:
+            data = connection.recv_bytes()
+        except (EOFError, OSError):
+            return
+        task = pb.Task()
+        task.ParseFromString(data)
+        connection.send_bytes(runner.execute(task).SerializeToString())
 
 
 def _decode(handler, data):
@@ -461,10 +587,12 @@ def _one_line(error):
     return " ".join(text.split())[:65536]
 
 
-def run(url, handlers, threads=None, name=None, token="", labels=None, log=None, drain_deadline=30.0):
+def run(url, handlers, threads=None, name=None, token="", labels=None, log=None, drain_deadline=30.0, processes=0,
+        process_handlers=()):
     """Runs a node until it is drained (`colony drain NAME`, or SIGTERM / SIGINT when called
-    from the main thread) and has left."""
-    node = Node(url, handlers, threads=threads, name=name, token=token, labels=labels, log=log)
+    from the main thread) and has left. See Node for the process pool."""
+    node = Node(url, handlers, threads=threads, name=name, token=token, labels=labels, log=log, processes=processes,
+                process_handlers=process_handlers)
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: node.drain(drain_deadline))
