@@ -8,7 +8,7 @@ import NNG
 struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure throughput and latency (W1-W6) with a coordinator and a node as separate processes.",
+        abstract: "Measure throughput and latency (W1-W9) with a coordinator and a node as separate processes.",
         discussion: """
             Build with `swift build -c release` first: debug builds are many times slower.
             W1: no-op (echo) tasks submitted as one map, tasks/s.
@@ -22,6 +22,10 @@ struct BenchCommand: AsyncParsableCommand {
                 `xargs -P2 -n1` and GNU `parallel -j2` on the same inputs. A peer's figure counts
                 only when it is the program named and printed every input once; otherwise
                 peers_not_counted says why (in --json, an object of figure key to reason).
+            W8: 400 fetches from a local server answering after 50 ms on the node (2 thread slots),
+                wall time, beside Python ThreadPoolExecutor(32) + urllib and asyncio (bench/io_peers.py).
+            W9: the mean of 10,000,000 numbers in 10 chunks through `colony map --pipe` (awk),
+                wall time, beside Python ProcessPoolExecutor(2) over the same chunks.
             """
     )
 
@@ -165,6 +169,9 @@ struct BenchCommand: AsyncParsableCommand {
             case .notCounted(let reason): peersNotCounted[peer.key] = reason
             }
         }
+        let pipeAndFetch = try await BenchPipeWorkloads(executable: executable, coordinatorURL: url).run(colony)
+        figures.append(contentsOf: pipeAndFetch.values)
+        peersNotCounted.merge(pipeAndFetch.notCounted) { $1 }
 
         figures.append(("coordinator_peak_rss_mib", peakRSSMiB(coordinator.processIdentifier)))
         figures.append(("node_peak_rss_mib", peakRSSMiB(node.processIdentifier)))
