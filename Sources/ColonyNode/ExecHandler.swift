@@ -153,6 +153,7 @@ public struct ExecHandler: TaskHandler {
         if let env = input.env { environment.merge(env) { $1 } }
         let clock = ContinuousClock()
         let started = clock.now
+        if stdin != nil { Self.brokenPipesIgnored }
         let child = try SpawnedProcess.start(executable: executable, arguments: input.argv, environment: environment,
                                              directory: input.cwd, withStdin: stdin != nil)
         // This runs on the node's thread pool (dedicated threads), so blocking in poll(2)
@@ -180,6 +181,11 @@ public struct ExecHandler: TaskHandler {
             truncated: collected.truncated, timedOut: timedOut,
             durationMicros: UInt64(elapsed.components.seconds) * 1_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000_000))
     }
+
+    /// A command that exits without reading all of its stdin must fail the write, not end the
+    /// process feeding it with SIGPIPE (a process-pool child would crash, failing the task).
+    /// Commands start with default signal handling (see `SpawnedProcess`), so they still get it.
+    private static let brokenPipesIgnored: Void = { _ = signal(SIGPIPE, SIG_IGN) }()
 
     /// The node's environment, read once: commands inherit it (plus their own `env`), less
     /// the variables that tell a process-pool child what it is.

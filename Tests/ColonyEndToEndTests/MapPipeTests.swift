@@ -109,6 +109,18 @@ final class MapPipeTests: ClusterTestCase {
         await colony.close()
     }
 
+    func testACommandThatReadsNoneOfItsChunkSucceeds() async throws {
+        try await startNode()
+        // Chunks far larger than a pipe's buffer, so that feeding them meets a closed pipe.
+        let input = try file(Array(String(repeating: "0123456789abcdef\n", count: 60_000).utf8))
+        for pool in ["process", "thread"] {
+            let run = try ClusterHarness.run(["map", "--coordinator", cluster.url, "--pipe", "--block", "512K", "--pool", pool,
+                                              "--inputs", input.path, "--", "sh", "-c", "echo done"])
+            XCTAssertEqual(run.status, 0, "\(pool): \(run.stderr)")
+            XCTAssertEqual(run.stdout, String(repeating: "done\n", count: 2), pool)
+        }
+    }
+
     func testTheSeedsChunkedMean() async throws {
         try await startNode()
         let input = try file(Array((1...1_000_000).map { "\($0)\n" }.joined().utf8))
