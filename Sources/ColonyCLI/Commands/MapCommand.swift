@@ -16,11 +16,11 @@ struct MapCommand: AsyncParsableCommand {
               seq 100 | colony map -- sh -c 'echo $(( {} * {} ))'
               ls *.png | colony map --joblog jobs.tsv -- convert {} {}.jpg
               printf '{"lo":0,"hi":1000}\\n' | colony map --handler primes
-            With --pipe, the input is cut into chunks of whole lines (--block SIZE, or -N LINES)
-            and each chunk is fed to one run of the command on its standard input, as GNU
-            parallel --pipe does; outputs come back in chunk order.
+            With --pipe, the input is cut into chunks of whole lines (--block SIZE or
+            -N LINES), each fed to one run of the command on its standard input, as
+            GNU parallel --pipe does; outputs come back in chunk order.
               seq 1000000 | colony map --pipe -N 100000 -- awk '{s+=$1} END {print s/NR}'
-              colony map --pipe --block 4M --header 1 --inputs big.csv -- python3 summarize.py
+              colony map --pipe --block 4M --header 1 --inputs big.csv -- ./sum.py
             """
     )
 
