@@ -16,14 +16,18 @@ test:
 	swift test --skip-build --disable-swift-testing
 	bash deploy/netns/chaos.sh
 	bash deploy/ssh/test-launch.sh
+	bash deploy/container/test-cluster.sh
+	bash clients/python/test.sh
 
 build:
 	./scripts/install-deps.sh
 	swift build
 
+# One `colony` needing only glibc (static Swift runtime, libnng, mbedTLS, SQLite): copy
+# .build/release/colony to any x86_64 Linux host (deploy/build-static.sh).
 release:
 	./scripts/install-deps.sh
-	swift build -c release --product colony
+	./deploy/build-static.sh release .build
 
 # W1-W3 of shared/BENCHMARKS.md on a release build; `make bench ARGS=--json` for JSON.
 bench: release

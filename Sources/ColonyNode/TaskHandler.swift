@@ -165,7 +165,7 @@ public struct HandlerRegistry: Sendable {
     public var processDefaultNames: [String] { handlers.values.filter { $0.defaultPool == .process }.map(\.name).sorted() }
 
     /// Colony's built-in handlers: echo, sleep, primes, fail, count, collect, crash and
-    /// allocate (process pool only), and exec (refusing).
+    /// allocate (process pool only), fetch, and exec (refusing).
     public static var builtIn: HandlerRegistry {
         var registry = HandlerRegistry()
         registry.register(EchoHandler.handler)
@@ -176,6 +176,7 @@ public struct HandlerRegistry: Sendable {
         registry.register(CollectHandler.handler)
         registry.register(CrashHandler())
         registry.register(AllocateHandler())
+        registry.register(FetchHandler())
         registry.register(ExecHandler(allowed: false).anyHandler)
         return registry
     }

@@ -1,0 +1,11 @@
+"""Colony from Python: a client (`Colony`, `AsyncColony`) and a node (`colony.node.run`) for
+a Colony cluster. The wire protocol is docs/PROTOCOL.md in the Colony repository."""
+from .aio import AsyncColony
+from .client import Colony, Counter, Limit, NodeState, Result, Status, TaskFuture, as_completed, wait
+from .errors import (BadInput, BadOutput, Closed, ColonyError, FailureKind, ProtocolViolation, Refused, TaskFailed, TimedOut,
+                     Unavailable, UnknownTask, Unreachable)
+
+__all__ = ["Colony", "AsyncColony", "Counter", "Limit", "NodeState", "Result", "Status", "TaskFuture", "as_completed", "wait",
+           "ColonyError", "BadInput", "BadOutput", "Closed", "FailureKind", "ProtocolViolation", "Refused", "TaskFailed",
+           "TimedOut", "Unavailable", "UnknownTask", "Unreachable"]
+__version__ = "0.1.0"
