@@ -17,6 +17,8 @@ test:
 	bash deploy/netns/chaos.sh
 	bash deploy/ssh/test-launch.sh
 	bash deploy/container/test-cluster.sh
+	bash deploy/slurm/test-slurm.sh
+	bash deploy/k8s/validate.sh
 	bash clients/python/test.sh
 
 build:

@@ -41,13 +41,13 @@ class Cluster:
         self.processes = []
 
     def start(self, *args, log):
-        handle = open(self.directory / log, "wb")
+        handle = open(self.directory / log, "ab")
         process = subprocess.Popen(args, stdout=handle, stderr=subprocess.STDOUT)
         self.processes.append(process)
         return process
 
-    def coordinator(self):
-        process = self.start(self.binary, "coordinator", "--listen", self.url, "--state", ":memory:", log="coordinator.log")
+    def coordinator(self, state=":memory:"):
+        process = self.start(self.binary, "coordinator", "--listen", self.url, "--state", state, log="coordinator.log")
 
         def answers():
             try:

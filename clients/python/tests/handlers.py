@@ -28,11 +28,16 @@ def nap(seconds):
     return seconds
 
 
+def where(seconds):
+    time.sleep(seconds)
+    return sys.argv[2]
+
+
 def deps(_):
     return sorted(colony.node.current().dependencies.values())
 
 
 if __name__ == "__main__":
     url, name, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    colony.node.run(url, handlers={"square": square, "boom": boom, "pycount": count, "nap": nap, "deps": deps},
+    colony.node.run(url, handlers={"square": square, "boom": boom, "pycount": count, "nap": nap, "deps": deps, "where": where},
                     threads=threads, name=name, drain_deadline=5, log=lambda line: print(line, flush=True))

@@ -34,6 +34,17 @@ def decode(data, url):
     return envelope
 
 
+class _Context(pynng.Context):
+    """A context whose finalizer stays quiet when its socket was closed first (a client never
+    closed, collected at interpreter exit)."""
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
 def describe(error, url):
     """A one-line Colony error for an nng failure."""
     if isinstance(error, pynng.ConnectionRefused):
@@ -108,7 +119,7 @@ class Connection:
                 pass
             if self._open < self._limit:
                 self._open += 1
-                context = self.socket.new_context()
+                context = _Context(self.socket)
                 self._contexts.append(context)
                 return context
         return self._idle.get()

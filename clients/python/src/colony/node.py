@@ -39,6 +39,10 @@ PREFETCH_TARGET_MICROS = 5000.0
 LONG_POLL_MS = 1000
 REQUEST_TIMEOUT_MS = 15000
 RETRY_DELAY = 0.25
+# A prefetched task that has not started after this long is handed back with everything
+# queued behind it, so that an idle node elsewhere runs it: prefetch guessed from short tasks
+# must not strand long ones.
+STRANDED_AFTER = 0.05
 DRAIN_STOP_REASON = "handed back: node draining past its deadline"
 
 _local = threading.local()
@@ -97,7 +101,7 @@ class Node:
                                       dial_block=False, resend_ms=-1)
         self._contexts = [self._connection._acquire(), self._connection._acquire()]
         self._lock = threading.Condition()
-        self._queue = collections.deque()     # tasks dispatched, waiting for a thread
+        self._queue = collections.deque()     # (task, when it arrived): dispatched, waiting for a thread
         self._running = set()                 # ids held: queued, running or finished and unsent
         self._attempts = {}                   # id -> attempt, of the tasks held
         self._executing = 0
@@ -116,6 +120,7 @@ class Node:
         self.succeeded = 0
         self.failed = 0
         self.failed_pulls = 0
+        self.handed_back = 0
         self._names = sorted(set(self.handlers) | {"batch"})
 
     # -- control ------------------------------------------------------------------------------
@@ -152,6 +157,8 @@ class Node:
                     now = time.monotonic()
                     if self._draining and self._drain_deadline is not None and now >= self._drain_deadline:
                         self._stop_remaining()
+                    if self._queue and now - self._queue[0][1] >= STRANDED_AFTER:
+                        self._hand_back_stranded(now)
                     plan = self._next_pull(now)
                     if plan is not None:
                         threading.Thread(target=self._perform, args=plan, daemon=True).start()
@@ -171,6 +178,8 @@ class Node:
             moments.append(self._backing_off_until)
         if self._draining and self._drain_deadline is not None:
             moments.append(self._drain_deadline)
+        if self._queue:
+            moments.append(self._queue[0][1] + STRANDED_AFTER)
         return max(0.0005, min(moments) - now)
 
     def _prefetch(self):
@@ -242,10 +251,11 @@ class Node:
                 self.log(f"node {self.name} drained and left")
             if reply.cancel:
                 self._cancel(set(reply.cancel))
+            arrived = time.monotonic()
             for task in reply.tasks:
                 self._running.add(task.id)
                 self._attempts[task.id] = task.attempt
-                self._queue.append(task)
+                self._queue.append((task, arrived))
             if self._draining:
                 self._hand_back_queued()
             self._contexts.append(context)
@@ -271,11 +281,11 @@ class Node:
 
     def _cancel(self, ids):
         kept = collections.deque()
-        for task in self._queue:
+        for task, arrived in self._queue:
             if task.id in ids:
                 self._pending.append(self._failure(task, "cancelled", pb.FAILURE_CANCELLED))
             else:
-                kept.append(task)
+                kept.append((task, arrived))
         self._queue = kept
         for task_id in ids:
             if task_id in self._running and task_id not in self._stopped:
@@ -286,9 +296,18 @@ class Node:
         if self._pending and self._pending_since is None:
             self._pending_since = time.monotonic()
 
+    def _hand_back_stranded(self, now):
+        """The oldest queued task waited STRANDED_AFTER without a thread: longer tasks than the
+        prefetch expected hold the threads. The average task time becomes at least that wait,
+        so the node prefetches no more until short tasks bring it down again."""
+        waited_micros = (now - self._queue[0][1]) * 1e6
+        self._average_micros = max(self._average_micros or 0, waited_micros)
+        self.handed_back += len(self._queue)
+        self._hand_back_queued()
+
     def _hand_back_queued(self):
         while self._queue:
-            task = self._queue.popleft()
+            task, _ = self._queue.popleft()
             self._running.discard(task.id)
             self._attempts.pop(task.id, None)
             self._to_return.append(task.id)
@@ -323,7 +342,7 @@ class Node:
                     self._lock.wait()
                 if self._stopping:
                     return
-                task = self._queue.popleft()
+                task, _ = self._queue.popleft()
                 self._executing += 1
             timer = None
             if task.timeout_ms:
