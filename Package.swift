@@ -33,6 +33,8 @@ let package = Package(
         .target(name: "ColonyStore", dependencies: ["CSQLite", "ColonyCore"]),
         .target(name: "ColonyWire", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "ColonyCore"),
+        // The core driven at cluster scale on simulated time (the scale test and `colony bench`).
+        .target(name: "ColonySimulation", dependencies: ["ColonyCore"]),
         .target(name: "ColonyCoordinator", dependencies: [
             "NNG", "ColonyWire", "ColonyCore", "ColonyStore",
             .product(name: "CoreMetrics", package: "swift-metrics"),
@@ -49,6 +51,7 @@ let package = Package(
         .target(name: "ColonyCLI", dependencies: [
             "NNG",
             "Colony",
+            "ColonySimulation",
             "ColonyHTTP",
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -65,7 +68,7 @@ let package = Package(
         .executableTarget(name: "colony-fuzz", dependencies: ["ColonyFuzzing"], path: "Fuzz/Main"),
         .testTarget(name: "NNGTests", dependencies: ["NNG"]),
         .testTarget(name: "ColonyWireTests", dependencies: ["ColonyWire", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
-        .testTarget(name: "ColonyCoreTests", dependencies: ["ColonyCore"]),
+        .testTarget(name: "ColonyCoreTests", dependencies: ["ColonyCore", "ColonySimulation"]),
         .testTarget(name: "ColonyStoreTests", dependencies: ["ColonyStore", "ColonyCore"]),
         .testTarget(name: "ColonyFuzzingTests", dependencies: ["ColonyFuzzing"]),
         .testTarget(name: "ColonyEndToEndTests", dependencies: ["Colony", "NNG", "ColonyWire"]),

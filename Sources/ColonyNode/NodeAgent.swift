@@ -91,9 +91,9 @@ public actor NodeAgent {
     private var backingOff = false
     private var statistics = Statistics()
     private var startTick: AsyncStream<Void>.Continuation?
-    private var threadQueue = LocalQueue()
+    /// The thread pool's slots, queue and finished results (set while `run` runs).
+    private var threadSlots: ThreadSlots?
     private var processQueue = LocalQueue()
-    private var executingThreads = 0
     private var executingProcesses = 0
     private var averageRunMicros: [TaskPool: Double] = [:]
     private var processPool: ProcessPool?
@@ -145,7 +145,7 @@ public actor NodeAgent {
     public func drain(deadline: Duration) {
         guard !draining else { return }
         draining = true
-        configuration.log("node \(configuration.name) draining: \(executingThreads + executingProcesses) task(s) running, deadline \(deadline)")
+        configuration.log("node \(configuration.name) draining: \((threadSlots?.busy ?? 0) + executingProcesses) task(s) running, deadline \(deadline)")
         handBackQueued()
         let handBack = configuration.drainHandBack
         Task {
@@ -175,10 +175,11 @@ public actor NodeAgent {
     /// At the drain deadline: stops what still runs (it is handed back as it ends).
     private func stopRemaining() {
         for stop in stopSignals.values { stop.stop(reason: Self.drainStopReason) }
+        threadSlots?.stopAll(reason: Self.drainStopReason)
     }
 
     private func handBackQueued() {
-        for task in threadQueue.takeAll() + processQueue.takeAll() {
+        for task in (threadSlots?.takeQueued() ?? []) + processQueue.takeAll() {
             running.remove(task.id)
             toReturn.append(task.id)
         }
@@ -233,16 +234,23 @@ public actor NodeAgent {
                                       log: configuration.log)
         }
         let processPool = self.processPool
+        let registry = self.registry
+        let nodeName = configuration.name
+        let outputBytesMax = configuration.outputBytesMax
+        let wake = self.wake
+        let slots = ThreadSlots(slots: configuration.threads, executor: pool, resultsReady: { wake.notify() }) { task, stop in
+            await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax, stop: stop, poolKind: .thread)
+        }
+        threadSlots = slots
+        slots.start()
         defer {
+            slots.shutdown()
             pool.shutdown()
             processPool?.shutdown()
             socket.close()
         }
         let (ticks, tick) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         startTick = tick
-        let registry = self.registry
-        let nodeName = configuration.name
-        let outputBytesMax = configuration.outputBytesMax
         configuration.log("node \(nodeName) pulling from \(configuration.coordinatorURL) with \(configuration.threads) thread slots"
             + " and \(configuration.processes.size) process slots")
         // Pulls in flight ignore task cancellation (see Context.request); closing the socket
@@ -253,26 +261,17 @@ public actor NodeAgent {
                     await self.pullLoop()
                     tick.finish()
                 }
-                // Start queued tasks whenever a slot is free: on every dispatch and every finish.
+                // Start queued process-pool tasks whenever a child is free: on every dispatch and
+                // every finish (the thread pool's slots start their own).
                 for await _ in ticks {
-                    while let (task, kind) = nextStartable() {
+                    while let processPool, let task = nextStartableInProcess() {
                         let stop = StopSignal()
                         stopSignals[task.id] = stop
-                        if kind == .process, let processPool {
-                            group.addTask {
-                                let watchdog = Self.watchdog(for: task, stop: stop)
-                                let result = await processPool.run(task, nodeName: nodeName, stop: stop)
-                                watchdog?.cancel()
-                                if let plan = await self.finished(result, in: .process) { await self.perform(plan) }
-                            }
-                            continue
-                        }
-                        group.addTask(executorPreference: pool) {
-                            let result = await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax,
-                                                            pool: pool, stop: stop, poolKind: .thread)
-                            // Deliver the result from here when a pull may go now: one wake-up
-                            // fewer than handing it to the pull loop.
-                            if let plan = await self.finished(result, in: .thread) { await self.perform(plan) }
+                        group.addTask {
+                            let watchdog = Self.watchdog(for: task, stop: stop)
+                            let result = await processPool.run(task, nodeName: nodeName, stop: stop)
+                            watchdog?.cancel()
+                            if let plan = await self.finished(result, in: .process) { await self.perform(plan) }
                         }
                     }
                 }
@@ -284,17 +283,11 @@ public actor NodeAgent {
         if let drainGaveUp { throw drainGaveUp }
     }
 
-    /// The next queued task whose pool has a free slot, and that pool; marks the slot taken.
-    private func nextStartable() -> (Colony_V1_Task, TaskPool)? {
-        if executingProcesses < configuration.processes.size, let task = processQueue.pop() {
-            executingProcesses += 1
-            return (task, .process)
-        }
-        if executingThreads < configuration.threads, let task = threadQueue.pop() {
-            executingThreads += 1
-            return (task, .thread)
-        }
-        return nil
+    /// The next queued process-pool task, when a child is free; marks the child taken.
+    private func nextStartableInProcess() -> Colony_V1_Task? {
+        guard executingProcesses < configuration.processes.size, let task = processQueue.pop() else { return nil }
+        executingProcesses += 1
+        return task
     }
 
     /// How many tasks to ask for beyond the free slots of `pool`: enough to cover about
@@ -352,12 +345,14 @@ public actor NodeAgent {
     /// Decides whether to pull now: always when nothing is in flight (the idle long poll),
     /// and a second one only to deliver results while the first is held.
     private func nextPull() -> PlannedPull? {
+        absorbThreadResults()
         if backingOff || freeContexts.isEmpty || drained { return nil }
+        let threadsIdle = threadSlots?.isIdle ?? true
         // Drained: nothing runs, nothing waits to be delivered, no other pull out. Leave.
-        let leaving = draining && inFlight == 0 && executingThreads + executingProcesses == 0
-            && threadQueue.isEmpty && processQueue.isEmpty && pendingResults.count <= configuration.resultsPerPullMax
+        let leaving = draining && inFlight == 0 && threadsIdle && executingProcesses == 0
+            && processQueue.isEmpty && pendingResults.count <= configuration.resultsPerPullMax
         if inFlight >= 1 && pendingResults.isEmpty && toReturn.isEmpty { return nil }
-        if inFlight >= 1 && (!threadQueue.isEmpty || !processQueue.isEmpty), let since = pendingSince,
+        if inFlight >= 1 && ((threadSlots?.hasQueued ?? false) || !processQueue.isEmpty), let since = pendingSince,
            ContinuousClock.now - since < configuration.resultLinger {
             // Busy: let a few more results join this batch (the linger timer sends it).
             return nil
@@ -447,7 +442,7 @@ public actor NodeAgent {
         if !cancel.isEmpty {
             let stopping = Set(cancel)
             // Not started yet: report them stopped without running them.
-            for task in threadQueue.remove(stopping) + processQueue.remove(stopping) {
+            for task in (threadSlots?.removeQueued(stopping) ?? []) + processQueue.remove(stopping) {
                 running.remove(task.id)
                 var result = Colony_V1_TaskResult()
                 result.id = task.id
@@ -458,9 +453,13 @@ public actor NodeAgent {
                 result.node = configuration.name
                 pendingResults.append(result)
             }
-            for id in cancel { stopSignals[id]?.stop(reason: "cancelled") }
+            for id in cancel {
+                stopSignals[id]?.stop(reason: "cancelled")
+                threadSlots?.stop(id, reason: "cancelled")
+            }
         }
         let arrived = ContinuousClock.now
+        var forThreads: [Colony_V1_Task] = []
         for task in tasks {
             running.insert(task.id)
             if task.pool == .process {
@@ -478,9 +477,10 @@ public actor NodeAgent {
                     pendingResults.append(result)
                 }
             } else {
-                threadQueue.push(task, at: arrived)
+                forThreads.append(task)
             }
         }
+        threadSlots?.push(forThreads, at: arrived)
         // Dispatched before the coordinator saw the node draining: hand them straight back.
         if draining { handBackQueued() }
         if !tasks.isEmpty { startTick?.yield() }
@@ -492,7 +492,7 @@ public actor NodeAgent {
 
     /// Schedules a look at the local queues when their oldest task would be stranded.
     private func armStrandCheck() {
-        guard !strandCheckArmed, let oldest = [threadQueue.oldestQueuedAt, processQueue.oldestQueuedAt].compactMap({ $0 }).min() else { return }
+        guard !strandCheckArmed, let oldest = [threadSlots?.oldestQueuedAt, processQueue.oldestQueuedAt].compactMap({ $0 }).min() else { return }
         strandCheckArmed = true
         let due = oldest + configuration.strandedAfter
         Task {
@@ -509,12 +509,12 @@ public actor NodeAgent {
         strandCheckArmed = false
         let now = ContinuousClock.now
         for pool in [TaskPool.thread, .process] {
-            let queue = pool == .process ? processQueue : threadQueue
-            guard let oldest = queue.oldestQueuedAt, now - oldest >= configuration.strandedAfter else { continue }
+            let oldestQueuedAt = pool == .process ? processQueue.oldestQueuedAt : threadSlots?.oldestQueuedAt
+            guard let oldest = oldestQueuedAt, now - oldest >= configuration.strandedAfter else { continue }
             let waited = now - oldest
             let waitedMicros = Double(waited.components.seconds) * 1e6 + Double(waited.components.attoseconds) / 1e12
             averageRunMicros[pool] = max(averageRunMicros[pool] ?? 0, waitedMicros)
-            let stranded = pool == .process ? processQueue.takeAll() : threadQueue.takeAll()
+            let stranded = pool == .process ? processQueue.takeAll() : (threadSlots?.takeQueued() ?? [])
             for task in stranded {
                 running.remove(task.id)
                 toReturn.append(task.id)
@@ -570,22 +570,34 @@ public actor NodeAgent {
     }
 
     private func finished(_ result: Colony_V1_TaskResult, in pool: TaskPool) -> PlannedPull? {
-        running.remove(result.id)
         stopSignals[result.id] = nil
-        if pool == .process { executingProcesses -= 1 } else { executingThreads -= 1 }
+        executingProcesses -= 1
+        startTick?.yield()
+        record(result, in: .process)
+        return nextPull()
+    }
+
+    /// Takes the thread slots' finished results into the next pulls.
+    private func absorbThreadResults() {
+        guard let results = threadSlots?.takeResults(), !results.isEmpty else { return }
+        for result in results { record(result, in: .thread) }
+    }
+
+    /// Books a finished task: its slot's average run time, the node's counts, and its result
+    /// (or, stopped at the drain deadline, its hand-back) for the next pull.
+    private func record(_ result: Colony_V1_TaskResult, in pool: TaskPool) {
+        running.remove(result.id)
         // An exponentially weighted average (plus a little per-task overhead) of recent run times.
         let sample = Double(result.runMicros) + 5
         averageRunMicros[pool] = averageRunMicros[pool].map { $0 * 0.8 + sample * 0.2 } ?? sample
-        startTick?.yield()
         if !result.ok && result.error == Self.drainStopReason {
             // Stopped at the drain deadline: another node runs it; not a failure.
             toReturn.append(result.id)
-            return nextPull()
+            return
         }
         if result.ok { statistics.succeeded += 1 } else { statistics.failed += 1 }
         if pendingResults.isEmpty { pendingSince = ContinuousClock.now }
         pendingResults.append(result)
-        return nextPull()
     }
 
     // MARK: Running a task
@@ -603,13 +615,14 @@ public actor NodeAgent {
         }
     }
 
-    /// Runs one task in this process (on `pool`, the node's thread pool, or in a process-pool
-    /// child on any thread). Never throws: every failure becomes a failed result with a
-    /// one-line reason. A stop (cancellation from the coordinator, or the task's timeout)
-    /// cancels the handler; a thread cannot be preempted, so a handler that never checks for
-    /// cancellation holds its slot until it returns (its result is then dropped).
+    /// Runs one task in this process (in a worker of the node's thread slots, or in a
+    /// process-pool child). Never throws: every failure becomes a failed result with a
+    /// one-line reason. A stop (cancellation from the coordinator, the task's timeout, a
+    /// drain) cancels the calling task; a thread cannot be preempted, so a handler that never
+    /// checks for cancellation holds its slot until it returns (its result is then replaced
+    /// by the stop's reason).
     static func execute(_ task: Colony_V1_Task, registry: HandlerRegistry, nodeName: String, outputBytesMax: Int,
-                        pool: ThreadPoolExecutor?, stop: StopSignal, poolKind: TaskPool) async -> Colony_V1_TaskResult {
+                        stop: StopSignal, poolKind: TaskPool) async -> Colony_V1_TaskResult {
         var result = Colony_V1_TaskResult()
         result.id = task.id
         result.attempt = task.attempt
@@ -624,14 +637,10 @@ public actor NodeAgent {
         }
         let context = TaskContext(taskID: task.id, attempt: task.attempt, nodeName: nodeName,
                                   dependencyOutputs: task.dependencies.mapValues { Array($0) }, pool: poolKind)
-        let input = Array(task.input)
-        // An unstructured task only so that it can be cancelled by id; it is awaited right
-        // here and never outlives this function.
-        let work = Task(executorPreference: pool) { try await handler.run(input, context: context) }
-        stop.onStop { work.cancel() }
-        let watchdog = watchdog(for: task, stop: stop)
-        let outcome = await work.result
-        watchdog?.cancel()
+        // Inline, in the caller's task: a stop cancels that task (see ThreadSlots), and a
+        // handler that never suspends never leaves its thread.
+        let outcome: Result<[UInt8], any Error>
+        do { outcome = .success(try await handler.run(Array(task.input), context: context)) } catch { outcome = .failure(error) }
         if let (reason, kind) = stop.stopped {
             result.ok = false
             result.error = reason

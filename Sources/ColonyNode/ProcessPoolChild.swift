@@ -64,7 +64,7 @@ public enum ProcessPoolChild {
             let result: Colony_V1_TaskResult
             if let task = try? Colony_V1_Task(serializedBytes: frame) {
                 result = await NodeAgent.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: colonyMessageBytesMax,
-                                                  pool: nil, stop: StopSignal(), poolKind: .process)
+                                                  stop: StopSignal(), poolKind: .process)
             } else {
                 var failed = Colony_V1_TaskResult()
                 failed.error = "process pool child could not read its task"

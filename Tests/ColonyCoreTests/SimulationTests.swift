@@ -1,4 +1,5 @@
 @testable import ColonyCore
+import ColonySimulation
 import XCTest
 
 /// A seeded simulation of the coordinator core: nodes with random slots run tasks of random
@@ -193,5 +194,19 @@ final class SimulationTests: XCTestCase {
             return "limit \(limit.name) reached \(limit.highWater) with size \(limit.size)"
         }
         return nil
+    }
+}
+
+/// The core at scale: many nodes of many slots, mixed task lengths, nodes dying and joining.
+/// (Its cost per task is a benchmark: `colony bench --workloads scale`.)
+final class ScaleSimulationTests: XCTestCase {
+    func testManyNodesWithChurnKeepEveryRule() {
+        for (nodes, seed) in [(10, UInt64(1)), (200, 2), (1000, 3)] {
+            let report = ScaleSimulation(nodes: nodes, slotsPerNode: 64, tasksPerSlot: nodes >= 1000 ? 1 : 3, seed: seed,
+                                         churnEverySeconds: 0.05, checkEverySteps: nodes >= 1000 ? 2000 : 200).run()
+            XCTAssertNil(report.violation, "\(nodes) nodes, seed \(seed)")
+            XCTAssertGreaterThanOrEqual(report.dispatched, report.tasks)
+            XCTAssertGreaterThan(report.nodesLost, 0, "churn happened")
+        }
     }
 }

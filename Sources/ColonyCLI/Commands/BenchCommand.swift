@@ -18,6 +18,11 @@ struct BenchCommand: AsyncParsableCommand {
                 same in the node's process pool (2 children): w3_process_wall_s, w3_process_speedup.
             W4: 200 tasks x 100 increments of one cluster counter: increments/s, final value (20000).
             W5: 200 sleeps (90% 1 ms, 10% 50 ms, fixed seed) on 2 slots: makespan over sum/slots.
+            W7: 300 node processes (1 thread slot each) and 100 clients long-polling for results,
+                20,000 echo tasks: tasks/s, nodes declared lost (goal 0), coordinator peak RSS.
+                scale_dispatch_us_N: the coordinator core's CPU time per dispatched task with N
+                simulated nodes of 64 slots (mixed task lengths, node churn); the goal is at most
+                2x from 10 to 1,000 nodes (scale_dispatch_ratio).
             W6: 2,000 commands `echo` through `colony map` (process pool), tasks/s, beside
                 `xargs -P2 -n1` and GNU `parallel -j2` on the same inputs. A peer's figure counts
                 only when it is the program named and printed every input once; otherwise
@@ -56,7 +61,26 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Skip the durability figures (W1 with a state folder, recovery, node death).")
     var skipDurability = false
 
+    @Flag(name: .long, help: "Skip the scale figures (W7: 300 node processes and 100 waiting clients; the core's dispatch cost at 10, 100 and 1,000 simulated nodes).")
+    var skipScale = false
+
+    @Flag(name: .long, help: "Only the scale figures (W7 and the dispatch cost), with --cluster-binary if given.")
+    var onlyScale = false
+
+    @Option(name: .long, help: "W7: node processes (1 thread slot each).")
+    var w7Nodes = 300
+
+    @Option(name: .long, help: "Run the coordinator and nodes of W5b, W5c and W7 from this colony binary (another build, for a before/after in one run); the client is this one.")
+    var clusterBinary: String?
+
     func run() async throws {
+        if onlyScale {
+            let cluster = try clusterBinary.map { URL(fileURLWithPath: $0) } ?? currentExecutable()
+            let scale = try await manyNodesFigures(cluster) + dispatchCostFigures()
+            print(Self.render(scale, peersNotCounted: [:], json: json,
+                              title: "colony bench --only-scale (cluster: \(cluster.path))"))
+            return
+        }
         let port = try freeTCPPort()
         let url = "tcp://127.0.0.1:\(port)"
         let executable = try currentExecutable()
@@ -178,9 +202,20 @@ struct BenchCommand: AsyncParsableCommand {
         await colony.close()
         stop(node)
         stop(coordinator)
-        figures.append(contentsOf: try await balancingFigures(executable))
+        let cluster = clusterBinary.map { URL(fileURLWithPath: $0) } ?? executable
+        figures.append(contentsOf: try await balancingFigures(cluster))
         if !skipDurability { figures.append(contentsOf: try await durabilityFigures(executable)) }
+        if !skipScale {
+            figures.append(contentsOf: try await manyNodesFigures(cluster))
+            figures.append(contentsOf: dispatchCostFigures())
+        }
 
+        print(Self.render(figures, peersNotCounted: peersNotCounted, json: json,
+                          title: "colony bench (coordinator, 1 node with \(threads) thread slots, client: separate processes over \(url))"))
+    }
+
+    /// The figures as one JSON object, or as a table under `title`.
+    static func render(_ figures: [(String, Double)], peersNotCounted: [String: String], json: Bool, title: String) -> String {
         if json {
             let body = figures.map { key, value in
                 let text = abs(value) >= 100 || value == value.rounded() ? String(Int(value.rounded())) : String(format: "%.3f", value)
@@ -188,17 +223,17 @@ struct BenchCommand: AsyncParsableCommand {
             }.joined(separator: ", ")
             let encoder = JSONEncoder()
             encoder.outputFormatting = .sortedKeys
-            let notCounted = try String(decoding: encoder.encode(peersNotCounted), as: UTF8.self)
-            print("{\(body), \"peers_not_counted\": \(notCounted)}")
-        } else {
-            print("colony bench (coordinator, 1 node with \(threads) thread slots, client: separate processes over \(url))")
-            for (key, value) in figures {
-                print("  \(key.padding(toLength: 26, withPad: " ", startingAt: 0)) \(String(format: value >= 100 ? "%.0f" : "%.3f", value))")
-            }
-            for (key, reason) in peersNotCounted.sorted(by: { $0.key < $1.key }) {
-                print("  \(key.padding(toLength: 26, withPad: " ", startingAt: 0)) not counted: \(reason)")
-            }
+            let notCounted = (try? String(decoding: encoder.encode(peersNotCounted), as: UTF8.self)) ?? "{}"
+            return "{\(body), \"peers_not_counted\": \(notCounted)}"
         }
+        var lines = [title]
+        for (key, value) in figures {
+            lines.append("  \(key.padding(toLength: 26, withPad: " ", startingAt: 0)) \(String(format: value >= 100 ? "%.0f" : "%.3f", value))")
+        }
+        for (key, reason) in peersNotCounted.sorted(by: { $0.key < $1.key }) {
+            lines.append("  \(key.padding(toLength: 26, withPad: " ", startingAt: 0)) not counted: \(reason)")
+        }
+        return lines.joined(separator: "\n")
     }
 
     /// p50/p99 of 2,000 sequential 64-byte request/reply round trips over tcp loopback, through
@@ -333,7 +368,7 @@ struct BenchCommand: AsyncParsableCommand {
         return figures
     }
 
-    private func seconds(_ duration: Duration) -> Double {
+    func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
@@ -342,7 +377,7 @@ struct BenchCommand: AsyncParsableCommand {
         return sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.down)))]
     }
 
-    private func freeTCPPort() throws -> Int {
+    func freeTCPPort() throws -> Int {
         let probe = try Socket(.rep)
         let listener = try probe.listen("tcp://127.0.0.1:0")
         defer { probe.close() }
@@ -350,12 +385,12 @@ struct BenchCommand: AsyncParsableCommand {
         return port
     }
 
-    private func currentExecutable() throws -> URL {
+    func currentExecutable() throws -> URL {
         let path = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
         return URL(fileURLWithPath: path)
     }
 
-    private func spawn(_ executable: URL, _ arguments: [String]) throws -> Process {
+    func spawn(_ executable: URL, _ arguments: [String]) throws -> Process {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
@@ -365,14 +400,14 @@ struct BenchCommand: AsyncParsableCommand {
         return process
     }
 
-    private func stop(_ process: Process) {
+    func stop(_ process: Process) {
         if process.isRunning {
             process.terminate()
             process.waitUntilExit()
         }
     }
 
-    private func connectWithRetry(_ url: String) async throws -> ColonyClient {
+    func connectWithRetry(_ url: String) async throws -> ColonyClient {
         var lastError: (any Error)?
         for _ in 0..<100 {
             var options = ColonyClient.Options()
@@ -394,7 +429,7 @@ struct BenchCommand: AsyncParsableCommand {
         throw CLIError("benchmark node did not join within 10 s")
     }
 
-    private func peakRSSMiB(_ pid: Int32) -> Double {
+    func peakRSSMiB(_ pid: Int32) -> Double {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
               let kib = Double(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
