@@ -67,7 +67,7 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Only the scale figures (W7 and the dispatch cost), with --cluster-binary if given.")
     var onlyScale = false
 
-    @Option(name: .long, help: "W7: node processes (1 thread slot each).")
+    @Option(name: .long, help: "W7: node processes (1 thread slot each; 0: skip W7).")
     var w7Nodes = 300
 
     @Option(name: .long, help: "Run the coordinator and nodes of W5b, W5c and W7 from this colony binary (another build, for a before/after in one run); the client is this one.")

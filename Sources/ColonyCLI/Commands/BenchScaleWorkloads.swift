@@ -8,6 +8,7 @@ extension BenchCommand {
     /// W7: `w7Nodes` node processes of 1 thread slot and 100 clients long-polling for results
     /// that never come (each holds a request at the coordinator), then 20,000 echo tasks.
     func manyNodesFigures(_ executable: URL) async throws -> [(String, Double)] {
+        guard w7Nodes > 0 else { return [] }
         let url = "tcp://127.0.0.1:\(try freeTCPPort())"
         let log = NSTemporaryDirectory() + "colony-bench-w7-\(ProcessInfo.processInfo.processIdentifier).log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
