@@ -39,7 +39,9 @@ public struct NodeConfiguration: Sendable {
     public var prefetchTargetMicros = 5000.0
     /// A task queued on the node (prefetched) that has not started after this long is handed
     /// back with everything queued behind it, so that an idle node elsewhere runs it: prefetch
-    /// guessed from short tasks must not strand long ones (see docs/ARCHITECTURE.md).
+    /// guessed from short tasks must not strand long ones (see docs/ARCHITECTURE.md). The
+    /// node uses less when its tasks are short: twice the wait its prefetch expects (its
+    /// `prefetchTargetMicros` plus one average task), at least 10 ms.
     public var strandedAfter: Duration = .milliseconds(50)
     /// Largest output a handler may return; a larger one fails its task with a clear reason.
     public var outputBytesMax = 4 << 20
@@ -492,16 +494,25 @@ public actor NodeAgent {
 
     /// Schedules a look at the local queues when their oldest task would be stranded.
     private func armStrandCheck() {
-        guard !strandCheckArmed, let oldest = [threadSlots?.oldestQueuedAt, processQueue.oldestQueuedAt].compactMap({ $0 }).min() else { return }
+        let dues = [threadSlots?.oldestQueuedAt.map { $0 + strandBound(.thread) },
+                    processQueue.oldestQueuedAt.map { $0 + strandBound(.process) }]
+        guard !strandCheckArmed, let due = dues.compactMap({ $0 }).min() else { return }
         strandCheckArmed = true
-        let due = oldest + configuration.strandedAfter
         Task {
             try? await Task.sleep(until: due, clock: .continuous)
             self.handBackStranded()
         }
     }
 
-    /// Hands back the queued tasks of a pool whose oldest has waited `strandedAfter` without a
+    /// How long a queued task of `pool` may wait for a slot before it counts as stranded:
+    /// twice what the prefetch expects it to wait, within 10 ms and `strandedAfter`.
+    private func strandBound(_ pool: TaskPool) -> Duration {
+        let expectedMicros = configuration.prefetchTargetMicros + (averageRunMicros[pool] ?? 0)
+        let bound = Duration.microseconds(Int64(min(2 * expectedMicros, 1e9)))
+        return min(configuration.strandedAfter, max(.milliseconds(10), bound))
+    }
+
+    /// Hands back the queued tasks of a pool whose oldest has waited `strandBound` without a
     /// slot: its slots are held by longer tasks than the prefetch expected. The pool's average
     /// task time becomes at least that wait, so it prefetches no more until short tasks
     /// bring it down again.
@@ -510,7 +521,7 @@ public actor NodeAgent {
         let now = ContinuousClock.now
         for pool in [TaskPool.thread, .process] {
             let oldestQueuedAt = pool == .process ? processQueue.oldestQueuedAt : threadSlots?.oldestQueuedAt
-            guard let oldest = oldestQueuedAt, now - oldest >= configuration.strandedAfter else { continue }
+            guard let oldest = oldestQueuedAt, now - oldest >= strandBound(pool) else { continue }
             let waited = now - oldest
             let waitedMicros = Double(waited.components.seconds) * 1e6 + Double(waited.components.attoseconds) / 1e12
             averageRunMicros[pool] = max(averageRunMicros[pool] ?? 0, waitedMicros)
