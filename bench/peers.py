@@ -4,7 +4,7 @@
 A figure is printed only when the pool did the work (every output checked); otherwise
 "not_counted" says why, by figure.
 
-Usage: python3 bench/peers.py [--json]
+Usage: python3 bench/peers.py [--json] [--w3-limit N]
 """
 import concurrent.futures as cf
 import json
@@ -139,7 +139,7 @@ def run(pool_class, w3_limit, serial_s, serial_primes):
 
 
 def main():
-    w3_limit = 2_000_000
+    w3_limit = int(sys.argv[sys.argv.index("--w3-limit") + 1]) if "--w3-limit" in sys.argv else 2_000_000
     start = time.perf_counter()
     serial = count_primes((0, w3_limit))
     serial_s = time.perf_counter() - start

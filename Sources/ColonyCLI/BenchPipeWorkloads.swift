@@ -122,14 +122,17 @@ struct BenchPipeWorkloads {
         return figures
     }
 
-    /// bench/io_peers.py: in the working directory's `bench/`, or in a folder above the
-    /// executable (`.build/release/colony` in a checkout).
-    static var peerScript: String? {
-        var candidates = [FileManager.default.currentDirectoryPath + "/bench/io_peers.py"]
+    /// bench/io_peers.py (see `benchScript`).
+    static var peerScript: String? { benchScript("io_peers.py") }
+
+    /// A script of the repository's `bench/`: in the working directory's, or in a folder above
+    /// the executable (`.build/release/colony` in a checkout).
+    static func benchScript(_ name: String) -> String? {
+        var candidates = [FileManager.default.currentDirectoryPath + "/bench/" + name]
         if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
             var folder = URL(fileURLWithPath: path).deletingLastPathComponent()
             for _ in 0..<5 {
-                candidates.append(folder.appendingPathComponent("bench/io_peers.py").path)
+                candidates.append(folder.appendingPathComponent("bench/" + name).path)
                 folder = folder.deletingLastPathComponent()
             }
         }

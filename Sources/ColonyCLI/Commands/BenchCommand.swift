@@ -64,6 +64,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Skip the scale figures (W7: 300 node processes and 100 waiting clients; the core's dispatch cost at 10, 100 and 1,000 simulated nodes).")
     var skipScale = false
 
+    @Flag(name: .long, help: "Also run Python's thread and process pools on W1-W5 (bench/peers.py) in this run and print Colony's ratio to each (KEY_over_py_POOL).")
+    var peers = false
+
     @Flag(name: .long, help: "Only the scale figures (W7 and the dispatch cost), with --cluster-binary if given.")
     var onlyScale = false
 
@@ -209,6 +212,11 @@ struct BenchCommand: AsyncParsableCommand {
             figures.append(contentsOf: try await manyNodesFigures(cluster))
             figures.append(contentsOf: dispatchCostFigures())
         }
+        if peers {
+            let pools = poolPeerFigures(colony: figures)
+            figures.append(contentsOf: pools.values)
+            peersNotCounted.merge(pools.notCounted) { first, _ in first }
+        }
 
         print(Self.render(figures, peersNotCounted: peersNotCounted, json: json,
                           title: "colony bench (coordinator, 1 node with \(threads) thread slots, client: separate processes over \(url))"))
@@ -228,10 +236,10 @@ struct BenchCommand: AsyncParsableCommand {
         }
         var lines = [title]
         for (key, value) in figures {
-            lines.append("  \(key.padding(toLength: 26, withPad: " ", startingAt: 0)) \(String(format: value >= 100 ? "%.0f" : "%.3f", value))")
+            lines.append("  \(key.padding(toLength: 34, withPad: " ", startingAt: 0)) \(String(format: value >= 100 ? "%.0f" : "%.3f", value))")
         }
         for (key, reason) in peersNotCounted.sorted(by: { $0.key < $1.key }) {
-            lines.append("  \(key.padding(toLength: 26, withPad: " ", startingAt: 0)) not counted: \(reason)")
+            lines.append("  \(key.padding(toLength: 34, withPad: " ", startingAt: 0)) not counted: \(reason)")
         }
         return lines.joined(separator: "\n")
     }
