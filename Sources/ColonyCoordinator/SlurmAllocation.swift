@@ -44,17 +44,20 @@ public struct AllocationPolicy: Sendable, Equatable {
     public static func nodeName(jobID: String) -> String { "slurm-\(jobID)" }
 
     /// Whether queued work may be waiting for a slot: no node is up, or a pool that the nodes
-    /// have (thread or process) has no free slot on any of them. Nodes take tasks for a pool
-    /// with a free slot at once, so tasks stay queued only for a full pool (the report does not
-    /// say which pool each queued task needs).
+    /// have (thread, process or io) has no free slot on any of them. Nodes take tasks for a
+    /// pool with a free slot at once, so tasks stay queued only for a full pool (the report
+    /// does not say which pool each queued task needs).
     static func aPoolIsFull(_ nodes: [ClusterReport.Node]) -> Bool {
         let serving = nodes.filter { !$0.draining }
         guard !serving.isEmpty else { return true }
-        let threads = serving.reduce(0) { $0 + $1.threads }
-        let freeThreads = serving.reduce(0) { $0 + max(0, $1.threads - $1.busyThreads) }
-        let processes = serving.reduce(0) { $0 + $1.processes }
-        let freeProcesses = serving.reduce(0) { $0 + max(0, $1.processes - $1.busyProcesses) }
-        return (threads > 0 && freeThreads == 0) || (processes > 0 && freeProcesses == 0)
+        let pools: [(slots: (ClusterReport.Node) -> Int, busy: (ClusterReport.Node) -> Int)] = [
+            ({ $0.threads }, { $0.busyThreads }), ({ $0.processes }, { $0.busyProcesses }), ({ $0.ioSlots }, { $0.busyIO }),
+        ]
+        return pools.contains { pool in
+            let slots = serving.reduce(0) { $0 + pool.slots($1) }
+            let free = serving.reduce(0) { $0 + max(0, pool.slots($1) - pool.busy($1)) }
+            return slots > 0 && free == 0
+        }
     }
 
     /// Allocations waiting for their node.

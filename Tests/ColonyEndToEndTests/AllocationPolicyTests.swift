@@ -54,6 +54,21 @@ final class AllocationPolicyTests: XCTestCase {
         XCTAssertTrue(policy.decide(report: threadsBusy, allocations: &allocations, nowSeconds: 0).submit)
     }
 
+    /// Waiting handlers (fetch, sleep) hold io slots: a full io pool is a full pool too.
+    func testAFullIOPoolAllocates() {
+        var allocations = [AllocationPolicy.Allocation(jobID: "7")]
+        var wire = Colony_V1_StatusReply()
+        wire.queued = 10
+        var node = Colony_V1_NodeStatus()
+        node.info.name = "slurm-7"
+        node.info.threadSlots = 2
+        node.info.ioSlots = 4
+        node.running = 4
+        node.runningIo = 4
+        wire.nodes = [node]
+        XCTAssertTrue(policy.decide(report: ClusterReport(wire: wire), allocations: &allocations, nowSeconds: 0).submit)
+    }
+
     func testNeverMoreThanJobsMax() {
         var allocations = [AllocationPolicy.Allocation(jobID: "7"), AllocationPolicy.Allocation(jobID: "8")]
         let busy = report(queued: 100, nodes: [("slurm-7", 2, 2), ("slurm-8", 2, 2)])
