@@ -8,8 +8,9 @@ up:
 	.build/release/colony up
 
 # Every test: the NNG wrapper, the wire format, the coordinator core, the journal, real clusters
-# of processes; then the chaos test on a network-namespace cluster (skipped without root) and
-# the ssh launcher through a fake ssh.
+# of processes; then the chaos test on a network-namespace cluster (skipped without root),
+# the ssh launcher through a fake ssh, a podman cluster and compose.yaml, a one-host Slurm job
+# (both skipped without root), and the k8s manifest against the Kubernetes schemas.
 test:
 	./scripts/install-deps.sh --for-tests
 	swift build --build-tests

@@ -10,6 +10,8 @@ set -euo pipefail
 config=${1:-release}
 root=$(cd "$(dirname "$0")/.." && pwd)
 scratch=${2:-$root/.build}
+# Absolute: the linker resolves -L against its own working folder.
+scratch=$(mkdir -p "$scratch" && cd "$scratch" && pwd)
 libdir=/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
 for a in libnng.a libmbedtls.a libmbedx509.a libmbedcrypto.a libsqlite3.a; do
     [ -f "$libdir/$a" ] || { echo "build-static: $libdir/$a is missing (install libnng-dev, libmbedtls-dev, libsqlite3-dev)" >&2; exit 1; }
@@ -20,6 +22,6 @@ echo "GROUP ( $libdir/libnng.a $libdir/libmbedtls.a $libdir/libmbedx509.a $libdi
 echo "GROUP ( $libdir/libsqlite3.a )" >"$scripts/libsqlite3.so"
 # The Swift runtime asks for -lstdc++ by name; its archive instead, and libgcc's (-static-libgcc).
 echo "GROUP ( $(gcc -print-file-name=libstdc++.a) )" >"$scripts/libstdc++.so"
-swift build -c "$config" --product colony --scratch-path "$scratch" --static-swift-stdlib \
+swift build --package-path "$root" -c "$config" --product colony --scratch-path "$scratch" --static-swift-stdlib \
     -Xlinker -L"$scripts" -Xswiftc -Xclang-linker -Xswiftc -static-libgcc >&2
 echo "$scratch/$config/colony"

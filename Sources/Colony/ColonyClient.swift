@@ -463,6 +463,7 @@ public actor ColonyClient {
         case .automatic: spec.pool = .default
         case .thread: spec.pool = .thread
         case .process: spec.pool = .process
+        case .io: spec.pool = .io
         }
         return spec
     }

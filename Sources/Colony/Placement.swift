@@ -21,6 +21,8 @@ extension ClusterStatus {
             return "no connected node that can take it has process-pool slots (--pool process)"
         case .thread where !labelled.contains(where: { $0.threadSlots > 0 }):
             return "no connected node that can take it has thread-pool slots (--pool thread)"
+        case .io where !labelled.contains(where: { $0.ioSlots > 0 }):
+            return "no connected node that can take it has io-pool slots (--pool io)"
         default:
             return nil
         }

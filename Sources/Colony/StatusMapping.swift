@@ -9,7 +9,8 @@ extension ClusterStatus {
                     announcement: NodeAnnouncement(name: node.info.name, host: node.info.host, threadSlots: Int(node.info.threadSlots),
                                                    handlers: node.info.handlers, pid: Int(node.info.pid), labels: node.info.labels,
                                                    processSlots: Int(node.info.processSlots),
-                                                   processHandlers: Set(node.info.processHandlers), draining: node.info.draining),
+                                                   processHandlers: Set(node.info.processHandlers), ioSlots: Int(node.info.ioSlots),
+                                                   ioHandlers: Set(node.info.ioHandlers), draining: node.info.draining),
                     running: Int(node.running), completed: node.completed, failed: node.failed,
                     lastSeenSecondsAgo: Double(node.lastSeenMsAgo) / 1000)
             },

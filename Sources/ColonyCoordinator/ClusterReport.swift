@@ -12,13 +12,16 @@ public struct ClusterReport: Codable, Sendable, Equatable {
         public var host: String
         public var threads: Int
         public var processes: Int
-        /// Tasks leased to the node (in both pools), and those of them in the process pool:
-        /// running, or queued on the node behind its busy slots (prefetched).
+        public var ioSlots: Int
+        /// Tasks leased to the node (in all pools), and those of them in the process pool and
+        /// in the io pool: running, or queued on the node behind its busy slots (prefetched).
         public var running: Int
         public var runningProcess: Int
+        public var runningIO: Int
         /// Slots busy, per pool, and the leased tasks beyond them (queued on the node).
         public var busyThreads: Int
         public var busyProcesses: Int
+        public var busyIO: Int
         public var prefetched: Int
         public var completed: UInt64
         public var failed: UInt64
@@ -116,10 +119,12 @@ public struct ClusterReport: Codable, Sendable, Equatable {
         runTimeP99Ms = figures.hasRunTimeP99Ms ? figures.runTimeP99Ms : nil
         nodes = wire.nodes.map { node in
             Node(name: node.info.name, host: node.info.host, threads: Int(node.info.threadSlots),
-                 processes: Int(node.info.processSlots), running: Int(node.running), runningProcess: Int(node.runningProcess),
-                 busyThreads: min(Int(node.running - node.runningProcess), Int(node.info.threadSlots)),
+                 processes: Int(node.info.processSlots), ioSlots: Int(node.info.ioSlots), running: Int(node.running),
+                 runningProcess: Int(node.runningProcess), runningIO: Int(node.runningIo),
+                 busyThreads: min(max(0, Int(node.running) - Int(node.runningProcess) - Int(node.runningIo)), Int(node.info.threadSlots)),
                  busyProcesses: min(Int(node.runningProcess), Int(node.info.processSlots)),
-                 prefetched: max(0, Int(node.running - node.runningProcess) - Int(node.info.threadSlots))
+                 busyIO: min(Int(node.runningIo), Int(node.info.ioSlots)),
+                 prefetched: max(0, Int(node.running) - Int(node.runningProcess) - Int(node.runningIo) - Int(node.info.threadSlots))
                     + max(0, Int(node.runningProcess) - Int(node.info.processSlots)),
                  completed: node.completed, failed: node.failed, lastSeenS: Double(node.lastSeenMsAgo) / 1000,
                  draining: node.info.draining, handlers: node.info.handlers,

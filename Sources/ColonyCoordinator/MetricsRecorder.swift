@@ -46,7 +46,7 @@ public enum CoordinatorMetric: String, CaseIterable, Sendable {
         case .queueDepth: "Queued tasks by priority."
         case .resultsWaiting: "Finished tasks whose result no client has fetched yet."
         case .nodesAlive: "Nodes the coordinator currently counts as alive."
-        case .nodeSlots: "Each node's task slots by pool (thread, process) and state (busy, free)."
+        case .nodeSlots: "Each node's task slots by pool (thread, process, io) and state (busy, free)."
         case .nodeRSSBytes: "Resident memory each node reports, of the node process and of its child processes."
         case .nodeChildrenStarted: "Child processes each node's process pool has started, as the node reports."
         case .sharedValue: "The value of each named counter (colony counter)."
@@ -154,6 +154,8 @@ final class MetricsRecorder: Sendable {
             gauge(.nodeSlots, [("node", node.name), ("pool", "thread"), ("state", "free")], Double(node.threadSlots - node.threadBusy))
             gauge(.nodeSlots, [("node", node.name), ("pool", "process"), ("state", "busy")], Double(node.processBusy))
             gauge(.nodeSlots, [("node", node.name), ("pool", "process"), ("state", "free")], Double(node.processSlots - node.processBusy))
+            gauge(.nodeSlots, [("node", node.name), ("pool", "io"), ("state", "busy")], Double(node.ioBusy))
+            gauge(.nodeSlots, [("node", node.name), ("pool", "io"), ("state", "free")], Double(node.ioSlots - node.ioBusy))
         }
         zeroGauges(.nodeRSSBytes)
         zeroGauges(.nodeChildrenStarted)

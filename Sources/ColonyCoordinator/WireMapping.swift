@@ -89,7 +89,7 @@ extension NodeAnnouncement {
         self.init(name: wire.name, host: wire.host, threadSlots: Int(wire.threadSlots), handlers: wire.handlers,
                   pid: Int(wire.pid), prefetch: Int(prefetch), labels: wire.labels,
                   processSlots: Int(wire.processSlots), processPrefetch: Int(processPrefetch),
-                  processHandlers: Set(wire.processHandlers))
+                  processHandlers: Set(wire.processHandlers), ioSlots: Int(wire.ioSlots), ioHandlers: Set(wire.ioHandlers))
         draining = wire.draining
     }
 
@@ -103,6 +103,8 @@ extension NodeAnnouncement {
         info.labels = labels
         info.processSlots = UInt32(clamping: processSlots)
         info.processHandlers = processHandlers.sorted()
+        info.ioSlots = UInt32(clamping: ioSlots)
+        info.ioHandlers = ioHandlers.sorted()
         info.draining = draining
         return info
     }
@@ -113,6 +115,7 @@ extension TaskPool {
         switch wire {
         case .thread: self = .thread
         case .process: self = .process
+        case .io: self = .io
         default: self = .automatic
         }
     }
@@ -122,6 +125,7 @@ extension TaskPool {
         case .automatic: .default
         case .thread: .thread
         case .process: .process
+        case .io: .io
         }
     }
 }
@@ -202,7 +206,9 @@ extension ClusterFigures {
         reply.uptimeSeconds = now
         let slots = Dictionary(nodeSlots.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         for index in reply.nodes.indices {
-            reply.nodes[index].runningProcess = UInt32(clamping: slots[reply.nodes[index].info.name]?.processBusy ?? 0)
+            let node = slots[reply.nodes[index].info.name]
+            reply.nodes[index].runningProcess = UInt32(clamping: node?.processBusy ?? 0)
+            reply.nodes[index].runningIo = UInt32(clamping: node?.ioBusy ?? 0)
         }
         var figures = Colony_V1_Figures()
         figures.submitted = counts.submitted

@@ -126,6 +126,8 @@ extension CoordinatorCore {
         public var threadBusy: Int
         public var processSlots: Int
         public var processBusy: Int
+        public var ioSlots: Int
+        public var ioBusy: Int
     }
 
     public var nodeSlots: [NodeSlots] {
@@ -133,7 +135,8 @@ extension CoordinatorCore {
             NodeSlots(name: node.announcement.name, threadSlots: node.announcement.threadSlots,
                       threadBusy: min(node.holdingThread, node.announcement.threadSlots),
                       processSlots: node.announcement.processSlots,
-                      processBusy: min(node.holdingProcess, node.announcement.processSlots))
+                      processBusy: min(node.holdingProcess, node.announcement.processSlots),
+                      ioSlots: node.announcement.ioSlots, ioBusy: min(node.holdingIO, node.announcement.ioSlots))
         }
     }
 }

@@ -23,6 +23,8 @@ public struct CoordinatorCore: Sendable {
         public var nodeNameBytesMax = 256
         public var counterNameBytesMax = 256
         public var threadSlotsMax = 4096
+        /// An io slot costs a parked Swift task, not a thread, so a node may have many.
+        public var ioSlotsMax = 65_536
         public var prefetchMax = 4096
         public var dependenciesPerTaskMax = 10_000
         public var limitsPerTaskMax = 16
@@ -155,6 +157,30 @@ public struct CoordinatorCore: Sendable {
         var pool: TaskPool
     }
 
+    /// A number per pool (slots free, leases held).
+    struct PoolCounts: Sendable, Equatable {
+        var thread = 0
+        var process = 0
+        var io = 0
+        var any: Bool { thread > 0 || process > 0 || io > 0 }
+        subscript(pool: TaskPool) -> Int {
+            get {
+                switch pool {
+                case .process: process
+                case .io: io
+                case .thread, .automatic: thread
+                }
+            }
+            set {
+                switch pool {
+                case .process: process = newValue
+                case .io: io = newValue
+                case .thread, .automatic: thread = newValue
+                }
+            }
+        }
+    }
+
     struct NodeRecord: Sendable {
         var announcement: NodeAnnouncement
         /// Live attempts: task id -> attempt number.
@@ -168,8 +194,10 @@ public struct CoordinatorCore: Sendable {
         var lastSeen: Double
         /// The pool each live attempt runs in.
         var leasePool: [TaskID: TaskPool] = [:]
-        /// Leases (live and abandoned) held in the process pool; the rest are in the thread pool.
+        /// Leases (live and abandoned) held in the process pool and in the io pool; the rest
+        /// are in the thread pool.
         var holdingProcess = 0
+        var holdingIO = 0
         /// Tasks the node must stop (cancelled or timed out), told on its next pull.
         var toCancel: Set<TaskID> = []
         /// `colony drain` asked for it (with this deadline, seconds), until the node drains.
@@ -179,20 +207,33 @@ public struct CoordinatorCore: Sendable {
         /// What it held when dispatch last looked at it (for the invariant: a node that
         /// announces fewer slots, or reports restored tasks running, may hold more than its
         /// slots, but dispatch never adds to that).
-        var heldBeforeDispatch = (thread: 0, process: 0)
+        var heldBeforeDispatch = PoolCounts()
         var holding: Int { leased.count + abandoned.count }
-        var holdingThread: Int { holding - holdingProcess }
+        var holdingThread: Int { holding - holdingProcess - holdingIO }
+        var holdingByPool: PoolCounts { PoolCounts(thread: holdingThread, process: holdingProcess, io: holdingIO) }
         func freeSlots(_ pool: TaskPool) -> Int {
             if announcement.draining { return 0 }
-            return pool == .process
-                ? max(0, announcement.processSlots + announcement.processPrefetch - holdingProcess)
-                : max(0, announcement.threadSlots + announcement.prefetch - holdingThread)
+            switch pool {
+            case .process: return max(0, announcement.processSlots + announcement.processPrefetch - holdingProcess)
+            case .io: return max(0, announcement.ioSlots - holdingIO)
+            case .thread, .automatic: return max(0, announcement.threadSlots + announcement.prefetch - holdingThread)
+            }
+        }
+
+        /// Counts a lease taken (`delta` 1) or let go (-1) in `pool`.
+        mutating func countHolding(in pool: TaskPool, _ delta: Int) {
+            switch pool {
+            case .process: holdingProcess += delta
+            case .io: holdingIO += delta
+            case .thread, .automatic: break
+            }
         }
 
         /// The pool a task of class `key` would run in here, or nil if this node cannot take
         /// it: it lacks the handler (a node that announces no handlers at all is taken to run
-        /// any) or slots of the pool. `automatic` takes the handler's default, or the other
-        /// pool when the node has no slots of that kind.
+        /// any) or slots of the pool. `automatic` takes the handler's default, or on a node
+        /// with no slots of that kind the thread pool, then the process pool (an io handler
+        /// runs on threads where there are no io slots; other handlers never take io slots).
         func pool(for key: ReadyQueue.ClassKey) -> TaskPool? {
             if !announcement.handlers.isEmpty && !announcement.handlers.contains(key.handler) { return nil }
             let threads = announcement.threadSlots > 0
@@ -200,9 +241,10 @@ public struct CoordinatorCore: Sendable {
             switch key.pool {
             case .thread: return threads ? .thread : nil
             case .process: return processes ? .process : nil
+            case .io: return announcement.ioSlots > 0 ? .io : nil
             case .automatic:
-                let preferred: TaskPool = announcement.processHandlers.contains(key.handler) ? .process : .thread
-                if preferred == .process { return processes ? .process : (threads ? .thread : nil) }
+                if announcement.processHandlers.contains(key.handler) { return processes ? .process : (threads ? .thread : nil) }
+                if announcement.ioSlots > 0 && announcement.ioHandlers.contains(key.handler) { return .io }
                 return threads ? .thread : (processes ? .process : nil)
             }
         }
@@ -369,15 +411,15 @@ public struct CoordinatorCore: Sendable {
             throw .invalidArgument("node host name must be at most \(limits.labelBytesMax) bytes")
         }
         try NameCheck.refuseControlCharacters(in: announcement.host, "node host name")
-        let handlerCount = announcement.handlers.count + announcement.processHandlers.count
+        let handlerCount = announcement.handlers.count + announcement.processHandlers.count + announcement.ioHandlers.count
         guard handlerCount <= limits.handlersPerNodeMax else {
             throw .invalidArgument("a node may announce at most \(limits.handlersPerNodeMax) handlers (\(handlerCount) given)")
         }
-        for name in announcement.handlers + announcement.processHandlers
-        where name.isEmpty || name.utf8.count > limits.handlerNameBytesMax {
+        let named = announcement.handlers + announcement.processHandlers + announcement.ioHandlers
+        for name in named where name.isEmpty || name.utf8.count > limits.handlerNameBytesMax {
             throw .invalidArgument("node handler names must be 1 to \(limits.handlerNameBytesMax) bytes")
         }
-        for name in announcement.handlers + announcement.processHandlers {
+        for name in named {
             try NameCheck.refuseControlCharacters(in: name, "node handler name")
         }
         try validateLabels(announcement.labels, max: limits.labelsPerNodeMax, owner: "a node")
@@ -457,6 +499,9 @@ public struct CoordinatorCore: Sendable {
         }
         guard announcement.processSlots >= 0, announcement.processSlots <= limits.threadSlotsMax else {
             throw .invalidArgument("node process slots must be 0 to \(limits.threadSlotsMax)")
+        }
+        guard announcement.ioSlots >= 0, announcement.ioSlots <= limits.ioSlotsMax else {
+            throw .invalidArgument("node io slots must be 0 to \(limits.ioSlotsMax)")
         }
         guard announcement.prefetch >= 0, announcement.prefetch <= limits.prefetchMax,
               announcement.processPrefetch >= 0, announcement.processPrefetch <= limits.prefetchMax else {
@@ -661,12 +706,11 @@ public struct CoordinatorCore: Sendable {
     /// Leases queued tasks to `name`, up to the free capacity of each of its pools, best first.
     public mutating func dispatch(toNode name: String, now: Double = 0) -> [DispatchedTask] {
         guard let node = nodes[name] else { return [] }
-        nodes[name]!.heldBeforeDispatch = (node.holdingThread, node.holdingProcess)
-        var freeThread = node.freeSlots(.thread)
-        var freeProcess = node.freeSlots(.process)
+        nodes[name]!.heldBeforeDispatch = node.holdingByPool
+        var free = PoolCounts(thread: node.freeSlots(.thread), process: node.freeSlots(.process), io: node.freeSlots(.io))
         var handed: [DispatchedTask] = []
-        while freeThread > 0 || freeProcess > 0 {
-            guard let (id, pool) = popReady(for: node, freeThread: freeThread, freeProcess: freeProcess) else { break }
+        while free.any {
+            guard let (id, pool) = popReady(for: node, free: free) else { break }
             var handing = Self.inPlace(&self.tasks[id]) { record -> (DispatchedTask, submittedAt: Double, uses: [String], after: [TaskID]) in
                 record!.attempt += 1
                 record!.restored = false
@@ -690,12 +734,8 @@ public struct CoordinatorCore: Sendable {
             leasedTotal += 1
             if handing.0.timeoutSeconds != nil { timedTasks.insert(id) }
             handed.append(handing.0)
-            if pool == .process {
-                nodes[name]!.holdingProcess += 1
-                freeProcess -= 1
-            } else {
-                freeThread -= 1
-            }
+            nodes[name]!.countHolding(in: pool, 1)
+            free[pool] -= 1
         }
         return handed
     }
@@ -705,7 +745,7 @@ public struct CoordinatorCore: Sendable {
     /// A function of its own so that the copies its closures capture (the task table among
     /// them) are gone before the caller mutates the table: a copy still alive there would make
     /// every dispatched task copy the whole table (copy-on-write), O(tasks) each.
-    private mutating func popReady(for node: NodeRecord, freeThread: Int, freeProcess: Int) -> (TaskID, TaskPool)? {
+    private mutating func popReady(for node: NodeRecord, free: PoolCounts) -> (TaskID, TaskPool)? {
         let sizes = limitSizes
         let inUse = limitInUse
         let tasks = self.tasks
@@ -715,7 +755,7 @@ public struct CoordinatorCore: Sendable {
                 guard key.uses.allSatisfy({ (inUse[$0] ?? 0) < (sizes[$0] ?? 0) }),
                       key.labels.allSatisfy({ labels[$0.key] == $0.value }),
                       let pool = node.pool(for: key) else { return false }
-                return (pool == .process ? freeProcess : freeThread) > 0
+                return free[pool] > 0
             },
             isLive: { tasks[$0]?.state == .queued })
         // The popped class was eligible, so it resolves to a pool with room on this node.
@@ -1075,7 +1115,8 @@ public struct CoordinatorCore: Sendable {
         let pool = switch key.pool {
         case .process: "the process pool"
         case .thread: "the thread pool"
-        case .automatic: "either pool"
+        case .io: "the io pool"
+        case .automatic: "any pool"
         }
         return "no node with the handler '\(key.handler)'\(key.labels.isEmpty ? "" : " and its labels") has slots in \(pool)"
     }
@@ -1094,7 +1135,7 @@ public struct CoordinatorCore: Sendable {
         guard nodes[node]?.leased.removeValue(forKey: id) != nil else { return }
         nodes[node]!.adopted.remove(id)
         nodes[node]!.leaseSeq[id] = nil
-        if nodes[node]!.leasePool.removeValue(forKey: id) == .process { nodes[node]!.holdingProcess -= 1 }
+        if let pool = nodes[node]!.leasePool.removeValue(forKey: id) { nodes[node]!.countHolding(in: pool, -1) }
         leasedTotal -= 1
         let uses = Self.inPlace(&tasks[id]) { $0?.options.uses ?? [] }
         for limit in uses { limitInUse[limit, default: 0] -= 1 }
@@ -1102,7 +1143,7 @@ public struct CoordinatorCore: Sendable {
 
     private mutating func release(_ abandoned: AbandonedLease, node: String) {
         guard nodes[node]?.abandoned.remove(abandoned) != nil else { return }
-        if abandoned.pool == .process { nodes[node]!.holdingProcess -= 1 }
+        nodes[node]!.countHolding(in: abandoned.pool, -1)
         leasedTotal -= 1
         for limit in abandoned.uses { limitInUse[limit, default: 0] -= 1 }
     }

@@ -10,13 +10,16 @@ extension CoordinatorCore {
             if Set(node.leasePool.keys) != Set(node.leased.keys) { problems.append("node \(name): lease pools do not match its leases") }
             let inProcess = node.leasePool.values.filter { $0 == .process }.count + node.abandoned.filter { $0.pool == .process }.count
             if inProcess != node.holdingProcess { problems.append("node \(name): holdingProcess \(node.holdingProcess) != \(inProcess)") }
+            let inIO = node.leasePool.values.filter { $0 == .io }.count + node.abandoned.filter { $0.pool == .io }.count
+            if inIO != node.holdingIO { problems.append("node \(name): holdingIO \(node.holdingIO) != \(inIO)") }
             // A node may hold more than its slots when it announced fewer than it had, or
             // reported restored tasks running; dispatch must never add to that.
             let threadCapacity = node.announcement.threadSlots + node.announcement.prefetch
             let processCapacity = node.announcement.processSlots + node.announcement.processPrefetch
             if node.holdingThread > max(threadCapacity, node.heldBeforeDispatch.thread)
-                || node.holdingProcess > max(processCapacity, node.heldBeforeDispatch.process) {
-                problems.append("node \(name) was given more than its slots: \(node.holdingThread) thread, \(node.holdingProcess) process")
+                || node.holdingProcess > max(processCapacity, node.heldBeforeDispatch.process)
+                || node.holdingIO > max(node.announcement.ioSlots, node.heldBeforeDispatch.io) {
+                problems.append("node \(name) was given more than its slots: \(node.holdingThread) thread, \(node.holdingProcess) process, \(node.holdingIO) io")
             }
             for (id, pool) in node.leasePool {
                 if let wanted = tasks[id]?.options.pool, wanted != .automatic, wanted != pool {

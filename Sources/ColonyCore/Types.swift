@@ -1,15 +1,18 @@
 /// A task's id: assigned by the coordinator, unique for its lifetime, increasing.
 public typealias TaskID = UInt64
 
-/// Which of a node's two pools runs a task.
+/// Which of a node's three pools runs a task.
 public enum TaskPool: String, Sendable, Equatable, Hashable, CaseIterable {
-    /// The handler's default pool (exec: process; the others: thread), or the other pool on a
-    /// node that has no slots of that kind.
+    /// The handler's default pool (exec: process; fetch and sleep: io; the others: thread),
+    /// or on a node that has no slots of that kind the thread pool (then the process pool).
     case automatic
     /// The node's thread pool: in its own process, cheapest; a crash takes the node down.
     case thread
     /// One of the node's long-lived child processes: a crash, leak or kill costs one child.
     case process
+    /// Swift tasks on the node's cooperative pool, for handlers that mostly wait (fetches):
+    /// a slot holds no thread while its handler waits, so a node has hundreds of them.
+    case io
 }
 
 /// How a task is scheduled: priority, limits it uses, dependencies, retries, timeout, labels, pool.
@@ -91,7 +94,7 @@ public struct DispatchedTask: Sendable, Equatable {
     public var dependencies: [TaskID: [UInt8]]
     /// Longest the attempt may run (nil: no limit).
     public var timeoutSeconds: Double?
-    /// The pool chosen on the node (`thread` or `process`, never `automatic`).
+    /// The pool chosen on the node (never `automatic`).
     public var pool: TaskPool
     public init(id: TaskID, handler: String, input: [UInt8], attempt: UInt32, dependencies: [TaskID: [UInt8]] = [:], timeoutSeconds: Double? = nil,
                 pool: TaskPool = .thread) {
@@ -200,6 +203,10 @@ public struct NodeAnnouncement: Sendable, Equatable {
     public var processPrefetch: Int
     /// Handlers whose default pool is the process pool on this node.
     public var processHandlers: Set<String>
+    /// Slots of the io pool (it asks for no prefetch: its slots are many and its tasks wait).
+    public var ioSlots: Int
+    /// Handlers whose default pool is the io pool on this node.
+    public var ioHandlers: Set<String>
     /// The node is draining: it gets no new tasks.
     public var draining = false
     /// Its latest figures, if it sends them.
@@ -210,7 +217,7 @@ public struct NodeAnnouncement: Sendable, Equatable {
     public func describesTheSame(as other: NodeAnnouncement) -> Bool {
         name == other.name && host == other.host && threadSlots == other.threadSlots && pid == other.pid
             && processSlots == other.processSlots && handlers == other.handlers && processHandlers == other.processHandlers
-            && labels == other.labels
+            && labels == other.labels && ioSlots == other.ioSlots && ioHandlers == other.ioHandlers
     }
 
     /// This node's description with the parts every pull carries taken from `brief`.
@@ -224,8 +231,10 @@ public struct NodeAnnouncement: Sendable, Equatable {
     }
     public init(name: String, host: String, threadSlots: Int, handlers: [String] = [], pid: Int = 0, prefetch: Int = 0,
                 labels: [String: String] = [:], processSlots: Int = 0, processPrefetch: Int = 0, processHandlers: Set<String> = [],
-                draining: Bool = false) {
+                ioSlots: Int = 0, ioHandlers: Set<String> = [], draining: Bool = false) {
         self.draining = draining
+        self.ioSlots = ioSlots
+        self.ioHandlers = ioHandlers
         self.processSlots = processSlots
         self.processPrefetch = processPrefetch
         self.processHandlers = processHandlers

@@ -85,7 +85,7 @@ struct SubmitBody: Decodable {
 
 /// One task: `handler` and `input` (a string is sent as its UTF-8 bytes, any other JSON value
 /// as its JSON text), or `input_base64`; optional `priority`, `pool` (`thread`, `process`,
-/// `automatic`), `uses`, `after`, `max_attempts`, `retry_on_error`, `timeout_s`, `labels`, `key`.
+/// `io`, `automatic`), `uses`, `after`, `max_attempts`, `retry_on_error`, `timeout_s`, `labels`, `key`.
 struct TaskBody: Decodable {
     var handler: String
     var input: JSONValue?
@@ -152,8 +152,9 @@ struct TaskBody: Decodable {
         case nil: break
         case "thread": spec.pool = .thread
         case "process": spec.pool = .process
+        case "io": spec.pool = .io
         case "automatic", "default": spec.pool = .default
-        default: throw refuse("'pool' must be thread, process or automatic")
+        default: throw refuse("'pool' must be thread, process, io or automatic")
         }
         if let uses { spec.uses = uses }
         if let after {

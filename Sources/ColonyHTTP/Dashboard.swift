@@ -39,7 +39,7 @@ enum Dashboard {
 <h2>Throughput (tasks finished per second, last minute)</h2>
 <svg id="chart" width="640" height="160" viewBox="0 0 640 160" role="img" aria-label="throughput chart"></svg>
 <h2>Nodes</h2>
-<table id="nodes"><thead><tr><th>node</th><th>host</th><th>threads busy</th><th>processes busy</th><th>prefetched</th><th>done</th><th>failed</th><th>RSS</th><th>children RSS</th><th>child starts</th><th>last seen</th></tr></thead><tbody></tbody></table>
+<table id="nodes"><thead><tr><th>node</th><th>host</th><th>threads busy</th><th>processes busy</th><th>io busy</th><th>prefetched</th><th>done</th><th>failed</th><th>RSS</th><th>children RSS</th><th>child starts</th><th>last seen</th></tr></thead><tbody></tbody></table>
 <h2>Recent failures</h2>
 <table id="failures"><thead><tr><th>task</th><th>handler</th><th>node</th><th>reason</th><th>error</th><th>when</th></tr></thead><tbody></tbody></table>
 <h2>Counters and limits</h2>
@@ -105,7 +105,8 @@ async function refresh() {
     chart(s.throughput || []);
     fill("nodes", s.nodes, [
       [n => n.name + (n.draining ? " (draining)" : "")], [n => n.host],
-      [n => busy(n.busy_threads, n.threads), "num"], [n => busy(n.busy_processes, n.processes), "num"], [n => fmt(n.prefetched), "num"],
+      [n => busy(n.busy_threads, n.threads), "num"], [n => busy(n.busy_processes, n.processes), "num"],
+      [n => busy(n.busy_io, n.io_slots), "num"], [n => fmt(n.prefetched), "num"],
       [n => fmt(n.completed), "num"], [n => fmt(n.failed), "num"],
       [n => n.rss_bytes === undefined ? "–" : fmt(n.rss_bytes / 1048576) + " MiB", "num"],
       [n => n.children_rss_bytes === undefined ? "–" : fmt(n.children_rss_bytes / 1048576) + " MiB", "num"],

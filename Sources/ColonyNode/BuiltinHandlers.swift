@@ -12,6 +12,8 @@ public enum EchoHandler {
 /// `sleep`: sleeps for its input, a number of seconds, and returns it.
 public struct SleepHandler: TaskHandler {
     public static let name = "sleep"
+    /// It only waits: hundreds of sleeps share a node's threads.
+    public static let defaultPool = TaskPool.io
     public init() {}
     public func run(_ seconds: Double, context: TaskContext) async throws -> Double {
         // Duration.seconds traps beyond about 1.7e20 s: a huge input would take the node down.

@@ -10,6 +10,8 @@ import NNG
 /// timeout or a connection that fails fails the task with one line naming the URL.
 public struct FetchHandler: TaskHandler {
     public static let name = "fetch"
+    /// It waits on the network: hundreds of fetches share a node's threads.
+    public static let defaultPool = TaskPool.io
 
     /// `{"url": "https://example.com/"}`; every other field may be left out; any other key is
     /// refused.

@@ -16,6 +16,10 @@ public struct NodeConfiguration: Sendable {
     public var threads: Int
     /// The process pool (size 0: none).
     public var processes = ProcessPoolConfiguration(size: 0)
+    /// Slots of the io pool: handlers that mostly wait (`fetch`, `sleep`) run at once on
+    /// Swift's cooperative pool, holding no thread while they wait (0: none; their tasks then
+    /// run on the thread pool).
+    public var ioSlots = 0
     /// How long the coordinator may hold an idle pull (the heartbeat period when idle).
     public var longPollMilliseconds: UInt32 = 1000
     /// A pull unanswered for this long (coordinator gone or restarting) is given up and
@@ -95,6 +99,8 @@ public actor NodeAgent {
     private var startTick: AsyncStream<Void>.Continuation?
     /// The thread pool's slots, queue and finished results (set while `run` runs).
     private var threadSlots: ThreadSlots?
+    /// The io pool's, on the cooperative pool (set while `run` runs, with io slots).
+    private var ioSlots: ThreadSlots?
     private var processQueue = LocalQueue()
     private var executingProcesses = 0
     private var averageRunMicros: [TaskPool: Double] = [:]
@@ -131,6 +137,7 @@ public actor NodeAgent {
 
     private let handlerNames: [String]
     private let processHandlerNames: [String]
+    private let ioHandlerNames: [String]
 
     public init(configuration: NodeConfiguration, handlers: HandlerRegistry = .builtIn) {
         self.configuration = configuration
@@ -139,6 +146,7 @@ public actor NodeAgent {
         self.registry = registry
         self.handlerNames = registry.names
         self.processHandlerNames = registry.processDefaultNames
+        self.ioHandlerNames = registry.ioDefaultNames
     }
 
     /// Stops taking tasks: queued ones are handed back at once, running ones may finish
@@ -147,7 +155,7 @@ public actor NodeAgent {
     public func drain(deadline: Duration) {
         guard !draining else { return }
         draining = true
-        configuration.log("node \(configuration.name) draining: \((threadSlots?.busy ?? 0) + executingProcesses) task(s) running, deadline \(deadline)")
+        configuration.log("node \(configuration.name) draining: \((threadSlots?.busy ?? 0) + (ioSlots?.busy ?? 0) + executingProcesses) task(s) running, deadline \(deadline)")
         handBackQueued()
         let handBack = configuration.drainHandBack
         Task {
@@ -178,10 +186,11 @@ public actor NodeAgent {
     private func stopRemaining() {
         for stop in stopSignals.values { stop.stop(reason: Self.drainStopReason) }
         threadSlots?.stopAll(reason: Self.drainStopReason)
+        ioSlots?.stopAll(reason: Self.drainStopReason)
     }
 
     private func handBackQueued() {
-        for task in (threadSlots?.takeQueued() ?? []) + processQueue.takeAll() {
+        for task in (threadSlots?.takeQueued() ?? []) + (ioSlots?.takeQueued() ?? []) + processQueue.takeAll() {
             running.remove(task.id)
             toReturn.append(task.id)
         }
@@ -245,8 +254,16 @@ public actor NodeAgent {
         }
         threadSlots = slots
         slots.start()
+        let ioSlots = configuration.ioSlots > 0
+            ? ThreadSlots(slots: configuration.ioSlots, executor: nil, resultsReady: { wake.notify() }) { task, stop in
+                await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax, stop: stop, poolKind: .io)
+            }
+            : nil
+        self.ioSlots = ioSlots
+        ioSlots?.start()
         defer {
             slots.shutdown()
+            ioSlots?.shutdown()
             pool.shutdown()
             processPool?.shutdown()
             socket.close()
@@ -254,7 +271,7 @@ public actor NodeAgent {
         let (ticks, tick) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         startTick = tick
         configuration.log("node \(nodeName) pulling from \(configuration.coordinatorURL) with \(configuration.threads) thread slots"
-            + " and \(configuration.processes.size) process slots")
+            + ", \(configuration.processes.size) process slots and \(configuration.ioSlots) io slots")
         // Pulls in flight ignore task cancellation (see Context.request); closing the socket
         // is what ends them promptly when the node is stopped.
         await withTaskCancellationHandler {
@@ -349,7 +366,7 @@ public actor NodeAgent {
     private func nextPull() -> PlannedPull? {
         absorbThreadResults()
         if backingOff || freeContexts.isEmpty || drained { return nil }
-        let threadsIdle = threadSlots?.isIdle ?? true
+        let threadsIdle = (threadSlots?.isIdle ?? true) && (ioSlots?.isIdle ?? true)
         // Drained: nothing runs, nothing waits to be delivered, no other pull out. Leave.
         let leaving = draining && inFlight == 0 && threadsIdle && executingProcesses == 0
             && processQueue.isEmpty && pendingResults.count <= configuration.resultsPerPullMax
@@ -387,6 +404,8 @@ public actor NodeAgent {
             info.labels = configuration.labels
             info.processSlots = UInt32(configuration.processes.size)
             info.processHandlers = processHandlerNames
+            info.ioSlots = UInt32(configuration.ioSlots)
+            info.ioHandlers = ioHandlerNames
         }
         pull.node = info
         pull.figures = currentFigures()
@@ -444,7 +463,7 @@ public actor NodeAgent {
         if !cancel.isEmpty {
             let stopping = Set(cancel)
             // Not started yet: report them stopped without running them.
-            for task in (threadSlots?.removeQueued(stopping) ?? []) + processQueue.remove(stopping) {
+            for task in (threadSlots?.removeQueued(stopping) ?? []) + (ioSlots?.removeQueued(stopping) ?? []) + processQueue.remove(stopping) {
                 running.remove(task.id)
                 var result = Colony_V1_TaskResult()
                 result.id = task.id
@@ -458,13 +477,29 @@ public actor NodeAgent {
             for id in cancel {
                 stopSignals[id]?.stop(reason: "cancelled")
                 threadSlots?.stop(id, reason: "cancelled")
+                ioSlots?.stop(id, reason: "cancelled")
             }
         }
         let arrived = ContinuousClock.now
         var forThreads: [Colony_V1_Task] = []
+        var forIO: [Colony_V1_Task] = []
         for task in tasks {
             running.insert(task.id)
-            if task.pool == .process {
+            if task.pool == .io {
+                if ioSlots != nil {
+                    forIO.append(task)
+                } else {
+                    // Never dispatched by a coordinator that knows this node; say so rather than guess.
+                    running.remove(task.id)
+                    var result = Colony_V1_TaskResult()
+                    result.id = task.id
+                    result.attempt = task.attempt
+                    result.error = "node \(configuration.name) has no io pool"
+                    result.failure = .failureRefused
+                    result.node = configuration.name
+                    pendingResults.append(result)
+                }
+            } else if task.pool == .process {
                 if configuration.processes.size > 0 {
                     processQueue.push(task, at: arrived)
                 } else {
@@ -483,6 +518,7 @@ public actor NodeAgent {
             }
         }
         threadSlots?.push(forThreads, at: arrived)
+        ioSlots?.push(forIO, at: arrived)
         // Dispatched before the coordinator saw the node draining: hand them straight back.
         if draining { handBackQueued() }
         if !tasks.isEmpty { startTick?.yield() }
@@ -588,10 +624,10 @@ public actor NodeAgent {
         return nextPull()
     }
 
-    /// Takes the thread slots' finished results into the next pulls.
+    /// Takes the thread and io slots' finished results into the next pulls.
     private func absorbThreadResults() {
-        guard let results = threadSlots?.takeResults(), !results.isEmpty else { return }
-        for result in results { record(result, in: .thread) }
+        for result in threadSlots?.takeResults() ?? [] { record(result, in: .thread) }
+        for result in ioSlots?.takeResults() ?? [] { record(result, in: .io) }
     }
 
     /// Books a finished task: its slot's average run time, the node's counts, and its result
@@ -626,7 +662,7 @@ public actor NodeAgent {
         }
     }
 
-    /// Runs one task in this process (in a worker of the node's thread slots, or in a
+    /// Runs one task in this process (in a worker of the node's thread or io slots, or in a
     /// process-pool child). Never throws: every failure becomes a failed result with a
     /// one-line reason. A stop (cancellation from the coordinator, the task's timeout, a
     /// drain) cancels the calling task; a thread cannot be preempted, so a handler that never

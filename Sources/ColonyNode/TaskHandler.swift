@@ -12,7 +12,7 @@ public struct TaskContext: Sendable {
     public let nodeName: String
     /// Raw outputs of the task's dependencies (`after:`), by task id.
     public let dependencyOutputs: [UInt64: [UInt8]]
-    /// The pool it runs in: `.thread` (in the node's process) or `.process` (in a child).
+    /// The pool it runs in: `.thread` or `.io` (in the node's process) or `.process` (in a child).
     public let pool: TaskPool
     let recorder: CounterRecorder
 
@@ -64,8 +64,10 @@ public protocol TaskHandler: Sendable {
     associatedtype Output: Codable & Sendable
     /// The name tasks use to ask for this handler.
     static var name: String { get }
-    /// The pool its tasks run in unless they ask for one: `.thread` (the default) or
-    /// `.process` for work that may crash, leak or need killing.
+    /// The pool its tasks run in unless they ask for one: `.thread` (the default),
+    /// `.process` for work that may crash, leak or need killing, or `.io` for work that
+    /// mostly waits (it holds no thread while it waits; on a node without io slots it runs
+    /// on threads).
     static var defaultPool: TaskPool { get }
     func run(_ input: Input, context: TaskContext) async throws -> Output
 }
@@ -83,7 +85,7 @@ public struct AnyTaskHandler: Sendable {
 
     public init<H: TaskHandler>(_ handler: H) {
         name = H.name
-        defaultPool = H.defaultPool == .process ? .process : .thread
+        defaultPool = H.defaultPool == .automatic ? .thread : H.defaultPool
         body = { bytes, context in
             let input: H.Input
             do {
@@ -99,7 +101,7 @@ public struct AnyTaskHandler: Sendable {
     /// A handler working on raw bytes (no JSON step), e.g. `echo`.
     public init(name: String, defaultPool: TaskPool = .thread, raw: @escaping @Sendable ([UInt8], TaskContext) async throws -> [UInt8]) {
         self.name = name
-        self.defaultPool = defaultPool == .process ? .process : .thread
+        self.defaultPool = defaultPool == .automatic ? .thread : defaultPool
         body = raw
     }
 
@@ -163,6 +165,9 @@ public struct HandlerRegistry: Sendable {
 
     /// Handlers whose tasks go to the process pool unless they ask otherwise.
     public var processDefaultNames: [String] { handlers.values.filter { $0.defaultPool == .process }.map(\.name).sorted() }
+
+    /// Handlers whose tasks go to the io pool unless they ask otherwise.
+    public var ioDefaultNames: [String] { handlers.values.filter { $0.defaultPool == .io }.map(\.name).sorted() }
 
     /// Colony's built-in handlers: echo, sleep, primes, fail, count, collect, crash and
     /// allocate (process pool only), fetch, and exec (refusing).

@@ -11,6 +11,10 @@ import Synchronization
 /// goes from empty to not empty (once per batch, not per task). A handler runs inline in its
 /// worker, so one that never suspends never leaves its thread.
 ///
+/// The same slots serve the io pool: there the workers have no executor preference, so they
+/// run on Swift's cooperative pool and a handler that waits holds no thread (hundreds of
+/// slots share a few threads).
+///
 /// A running task is stopped (cancellation, timeout, drain) by cancelling its worker: the
 /// handler sees the cancellation, the worker reports the stop reason and ends, and a new
 /// worker takes over the slot (a cancelled Swift task cannot run further tasks).
@@ -42,10 +46,11 @@ final class ThreadSlots: Sendable {
     /// Called (outside the lock) when the outbox gains its first result.
     private let resultsReady: @Sendable () -> Void
     private let run: @Sendable (Colony_V1_Task, StopSignal) async -> Colony_V1_TaskResult
-    private let executor: ThreadPoolExecutor
+    /// Where the workers run; nil: Swift's cooperative pool (the io pool).
+    private let executor: ThreadPoolExecutor?
 
     /// `run` executes one task (never throws: failures are results).
-    init(slots: Int, executor: ThreadPoolExecutor, resultsReady: @escaping @Sendable () -> Void,
+    init(slots: Int, executor: ThreadPoolExecutor?, resultsReady: @escaping @Sendable () -> Void,
          run: @escaping @Sendable (Colony_V1_Task, StopSignal) async -> Colony_V1_TaskResult) {
         self.slots = slots
         self.executor = executor

@@ -262,6 +262,53 @@ final class SchedulingRulesTests: XCTestCase {
         XCTAssertEqual(try pull(node: processes).map(\.id), [isolated])
     }
 
+    func testIOTasksTakeOnlyIOSlotsAndACancelledOneHoldsItsSlotUntilTheNodeLetsGo() throws {
+        let node = NodeAnnouncement(name: "io", host: "h", threadSlots: 1, ioSlots: 3, ioHandlers: ["fetch"])
+        let explicit = try submit(TaskOptions(pool: .io))
+        let fetches = try (0..<4).map { _ in try submit(handler: "fetch") }
+        let work = try submit()
+        let first = try pull(node: node)
+        XCTAssertEqual(Set(first.map(\.id)), [explicit, fetches[0], fetches[1], work])
+        XCTAssertEqual(Dictionary(uniqueKeysWithValues: first.map { ($0.id, $0.pool) }),
+                       [explicit: .io, fetches[0]: .io, fetches[1]: .io, work: .thread],
+                       "fetch is an io handler here; `work` never takes io slots")
+        XCTAssertEqual(core.nodeSlots.first?.ioBusy, 3)
+        XCTAssertEqual(core.nodeSlots.first?.threadBusy, 1)
+        XCTAssertEqual(try pull(node: node), [], "io slots full: the next fetch waits rather than taking the busy thread slot's place")
+        _ = core.cancel([fetches[0]], now: 1)
+        XCTAssertEqual(try pull(node: node, now: 1), [], "a cancelled attempt keeps its io slot until the node reports it")
+        XCTAssertEqual(core.takeCancellations(forNode: "io"), [fetches[0]])
+        let stopped = TaskOutcome(id: fetches[0], attempt: 1, succeeded: false, error: "cancelled", node: "io", cancelled: true)
+        let next = try pull([stopped], node: node, now: 2)
+        XCTAssertEqual(next.map(\.id), [fetches[2]])
+        XCTAssertEqual(next.first?.pool, .io)
+        XCTAssertTrue(core.invariantViolations().isEmpty, "\(core.invariantViolations())")
+    }
+
+    func testIOHandlerTasksRunOnThreadsWhereThereAreNoIOSlotsAndExplicitIOTasksWait() throws {
+        let threadsOnly = NodeAnnouncement(name: "t", host: "h", threadSlots: 2, ioHandlers: ["fetch"])
+        let fetch = try submit(handler: "fetch")
+        let explicit = try submit(TaskOptions(pool: .io))
+        let got = try pull(node: threadsOnly)
+        XCTAssertEqual(got.map(\.id), [fetch])
+        XCTAssertEqual(got.first?.pool, .thread)
+        XCTAssertEqual(core.status(now: 0).unplaceableReasons.map(\.reason), ["no node with the handler 'work' has slots in the io pool"])
+        let ioOnly = NodeAnnouncement(name: "i", host: "h", threadSlots: 0, ioSlots: 8)
+        _ = try submit()
+        let taken = try pull(node: ioOnly)
+        XCTAssertEqual(taken.map(\.id), [explicit], "an io-only node takes io tasks, never an automatic task of a thread handler")
+        XCTAssertEqual(taken.first?.pool, .io)
+        XCTAssertTrue(core.invariantViolations().isEmpty, "\(core.invariantViolations())")
+    }
+
+    func testANodeAnnouncingTooManyIOSlotsIsRefused() {
+        let node = NodeAnnouncement(name: "big", host: "h", threadSlots: 1, ioSlots: core.limits.ioSlotsMax + 1)
+        XCTAssertThrowsError(try core.report(node: node, results: [], now: 0)) { error in
+            XCTAssertEqual(error as? CoordinatorCore.Refusal, .invalidArgument("node io slots must be 0 to 65536"))
+        }
+        XCTAssertNil(core.announcement(ofNode: "big"), "refused: nothing changed")
+    }
+
     func testASubmitWithAKnownKeyCreatesNoSecondTask() throws {
         let first = try core.submit([TaskSubmission(handler: "work", input: [1], key: "k1"),
                                      TaskSubmission(handler: "work", input: [2], key: "k2")], session: "s")

@@ -2,7 +2,8 @@
 import ColonySimulation
 import XCTest
 
-/// A seeded simulation of the coordinator core: nodes with random slots run tasks of random
+/// A seeded simulation of the coordinator core: nodes with random slots in three pools (thread,
+/// process, io; some nodes without io slots, where io handlers fall back to threads) run tasks of random
 /// lengths, die, lose dispatch replies, send duplicated and late results; clients submit with priorities, limits,
 /// dependencies and counter increments, and cancel. After every step the core's books must
 /// balance; at the end every task must have finished exactly once and the counter must equal
@@ -45,7 +46,8 @@ final class SimulationTests: XCTestCase {
             var labels: [String: String] = [:]
             if index == 0 { labels["gpu"] = "1" }
             return SimNode(announcement: NodeAnnouncement(name: "n\(index)", host: "h", threadSlots: roll(4), labels: labels,
-                                                          processSlots: 1 + roll(2), processHandlers: roll(2) == 0 ? ["isolated"] : []))
+                                                          processSlots: 1 + roll(2), processHandlers: roll(2) == 0 ? ["isolated"] : [],
+                                                          ioSlots: [0, 2, 8][roll(3)], ioHandlers: ["waiting"]))
         }
         var increments: [TaskID: Int64] = [:]
         var submitted: [TaskID] = []
@@ -103,7 +105,7 @@ final class SimulationTests: XCTestCase {
             } else {
                 nodes[index].highestSeq = seq
             }
-            for pool in [TaskPool.thread, .process] {
+            for pool in [TaskPool.thread, .process, .io] {
                 if let lowest = dispatched.filter({ $0.pool == pool }).map({ core.priority(of: $0.id) ?? 0 }).min(),
                    core.hasEligibleQueuedTask(above: lowest, forNode: nodes[index].announcement.name, pool: pool) {
                     return "node \(index) got priority \(lowest) in its \(pool) pool while a higher eligible task was queued"
@@ -115,9 +117,11 @@ final class SimulationTests: XCTestCase {
             }
             let announcement = nodes[index].announcement
             let inThreads = nodes[index].running.filter { $0.task.pool == .thread }.count
-            let inProcesses = nodes[index].running.count - inThreads
-            if inThreads > announcement.threadSlots || inProcesses > announcement.processSlots {
-                return "node \(index) holds \(inThreads)+\(inProcesses) tasks with \(announcement.threadSlots)+\(announcement.processSlots) slots"
+            let inIO = nodes[index].running.filter { $0.task.pool == .io }.count
+            let inProcesses = nodes[index].running.count - inThreads - inIO
+            if inThreads > announcement.threadSlots || inProcesses > announcement.processSlots || inIO > announcement.ioSlots {
+                return "node \(index) holds \(inThreads)+\(inProcesses)+\(inIO) tasks with "
+                    + "\(announcement.threadSlots)+\(announcement.processSlots)+\(announcement.ioSlots) slots"
             }
             return nil
         }
@@ -133,8 +137,8 @@ final class SimulationTests: XCTestCase {
                     if roll(6) == 0, let parent = submitted.randomElement(using: &random) { options.after = [parent] }
                     if roll(5) == 0 { options.retryOnError = true; options.maxAttempts = 3 }
                     if roll(15) == 0 { options.requiredLabels = ["gpu": "1"] }
-                    options.pool = [TaskPool.automatic, .automatic, .thread, .process][roll(4)]
-                    batch.append(TaskSubmission(handler: roll(3) == 0 ? "isolated" : "work", input: [], options: options))
+                    options.pool = [TaskPool.automatic, .automatic, .thread, .process, .io][roll(5)]
+                    batch.append(TaskSubmission(handler: ["isolated", "waiting", "work", "work"][roll(4)], input: [], options: options))
                 }
                 do {
                     let ids = try core.submit(batch, session: "s", now: now)
@@ -153,7 +157,8 @@ final class SimulationTests: XCTestCase {
                     nodes[index].alive = false
                     nodes[index].running = []
                     nodes.append(SimNode(announcement: NodeAnnouncement(name: "n\(nextNodeName)", host: "h", threadSlots: 1 + roll(4),
-                                                                        processSlots: roll(3), processHandlers: ["isolated"])))
+                                                                        processSlots: roll(3), processHandlers: ["isolated"],
+                                                                        ioSlots: roll(3) * 4, ioHandlers: ["waiting"])))
                     nextNodeName += 1
                 }
             case 6:

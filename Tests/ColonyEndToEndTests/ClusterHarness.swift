@@ -29,7 +29,10 @@ final class ClusterHarness: @unchecked Sendable {
     func start(_ arguments: [String], environment: [String: String]? = nil, stderrFile: String? = nil) throws -> Process {
         let process = Process()
         process.executableURL = Self.colonyExecutable
-        process.arguments = arguments
+        // Test nodes have no io slots unless a test asks for them: the suite's `sleep` tasks
+        // stand for work that holds a thread slot (without io slots they run on threads).
+        let ioSlotsUnset = arguments.first == "node" && !arguments.contains("--io-slots")
+        process.arguments = arguments + (ioSlotsUnset ? ["--io-slots", "0"] : [])
         if let environment { process.environment = environment }
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice

@@ -3,7 +3,9 @@
 # temporary folder) runs deploy/slurm/colony.sbatch as one job (coordinator + node); a
 # `colony map` from outside the job runs against it; `scancel` ends it. Afterwards every
 # process of the job is gone, the daemons are stopped, and nothing is left (temporary folder,
-# /sys/fs/cgroup/freezer/slurm_* of this slurmd). Prints the time of each step.
+# /sys/fs/cgroup/freezer/slurm_* of this slurmd). Then `colony coordinator --allocate slurm`:
+# a map makes it sbatch node jobs (at most 2), which leave by themselves once idle; its
+# metrics count them. Prints the time of each step.
 #
 # Installs slurm-wlm and munge when missing. Settings that work on this kind of host:
 # proctrack/cgroup with cgroup/v1 (proctrack/linuxproc misses processes that ignore SIGTERM or
@@ -89,7 +91,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 fail() {
     say "FAILED: $*"
-    for log in slurmctld slurmd munged; do echo "--- $log.log (last 5 lines):"; tail -n 5 "$work/$log.log" 2>/dev/null || true; done
+    for log in slurmctld slurmd munged alloc-coordinator; do echo "--- $log.log (last 5 lines):"; tail -n 25 "$work/$log.log" 2>/dev/null || true; done
     echo "--- job output (last 10 lines):"; tail -n 10 "$work/job.out" 2>/dev/null || true
     exit 1
 }
@@ -200,6 +202,70 @@ squeue -h -j "$job" 2>/dev/null | grep -q . && fail "job $job still in the queue
 job_left=$job
 job=
 step "scancel: job $job_left gone with its $(wc -w <<<"$before") processes (coordinator, node, srun, batch script)"
+
+# Automatic allocation: a coordinator outside Slurm with --allocate slurm and no node of its
+# own. A map makes it submit node jobs (at most 2); once idle the nodes are drained and their
+# jobs end by themselves.
+alloc_port=$(free_port)
+metrics_port=$(free_port)
+"$colony" coordinator --listen "tcp://127.0.0.1:$alloc_port" --state :memory: --metrics-listen "127.0.0.1:$metrics_port" \
+    --allocate slurm --allocate-max 2 --allocate-idle 2 --allocate-args "--cpus-per-task=1 --output=$work/alloc-%j.out" \
+    >"$work/alloc-coordinator.log" 2>&1 &
+alloc_pid=$!
+pids=("$alloc_pid" "${pids[@]}")
+export COLONY_COORDINATOR=tcp://127.0.0.1:$alloc_port
+metrics() {
+    python3 -c 'import os, sys, urllib.request
+request = urllib.request.Request(sys.argv[1], headers={"Authorization": "Bearer " + os.environ["COLONY_TOKEN"]})
+print(urllib.request.urlopen(request).read().decode())' "http://127.0.0.1:$metrics_port/metrics" 2>/dev/null || true
+}
+for _ in $(seq 100); do metrics | grep -q '^colony_allocations' && break; sleep 0.1; done
+alloc_tasks=${SLURM_ALLOC_TASKS:-150}
+alloc_times=120000
+"$colony" counter set alloc 0 >/dev/null
+for _ in $(seq 1 "$alloc_tasks"); do echo "{\"counter\":\"alloc\",\"times\":$alloc_times}"; done >"$work/alloc-inputs"
+"$colony" map --handler count --inputs "$work/alloc-inputs" >"$work/alloc-out" 2>"$work/alloc-err" &
+alloc_map=$!
+most_running=0
+while kill -0 "$alloc_map" 2>/dev/null; do
+    running=$(metrics | awk '$1 == "colony_allocations{state=\"running\"}" { print int($2) }')
+    [ "${running:-0}" -gt "$most_running" ] && most_running=$running
+    sleep 0.2
+done
+wait "$alloc_map" || fail "colony map against the allocating coordinator failed: $(tail -n 3 "$work/alloc-err"; tail -n 5 "$work/alloc-coordinator.log")"
+[ "$(grep -c "^$alloc_times\$" "$work/alloc-out")" -eq "$alloc_tasks" ] && [ "$(wc -l <"$work/alloc-out")" -eq "$alloc_tasks" ] \
+    || fail "the allocated nodes' map printed $(wc -l <"$work/alloc-out") outputs for $alloc_tasks inputs"
+alloc_counter=$("$colony" counter get alloc)
+[ "$alloc_counter" -eq $((alloc_tasks * alloc_times)) ] || fail "counter alloc is $alloc_counter, expected $((alloc_tasks * alloc_times))"
+submitted=$(grep -c 'allocation submitted' "$work/alloc-coordinator.log" || true)
+[ "$submitted" -eq 2 ] || fail "$submitted allocations submitted (expected 2: the work keeps one node busy for seconds; --allocate-max 2)"
+[ "$most_running" -ge 1 ] && [ "$most_running" -le 2 ] || fail "colony_allocations{state=\"running\"} went to $most_running (expected 1 or 2)"
+step "allocation: map of $alloc_tasks tasks on $submitted node job(s) sbatch'ed by the coordinator (at most $most_running running at once), counter exact"
+for _ in $(seq 300); do
+    [ -z "$(squeue -h --name=colony-node -o %i 2>/dev/null)" ] && break
+    sleep 0.1
+done
+[ -z "$(squeue -h --name=colony-node -o %i 2>/dev/null)" ] || fail "allocated jobs still queued 30 s after the work ended: $(squeue -h --name=colony-node -o '%i %T' 2>&1)"
+for _ in $(seq 50); do metrics | grep -q '^colony_allocations{state="running"} 0' && break; sleep 0.1; done
+metrics | grep -q '^colony_allocations{state="running"} 0' || fail "colony_allocations{state=\"running\"} is not 0 after the jobs ended"
+counted=$(metrics | awk '$1 == "colony_allocations_submitted_total" { print int($2) }')
+[ "${counted:-}" = "$submitted" ] || fail "colony_allocations_submitted_total is ${counted:-absent}, not $submitted"
+grep -q 'allocation idle, draining its node' "$work/alloc-coordinator.log" || fail "no allocated node was drained for idleness"
+step "allocation: idle nodes drained, their jobs ended by themselves, metrics back to 0"
+# A coordinator that stops cancels the jobs it submitted: none outlives it.
+"$colony" map --handler count --inputs "$work/alloc-inputs" >/dev/null 2>&1 &
+alloc_map=$!
+for _ in $(seq 100); do [ -n "$(squeue -h --name=colony-node -o %i 2>/dev/null)" ] && break; sleep 0.1; done
+[ -n "$(squeue -h --name=colony-node -o %i 2>/dev/null)" ] || fail "no job submitted for the second map"
+kill -TERM "$alloc_pid"
+wait "$alloc_pid" || fail "the allocating coordinator exited $? on SIGTERM"
+kill "$alloc_map" 2>/dev/null || true
+wait "$alloc_map" 2>/dev/null || true
+for _ in $(seq 200); do [ -z "$(squeue -h --name=colony-node -o %i 2>/dev/null)" ] && break; sleep 0.1; done
+[ -z "$(squeue -h --name=colony-node -o %i 2>/dev/null)" ] || fail "jobs left after the coordinator stopped: $(squeue -h --name=colony-node -o '%i %T' 2>&1)"
+for _ in $(seq 100); do pgrep -f "colony node --coordinator tcp://127.0.0.1:$alloc_port" >/dev/null || break; sleep 0.1; done
+pgrep -f "colony node --coordinator tcp://127.0.0.1:$alloc_port" >/dev/null && fail "allocated colony nodes left running"
+step "allocation: the coordinator stopped (SIGTERM) and scancel'ed its running job"
 
 stop_daemons
 in_cgroups=$(find /sys/fs/cgroup/*/slurm_"$node" -name cgroup.procs -exec cat {} + 2>/dev/null | tr '\n' ' ' || true)

@@ -42,6 +42,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Serve HTTP on HOST:PORT: Prometheus metrics at /metrics, the JSON API under /api/v1/, the live dashboard at /. Beyond loopback it needs the token (as 'Authorization: Bearer TOKEN'). https://HOST:PORT serves HTTPS with the --tls-cert certificate.")
     var metricsListen: String?
 
+    @OptionGroup var allocation: AllocationOptions
+
     func validate() throws {
         guard contexts >= 2, contexts <= 65536 else { throw CLIError("--contexts must be 2 to 65536") }
         _ = try Self.nodeTimeoutRange.check(nodeTimeout, "--node-timeout")
@@ -105,7 +107,14 @@ struct CoordinatorCommand: AsyncParsableCommand {
             frontend = started.frontend
             logger.info("serving metrics, API and dashboard on \(started.url)")
         }
-        try await runUntilTerminated { await coordinator.run() }
+        let allocator = allocation.allocator(listen: shown, tokenFile: tokenSource.tokenFile,
+                                             requests: coordinator.requests, logger: logger)
+        try await runUntilTerminated {
+            await withDiscardingTaskGroup { group in
+                if let allocator { group.addTask { await allocator.run() } }
+                await coordinator.run()
+            }
+        }
         frontend?.stop()
         logger.info("colony coordinator stopped")
     }
@@ -121,7 +130,7 @@ func bootstrapPrometheusMetrics() -> PrometheusCollectorRegistry {
     MetricsSystem.bootstrap(DescribedPrometheusMetrics(
         registry: registry, durationBuckets: microseconds.map { Duration.microseconds($0) },
         valueBuckets: PrometheusMetricsFactory(registry: registry).defaultValueHistogramBuckets,
-        help: { CoordinatorMetric(rawValue: $0)?.help ?? "" }))
+        help: { CoordinatorMetric(rawValue: $0)?.help ?? SlurmAllocator.Metric(rawValue: $0)?.help ?? "" }))
     return registry
 }
 

@@ -47,7 +47,7 @@ struct MapCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Send this many inputs per task (far fewer messages for tiny inputs; outputs and failures stay per input).")
     var chunkSize = 1
 
-    @Option(name: .long, help: "The pool to run in: thread, process, or automatic (commands: process; handlers: their default).")
+    @Option(name: .long, help: "The pool to run in: thread, process, io, or automatic (commands: process; handlers: their default).")
     var pool: TaskPool = .automatic
 
     @Option(name: .long, help: "A cluster limit every input holds while it runs (repeatable).")

@@ -16,6 +16,9 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Thread-pool slots: handlers running at once (default: the number of cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
+    @Option(name: .long, help: "Io-pool slots: handlers that mostly wait (fetch, sleep, and handlers declaring the io pool) running at once without holding a thread (0: none; they then use --threads).")
+    var ioSlots: Int = 256
+
     @Option(name: .long, help: "This node's unique name (default: HOST-PID).")
     var name: String?
 
@@ -34,7 +37,8 @@ struct NodeCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard threads >= 0, threads <= 4096 else { throw CLIError("--threads must be 0 to 4096") }
-        guard threads + processPool.processes > 0 else { throw CLIError("a node needs --threads or --processes above 0") }
+        guard ioSlots >= 0, ioSlots <= 65_536 else { throw CLIError("--io-slots must be 0 to 65536") }
+        guard threads + processPool.processes + ioSlots > 0 else { throw CLIError("a node needs --threads, --processes or --io-slots above 0") }
         _ = try SecondsRange.drainDeadline.check(drainTimeout, "--drain-timeout")
         try processPool.validate()
         if let name, name.isEmpty || name.utf8.count > 256 { throw CLIError("--name must be 1 to 256 bytes") }
@@ -57,6 +61,7 @@ struct NodeCommand: AsyncParsableCommand {
         configuration.token = try client.token()
         configuration.tls = try client.tls()
         configuration.processes = processPool.configuration
+        configuration.ioSlots = ioSlots
         let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: CustomHandlers.registered, allowExec: allowExec))
         let drainTimeout = try SecondsRange.drainDeadline.duration(self.drainTimeout, "--drain-timeout")
         // First signal: drain (finish or hand back, then leave, exit 0). Second: stop now.

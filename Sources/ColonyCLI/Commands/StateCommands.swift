@@ -244,7 +244,7 @@ struct TaskOptionFlags: ParsableArguments {
     @Option(name: .long, help: "A label KEY=VALUE the node must have (repeatable).")
     var requireLabel: [String] = []
 
-    @Option(name: .long, help: "The pool to run in: thread, process, or automatic (the handler's default: process for exec, crash and allocate, thread for the rest).")
+    @Option(name: .long, help: "The pool to run in: thread, process, io, or automatic (the handler's default: process for exec, crash and allocate, io for fetch and sleep, thread for the rest).")
     var pool: TaskPool = .automatic
 
     func validate() throws {

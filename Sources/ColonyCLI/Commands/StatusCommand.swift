@@ -39,8 +39,9 @@ struct StatusCommand: AsyncParsableCommand {
             })
         }
         if status.nodes.isEmpty { return }
-        printTable(["NODE", "HOST", "THREADS", "PROCESSES", "RUNNING", "DONE", "FAILED", "LAST SEEN"], status.nodes.map { node in
-            [node.announcement.name + (node.announcement.draining ? " (draining)" : ""), node.announcement.host, "\(node.announcement.threadSlots)", "\(node.announcement.processSlots)", "\(node.running)",
+        printTable(["NODE", "HOST", "THREADS", "PROCESSES", "IO", "RUNNING", "DONE", "FAILED", "LAST SEEN"], status.nodes.map { node in
+            [node.announcement.name + (node.announcement.draining ? " (draining)" : ""), node.announcement.host, "\(node.announcement.threadSlots)", "\(node.announcement.processSlots)",
+             "\(node.announcement.ioSlots)", "\(node.running)",
              "\(node.completed)", "\(node.failed)", String(format: "%.1fs ago", node.lastSeenSecondsAgo)]
         })
     }

@@ -14,6 +14,14 @@
 /// coordinator; each request gets exactly one reply envelope (the matching reply, or an
 /// ErrorReply). Batches are first class: a Submit carries many tasks, a Pull many results.
 /// Task inputs and outputs are opaque bytes (JSON for Colony's built-in handlers).
+///
+/// Transport: nng's REQ/REP (scalability protocols) over tcp://, ipc://, tls+tcp:// or ws://;
+/// one Envelope per nng message, no framing of its own. A message over 16 MiB is not read at
+/// all (the connection is closed; its sender gets no reply). One REQ socket (or nng context)
+/// carries one request at a time: use several contexts for requests in flight together.
+/// Strings are UTF-8; "bytes" in bounds below are UTF-8 bytes. Names (handlers, sessions,
+/// keys, nodes, counters, limits, labels) may not contain control characters.
+/// docs/PROTOCOL.md describes the exchanges (sessions, long polls, acknowledgements, keys).
 
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -32,12 +40,13 @@ fileprivate nonisolated struct _GeneratedWithProtocGenSwiftVersion: SwiftProtobu
   typealias Version = _2
 }
 
-/// Which of a node's two pools runs a task.
+/// Which of a node's three pools runs a task.
 public nonisolated enum Colony_V1_Pool: SwiftProtobuf.Enum, Swift.CaseIterable {
   public typealias RawValue = Int
 
-  /// The handler's default (exec: the process pool; others: the thread pool), or the other
-  /// pool on a node that has no slots of that kind.
+  /// The handler's default (exec: the process pool; fetch and sleep: the io pool; others: the
+  /// thread pool), or the thread pool (then the process pool) on a node that has no slots of
+  /// that kind.
   case `default` // = 0
 
   /// In the node's process, on its thread pool: cheapest, but a crash takes the node down.
@@ -45,6 +54,10 @@ public nonisolated enum Colony_V1_Pool: SwiftProtobuf.Enum, Swift.CaseIterable {
 
   /// In one of the node's long-lived child processes: a crash, leak or kill costs one child.
   case process // = 2
+
+  /// In the node's process, as a Swift task on the cooperative pool: for handlers that spend
+  /// their time waiting (a slot holds no thread while it waits).
+  case io // = 3
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -56,6 +69,7 @@ public nonisolated enum Colony_V1_Pool: SwiftProtobuf.Enum, Swift.CaseIterable {
     case 0: self = .default
     case 1: self = .thread
     case 2: self = .process
+    case 3: self = .io
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -65,6 +79,7 @@ public nonisolated enum Colony_V1_Pool: SwiftProtobuf.Enum, Swift.CaseIterable {
     case .default: return 0
     case .thread: return 1
     case .process: return 2
+    case .io: return 3
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -74,6 +89,7 @@ public nonisolated enum Colony_V1_Pool: SwiftProtobuf.Enum, Swift.CaseIterable {
     .default,
     .thread,
     .process,
+    .io,
   ]
 
 }
@@ -165,12 +181,20 @@ public nonisolated struct Colony_V1_Envelope: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Protocol version of the sender; the coordinator refuses any other than its own.
+  /// Protocol version of the sender: 1. The coordinator answers any other (0 included) with
+  /// CODE_UNSUPPORTED_VERSION; its replies carry its own.
   public var version: UInt32 = 0
 
-  /// Shared secret where the coordinator requires one (ignored otherwise).
+  /// Shared secret where the coordinator requires one (`--token-file`): a wrong or missing one
+  /// gets CODE_UNAUTHORIZED and changes nothing. Ignored by a coordinator without a token.
+  /// Replies carry none.
   public var token: String = String()
 
+  /// Exactly one. Requests and their replies: submit -> submit_reply, pull -> pull_reply,
+  /// fetch -> fetch_reply, status -> status_reply, counter -> counter_reply, limit ->
+  /// limit_reply, cancel -> cancel_reply, tasks -> tasks_reply, result -> fetch_reply, drain
+  /// -> drain_reply; any request may instead get `error`. No body, or a reply sent as a
+  /// request: CODE_MALFORMED.
   public var body: Colony_V1_Envelope.OneOf_Body? = nil
 
   public var submit: Colony_V1_SubmitRequest {
@@ -335,6 +359,11 @@ public nonisolated struct Colony_V1_Envelope: Sendable {
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
+  /// Exactly one. Requests and their replies: submit -> submit_reply, pull -> pull_reply,
+  /// fetch -> fetch_reply, status -> status_reply, counter -> counter_reply, limit ->
+  /// limit_reply, cancel -> cancel_reply, tasks -> tasks_reply, result -> fetch_reply, drain
+  /// -> drain_reply; any request may instead get `error`. No body, or a reply sent as a
+  /// request: CODE_MALFORMED.
   public nonisolated enum OneOf_Body: Equatable, Sendable {
     case submit(Colony_V1_SubmitRequest)
     case submitReply(Colony_V1_SubmitReply)
@@ -368,7 +397,9 @@ public nonisolated struct Colony_V1_TaskSpec: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
-  /// Name of a handler registered on the nodes ("echo", "primes", "exec", ...).
+  /// Name of a handler registered on the nodes ("echo", "primes", "exec", ...); 1 to 256
+  /// bytes. A task goes only to a node that lists the handler (or lists none); until one
+  /// joins it waits queued (StatusReply.unplaceable).
   public var handler: String = String()
 
   /// Input given to the handler. The built-ins take JSON and fail the task, naming the key,
@@ -380,26 +411,38 @@ public nonisolated struct Colony_V1_TaskSpec: Sendable {
   /// "timedOut", "durationMicros"}; with it, a status other than 0 fails the task.
   public var input: Data = Data()
 
-  /// Higher runs first; FIFO within a priority.
+  /// Higher runs first; FIFO within a priority. Default 0; any int32.
   public var priority: Int32 = 0
 
-  /// Cluster limits held while the task runs (each must exist: see LimitRequest).
+  /// Cluster limits held while the task runs (at most 16; each must exist, else the submit is
+  /// refused: see LimitRequest). The task starts only while every one has room.
   public var uses: [String] = []
 
-  /// Tasks that must succeed first.
+  /// Ids of tasks that must succeed first (at most 10,000). Each must be known: unfinished,
+  /// or finished less than 30 s after its result was handed out; an unknown id refuses the
+  /// submit. If one fails or is cancelled this task fails with FAILURE_DEPENDENCY. Their
+  /// outputs reach the handler in Task.dependencies.
   public var after: [UInt64] = []
 
-  /// Attempts in all for handler errors when retry_on_error (0 means 1).
+  /// Attempts in all when retry_on_error (0 means 1; at most 1000). Attempts lost with a node
+  /// are retried whatever this says, up to 10 in all.
   public var maxAttempts: UInt32 = 0
 
+  /// Default false: a failed attempt (handler error, timeout, crash) fails the task. True: it
+  /// is tried again after a back-off of 0.1 s x 2^(attempt-1) (at most 30 s, times a jitter
+  /// of 0.5 to 1.5), up to max_attempts.
   public var retryOnError: Bool = false
 
-  /// Longest an attempt may run; 0: no limit.
+  /// Longest an attempt may run, in milliseconds; 0: no limit. The node stops it (thread
+  /// pool: cooperatively; process pool: kills the child) and the attempt fails with
+  /// FAILURE_TIMEOUT; the coordinator gives up on it 2 s later if the node does not report.
   public var timeoutMs: UInt32 = 0
 
-  /// Labels a node must have to take the task.
+  /// Labels a node must have (equal values) to take the task: at most 16, keys 1 to 256
+  /// bytes, values at most 256 bytes.
   public var labels: Dictionary<String,String> = [:]
 
+  /// Which of the node's pools runs it; default POOL_DEFAULT (the handler's default).
   public var pool: Colony_V1_Pool = .default
 
   /// The handler whose default pool applies (for `batch` tasks: the handler of their
@@ -417,17 +460,25 @@ public nonisolated struct Colony_V1_TaskSpec: Sendable {
 }
 
 /// Client -> coordinator: queue these tasks. Results are kept for `session` until fetched.
+/// All or nothing: one invalid task refuses the whole submit (CODE_INVALID_ARGUMENT naming
+/// "task N", its index) and nothing is queued.
 public nonisolated struct Colony_V1_SubmitRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The client's session: 1 to 256 bytes, required (also for tasks fetched later by id).
+  /// Finished tasks' results are filed under it for FetchRequest. A random id per client
+  /// (a UUID) is the usual choice.
   public var session: String = String()
 
+  /// At most 100,000 tasks, and within the 16 MiB message size.
   public var tasks: [Colony_V1_TaskSpec] = []
 
-  /// If > 0, hold the reply up to this long for results of `session` and return them with
-  /// it (submit-and-wait in one round trip; use a session of its own for this).
+  /// Milliseconds; if > 0, hold the reply up to this long (at most 5,000: longer is cut to
+  /// 5 s silently) for results of `session` and return them with it (submit-and-wait in one
+  /// round trip; use a session of its own for this). Returned results count as fetched but
+  /// not acknowledged: a later fetch of the session acknowledges them (or sends them again).
   public var waitMs: UInt32 = 0
 
   /// The submitting client does not stay to fetch (`colony submit` without --wait, the HTTP
@@ -448,8 +499,11 @@ public nonisolated struct Colony_V1_SubmitReply: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// One per submitted task, in order; ids start at 1 and never repeat on one coordinator
+  /// (also across restarts). A task whose key the coordinator knows gets its first id.
   public var taskIds: [UInt64] = []
 
+  /// With wait_ms: results of the session that were ready in time (any of its tasks).
   public var results: [Colony_V1_TaskResult] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -465,15 +519,19 @@ public nonisolated struct Colony_V1_Task: Sendable {
 
   public var id: UInt64 = 0
 
+  /// TaskSpec.handler.
   public var handler: String = String()
 
+  /// TaskSpec.input, unchanged.
   public var input: Data = Data()
 
+  /// 1 for the first attempt; the result must carry the same number.
   public var attempt: UInt32 = 0
 
-  /// Outputs of the task's dependencies.
+  /// Outputs of the task's dependencies (TaskSpec.after), by task id.
   public var dependencies: Dictionary<UInt64,Data> = [:]
 
+  /// TaskSpec.timeout_ms: the node stops the attempt after this long (0: no limit).
   public var timeoutMs: UInt32 = 0
 
   /// The pool chosen for it on this node (never POOL_DEFAULT).
@@ -490,8 +548,10 @@ public nonisolated struct Colony_V1_CounterOp: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// The counter, 1 to 256 bytes (ops with other names are ignored).
   public var name: String = String()
 
+  /// Added to it; a sum past the 64-bit range stops at the bound.
   public var delta: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -505,24 +565,30 @@ public nonisolated struct Colony_V1_TaskResult: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Task.id.
   public var id: UInt64 = 0
 
+  /// Task.attempt: a result for an attempt the node no longer holds (re-leased elsewhere,
+  /// cancelled, timed out) is dropped by the coordinator.
   public var attempt: UInt32 = 0
 
   public var ok: Bool = false
 
-  /// The handler's output when ok.
+  /// The handler's output when ok: at most 4 MiB (a node fails a larger one with
+  /// FAILURE_REFUSED).
   public var output: Data = Data()
 
-  /// Why it failed, one line, when not ok.
+  /// Why it failed, one line, when not ok (cut at 64 KiB).
   public var error: String = String()
 
-  /// Name of the node that ran it.
+  /// Name of the node that ran it (empty when the coordinator failed it itself).
   public var node: String = String()
 
-  /// Time spent in the handler.
+  /// Time spent in the handler, in microseconds.
   public var runMicros: UInt64 = 0
 
+  /// Counter changes the task made (node -> coordinator only), applied once, together with
+  /// its accepted successful result; a failed or dropped result's changes are discarded.
   public var counterOps: [Colony_V1_CounterOp] = []
 
   /// Set by the coordinator for tasks that ended by cancellation.
@@ -544,22 +610,31 @@ public nonisolated struct Colony_V1_NodeInfo: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Unique in the cluster, 1 to 256 bytes: the node's identity (its leases are held by name).
   public var name: String = String()
 
+  /// The host it runs on, informational; at most 256 bytes.
   public var host: String = String()
 
+  /// Thread-pool slots: tasks run at once in the node's process (0 to 4,096).
   public var threadSlots: UInt32 = 0
 
+  /// Handlers the node runs (each 1 to 256 bytes; at most 4,096 with process_handlers).
+  /// Empty: the node is taken to run any handler.
   public var handlers: [String] = []
 
+  /// The node's process id, informational.
   public var pid: UInt32 = 0
 
+  /// Labels the node offers to TaskSpec.labels (at most 64; keys 1 to 256 bytes, values at
+  /// most 256).
   public var labels: Dictionary<String,String> = [:]
 
-  /// Slots of the process pool (children running tasks at once).
+  /// Slots of the process pool (children running tasks at once; 0 to 4,096; 0: no pool).
   public var processSlots: UInt32 = 0
 
-  /// Handlers whose default pool is the process pool.
+  /// Of `handlers`, those whose default pool is the process pool (POOL_DEFAULT tasks of
+  /// these go to the process pool).
   public var processHandlers: [String] = []
 
   /// The node is draining: it takes no new tasks and leaves once its running ones are done.
@@ -569,6 +644,14 @@ public nonisolated struct Colony_V1_NodeInfo: Sendable {
   /// this connection. A node sends its full description on its first pull of a connection
   /// (and whenever the coordinator answers with PullReply.describe), brief ones after.
   public var brief: Bool = false
+
+  /// Slots of the io pool (tasks waiting at once without holding a thread; 0 to 65,536; 0: no
+  /// pool).
+  public var ioSlots: UInt32 = 0
+
+  /// Of `handlers`, those whose default pool is the io pool (POOL_DEFAULT tasks of these go to
+  /// the io pool).
+  public var ioHandlers: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -583,6 +666,7 @@ public nonisolated struct Colony_V1_PullRequest: @unchecked Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Required: who is pulling.
   public var node: Colony_V1_NodeInfo {
     get {_storage._node ?? Colony_V1_NodeInfo()}
     set {_uniqueStorage()._node = newValue}
@@ -592,17 +676,23 @@ public nonisolated struct Colony_V1_PullRequest: @unchecked Sendable {
   /// Clears the value of `node`. Subsequent reads from it will return its default value.
   public mutating func clearNode() {_uniqueStorage()._node = nil}
 
+  /// Results of finished attempts (the Swift node sends at most 4,096 or 8 MiB per pull).
   public var results: [Colony_V1_TaskResult] {
     get {_storage._results}
     set {_uniqueStorage()._results = newValue}
   }
 
-  /// Ids of the tasks the node is running now.
+  /// Ids of the tasks the node holds now (running, queued locally, or finished with results
+  /// not yet sent); read only with acked_dispatch_seq > 0.
   public var running: [UInt64] {
     get {_storage._running}
     set {_uniqueStorage()._running = newValue}
   }
 
+  /// Milliseconds the coordinator may hold the pull when it has no task for the node (at most
+  /// 5,000; longer is cut silently). Nodes send 1,000; an idle node's pulls are its heartbeat:
+  /// a node not heard from for 2.5 s (--node-timeout) is lost and its tasks are run elsewhere.
+  /// A newer pull of the same node answers a held one at once (empty).
   public var waitMs: UInt32 {
     get {_storage._waitMs}
     set {_uniqueStorage()._waitMs = newValue}
@@ -666,6 +756,7 @@ public nonisolated struct Colony_V1_NodeFigures: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Resident memory of the node's own process.
   public var rssBytes: UInt64 = 0
 
   /// Resident memory of its process-pool children, together.
@@ -675,10 +766,12 @@ public nonisolated struct Colony_V1_NodeFigures: Sendable {
   /// a kill or a recycle).
   public var childrenStarted: UInt64 = 0
 
+  /// Attempts the node finished, successfully or not.
   public var succeeded: UInt64 = 0
 
   public var failed: UInt64 = 0
 
+  /// Pulls that got no reply or an error.
   public var failedPulls: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -686,24 +779,28 @@ public nonisolated struct Colony_V1_NodeFigures: Sendable {
   public init() {}
 }
 
-/// Coordinator -> node: tasks to start now (never more than the node's free slots).
+/// Coordinator -> node: tasks to start now (never more than the node's free slots plus its
+/// prefetch, counted by the coordinator: slots minus attempts leased and not yet reported).
 public nonisolated struct Colony_V1_PullReply: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Each an attempt leased to this node until it reports a result, returns it, or is lost.
   public var tasks: [Colony_V1_Task] = []
 
   /// Running tasks the node must stop (cancelled, or past their timeout).
   public var cancel: [UInt64] = []
 
-  /// Numbers the coordinator's replies to this node, increasing.
+  /// Numbers the coordinator's replies, increasing (one sequence for all nodes); the node
+  /// echoes the highest it processed in PullRequest.acked_dispatch_seq.
   public var dispatchSeq: UInt64 = 0
 
   /// `colony drain` asked this node to drain: finish what it runs (handing back what is still
   /// running after drain_deadline_ms), then leave.
   public var drain: Bool = false
 
+  /// Milliseconds, with drain.
   public var drainDeadlineMs: UInt32 = 0
 
   /// The pull was brief (NodeInfo.brief) and the coordinator does not know the node on this
@@ -724,10 +821,15 @@ public nonisolated struct Colony_V1_FetchRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// SubmitRequest.session; required (empty: CODE_INVALID_ARGUMENT "fetch needs a session id").
   public var session: String = String()
 
+  /// 0: 1,024; at most 8,192 (more is cut silently).
   public var maxResults: UInt32 = 0
 
+  /// Milliseconds to wait when no result is ready (at most 5,000: longer is cut silently);
+  /// the reply goes as soon as there is one. 0: answer at once. Clients that wait should
+  /// fetch at least every few seconds: a session not heard from for 600 s is abandoned.
   public var waitMs: UInt32 = 0
 
   /// Results of the previous fetch that arrived: the coordinator forgets them now. Results
@@ -740,14 +842,18 @@ public nonisolated struct Colony_V1_FetchRequest: Sendable {
   public init() {}
 }
 
+/// Also the reply to ResultRequest.
 public nonisolated struct Colony_V1_FetchReply: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Finished attempts' final results, oldest first: each task's result once (failed ones
+  /// included, `cancelled` set for cancellations).
   public var results: [Colony_V1_TaskResult] = []
 
-  /// Tasks of the session not finished yet.
+  /// Tasks of the session not finished yet (ResultRequest: 1 when the task has not finished).
+  /// 0 with no results: nothing more will come for this session.
   public var pending: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -769,11 +875,13 @@ public nonisolated struct Colony_V1_StatusRequest: Sendable {
   public init() {}
 }
 
+/// One live node as the coordinator sees it.
 public nonisolated struct Colony_V1_NodeStatus: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// As the node last described itself.
   public var info: Colony_V1_NodeInfo {
     get {_storage._info ?? Colony_V1_NodeInfo()}
     set {_uniqueStorage()._info = newValue}
@@ -783,11 +891,13 @@ public nonisolated struct Colony_V1_NodeStatus: @unchecked Sendable {
   /// Clears the value of `info`. Subsequent reads from it will return its default value.
   public mutating func clearInfo() {_uniqueStorage()._info = nil}
 
+  /// Attempts leased to it now.
   public var running: UInt32 {
     get {_storage._running}
     set {_uniqueStorage()._running = newValue}
   }
 
+  /// Attempts it finished successfully, and unsuccessfully, since it joined.
   public var completed: UInt64 {
     get {_storage._completed}
     set {_uniqueStorage()._completed = newValue}
@@ -820,6 +930,12 @@ public nonisolated struct Colony_V1_NodeStatus: @unchecked Sendable {
   /// Clears the value of `figures`. Subsequent reads from it will return its default value.
   public mutating func clearFigures() {_uniqueStorage()._figures = nil}
 
+  /// Of `running`, how many are in the io pool.
+  public var runningIo: UInt32 {
+    get {_storage._runningIo}
+    set {_uniqueStorage()._runningIo = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -827,6 +943,8 @@ public nonisolated struct Colony_V1_NodeStatus: @unchecked Sendable {
   fileprivate var _storage = _StorageClass.defaultInstance
 }
 
+/// The cluster now. Task counts: waiting (for dependencies), queued (ready), running (leased)
+/// are current; succeeded, failed, cancelled, retried are totals since the coordinator started.
 public nonisolated struct Colony_V1_StatusReply: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -857,16 +975,19 @@ public nonisolated struct Colony_V1_StatusReply: @unchecked Sendable {
     set {_uniqueStorage()._failed = newValue}
   }
 
+  /// Results finished and not yet acknowledged by their sessions.
   public var resultsWaiting: UInt64 {
     get {_storage._resultsWaiting}
     set {_uniqueStorage()._resultsWaiting = newValue}
   }
 
+  /// Results for attempts the coordinator no longer held (late, duplicated), dropped.
   public var staleResultsDropped: UInt64 {
     get {_storage._staleResultsDropped}
     set {_uniqueStorage()._staleResultsDropped = newValue}
   }
 
+  /// Seconds since the coordinator started; 0 unless the request asked for figures.
   public var uptimeSeconds: Double {
     get {_storage._uptimeSeconds}
     set {_uniqueStorage()._uptimeSeconds = newValue}
@@ -877,6 +998,7 @@ public nonisolated struct Colony_V1_StatusReply: @unchecked Sendable {
     set {_uniqueStorage()._cancelled = newValue}
   }
 
+  /// Attempts run again after a failure or a lost node.
   public var retried: UInt64 {
     get {_storage._retried}
     set {_uniqueStorage()._retried = newValue}
@@ -887,11 +1009,14 @@ public nonisolated struct Colony_V1_StatusReply: @unchecked Sendable {
     set {_uniqueStorage()._waiting = newValue}
   }
 
+  /// Of `queued`, tasks no live node can run (handler, labels or pool missing); 0 with no
+  /// node at all.
   public var unplaceable: UInt64 {
     get {_storage._unplaceable}
     set {_uniqueStorage()._unplaceable = newValue}
   }
 
+  /// Every limit (as LimitReply).
   public var limits: [Colony_V1_LimitInfo] {
     get {_storage._limits}
     set {_uniqueStorage()._limits = newValue}
@@ -957,6 +1082,7 @@ public nonisolated struct Colony_V1_SessionStatus: Sendable {
 
   public var session: String = String()
 
+  /// Its tasks not finished yet, and its results not yet acknowledged.
   public var unfinished: UInt64 = 0
 
   public var resultsWaiting: UInt64 = 0
@@ -974,6 +1100,7 @@ public nonisolated struct Colony_V1_SessionStatus: Sendable {
 }
 
 /// Counters: named int64 values kept by the coordinator, exact under concurrency.
+/// A counter never set reads 0; names are 1 to 256 bytes.
 public nonisolated struct Colony_V1_CounterRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -983,23 +1110,35 @@ public nonisolated struct Colony_V1_CounterRequest: Sendable {
 
   public var name: String = String()
 
+  /// The delta (ADD) or the new value (SET, COMPARE_AND_SET).
   public var value: Int64 = 0
 
+  /// COMPARE_AND_SET only.
   public var expected: Int64 = 0
 
   /// Idempotency key of a change (add, set, compare-and-set): the coordinator applies a key
   /// once and answers a resend with the first reply, also after a restart (the Swift client
-  /// sends SESSION#cN).
+  /// sends SESSION#cN). 1 to 256 bytes when set; the latest 100,000 keys are remembered.
   public var key: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum Op: SwiftProtobuf.Enum, Swift.CaseIterable {
     public typealias RawValue = Int
+
+    /// The value (`name`).
     case get // = 0
+
+    /// value += `value`; refused (CODE_INVALID_ARGUMENT, nothing changed) past the 64-bit range.
     case add // = 1
+
+    /// value = `value`.
     case set // = 2
+
+    /// value = `value` only if it is `expected`.
     case compareAndSet // = 3
+
+    /// Every counter (`name` ignored), in CounterReply.counters.
     case list // = 4
     case UNRECOGNIZED(Int)
 
@@ -1065,8 +1204,10 @@ public nonisolated struct Colony_V1_CounterReply: Sendable {
   /// GET, ADD: the value now; SET: the previous value; COMPARE_AND_SET: the value now.
   public var value: Int64 = 0
 
+  /// COMPARE_AND_SET: whether it set the value.
   public var swapped: Bool = false
 
+  /// LIST: every counter, by name.
   public var counters: [Colony_V1_CounterValue] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1075,13 +1216,16 @@ public nonisolated struct Colony_V1_CounterReply: Sendable {
 }
 
 /// Sets a limit's size (creating it), or with list=true only lists the limits.
+/// A limit is a cluster-wide semaphore: at most `size` tasks that use it run at once.
 public nonisolated struct Colony_V1_LimitRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// 1 to 256 bytes.
   public var name: String = String()
 
+  /// 1 to 1,000,000. Shrinking does not stop running tasks; new ones wait for room.
   public var size: UInt32 = 0
 
   public var list: Bool = false
@@ -1100,8 +1244,10 @@ public nonisolated struct Colony_V1_LimitInfo: Sendable {
 
   public var size: UInt32 = 0
 
+  /// Tasks holding it now.
   public var inUse: UInt32 = 0
 
+  /// The most that ever held it at once.
   public var highWater: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1114,6 +1260,7 @@ public nonisolated struct Colony_V1_LimitReply: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Every limit, after the change.
   public var limits: [Colony_V1_LimitInfo] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1121,7 +1268,10 @@ public nonisolated struct Colony_V1_LimitReply: Sendable {
   public init() {}
 }
 
-/// Cancels these tasks, or every unfinished task of `session`.
+/// Cancels these tasks, or every unfinished task of `session`: queued ones are removed,
+/// running ones stopped (PullReply.cancel), dependents cancelled in cascade. Their results
+/// (failure FAILURE_CANCELLED, `cancelled` set) go to their sessions. Finished or unknown ids
+/// are skipped.
 public nonisolated struct Colony_V1_CancelRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1141,6 +1291,7 @@ public nonisolated struct Colony_V1_CancelReply: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Tasks cancelled by this request (dependents included).
   public var cancelled: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1155,8 +1306,10 @@ public nonisolated struct Colony_V1_TasksRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// Empty: every state; another word: CODE_INVALID_ARGUMENT.
   public var state: String = String()
 
+  /// Most tasks listed: 0 means 1,000; at most 100,000.
   public var limit: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1173,12 +1326,16 @@ public nonisolated struct Colony_V1_TaskInfo: Sendable {
 
   public var handler: String = String()
 
+  /// One of the words of TasksRequest.state.
   public var state: String = String()
 
+  /// Attempts so far (0: never started).
   public var attempt: UInt32 = 0
 
+  /// The node running it (or that ran it last).
   public var node: String = String()
 
+  /// The last failure's reason.
   public var error: String = String()
 
   public var priority: Int32 = 0
@@ -1201,7 +1358,8 @@ public nonisolated struct Colony_V1_TasksReply: Sendable {
 }
 
 /// The result of one task by id, whichever session submitted it (answered with FetchReply;
-/// waits up to wait_ms for it to finish).
+/// waits up to wait_ms for it to finish). The result is handed out once: it is forgotten as
+/// it is sent (no acknowledgement).
 public nonisolated struct Colony_V1_ResultRequest: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1209,6 +1367,7 @@ public nonisolated struct Colony_V1_ResultRequest: Sendable {
 
   public var taskID: UInt64 = 0
 
+  /// Milliseconds, at most 5,000 (longer is cut silently).
   public var waitMs: UInt32 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1222,6 +1381,7 @@ public nonisolated struct Colony_V1_DrainRequest: Sendable {
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
 
+  /// NodeInfo.name.
   public var node: String = String()
 
   /// How long the node may finish its running tasks before handing them back (0: 30 s).
@@ -1245,7 +1405,7 @@ public nonisolated struct Colony_V1_DrainReply: Sendable {
   public init() {}
 }
 
-/// Why a request was refused. The text is one line for users.
+/// Why a request was refused: nothing of it was applied. Decide on `code`, show `message`.
 public nonisolated struct Colony_V1_ErrorReply: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -1253,6 +1413,7 @@ public nonisolated struct Colony_V1_ErrorReply: Sendable {
 
   public var code: Colony_V1_ErrorReply.Code = .unspecified
 
+  /// One line for users.
   public var message: String = String()
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -1260,11 +1421,26 @@ public nonisolated struct Colony_V1_ErrorReply: Sendable {
   public nonisolated enum Code: SwiftProtobuf.Enum, Swift.CaseIterable {
     public typealias RawValue = Int
     case unspecified // = 0
+
+    /// Not a colony.v1 Envelope, no body, or a reply sent as a request.
     case malformed // = 1
+
+    /// Envelope.version is not the coordinator's.
     case unsupportedVersion // = 2
+
+    /// Over the coordinator's message limit (in practice nng drops such a message unread, and
+    /// no reply comes at all).
     case tooLarge // = 3
+
+    /// A value out of its bounds, an unknown limit or dependency, a missing session: the
+    /// message says which ("task N: ..." for a submit's N-th task). Sending it again fails again.
     case invalidArgument // = 4
+
+    /// Wrong or missing Envelope.token.
     case unauthorized // = 5
+
+    /// The coordinator cannot write its journal: it takes no changes for now (reads are
+    /// served). The same request may succeed later: retry (the Swift client every 250 ms).
     case unavailable // = 6
     case UNRECOGNIZED(Int)
 
@@ -1435,7 +1611,7 @@ public nonisolated struct Colony_V1_ThroughputPoint: Sendable {
 fileprivate nonisolated let _protobuf_package = "colony.v1"
 
 nonisolated extension Colony_V1_Pool: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0POOL_DEFAULT\0\u{1}POOL_THREAD\0\u{1}POOL_PROCESS\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0POOL_DEFAULT\0\u{1}POOL_THREAD\0\u{1}POOL_PROCESS\0\u{1}POOL_IO\0")
 }
 
 nonisolated extension Colony_V1_FailureKind: SwiftProtobuf._ProtoNameProviding {
@@ -2162,7 +2338,7 @@ nonisolated extension Colony_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}host\0\u{3}thread_slots\0\u{1}handlers\0\u{1}pid\0\u{1}labels\0\u{3}process_slots\0\u{3}process_handlers\0\u{1}draining\0\u{1}brief\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}host\0\u{3}thread_slots\0\u{1}handlers\0\u{1}pid\0\u{1}labels\0\u{3}process_slots\0\u{3}process_handlers\0\u{1}draining\0\u{1}brief\0\u{3}io_slots\0\u{3}io_handlers\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2180,6 +2356,8 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
       case 8: try { try decoder.decodeRepeatedStringField(value: &self.processHandlers) }()
       case 9: try { try decoder.decodeSingularBoolField(value: &self.draining) }()
       case 10: try { try decoder.decodeSingularBoolField(value: &self.brief) }()
+      case 11: try { try decoder.decodeSingularUInt32Field(value: &self.ioSlots) }()
+      case 12: try { try decoder.decodeRepeatedStringField(value: &self.ioHandlers) }()
       default: break
       }
     }
@@ -2216,6 +2394,12 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
     if self.brief != false {
       try visitor.visitSingularBoolField(value: self.brief, fieldNumber: 10)
     }
+    if self.ioSlots != 0 {
+      try visitor.visitSingularUInt32Field(value: self.ioSlots, fieldNumber: 11)
+    }
+    if !self.ioHandlers.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.ioHandlers, fieldNumber: 12)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2230,6 +2414,8 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.processHandlers != rhs.processHandlers {return false}
     if lhs.draining != rhs.draining {return false}
     if lhs.brief != rhs.brief {return false}
+    if lhs.ioSlots != rhs.ioSlots {return false}
+    if lhs.ioHandlers != rhs.ioHandlers {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2590,7 +2776,7 @@ nonisolated extension Colony_V1_StatusRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}info\0\u{1}running\0\u{1}completed\0\u{1}failed\0\u{3}last_seen_ms_ago\0\u{3}running_process\0\u{1}figures\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}info\0\u{1}running\0\u{1}completed\0\u{1}failed\0\u{3}last_seen_ms_ago\0\u{3}running_process\0\u{1}figures\0\u{3}running_io\0")
 
   fileprivate class _StorageClass {
     var _info: Colony_V1_NodeInfo? = nil
@@ -2600,6 +2786,7 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
     var _lastSeenMsAgo: UInt64 = 0
     var _runningProcess: UInt32 = 0
     var _figures: Colony_V1_NodeFigures? = nil
+    var _runningIo: UInt32 = 0
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2617,6 +2804,7 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
       _lastSeenMsAgo = source._lastSeenMsAgo
       _runningProcess = source._runningProcess
       _figures = source._figures
+      _runningIo = source._runningIo
     }
   }
 
@@ -2642,6 +2830,7 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
         case 5: try { try decoder.decodeSingularUInt64Field(value: &_storage._lastSeenMsAgo) }()
         case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._runningProcess) }()
         case 7: try { try decoder.decodeSingularMessageField(value: &_storage._figures) }()
+        case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._runningIo) }()
         default: break
         }
       }
@@ -2675,6 +2864,9 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
       try { if let v = _storage._figures {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
       } }()
+      if _storage._runningIo != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._runningIo, fieldNumber: 8)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2691,6 +2883,7 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
         if _storage._lastSeenMsAgo != rhs_storage._lastSeenMsAgo {return false}
         if _storage._runningProcess != rhs_storage._runningProcess {return false}
         if _storage._figures != rhs_storage._figures {return false}
+        if _storage._runningIo != rhs_storage._runningIo {return false}
         return true
       }
       if !storagesAreEqual {return false}
