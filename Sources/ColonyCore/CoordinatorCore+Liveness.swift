@@ -4,7 +4,8 @@ extension CoordinatorCore {
     /// silence, and every session's, is shortened by that much.
     public mutating func excuseSilence(seconds: Double) {
         guard seconds > 0 else { return }
-        for name in nodes.keys { nodes[name]!.lastSeen += seconds }
+        // Not for nodes whose connection closed meanwhile: they are gone, not unheard.
+        for name in nodes.keys where !nodes[name]!.suspect { nodes[name]!.lastSeen += seconds }
         for session in sessions.keys { if let heard = sessions[session]!.lastHeard { sessions[session]!.lastHeard = heard + seconds } }
     }
 }

@@ -26,6 +26,10 @@ public struct CoordinatorCore: Sendable {
         /// An io slot costs a parked Swift task, not a thread, so a node may have many.
         public var ioSlotsMax = 65_536
         public var prefetchMax = 4096
+        /// Tasks of a handler whose measured run time averages more than this are never sent
+        /// beyond a node's free slots (no prefetch); neither are those of a handler not
+        /// measured yet. Microseconds.
+        public var prefetchRunMicrosMax = 3000.0
         public var dependenciesPerTaskMax = 10_000
         public var limitsPerTaskMax = 16
         /// Labels a task may require, labels a node may carry, and the longest label key or
@@ -130,6 +134,12 @@ public struct CoordinatorCore: Sendable {
         var restored = false
         var options: TaskOptions
         var attempt: UInt32 = 0
+        /// Attempts that ended without running: handed back unstarted by a node, or lost in
+        /// transit. They number leases like any attempt but do not count against a task's
+        /// `maxAttempts` or `lostAttemptsMax` (not journaled: a restart counts them again).
+        var unrun: UInt32 = 0
+        /// Attempts that count against the budgets.
+        var runs: Int { Int(attempt) - Int(unrun) }
         var state: State
         var dependents: [TaskID] = []
         /// Kept after success while dependents may still need it.
@@ -207,16 +217,21 @@ public struct CoordinatorCore: Sendable {
         /// What it held when dispatch last looked at it (for the invariant: a node that
         /// announces fewer slots, or reports restored tasks running, may hold more than its
         /// slots, but dispatch never adds to that).
+        /// Its connection closed and it has not pulled since: a pause of the coordinator is
+        /// not excused for it (see `excuseSilence`).
+        var suspect = false
         var heldBeforeDispatch = PoolCounts()
         var holding: Int { leased.count + abandoned.count }
         var holdingThread: Int { holding - holdingProcess - holdingIO }
         var holdingByPool: PoolCounts { PoolCounts(thread: holdingThread, process: holdingProcess, io: holdingIO) }
-        func freeSlots(_ pool: TaskPool) -> Int {
+        /// Free capacity of `pool`: its slots (plus the prefetch it asked for, when
+        /// `prefetching`) minus what it holds.
+        func freeSlots(_ pool: TaskPool, prefetching: Bool = true) -> Int {
             if announcement.draining { return 0 }
             switch pool {
-            case .process: return max(0, announcement.processSlots + announcement.processPrefetch - holdingProcess)
+            case .process: return max(0, announcement.processSlots + (prefetching ? announcement.processPrefetch : 0) - holdingProcess)
             case .io: return max(0, announcement.ioSlots - holdingIO)
-            case .thread, .automatic: return max(0, announcement.threadSlots + announcement.prefetch - holdingThread)
+            case .thread, .automatic: return max(0, announcement.threadSlots + (prefetching ? announcement.prefetch : 0) - holdingThread)
             }
         }
 
@@ -299,6 +314,9 @@ public struct CoordinatorCore: Sendable {
     var cancelledTotal: UInt64 = 0
     var retriedTotal: UInt64 = 0
     var lostDispatches: UInt64 = 0
+    /// Recent run time per handler (microseconds, a moving average): what decides whether
+    /// its tasks may be prefetched. Bounded: forgotten all at once past 10,000 handlers.
+    var handlerRunMicros: [String: Double] = [:]
     var replySeq: UInt64 = 0
     var staleDropped: UInt64 = 0
     /// Attempts a node was told to stop because they were no longer its own.
@@ -518,6 +536,7 @@ public struct CoordinatorCore: Sendable {
         var record = nodes[announcement.name] ?? NodeRecord(announcement: announcement, lastSeen: now)
         record.announcement = announcement
         record.lastSeen = now
+        record.suspect = false
         nodes[announcement.name] = record
         var touched: Set<String> = []
         for outcome in results {
@@ -536,10 +555,15 @@ public struct CoordinatorCore: Sendable {
             guard nodes[announcement.name]?.leased[id] != nil else { continue }
             releaseLease(id, node: announcement.name)
             guard var task = tasks[id], case .leased = task.state else { continue }
-            task.lastError = "handed back by node \(announcement.name) (draining)"
+            task.lastError = "handed back by node \(announcement.name) (\(announcement.draining ? "draining" : "not started in time"))"
             task.state = .queued
+            task.unrun += 1
             tasks[id] = task
             ready.push(id, priority: task.options.priority, key: task.classKey)
+            if !announcement.draining {
+                // Queued behind longer work than the node expected: its handler is not one to prefetch.
+                noteRunTime(handler: task.classKey.handler, micros: limits.prefetchRunMicrosMax * 10, replacing: true)
+            }
         }
         if announcement.draining { nodes[announcement.name]?.drainRequested = nil }
         if leaving {
@@ -595,6 +619,7 @@ public struct CoordinatorCore: Sendable {
     /// node timeout. A partition closes nothing, so there the node timeout still applies.
     public mutating func markSuspect(node name: String, now: Double) {
         guard let node = nodes[name] else { return }
+        nodes[name]!.suspect = true
         nodes[name]!.lastSeen = min(node.lastSeen, now - limits.nodeTimeoutSeconds + limits.suspectGraceSeconds)
     }
 
@@ -619,7 +644,7 @@ public struct CoordinatorCore: Sendable {
         for id in node.leased.keys.sorted() {
             releaseLease(id, node: name)
             guard var task = tasks[id], case .leased = task.state else { continue }
-            if Int(task.attempt) < limits.lostAttemptsMax {
+            if task.runs < limits.lostAttemptsMax {
                 retriedTotal += 1
                 task.lastError = reason
                 task.state = .queued
@@ -642,6 +667,7 @@ public struct CoordinatorCore: Sendable {
             lostDispatches += 1
             task.lastError = "dispatch to \(name) lost in transit"
             task.state = .queued
+            task.unrun += 1
             tasks[id] = task
             ready.push(id, priority: task.options.priority, key: task.classKey)
         }
@@ -669,11 +695,14 @@ public struct CoordinatorCore: Sendable {
         }
         // An adopted attempt (see `adopt`) was numbered before the restart: any number goes.
         guard (adopted && leasedAttempt != nil) || leasedAttempt == reported.attempt,
-              let retryable = Self.inPlace(&tasks[reported.id], { $0?.options.retryOnError }) else {
+              let (retryable, handler) = Self.inPlace(&tasks[reported.id], { record in
+                  record.map { ($0.options.retryOnError, $0.poolHandler ?? $0.handler) }
+              }) else {
             staleDropped += 1
             return nil
         }
         releaseLease(reported.id, node: node)
+        noteRunTime(handler: handler, micros: Double(reported.runMicros))
         figures.sample(runTime: Double(reported.runMicros) / 1e6)
         if reported.succeeded {
             if reported.output.count > limits.resultBytesMax {
@@ -708,9 +737,12 @@ public struct CoordinatorCore: Sendable {
         guard let node = nodes[name] else { return [] }
         nodes[name]!.heldBeforeDispatch = node.holdingByPool
         var free = PoolCounts(thread: node.freeSlots(.thread), process: node.freeSlots(.process), io: node.freeSlots(.io))
+        // Capacity without the prefetch: all that tasks of long or unmeasured handlers may take.
+        var slotsFree = PoolCounts(thread: node.freeSlots(.thread, prefetching: false), process: node.freeSlots(.process, prefetching: false),
+                                   io: node.freeSlots(.io, prefetching: false))
         var handed: [DispatchedTask] = []
         while free.any {
-            guard let (id, pool) = popReady(for: node, free: free) else { break }
+            guard let (id, pool) = popReady(for: node, free: free, slotsFree: slotsFree) else { break }
             var handing = Self.inPlace(&self.tasks[id]) { record -> (DispatchedTask, submittedAt: Double, uses: [String], after: [TaskID]) in
                 record!.attempt += 1
                 record!.restored = false
@@ -736,6 +768,7 @@ public struct CoordinatorCore: Sendable {
             handed.append(handing.0)
             nodes[name]!.countHolding(in: pool, 1)
             free[pool] -= 1
+            slotsFree[pool] = max(0, slotsFree[pool] - 1)
         }
         return handed
     }
@@ -745,17 +778,19 @@ public struct CoordinatorCore: Sendable {
     /// A function of its own so that the copies its closures capture (the task table among
     /// them) are gone before the caller mutates the table: a copy still alive there would make
     /// every dispatched task copy the whole table (copy-on-write), O(tasks) each.
-    private mutating func popReady(for node: NodeRecord, free: PoolCounts) -> (TaskID, TaskPool)? {
+    private mutating func popReady(for node: NodeRecord, free: PoolCounts, slotsFree: PoolCounts) -> (TaskID, TaskPool)? {
         let sizes = limitSizes
         let inUse = limitInUse
         let tasks = self.tasks
+        let runMicros = handlerRunMicros
+        let shortMax = limits.prefetchRunMicrosMax
         let labels = node.announcement.labels
         let popped = ready.pop(
             eligible: { key in
                 guard key.uses.allSatisfy({ (inUse[$0] ?? 0) < (sizes[$0] ?? 0) }),
                       key.labels.allSatisfy({ labels[$0.key] == $0.value }),
                       let pool = node.pool(for: key) else { return false }
-                return free[pool] > 0
+                return free[pool] > 0 && (slotsFree[pool] > 0 || (runMicros[key.handler] ?? .infinity) <= shortMax)
             },
             isLive: { tasks[$0]?.state == .queued })
         // The popped class was eligible, so it resolves to a pool with room on this node.
@@ -1102,10 +1137,13 @@ public struct CoordinatorCore: Sendable {
     /// Why no live node can run tasks of this class: the first of handler, labels and pool
     /// that none of them offers, or nil when one can.
     private func whyUnplaceable(_ key: ReadyQueue.ClassKey) -> String? {
-        if nodes.values.contains(where: { node in
+        // A draining node takes no new task.
+        let taking = nodes.values.filter { !$0.announcement.draining }
+        if taking.contains(where: { node in
             key.labels.allSatisfy { node.announcement.labels[$0.key] == $0.value } && node.pool(for: key) != nil
         }) { return nil }
-        let withHandler = nodes.values.filter { $0.announcement.handlers.isEmpty || $0.announcement.handlers.contains(key.handler) }
+        if taking.isEmpty { return "every node is draining" }
+        let withHandler = taking.filter { $0.announcement.handlers.isEmpty || $0.announcement.handlers.contains(key.handler) }
         if withHandler.isEmpty { return "no node has the handler '\(key.handler)'" }
         let labelled = withHandler.filter { node in key.labels.allSatisfy { node.announcement.labels[$0.key] == $0.value } }
         if labelled.isEmpty {
@@ -1119,6 +1157,16 @@ public struct CoordinatorCore: Sendable {
         case .automatic: "any pool"
         }
         return "no node with the handler '\(key.handler)'\(key.labels.isEmpty ? "" : " and its labels") has slots in \(pool)"
+    }
+
+    /// Adds a run time of `handler` to its average (or `replacing` it by at least `micros`).
+    mutating func noteRunTime(handler: String, micros: Double, replacing: Bool = false) {
+        if handlerRunMicros.count >= 10_000 && handlerRunMicros[handler] == nil { handlerRunMicros.removeAll() }
+        if replacing {
+            handlerRunMicros[handler] = Swift.max(handlerRunMicros[handler] ?? 0, micros)
+        } else {
+            handlerRunMicros[handler] = handlerRunMicros[handler].map { $0 * 0.8 + micros * 0.2 } ?? micros
+        }
     }
 
     // MARK: Transitions
@@ -1170,7 +1218,7 @@ public struct CoordinatorCore: Sendable {
         guard var task = tasks[id] else { return nil }
         task.lastError = error
         task.lastFailure = failure
-        if retryable && Int(task.attempt) < task.options.maxAttempts {
+        if retryable && task.runs < task.options.maxAttempts {
             retriedTotal += 1
             let exponent = Double(max(0, Int(task.attempt) - 1))
             let base = min(limits.retryBackoffMaxSeconds, limits.retryBackoffBaseSeconds * pow2(exponent))

@@ -453,3 +453,75 @@ final class HandlerPlacementTests: XCTestCase {
         XCTAssertEqual(core.dispatch(toNode: "n", now: 0).map(\.id), [id])
     }
 }
+
+/// What the adversary of the balancing issue found: hand-backs must not spend retries, a
+/// pause must not excuse nodes whose connection closed, and long or unmeasured handlers are
+/// not prefetched.
+final class PrefetchAndHandBackRulesTests: XCTestCase {
+    private var core = CoordinatorCore()
+
+    func testTasksHandedBackUnstartedKeepTheirRetries() throws {
+        let id = try core.submit([TaskSubmission(handler: "work", input: [], options: TaskOptions(maxAttempts: 3, retryOnError: true))],
+                                 session: "s")[0]
+        let node = NodeAnnouncement(name: "n", host: "h", threadSlots: 1)
+        for _ in 0..<2 {
+            _ = try core.report(node: node, results: [], now: 0)
+            XCTAssertEqual(core.dispatch(toNode: "n", now: 0).map(\.id), [id])
+            _ = try core.report(node: node, results: [], now: 0, returned: [id])
+        }
+        _ = try core.report(node: node, results: [], now: 0)
+        let third = core.dispatch(toNode: "n", now: 0)
+        XCTAssertEqual(third.map(\.attempt), [3], "attempts still number leases")
+        _ = try core.report(node: node, results: [TaskOutcome(id: id, attempt: 3, succeeded: false, error: "boom", node: "n")], now: 0)
+        XCTAssertEqual(core.taskCounts().failed, 0, "the first real run failed: two retries remain")
+        XCTAssertEqual(core.status(now: 0).retried, 1)
+    }
+
+    func testAPauseIsNotExcusedForANodeWhoseConnectionClosed() throws {
+        let gone = NodeAnnouncement(name: "gone", host: "h", threadSlots: 1)
+        let alive = NodeAnnouncement(name: "alive", host: "h", threadSlots: 1)
+        _ = try core.report(node: gone, results: [], now: 0)
+        _ = try core.report(node: alive, results: [], now: 0)
+        core.markSuspect(node: "gone", now: 0.5)
+        // A coordinator too busy to tick for 5 s excuses that silence, twice.
+        core.excuseSilence(seconds: 5)
+        core.excuseSilence(seconds: 5)
+        _ = core.tick(now: 3)
+        XCTAssertEqual(core.status(now: 3).nodes.map(\.announcement.name), ["alive"], "the node whose connection closed is lost")
+    }
+
+    func testOnlyHandlersMeasuredShortArePrefetched() throws {
+        let node = NodeAnnouncement(name: "n", host: "h", threadSlots: 1, prefetch: 10)
+        let tiny = try core.submit((0..<20).map { _ in TaskSubmission(handler: "tiny", input: []) }, session: "s")
+        _ = try core.report(node: node, results: [], now: 0)
+        let first = core.dispatch(toNode: "n", now: 0)
+        XCTAssertEqual(first.count, 1, "not measured yet: no more than the free slot")
+        _ = try core.report(node: node, results: [TaskOutcome(id: first[0].id, attempt: 1, succeeded: true, node: "n", runMicros: 20)], now: 0)
+        XCTAssertEqual(core.dispatch(toNode: "n", now: 0).count, 11, "measured tiny: the slot and the prefetch")
+        XCTAssertEqual(tiny.count, 20)
+        XCTAssertTrue(core.invariantViolations().isEmpty, "\(core.invariantViolations())")
+    }
+
+    func testAHandlerMeasuredLongGoesOnlyToFreeSlots() throws {
+        let slow = try core.submit((0..<5).map { _ in TaskSubmission(handler: "slow", input: []) }, session: "s")
+        let node = NodeAnnouncement(name: "m", host: "h", threadSlots: 1, prefetch: 10)
+        _ = try core.report(node: node, results: [], now: 0)
+        XCTAssertEqual(core.dispatch(toNode: "m", now: 0).map(\.id), [slow[0]])
+        _ = try core.report(node: node, results: [TaskOutcome(id: slow[0], attempt: 1, succeeded: true, node: "m", runMicros: 50_000)], now: 0)
+        XCTAssertEqual(core.dispatch(toNode: "m", now: 0).map(\.id), [slow[1]], "a 50 ms handler goes only to the free slot")
+        XCTAssertTrue(core.invariantViolations().isEmpty, "\(core.invariantViolations())")
+    }
+
+    func testATaskHandedBackAsStrandedStopsItsHandlersPrefetch() throws {
+        let node = NodeAnnouncement(name: "n", host: "h", threadSlots: 1, prefetch: 10)
+        let ids = try core.submit((0..<12).map { _ in TaskSubmission(handler: "work", input: []) }, session: "s")
+        _ = try core.report(node: node, results: [], now: 0)
+        let first = core.dispatch(toNode: "n", now: 0)
+        _ = try core.report(node: node, results: [TaskOutcome(id: first[0].id, attempt: 1, succeeded: true, node: "n", runMicros: 20)], now: 0)
+        let prefetched = core.dispatch(toNode: "n", now: 0)
+        XCTAssertEqual(prefetched.count, 11)
+        _ = try core.report(node: node, results: [], now: 0, returned: Array(prefetched.map(\.id).dropFirst()))
+        XCTAssertEqual(core.dispatch(toNode: "n", now: 0).count, 0, "the slot is busy, and the handler is no longer prefetched")
+        XCTAssertEqual(ids.count, 12)
+    }
+}
