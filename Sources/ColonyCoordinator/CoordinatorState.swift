@@ -215,6 +215,12 @@ actor CoordinatorState {
                 return PullAnswer(describe: true)
             }
             node = described.updated(by: node)
+        } else if pipeID != 0, let held = pipeOfNode[node.name], held != pipeID,
+                  let live = core.announcement(ofNode: node.name), live.pid != node.pid || live.host != node.host {
+            // Another process holds the name on a connection still open: two nodes under one
+            // name would take each other's leases for ever. The first keeps it; this one is
+            // refused until the first is gone (its connection closes, or it is declared lost).
+            throw .invalidArgument("node name '\(node.name)' is in use by a live node (host \(live.host), pid \(live.pid)); start this node with another --name")
         }
         if pipeID != 0 && pipeOfNode[node.name] != pipeID {
             if let old = pipeOfNode[node.name] { nodeOfPipe[old] = nil }

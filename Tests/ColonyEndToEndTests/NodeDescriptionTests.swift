@@ -69,3 +69,25 @@ final class NodeDescriptionTests: ClusterTestCase {
         await colony.close()
     }
 }
+
+/// Two node processes under one name: the second is refused while the first lives, so they
+/// do not take each other's leases (before, 20 short tasks took 47 s and some failed).
+final class DuplicateNodeNameTests: ClusterTestCase {
+    func testASecondNodeWithALiveNodesNameIsRefusedAndTheFirstKeepsWorking() async throws {
+        let log = NSTemporaryDirectory() + "colony-duplicate-\(UUID().uuidString).log"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        try cluster.startCoordinator()
+        try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--processes", "0", "--name", "dup"])
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--processes", "0", "--name", "dup"], stderrFile: log)
+        let deadline = ContinuousClock.now + .seconds(20)
+        while !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("is in use by a live node") {
+            guard ContinuousClock.now < deadline else { throw CLIFailure("the second node was not refused: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let results = try await colony.mapResults("sleep", Array(repeating: 0.02, count: 20))
+        XCTAssertTrue(results.allSatisfy(\.succeeded), "\(results.map(\.error))")
+        XCTAssertEqual(Set(results.map(\.attempt)), [1], "no task was taken from one process by the other")
+        await colony.close()
+    }
+}
