@@ -27,6 +27,11 @@ extension ClusterStatus {
                           idleSeconds: $0.idleSeconds, detached: $0.detached)
         }
         journalFailure = wire.journalFailure.isEmpty ? nil : wire.journalFailure
+        if wire.hasAllocation {
+            allocation = AllocationStatus(system: wire.allocation.system, requested: Int(wire.allocation.requested),
+                                          running: Int(wire.allocation.running), max: Int(wire.allocation.max),
+                                          submitted: wire.allocation.submitted)
+        }
     }
 }
 

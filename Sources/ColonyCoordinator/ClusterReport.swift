@@ -34,6 +34,15 @@ public struct ClusterReport: Codable, Sendable, Equatable {
         public var childrenStarted: UInt64?
     }
 
+    /// Node jobs the coordinator submitted to a batch system.
+    public struct Allocation: Codable, Sendable, Equatable {
+        public var system: String
+        public var requested: Int
+        public var running: Int
+        public var max: Int
+        public var submitted: UInt64
+    }
+
     /// Queued tasks that no live node can run, and why.
     public struct UnplaceableTasks: Codable, Sendable, Equatable {
         public var reason: String
@@ -75,6 +84,8 @@ public struct ClusterReport: Codable, Sendable, Equatable {
     public var running: Int
     public var unplaceable: Int
     public var unplaceableReasons: [UnplaceableTasks]
+    /// Node jobs of `--allocate` (absent when the coordinator does not allocate).
+    public var allocation: Allocation?
     public var resultsWaiting: Int
     public var staleResultsDropped: UInt64
     /// Tasks finished per second over the last few seconds and over the last minute.
@@ -109,6 +120,10 @@ public struct ClusterReport: Codable, Sendable, Equatable {
         running = Int(wire.hasFigures ? figures.running : wire.running)
         unplaceable = Int(wire.unplaceable)
         unplaceableReasons = wire.unplaceableReasons.map { UnplaceableTasks(reason: $0.reason, count: Int($0.count)) }
+        allocation = wire.hasAllocation
+            ? Allocation(system: wire.allocation.system, requested: Int(wire.allocation.requested), running: Int(wire.allocation.running),
+                         max: Int(wire.allocation.max), submitted: wire.allocation.submitted)
+            : nil
         resultsWaiting = Int(wire.resultsWaiting)
         staleResultsDropped = wire.staleResultsDropped
         throughputNow = figures.finishedPerSecondNow

@@ -309,6 +309,7 @@ actor CoordinatorState {
             throughput: window.throughput(now: t), refusedRequests: refused, now: t)
         var status = core.status(now: t)
         status.journalFailure = journalFailure
+        status.allocation = allocation
         return (figures, status)
     }
 
@@ -316,8 +317,14 @@ actor CoordinatorState {
         noticeJournalFailure()
         var status = core.status(now: now)
         status.journalFailure = journalFailure
+        status.allocation = allocation
         return status
     }
+
+    /// What the coordinator's own allocator (if any) last said of its node jobs.
+    private var allocation: AllocationStatus?
+
+    func noteAllocation(_ status: AllocationStatus) { allocation = status }
 
     /// Answers every parked request whose deadline has passed (empty: the long poll ended).
     /// When `expire` last ran (every 20 ms unless the coordinator itself was held up).

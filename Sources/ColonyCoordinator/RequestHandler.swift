@@ -90,6 +90,11 @@ public final class RequestHandler: Sendable {
         return ClusterReport(wire: figures.wire(status: status))
     }
 
+    /// What the coordinator's allocator last counted of its node jobs, for the status.
+    public func noteAllocation(_ status: AllocationStatus) async {
+        await state.noteAllocation(status)
+    }
+
     /// What is wrong in the state's books (empty when sound). Slow: for tests and the fuzzer.
     public func invariantViolations() async -> [String] {
         await state.invariantViolations()

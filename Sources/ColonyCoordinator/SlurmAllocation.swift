@@ -1,3 +1,4 @@
+import ColonyCore
 import ColonyWire
 import CoreMetrics
 import Foundation
@@ -137,6 +138,7 @@ public actor SlurmAllocator {
     private let logger: Logger?
     private var allocations: [AllocationPolicy.Allocation] = []
     private var nextSubmitSeconds = 0.0
+    private var submitted: UInt64 = 0
     private let started = ContinuousClock.now
     private let requestedGauge = Gauge(label: Metric.allocations.rawValue, dimensions: [("state", "requested")])
     private let runningGauge = Gauge(label: Metric.allocations.rawValue, dimensions: [("state", "running")])
@@ -175,8 +177,12 @@ public actor SlurmAllocator {
             ])
         }
         if decision.submit && nowSeconds >= nextSubmitSeconds { await submit(queued: report.queued) }
-        requestedGauge.record(AllocationPolicy.requested(allocations))
-        runningGauge.record(AllocationPolicy.running(allocations, report: report))
+        let requested = AllocationPolicy.requested(allocations)
+        let running = AllocationPolicy.running(allocations, report: report)
+        requestedGauge.record(requested)
+        runningGauge.record(running)
+        await requests.noteAllocation(AllocationStatus(system: "slurm", requested: requested, running: running,
+                                                       max: configuration.policy.jobsMax, submitted: submitted))
     }
 
     private func submit(queued: Int) async {
@@ -196,6 +202,7 @@ public actor SlurmAllocator {
         }
         allocations.append(AllocationPolicy.Allocation(jobID: jobID))
         submittedCounter.increment()
+        submitted += 1
         logger?.info("allocation submitted", metadata: [
             "job": "\(jobID)", "queued": "\(queued)", "allocations": "\(allocations.count)",
         ])

@@ -170,6 +170,15 @@ extension ClusterStatus {
             return wire
         }
         if let journalFailure { reply.journalFailure = journalFailure }
+        if let allocation {
+            var wire = Colony_V1_AllocationStatus()
+            wire.system = allocation.system
+            wire.requested = UInt32(clamping: allocation.requested)
+            wire.running = UInt32(clamping: allocation.running)
+            wire.max = UInt32(clamping: allocation.max)
+            wire.submitted = allocation.submitted
+            reply.allocation = wire
+        }
         return reply
     }
 }

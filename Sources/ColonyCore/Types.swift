@@ -286,6 +286,8 @@ public struct ClusterStatus: Sendable, Equatable {
     public var sessions: [SessionStatus] = []
     /// Why the coordinator cannot write its journal, while it refuses changes (nil: it takes them).
     public var journalFailure: String?
+    /// Node jobs the coordinator allocated itself (nil: it does not allocate).
+    public var allocation: AllocationStatus?
     public init(nodes: [Node], queued: Int, running: Int, succeeded: UInt64, failed: UInt64, resultsWaiting: Int, staleResultsDropped: UInt64) {
         self.nodes = nodes
         self.queued = queued
@@ -294,6 +296,24 @@ public struct ClusterStatus: Sendable, Equatable {
         self.failed = failed
         self.resultsWaiting = resultsWaiting
         self.staleResultsDropped = staleResultsDropped
+    }
+}
+
+/// Node jobs a coordinator submitted to a batch system (`--allocate slurm`).
+public struct AllocationStatus: Sendable, Equatable {
+    public var system: String
+    /// Submitted, their node not joined yet.
+    public var requested: Int
+    /// Their node joined.
+    public var running: Int
+    public var max: Int
+    public var submitted: UInt64
+    public init(system: String, requested: Int, running: Int, max: Int, submitted: UInt64) {
+        self.system = system
+        self.requested = requested
+        self.running = running
+        self.max = max
+        self.submitted = submitted
     }
 }
 

@@ -241,6 +241,8 @@ submitted=$(grep -c 'allocation submitted' "$work/alloc-coordinator.log" || true
 [ "$submitted" -eq 2 ] || fail "$submitted allocations submitted (expected 2: the work keeps one node busy for seconds; --allocate-max 2)"
 [ "$most_running" -ge 1 ] && [ "$most_running" -le 2 ] || fail "colony_allocations{state=\"running\"} went to $most_running (expected 1 or 2)"
 step "allocation: map of $alloc_tasks tasks on $submitted node job(s) sbatch'ed by the coordinator (at most $most_running running at once), counter exact"
+"$colony" status | grep -q "^allocations (slurm): [0-9]* requested, [0-9]* running, at most 2; $submitted submitted so far" \
+    || fail "colony status does not show the allocations: $("$colony" status 2>&1 | head -n 3)"
 for _ in $(seq 300); do
     [ -z "$(squeue -h --name=colony-node -o %i 2>/dev/null)" ] && break
     sleep 0.1

@@ -23,6 +23,9 @@ struct StatusCommand: AsyncParsableCommand {
         }
         let status = try await withClient(client) { try await $0.status() }
         print("coordinator \(client.coordinatorURL): \(status.nodes.count) node(s), \(status.waiting) waiting, \(status.queued) queued, \(status.running) running, \(status.succeeded) succeeded, \(status.failed) failed, \(status.cancelled) cancelled, \(status.resultsWaiting) results waiting")
+        if let allocation = status.allocation {
+            print("allocations (\(allocation.system)): \(allocation.requested) requested, \(allocation.running) running, at most \(allocation.max); \(allocation.submitted) submitted so far")
+        }
         for entry in status.unplaceableReasons {
             print("warning: \(entry.count) queued task(s) cannot run anywhere: \(entry.reason)")
         }

@@ -79,6 +79,9 @@ struct TopCommand: AsyncParsableCommand {
             + "\(number(report.queued)) queued, \(number(report.running)) running, \(number(report.resultsWaiting)) results waiting")
         lines.append("latency (last minute): queue wait p50 \(milliseconds(report.queueWaitP50Ms)), p99 \(milliseconds(report.queueWaitP99Ms)); "
             + "run time p50 \(milliseconds(report.runTimeP50Ms)), p99 \(milliseconds(report.runTimeP99Ms))")
+        if let allocation = report.allocation {
+            lines.append("allocations (\(allocation.system)): \(allocation.requested) requested, \(allocation.running) running, at most \(allocation.max)")
+        }
         for entry in report.unplaceableReasons {
             lines.append("warning: \(number(entry.count)) queued task(s) cannot run anywhere: \(entry.reason)")
         }

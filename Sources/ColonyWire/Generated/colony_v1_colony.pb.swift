@@ -1052,11 +1052,47 @@ public nonisolated struct Colony_V1_StatusReply: @unchecked Sendable {
     set {_uniqueStorage()._unplaceableReasons = newValue}
   }
 
+  /// Set when the coordinator allocates nodes itself (`colony coordinator --allocate slurm`).
+  public var allocation: Colony_V1_AllocationStatus {
+    get {_storage._allocation ?? Colony_V1_AllocationStatus()}
+    set {_uniqueStorage()._allocation = newValue}
+  }
+  /// Returns true if `allocation` has been explicitly set.
+  public var hasAllocation: Bool {_storage._allocation != nil}
+  /// Clears the value of `allocation`. Subsequent reads from it will return its default value.
+  public mutating func clearAllocation() {_uniqueStorage()._allocation = nil}
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// Node jobs the coordinator submitted to a batch system to get more nodes.
+public nonisolated struct Colony_V1_AllocationStatus: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The batch system ("slurm").
+  public var system: String = String()
+
+  /// Jobs submitted whose node has not joined yet.
+  public var requested: UInt32 = 0
+
+  /// Jobs whose node has joined.
+  public var running: UInt32 = 0
+
+  /// The most jobs at once (--allocate-max).
+  public var max: UInt32 = 0
+
+  /// Jobs submitted since the coordinator started.
+  public var submitted: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// Queued tasks that no live node can run, and why (e.g. "no node has the handler 'square'").
@@ -2895,7 +2931,7 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}queued\0\u{1}running\0\u{1}succeeded\0\u{1}failed\0\u{3}results_waiting\0\u{3}stale_results_dropped\0\u{3}uptime_seconds\0\u{1}cancelled\0\u{1}retried\0\u{1}waiting\0\u{1}unplaceable\0\u{1}limits\0\u{1}figures\0\u{1}sessions\0\u{3}journal_failure\0\u{3}unplaceable_reasons\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}queued\0\u{1}running\0\u{1}succeeded\0\u{1}failed\0\u{3}results_waiting\0\u{3}stale_results_dropped\0\u{3}uptime_seconds\0\u{1}cancelled\0\u{1}retried\0\u{1}waiting\0\u{1}unplaceable\0\u{1}limits\0\u{1}figures\0\u{1}sessions\0\u{3}journal_failure\0\u{3}unplaceable_reasons\0\u{1}allocation\0")
 
   fileprivate class _StorageClass {
     var _nodes: [Colony_V1_NodeStatus] = []
@@ -2915,6 +2951,7 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
     var _sessions: [Colony_V1_SessionStatus] = []
     var _journalFailure: String = String()
     var _unplaceableReasons: [Colony_V1_Unplaceable] = []
+    var _allocation: Colony_V1_AllocationStatus? = nil
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2942,6 +2979,7 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
       _sessions = source._sessions
       _journalFailure = source._journalFailure
       _unplaceableReasons = source._unplaceableReasons
+      _allocation = source._allocation
     }
   }
 
@@ -2977,6 +3015,7 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
         case 15: try { try decoder.decodeRepeatedMessageField(value: &_storage._sessions) }()
         case 16: try { try decoder.decodeSingularStringField(value: &_storage._journalFailure) }()
         case 17: try { try decoder.decodeRepeatedMessageField(value: &_storage._unplaceableReasons) }()
+        case 18: try { try decoder.decodeSingularMessageField(value: &_storage._allocation) }()
         default: break
         }
       }
@@ -3040,6 +3079,9 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
       if !_storage._unplaceableReasons.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._unplaceableReasons, fieldNumber: 17)
       }
+      try { if let v = _storage._allocation {
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+      } }()
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3066,10 +3108,61 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
         if _storage._sessions != rhs_storage._sessions {return false}
         if _storage._journalFailure != rhs_storage._journalFailure {return false}
         if _storage._unplaceableReasons != rhs_storage._unplaceableReasons {return false}
+        if _storage._allocation != rhs_storage._allocation {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_AllocationStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AllocationStatus"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}system\0\u{1}requested\0\u{1}running\0\u{1}max\0\u{1}submitted\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.system) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.requested) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.running) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.max) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.submitted) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.system.isEmpty {
+      try visitor.visitSingularStringField(value: self.system, fieldNumber: 1)
+    }
+    if self.requested != 0 {
+      try visitor.visitSingularUInt32Field(value: self.requested, fieldNumber: 2)
+    }
+    if self.running != 0 {
+      try visitor.visitSingularUInt32Field(value: self.running, fieldNumber: 3)
+    }
+    if self.max != 0 {
+      try visitor.visitSingularUInt32Field(value: self.max, fieldNumber: 4)
+    }
+    if self.submitted != 0 {
+      try visitor.visitSingularUInt64Field(value: self.submitted, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_AllocationStatus, rhs: Colony_V1_AllocationStatus) -> Bool {
+    if lhs.system != rhs.system {return false}
+    if lhs.requested != rhs.requested {return false}
+    if lhs.running != rhs.running {return false}
+    if lhs.max != rhs.max {return false}
+    if lhs.submitted != rhs.submitted {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
