@@ -74,7 +74,7 @@ final class CLITests: XCTestCase {
         let unknown = try ClusterHarness.run(["submit", "nope", "1", "--coordinator", cluster.url])
         XCTAssertEqual(unknown.status, 0, unknown.stderr)
         let warned = try ClusterHarness.run(["status", "--coordinator", cluster.url])
-        XCTAssertTrue(warned.stdout.contains("1 queued task(s) need a handler, labels or a pool that no live node has"), warned.stdout)
+        XCTAssertTrue(warned.stdout.contains("warning: 1 queued task(s) cannot run anywhere: no node has the handler 'nope'"), warned.stdout)
 
         let json = try ClusterHarness.run(["status", "--json", "--coordinator", cluster.url])
         XCTAssertEqual(json.status, 0, json.stderr)
