@@ -11,8 +11,10 @@ for colony in "$@"; do
     url=tcp://127.0.0.1:$((20000 + RANDOM % 20000))
     "$colony" coordinator --listen "$url" --state :memory: 2>/dev/null & coordinator=$!
     sleep 0.5
-    "$colony" node --coordinator "$url" --threads 2 --processes 0 --name a 2>/dev/null & a=$!
-    "$colony" node --coordinator "$url" --threads 2 --processes 0 --name b 2>/dev/null & b=$!
+    # Builds with an io pool would run the sleeps there (all at once): keep them on the threads.
+    io=(); "$colony" node --help 2>&1 | grep -q -- --io-slots && io=(--io-slots 0)
+    "$colony" node --coordinator "$url" --threads 2 --processes 0 "${io[@]}" --name a 2>/dev/null & a=$!
+    "$colony" node --coordinator "$url" --threads 2 --processes 0 "${io[@]}" --name b 2>/dev/null & b=$!
     until [ "$("$colony" status --coordinator "$url" 2>/dev/null | grep -o '[0-9]* node(s)' | cut -d' ' -f1)" = 2 ]; do sleep 0.1; done
     seq 2000 | "$colony" map --coordinator "$url" --handler echo > /dev/null
     start=$(date +%s.%N)
