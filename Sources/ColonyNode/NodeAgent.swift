@@ -91,7 +91,10 @@ public actor NodeAgent {
     public let configuration: NodeConfiguration
     private let registry: HandlerRegistry
     private var pendingResults: [Colony_V1_TaskResult] = []
-    private var running: Set<UInt64> = []
+    /// Tasks the node holds (queued or running), with the attempt it holds of each: an older
+    /// attempt still running when the coordinator re-leased the task (it had declared this
+    /// node lost) is stopped and its result counts for nothing here.
+    private var running: [UInt64: UInt32] = [:]
     private var freeContexts: [Context] = []
     private var inFlight = 0
     private var backingOff = false
@@ -191,7 +194,7 @@ public actor NodeAgent {
 
     private func handBackQueued() {
         for task in (threadSlots?.takeQueued() ?? []) + (ioSlots?.takeQueued() ?? []) + processQueue.takeAll() {
-            running.remove(task.id)
+            running[task.id] = nil
             toReturn.append(task.id)
         }
     }
@@ -419,7 +422,7 @@ public actor NodeAgent {
         if inFlight == 1 && highestReplySeq > 0 {
             pull.ackedDispatchSeq = highestReplySeq
             // Finished tasks whose results wait for a later pull still count as held.
-            pull.running = Array(running) + pendingResults.map(\.id)
+            pull.running = Array(running.keys) + pendingResults.map(\.id)
         }
         pull.waitMs = pull.leaving ? 0 : configuration.longPollMilliseconds
         pull.prefetch = draining ? 0 : UInt32(prefetch(.thread))
@@ -464,7 +467,7 @@ public actor NodeAgent {
             let stopping = Set(cancel)
             // Not started yet: report them stopped without running them.
             for task in (threadSlots?.removeQueued(stopping) ?? []) + (ioSlots?.removeQueued(stopping) ?? []) + processQueue.remove(stopping) {
-                running.remove(task.id)
+                running[task.id] = nil
                 var result = Colony_V1_TaskResult()
                 result.id = task.id
                 result.attempt = task.attempt
@@ -484,13 +487,24 @@ public actor NodeAgent {
         var forThreads: [Colony_V1_Task] = []
         var forIO: [Colony_V1_Task] = []
         for task in tasks {
-            running.insert(task.id)
+            if let older = running[task.id], older < task.attempt {
+                // Re-leased while an older attempt still runs here (this node was declared lost
+                // and came back): that attempt is stale; stop it so the new one gets its slot.
+                let stale: Set<UInt64> = [task.id]
+                _ = threadSlots?.removeQueued(stale)
+                _ = ioSlots?.removeQueued(stale)
+                _ = processQueue.remove(stale)
+                stopSignals[task.id]?.stop(reason: "superseded by attempt \(task.attempt)")
+                threadSlots?.stop(task.id, reason: "superseded by attempt \(task.attempt)")
+                ioSlots?.stop(task.id, reason: "superseded by attempt \(task.attempt)")
+            }
+            running[task.id] = task.attempt
             if task.pool == .io {
                 if ioSlots != nil {
                     forIO.append(task)
                 } else {
                     // Never dispatched by a coordinator that knows this node; say so rather than guess.
-                    running.remove(task.id)
+                    running[task.id] = nil
                     var result = Colony_V1_TaskResult()
                     result.id = task.id
                     result.attempt = task.attempt
@@ -504,7 +518,7 @@ public actor NodeAgent {
                     processQueue.push(task, at: arrived)
                 } else {
                     // Never dispatched by a coordinator that knows this node; say so rather than guess.
-                    running.remove(task.id)
+                    running[task.id] = nil
                     var result = Colony_V1_TaskResult()
                     result.id = task.id
                     result.attempt = task.attempt
@@ -563,7 +577,7 @@ public actor NodeAgent {
             averageRunMicros[pool] = max(averageRunMicros[pool] ?? 0, waitedMicros)
             let stranded = pool == .process ? processQueue.takeAll() : (threadSlots?.takeQueued() ?? [])
             for task in stranded {
-                running.remove(task.id)
+                running[task.id] = nil
                 toReturn.append(task.id)
             }
             statistics.handedBack += UInt64(stranded.count)
@@ -633,7 +647,8 @@ public actor NodeAgent {
     /// Books a finished task: its slot's average run time, the node's counts, and its result
     /// (or, stopped at the drain deadline, its hand-back) for the next pull.
     private func record(_ result: Colony_V1_TaskResult, in pool: TaskPool) {
-        running.remove(result.id)
+        // The result of an attempt superseded meanwhile leaves the newer one booked.
+        if running[result.id] == result.attempt { running[result.id] = nil }
         // An exponentially weighted average (plus a little per-task overhead) of recent run times.
         let sample = Double(result.runMicros) + 5
         averageRunMicros[pool] = averageRunMicros[pool].map { $0 * 0.8 + sample * 0.2 } ?? sample

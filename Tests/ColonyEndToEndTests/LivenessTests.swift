@@ -69,11 +69,52 @@ final class PausedCoordinatorTests: ClusterTestCase {
         // The pause itself (longer than the 2.5 s node timeout), not a wait for an event.
         try await Task.sleep(for: .seconds(4))
         kill(coordinator.processIdentifier, SIGCONT)
+        // Bounded: a livelock here once kept CI waiting for ever.
+        let finishBy = ContinuousClock.now + .seconds(30)
+        while try await colony.status().succeeded + colony.status().failed < 2 {
+            guard ContinuousClock.now < finishBy else { throw CLIFailure("the sleepers did not finish within 30 s: \(try await colony.tasks())") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
         let results = try await colony.results(of: ids)
         XCTAssertTrue(results.allSatisfy(\.succeeded))
         XCTAssertEqual(results.map(\.attempt), [1, 1], "not run a second time")
         let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         XCTAssertFalse(text.contains("node lost"), text)
+        await colony.close()
+    }
+}
+
+/// A node declared lost while it still ran its tasks (stopped, or cut off) comes back: the
+/// coordinator has leased those tasks again, to it. The new attempts supersede the old ones on
+/// the node. Before, the node held both under one id, handed the new ones back as stranded
+/// and dropped them from its books, so the coordinator re-sent them for ever.
+final class ReturningNodeTests: ClusterTestCase {
+    func testANodeDeclaredLostWhileRunningComesBackAndItsTasksFinish() async throws {
+        try cluster.start(["coordinator", "--listen", cluster.url, "--state", ":memory:"])
+        let node = try cluster.start(["node", "--coordinator", cluster.url, "--threads", "2", "--processes", "0", "--name", "n1"])
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let ids = try await colony.submit(Array(repeating: TaskSubmission(handler: "sleep", input: Array("3".utf8)), count: 2))
+        let started = ContinuousClock.now + .seconds(20)
+        while try await colony.status().running < 2 {
+            guard ContinuousClock.now < started else { throw CLIFailure("the sleepers did not start") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        kill(node.processIdentifier, SIGSTOP)
+        // Past the 2.5 s node timeout: the coordinator declares the node lost and queues its tasks.
+        let lostBy = ContinuousClock.now + .seconds(20)
+        while try await !colony.status().nodes.isEmpty {
+            guard ContinuousClock.now < lostBy else { throw CLIFailure("the stopped node was not declared lost") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        kill(node.processIdentifier, SIGCONT)
+        let finishBy = ContinuousClock.now + .seconds(30)
+        while try await colony.status().succeeded < 2 {
+            guard ContinuousClock.now < finishBy else { throw CLIFailure("the tasks did not finish after the node came back: \(try await colony.tasks())") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let results = try await colony.results(of: ids)
+        XCTAssertTrue(results.allSatisfy(\.succeeded), "\(results.map(\.error))")
+        XCTAssertEqual(results.map(\.attempt), [2, 2], "run again once, not re-sent for ever")
         await colony.close()
     }
 }
