@@ -29,7 +29,7 @@ public struct CoordinatorCore: Sendable {
         /// Tasks of a handler whose measured run time averages more than this are never sent
         /// beyond a node's free slots (no prefetch); neither are those of a handler not
         /// measured yet. Microseconds.
-        public var prefetchRunMicrosMax = 3000.0
+        public var prefetchRunMicrosMax = 5000.0
         public var dependenciesPerTaskMax = 10_000
         public var limitsPerTaskMax = 16
         /// Labels a task may require, labels a node may carry, and the longest label key or

@@ -17,7 +17,7 @@ struct NodeCommand: AsyncParsableCommand {
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Option(name: .long, help: "Io-pool slots: handlers that mostly wait (fetch, sleep, and handlers declaring the io pool) running at once without holding a thread (0: none; they then use --threads).")
-    var ioSlots: Int = 1024
+    var ioSlots: Int = 256
 
     @Option(name: .long, help: "This node's unique name (default: HOST-PID).")
     var name: String?
