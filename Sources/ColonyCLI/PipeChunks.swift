@@ -86,7 +86,7 @@ struct PipeChunks {
             digits.removeLast()
         }
         guard let value = Int(digits), value > 0, value <= Int.max / multiplier else {
-            throw CLIError("\(option) takes a number of bytes, e.g. 1M or 512K, got '\(text)'")
+            throw CLIError("\(option) takes a number of bytes, e.g. 512K, 500M or 2G, got '\(text)'")
         }
         return value * multiplier
     }

@@ -293,7 +293,7 @@ public actor NodeAgent {
                             let watchdog = Self.watchdog(for: task, stop: stop)
                             let result = await processPool.run(task, nodeName: nodeName, stop: stop)
                             watchdog?.cancel()
-                            if let plan = await self.finished(result, in: .process) { await self.perform(plan) }
+                            if let plan = await self.finishedInProcess(result) { await self.perform(plan) }
                         }
                     }
                 }
@@ -503,29 +503,13 @@ public actor NodeAgent {
                 if ioSlots != nil {
                     forIO.append(task)
                 } else {
-                    // Never dispatched by a coordinator that knows this node; say so rather than guess.
-                    running[task.id] = nil
-                    var result = Colony_V1_TaskResult()
-                    result.id = task.id
-                    result.attempt = task.attempt
-                    result.error = "node \(configuration.name) has no io pool"
-                    result.failure = .failureRefused
-                    result.node = configuration.name
-                    pendingResults.append(result)
+                    refuse(task, reason: "node \(configuration.name) has no io pool")
                 }
             } else if task.pool == .process {
                 if configuration.processes.size > 0 {
                     processQueue.push(task, at: arrived)
                 } else {
-                    // Never dispatched by a coordinator that knows this node; say so rather than guess.
-                    running[task.id] = nil
-                    var result = Colony_V1_TaskResult()
-                    result.id = task.id
-                    result.attempt = task.attempt
-                    result.error = "node \(configuration.name) has no process pool"
-                    result.failure = .failureRefused
-                    result.node = configuration.name
-                    pendingResults.append(result)
+                    refuse(task, reason: "node \(configuration.name) has no process pool")
                 }
             } else {
                 forThreads.append(task)
@@ -540,6 +524,19 @@ public actor NodeAgent {
         freeContexts.append(context)
         inFlight -= 1
         wake.notify()
+    }
+
+    /// Reports `task` failed (refused) without running it: it asks for a pool this node has
+    /// not. A coordinator that knows the node never sends one; say so rather than guess.
+    private func refuse(_ task: Colony_V1_Task, reason: String) {
+        running[task.id] = nil
+        var result = Colony_V1_TaskResult()
+        result.id = task.id
+        result.attempt = task.attempt
+        result.error = reason
+        result.failure = .failureRefused
+        result.node = configuration.name
+        pendingResults.append(result)
     }
 
     /// Schedules a look at the local queues when their oldest task would be stranded.
@@ -630,7 +627,8 @@ public actor NodeAgent {
         wake.notify()
     }
 
-    private func finished(_ result: Colony_V1_TaskResult, in pool: TaskPool) -> PlannedPull? {
+    /// A process-pool task ended (the slots' pools report through their outboxes).
+    private func finishedInProcess(_ result: Colony_V1_TaskResult) -> PlannedPull? {
         stopSignals[result.id] = nil
         executingProcesses -= 1
         startTick?.yield()

@@ -210,7 +210,6 @@ final class ScaleSimulationTests: XCTestCase {
             let report = ScaleSimulation(nodes: nodes, slotsPerNode: 64, tasksPerSlot: nodes >= 1000 ? 1 : 3, seed: seed,
                                          churnEverySeconds: 0.05, checkEverySteps: nodes >= 1000 ? 2000 : 200).run()
             XCTAssertNil(report.violation, "\(nodes) nodes, seed \(seed)")
-            print("scale simulation: \(nodes) nodes, \(report.tasks) tasks, \(report.dispatched) dispatched, \(report.nodesLost) lost, \(report.simulatedSeconds) s simulated")
             XCTAssertGreaterThanOrEqual(report.dispatched, report.tasks)
             XCTAssertGreaterThan(report.nodesLost, 0, "churn happened")
         }

@@ -112,20 +112,11 @@ struct ProcessPoolFlags: ParsableArguments {
 
     func memoryLimitBytes() throws -> Int? {
         guard let text = childMemoryLimit else { return nil }
-        let multipliers: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
-        var digits = text.uppercased()
-        var multiplier = 1
-        if let last = digits.last, let factor = multipliers[last] {
-            multiplier = factor
-            digits.removeLast()
-        }
-        guard let value = Int(digits), value > 0, value <= Int.max / multiplier else {
-            throw CLIError("--child-memory-limit takes a number of bytes, e.g. 500M or 2G, got '\(text)'")
-        }
-        guard value * multiplier >= 64 << 20 else {
+        let bytes = try PipeChunks.parseBytes(text, option: "--child-memory-limit")
+        guard bytes >= 64 << 20 else {
             throw CLIError("--child-memory-limit must be at least 64M: a child needs that much address space to start")
         }
-        return value * multiplier
+        return bytes
     }
 
     var configuration: ProcessPoolConfiguration {
