@@ -2,8 +2,10 @@
 import PackageDescription
 
 // The module graph points one way (see docs/ARCHITECTURE.md):
-// CNNG -> NNG -> ColonyWire / ColonyCore -> ColonyCoordinator, ColonyNode, Colony -> ColonyCLI -> colony
-// CSQLite -> ColonyStore (the journal, on ColonyCore) -> ColonyCoordinator
+// ColonyModel (value types both sides share) -> ColonyWire (protobuf + mapping) / ColonyCore (scheduling)
+// CNNG -> NNG; NNG + ColonyWire -> Colony (the client), ColonyNode (handlers, the node)
+// CSQLite -> ColonyStore (the journal, on ColonyCore); ColonyCore + ColonyStore + ColonyWire -> ColonyCoordinator
+// everything -> ColonyCLI -> colony. A client-only program builds no coordinator, journal or SQLite.
 let package = Package(
     name: "Colony",
     platforms: [.macOS(.v15)],
@@ -30,27 +32,38 @@ let package = Package(
             providers: [.apt(["libsqlite3-dev"])]
         ),
         // The coordinator's journal: the only module touching SQLite.
-        .target(name: "ColonyStore", dependencies: ["CSQLite", "ColonyCore"]),
-        .target(name: "ColonyWire", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
-        .target(name: "ColonyCore"),
+        .target(name: "ColonyStore", dependencies: ["CSQLite", "ColonyModel", "ColonyCore"]),
+        // Tasks, results, statuses and names as values: what the client, the node and the
+        // coordinator share. Pure, like the core.
+        .target(name: "ColonyModel"),
+        .target(name: "ColonyWire", dependencies: ["ColonyModel", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "ColonyCore", dependencies: ["ColonyModel"]),
         // The core driven at cluster scale on simulated time (the scale test and `colony bench`).
-        .target(name: "ColonySimulation", dependencies: ["ColonyCore"]),
+        .target(name: "ColonySimulation", dependencies: ["ColonyModel", "ColonyCore"]),
         .target(name: "ColonyCoordinator", dependencies: [
-            "NNG", "ColonyWire", "ColonyCore", "ColonyStore",
+            "NNG", "ColonyModel", "ColonyWire", "ColonyCore", "ColonyStore",
             .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The coordinator's HTTP side: Prometheus metrics, the JSON API and the dashboard.
         .target(name: "ColonyHTTP", dependencies: [
-            "NNG", "ColonyWire", "ColonyCore", "ColonyCoordinator",
+            "NNG", "ColonyModel", "ColonyWire", "ColonyCore", "ColonyCoordinator",
             .product(name: "Prometheus", package: "swift-prometheus"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
-        .target(name: "ColonyNode", dependencies: ["NNG", "ColonyWire", "ColonyCore"]),
-        .target(name: "Colony", dependencies: ["NNG", "ColonyWire", "ColonyCore", "ColonyNode", "ColonyCoordinator", "ColonyStore"]),
+        // The node side: handlers (`TaskHandler`), the pools, the pull loop. Node executables import it.
+        .target(name: "ColonyNode", dependencies: ["NNG", "ColonyModel", "ColonyWire"]),
+        // The client library: a client only (it never builds the coordinator or the journal).
+        .target(name: "Colony", dependencies: ["NNG", "ColonyModel", "ColonyWire"]),
         .target(name: "ColonyCLI", dependencies: [
             "NNG",
             "Colony",
+            "ColonyModel",
+            "ColonyWire",
+            "ColonyCore",
+            "ColonyNode",
+            "ColonyStore",
+            "ColonyCoordinator",
             "ColonySimulation",
             "ColonyHTTP",
             .product(name: "Prometheus", package: "swift-prometheus"),
@@ -60,18 +73,23 @@ let package = Package(
         ]),
         .executableTarget(name: "colony", dependencies: ["ColonyCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // The README's "your own node executable", built and tested with the package.
-        .executableTarget(name: "colony-square-node", dependencies: ["Colony", "ColonyCLI"], path: "Examples/SquareNode"),
+        .executableTarget(name: "colony-square-node", dependencies: ["ColonyNode", "ColonyCLI"], path: "Examples/SquareNode"),
+        // A program that only submits work: its build graph has no coordinator, journal or SQLite
+        // (PackageGraphTests checks it).
+        .executableTarget(name: "colony-client-example", dependencies: ["Colony"], path: "Examples/ClientOnly"),
         // The fuzzer's harness (a conversation of raw requests against a fresh coordinator
         // state) and its entry point: a replayer in every build, a libFuzzer target when built
         // by scripts/fuzz.sh.
-        .target(name: "ColonyFuzzing", dependencies: ["ColonyCoordinator", "ColonyWire"], path: "Fuzz/Harness"),
+        .target(name: "ColonyFuzzing", dependencies: ["ColonyModel", "ColonyCoordinator", "ColonyWire"], path: "Fuzz/Harness"),
         .executableTarget(name: "colony-fuzz", dependencies: ["ColonyFuzzing"], path: "Fuzz/Main"),
         .testTarget(name: "NNGTests", dependencies: ["NNG"]),
-        .testTarget(name: "ColonyWireTests", dependencies: ["ColonyWire", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
-        .testTarget(name: "ColonyCoreTests", dependencies: ["ColonyCore", "ColonySimulation"]),
-        .testTarget(name: "ColonyStoreTests", dependencies: ["ColonyStore", "ColonyCore"]),
+        .testTarget(name: "ColonyWireTests", dependencies: ["ColonyModel", "ColonyWire", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .testTarget(name: "ColonyCoreTests", dependencies: ["ColonyModel", "ColonyCore", "ColonySimulation"]),
+        .testTarget(name: "ColonyStoreTests", dependencies: ["ColonyModel", "ColonyStore", "ColonyCore"]),
         .testTarget(name: "ColonyFuzzingTests", dependencies: ["ColonyFuzzing"]),
-        .testTarget(name: "ColonyEndToEndTests", dependencies: ["Colony", "NNG", "ColonyWire"]),
+        .testTarget(name: "ColonyEndToEndTests", dependencies: [
+            "Colony", "ColonyModel", "ColonyCore", "ColonyNode", "ColonyCoordinator", "ColonyStore", "ColonyHTTP", "ColonyCLI", "NNG", "ColonyWire",
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,7 +1,7 @@
 // A user's own node executable: Colony's built-in handlers plus `square`, with exactly the
 // flags of `colony node`. Built with the package, so the README's example always compiles:
 //   swift run colony-square-node --coordinator tcp://127.0.0.1:7411 --threads 2
-import Colony
+import ColonyNode
 import ColonyCLI
 
 /// Squares an integer.

@@ -1,5 +1,4 @@
-import ColonyCore
-import ColonyNode
+import ColonyModel
 import ColonyWire
 import Foundation
 import NNG
@@ -143,7 +142,7 @@ public actor ColonyClient {
                     group.addTask {
                         var request = Colony_V1_SubmitRequest()
                         request.session = session
-                        request.tasks = tasks[range].map(Self.spec)
+                        request.tasks = tasks[range].map(\.wire)
                         request.detached = tasks[range].contains { $0.detached }
                         let reply = try await self.request(.submit(request))
                         guard case .submitReply(let submitted) = reply, submitted.taskIds.count == range.count else {
@@ -202,7 +201,7 @@ public actor ColonyClient {
         let runSession = "\(session)/run-\(runCounter)"
         var submit = Colony_V1_SubmitRequest()
         submit.session = runSession
-        submit.tasks = [Self.spec(TaskSubmission(handler: handler, input: rawInput, key: runSession))]
+        submit.tasks = [TaskSubmission(handler: handler, input: rawInput, key: runSession).wire]
         submit.waitMs = 2000
         guard case .submitReply(let submitted) = try await request(.submit(submit)), let id = submitted.taskIds.first else {
             throw .protocolViolation("the coordinator answered a submit with something else")
@@ -232,7 +231,7 @@ public actor ColonyClient {
     }
 
     /// `map` with a handler type known to the client: `colony.map(PrimesHandler.self, ranges)`.
-    public func map<H: TaskHandler>(_ handler: H.Type, _ inputs: [H.Input]) async throws(ColonyError) -> [H.Output] {
+    public func map<H: HandlerSignature>(_ handler: H.Type, _ inputs: [H.Input]) async throws(ColonyError) -> [H.Output] {
         try await map(H.name, inputs, as: H.Output.self)
     }
 
@@ -258,13 +257,13 @@ public actor ColonyClient {
         var start = 0
         while start < inputs.count {
             let chunk = inputs[start..<min(start + chunkSize, inputs.count)]
-            var body = Array(#"{"handler":"#.utf8) + Array(try Self.encode(handler)) + Array(#","inputs":["#.utf8)
-            for (offset, input) in chunk.enumerated() {
-                if offset > 0 { body.append(UInt8(ascii: ",")) }
-                body += input
+            let body: [UInt8]
+            do {
+                body = try BatchFormat.input(handler: handler, inputs: chunk)
+            } catch {
+                throw .badInput("cannot encode the handler name '\(handler)' as JSON: \(error)")
             }
-            body += Array("]}".utf8)
-            submissions.append(TaskSubmission(handler: BatchHandler.name, input: body, options: options, poolHandler: handler))
+            submissions.append(TaskSubmission(handler: BatchFormat.handlerName, input: body, options: options, poolHandler: handler))
             start += chunk.count
         }
         let ids = try await submit(submissions)
@@ -413,17 +412,14 @@ public actor ColonyClient {
     }
 
     /// Tasks the coordinator knows, optionally only those in one phase.
-    public func tasks(in phase: CoordinatorCore.TaskPhase? = nil, limit: Int = 1000) async throws(ColonyError) -> [CoordinatorCore.TaskInfo] {
+    public func tasks(in phase: TaskPhase? = nil, limit: Int = 1000) async throws(ColonyError) -> [TaskInfo] {
         var request = Colony_V1_TasksRequest()
         request.state = phase?.rawValue ?? ""
         request.limit = UInt32(clamping: limit)
         guard case .tasksReply(let reply) = try await self.request(.tasks(request)) else {
             throw .protocolViolation("the coordinator answered a tasks request with something else")
         }
-        return reply.tasks.map {
-            CoordinatorCore.TaskInfo(id: $0.id, handler: $0.handler, phase: CoordinatorCore.TaskPhase(rawValue: $0.state) ?? .queued,
-                                     attempt: $0.attempt, node: $0.node, error: $0.error, priority: $0.priority)
-        }
+        return reply.tasks.map(TaskInfo.init(wire:))
     }
 
     /// The result of any task by id (whoever submitted it), waiting up to `wait` for it to
@@ -443,30 +439,6 @@ public actor ColonyClient {
     }
 
     // MARK: Internals
-
-    static func spec(_ task: TaskSubmission) -> Colony_V1_TaskSpec {
-        var spec = Colony_V1_TaskSpec()
-        spec.handler = task.handler
-        spec.input = Data(task.input)
-        let options = task.options
-        spec.priority = options.priority
-        spec.uses = options.uses
-        spec.after = options.after
-        spec.maxAttempts = UInt32(clamping: options.maxAttempts)
-        spec.retryOnError = options.retryOnError
-        // Checked in `submit` (a nan or inf here would trap).
-        if let timeout = options.timeoutSeconds { spec.timeoutMs = UInt32(clamping: (try? SecondsRange.taskTimeout.milliseconds(timeout, "")) ?? 0) }
-        spec.labels = options.requiredLabels
-        if let poolHandler = task.poolHandler { spec.poolHandler = poolHandler }
-        if let key = task.key { spec.key = key }
-        switch options.pool {
-        case .automatic: spec.pool = .default
-        case .thread: spec.pool = .thread
-        case .process: spec.pool = .process
-        case .io: spec.pool = .io
-        }
-        return spec
-    }
 
     static func encode(_ input: some Encodable) throws(ColonyError) -> [UInt8] {
         do {

@@ -1,4 +1,4 @@
-import ColonyCore
+import ColonyModel
 import NNG
 
 /// Everything the Colony client can fail with. `description` is one line for users.

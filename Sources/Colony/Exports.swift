@@ -1,6 +1,4 @@
-// `import Colony` gives users the whole public surface: client, handlers, node, coordinator.
-@_exported import ColonyCore
-@_exported import ColonyCoordinator
-@_exported import ColonyNode
-@_exported import ColonyStore
+// `import Colony` gives a client program the client and the values it works with. Nodes import
+// `ColonyNode` (handlers), programs that run a coordinator `ColonyCoordinator`.
+@_exported import ColonyModel
 @_exported import struct NNG.TLSSettings

@@ -1,4 +1,4 @@
-import ColonyCore
+import ColonyModel
 
 extension ClusterStatus {
     /// Why none of the connected nodes can take a task of `handler` with `options`: no node

@@ -1,4 +1,4 @@
-import ColonyCore
+import ColonyModel
 import ColonyWire
 import Foundation
 

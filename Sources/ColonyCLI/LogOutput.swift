@@ -1,5 +1,6 @@
 import ArgumentParser
 import Colony
+import ColonyModel
 import Foundation
 import Logging
 import Synchronization

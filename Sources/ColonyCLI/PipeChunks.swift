@@ -1,4 +1,5 @@
 import Colony
+import ColonyModel
 import ColonyWire
 
 /// How `colony map --pipe` cuts its input: whole lines, by size or by count, each chunk

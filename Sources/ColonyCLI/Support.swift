@@ -1,5 +1,6 @@
 import ArgumentParser
 import Colony
+import ColonyModel
 import Dispatch
 import Foundation
 import Synchronization

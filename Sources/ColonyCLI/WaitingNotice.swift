@@ -1,4 +1,5 @@
 import Colony
+import ColonyModel
 import Foundation
 
 /// One line on stderr when a client that waits for results would otherwise wait in silence:

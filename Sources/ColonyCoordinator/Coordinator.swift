@@ -1,4 +1,5 @@
 import ColonyCore
+import ColonyModel
 import ColonyStore
 import ColonyWire
 import Logging

@@ -1,4 +1,5 @@
 import ColonyCore
+import ColonyModel
 import ColonyStore
 import Logging
 
@@ -478,7 +479,7 @@ actor CoordinatorState {
         return result.cancelled
     }
 
-    func tasks(phase: CoordinatorCore.TaskPhase?, limit: Int) -> [CoordinatorCore.TaskInfo] {
+    func tasks(phase: TaskPhase?, limit: Int) -> [TaskInfo] {
         noticeJournalFailure()
         return core.taskInfos(phase: phase, limit: limit)
     }

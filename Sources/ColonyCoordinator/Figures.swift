@@ -1,4 +1,5 @@
 import ColonyCore
+import ColonyModel
 import Foundation
 
 /// What `colony top`, the dashboard and the metrics show beyond the status.

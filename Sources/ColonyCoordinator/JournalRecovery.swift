@@ -1,4 +1,5 @@
 import ColonyCore
+import ColonyModel
 import ColonyStore
 
 /// A core rebuilt from what a journal holds: at start, and after a failed commit (the memory

@@ -1,4 +1,5 @@
 import ColonyCore
+import ColonyModel
 import ColonyStore
 import CoreMetrics
 import Synchronization

@@ -1,4 +1,5 @@
 import ColonyCore
+import ColonyModel
 import ColonyStore
 import ColonyWire
 import Logging
@@ -252,10 +253,10 @@ public final class RequestHandler: Sendable {
                 reply.found = await state.drain(node: request.node, deadlineSeconds: deadline)
                 return .drainReply(reply)
             case .tasks(let request):
-                var phase: CoordinatorCore.TaskPhase?
+                var phase: TaskPhase?
                 if !request.state.isEmpty {
-                    guard let known = CoordinatorCore.TaskPhase(rawValue: request.state) else {
-                        let names = CoordinatorCore.TaskPhase.allCases.map(\.rawValue).joined(separator: ", ")
+                    guard let known = TaskPhase(rawValue: request.state) else {
+                        let names = TaskPhase.allCases.map(\.rawValue).joined(separator: ", ")
                         return Wire.errorBody(.invalidArgument, "unknown task state '\(request.state)' (one of \(names))")
                     }
                     phase = known

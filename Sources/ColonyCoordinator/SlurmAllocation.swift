@@ -1,4 +1,5 @@
 import ColonyCore
+import ColonyModel
 import ColonyWire
 import CoreMetrics
 import Foundation

@@ -1,3 +1,5 @@
+import ColonyModel
+
 /// Giving memory back after a large drain. Swift's dictionaries and sets keep their capacity
 /// when entries are removed, so a core that held a million tasks keeps tables sized for a
 /// million until they are rebuilt.

@@ -1,3 +1,5 @@
+import ColonyModel
+
 /// How long nodes have been silent, as far as the coordinator could have heard them.
 extension CoordinatorCore {
     /// The coordinator could not hear anything for `seconds` (it was stopped): every node's

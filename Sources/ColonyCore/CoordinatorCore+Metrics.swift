@@ -1,3 +1,5 @@
+import ColonyModel
+
 /// What the coordinator's metrics, `colony top` and the dashboard read from the core: exact
 /// task counts, failures by reason, the latest failures, and latency samples.
 extension CoordinatorCore {

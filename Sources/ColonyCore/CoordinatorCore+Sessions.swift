@@ -1,3 +1,5 @@
+import ColonyModel
+
 /// Client sessions: when their clients were last heard from, and what happens to the work of
 /// one that went away (see `Limits.sessionIdleSeconds`).
 extension CoordinatorCore {

@@ -1,3 +1,5 @@
+import ColonyModel
+
 extension CoordinatorCore {
     /// Checks the core's books against each other; returns what is wrong (empty when sound).
     /// The simulation calls it after every step; it is too slow for production use.

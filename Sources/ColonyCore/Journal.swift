@@ -1,3 +1,5 @@
+import ColonyModel
+
 /// A change to the coordinator's durable state, as the core reports it for the journal.
 ///
 /// The journal keeps *state*, not history: a row per task that is unfinished or whose result

@@ -1,3 +1,5 @@
+import ColonyModel
+
 /// The tasks ready to run: by priority (higher first), then by scheduling class (the limits a
 /// task uses and the labels it needs), FIFO within each class.
 ///

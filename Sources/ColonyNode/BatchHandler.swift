@@ -1,4 +1,5 @@
-import ColonyCore
+import ColonyModel
+import ColonyWire
 import Foundation
 
 /// `batch`: runs one handler over several inputs in one task (`map --chunk-size K`), so that
@@ -9,10 +10,8 @@ import Foundation
 /// A failing input fails only its own entry; counter changes of the inputs that succeeded are
 /// applied with the batch, those of failed inputs are dropped.
 public enum BatchHandler {
-    public static let name = "batch"
-
-    /// Most inputs in one batch.
-    public static let inputsMax = 100_000
+    public static let name = BatchFormat.handlerName
+    static let inputsMax = BatchFormat.inputsMax
 
     /// `{"handler": NAME, "inputs": [...]}`, no other keys.
     struct Input: Decodable {
@@ -66,37 +65,6 @@ public enum BatchHandler {
             }
             output.append(UInt8(ascii: "]"))
             return output
-        }
-    }
-}
-
-/// One entry of a batch's output.
-public struct BatchEntry: Decodable, Sendable {
-    public var ok: Bool
-    public var error: String?
-    /// The input's output, as raw JSON.
-    public var output: [UInt8]
-
-    enum CodingKeys: String, CodingKey { case ok, output, error }
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        ok = try container.decode(Bool.self, forKey: .ok)
-        error = try container.decodeIfPresent(String.self, forKey: .error)
-        output = []
-    }
-
-    /// Splits a batch output into its entries, keeping each output's raw JSON.
-    public static func split(_ bytes: [UInt8]) throws -> [BatchEntry] {
-        guard let array = try JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) as? [[String: Any]] else {
-            throw ValidationFailure("a batch output is a JSON array of objects")
-        }
-        return try array.map { object in
-            var entry = try JSONDecoder().decode(BatchEntry.self, from: JSONSerialization.data(withJSONObject: object))
-            if let value = object["output"] {
-                entry.output = Array(try JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed]))
-            }
-            return entry
         }
     }
 }

@@ -1,4 +1,4 @@
-import ColonyCore
+import ColonyModel
 import Foundation
 
 /// `echo`: returns its input unchanged (the no-op task of the benchmarks).

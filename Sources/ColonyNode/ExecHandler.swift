@@ -1,4 +1,4 @@
-import ColonyCore
+import ColonyModel
 import Foundation
 import Synchronization
 

@@ -1,4 +1,4 @@
-import ColonyCore
+import ColonyModel
 import Foundation
 import Synchronization
 
@@ -59,11 +59,10 @@ public struct TaskContext: Sendable {
 /// ```
 /// Inputs and outputs travel as JSON. A handler that throws fails its task with the error's
 /// description; it never takes the node down.
-public protocol TaskHandler: Sendable {
-    associatedtype Input: Codable & Sendable
-    associatedtype Output: Codable & Sendable
-    /// The name tasks use to ask for this handler.
-    static var name: String { get }
+public protocol TaskHandler: HandlerSignature {
+    // Restated so that `run`'s signature is enough to infer them.
+    associatedtype Input
+    associatedtype Output
     /// The pool its tasks run in unless they ask for one: `.thread` (the default),
     /// `.process` for work that may crash, leak or need killing, or `.io` for work that
     /// mostly waits (it holds no thread while it waits; on a node without io slots it runs

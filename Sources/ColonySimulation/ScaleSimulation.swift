@@ -1,4 +1,5 @@
 import ColonyCore
+import ColonyModel
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,6 @@
 import CSQLite
 import ColonyCore
+import ColonyModel
 import Foundation
 import Synchronization
 

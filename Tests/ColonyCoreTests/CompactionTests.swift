@@ -1,4 +1,5 @@
 import ColonyCore
+import ColonyModel
 import XCTest
 
 /// After a large drain the core's tables shrink back instead of staying sized for the peak.

@@ -1,4 +1,5 @@
 import ColonyCore
+import ColonyModel
 import XCTest
 
 /// Names reach error texts, status output and log lines: one with a control character is

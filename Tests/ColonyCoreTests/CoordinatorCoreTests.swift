@@ -1,4 +1,5 @@
 import ColonyCore
+import ColonyModel
 import XCTest
 
 final class CoordinatorCoreTests: XCTestCase {

@@ -1,4 +1,5 @@
 import ColonyCore
+import ColonyModel
 import XCTest
 
 /// One test per scheduling rule of the pure core.

@@ -1,4 +1,5 @@
 import ColonyCore
+import ColonyModel
 import XCTest
 
 /// A session whose client is not heard from for the session timeout leaves nothing behind;

@@ -1,4 +1,5 @@
 @testable import ColonyCore
+import ColonyModel
 import ColonySimulation
 import XCTest
 

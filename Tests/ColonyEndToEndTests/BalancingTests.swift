@@ -1,4 +1,6 @@
 import Colony
+import ColonyModel
+import ColonyNode
 import Foundation
 import XCTest
 

@@ -1,4 +1,5 @@
 import Colony
+import ColonyModel
 import ColonyCoordinator
 import Foundation
 #if canImport(FoundationNetworking)

@@ -1,4 +1,5 @@
 import Colony
+import ColonyModel
 import Foundation
 import XCTest
 

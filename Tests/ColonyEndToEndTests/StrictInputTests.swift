@@ -1,4 +1,6 @@
 import Colony
+import ColonyModel
+import ColonyWire
 import Foundation
 #if canImport(FoundationNetworking)
 import FoundationNetworking

@@ -1,4 +1,5 @@
 import ColonyCore
+import ColonyModel
 @testable import ColonyStore
 import Foundation
 import XCTest

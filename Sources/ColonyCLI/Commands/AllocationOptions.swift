@@ -1,5 +1,6 @@
 import ArgumentParser
 import Colony
+import ColonyModel
 import ColonyCoordinator
 import Foundation
 import Logging

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Colony
+import ColonyCore
+import ColonyModel
+import ColonyNode
 import Foundation
 import NNG
 

@@ -1,4 +1,5 @@
 import Colony
+import ColonyModel
 import ColonySimulation
 import Foundation
 

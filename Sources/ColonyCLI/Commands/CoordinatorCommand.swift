@@ -1,6 +1,10 @@
 import ArgumentParser
 import Colony
+import ColonyCoordinator
+import ColonyCore
+import ColonyModel
 import ColonyHTTP
+import ColonyStore
 import CoreMetrics
 import Foundation
 import Logging

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Colony
+import ColonyModel
+import ColonyNode
+import ColonyWire
 import Foundation
 
 /// `colony map -- CMD ARGS...`: a cluster-wide `xargs -P` / GNU parallel.
@@ -78,7 +81,7 @@ struct MapCommand: AsyncParsableCommand {
         if handler != nil && !argv.isEmpty { throw CLIError("give either a command or --handler, not both") }
         guard retries >= 0, retries < 1000 else { throw CLIError("--retries must be 0 to 999") }
         if let timeout { _ = try SecondsRange.taskTimeout.check(timeout, "--timeout") }
-        guard chunkSize >= 1, chunkSize <= BatchHandler.inputsMax else { throw CLIError("--chunk-size must be 1 to \(BatchHandler.inputsMax)") }
+        guard chunkSize >= 1, chunkSize <= BatchFormat.inputsMax else { throw CLIError("--chunk-size must be 1 to \(BatchFormat.inputsMax)") }
         if pipe {
             if handler != nil { throw CLIError("--pipe feeds a command's stdin: give a command after --, not --handler") }
             if chunkSize != 1 { throw CLIError("--pipe sends one chunk per task: leave out --chunk-size") }

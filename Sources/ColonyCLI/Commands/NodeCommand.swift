@@ -1,5 +1,7 @@
 import ArgumentParser
 import Colony
+import ColonyModel
+import ColonyNode
 import Foundation
 import Logging
 import Synchronization

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Colony
+import ColonyModel
 import Foundation
 
 /// `colony drain NODE`: a node finishes its running tasks, hands back the rest, and leaves.
@@ -168,10 +169,10 @@ struct TasksCommand: AsyncParsableCommand {
     var limit = 1000
 
     func run() async throws {
-        var phase: CoordinatorCore.TaskPhase?
+        var phase: TaskPhase?
         if let state {
-            guard let known = CoordinatorCore.TaskPhase(rawValue: state) else {
-                throw CLIError("unknown state '\(state)' (one of \(CoordinatorCore.TaskPhase.allCases.map(\.rawValue).joined(separator: ", ")))")
+            guard let known = TaskPhase(rawValue: state) else {
+                throw CLIError("unknown state '\(state)' (one of \(TaskPhase.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             phase = known
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Colony
+import ColonyModel
 import Foundation
 
 /// `colony status`: nodes, queue depth and counts.

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Colony
+import ColonyModel
+import ColonyNode
 import Foundation
 
 /// `colony submit HANDLER JSON`: queue one task, optionally wait for its result.

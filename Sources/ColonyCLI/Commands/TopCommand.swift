@@ -1,5 +1,7 @@
 import ArgumentParser
 import Colony
+import ColonyModel
+import ColonyWire
 import Foundation
 
 /// `colony top`: the cluster at a glance, refreshed in place.

@@ -1,6 +1,9 @@
 import ArgumentParser
 import Colony
+import ColonyCoordinator
+import ColonyModel
 import ColonyHTTP
+import ColonyNode
 import Foundation
 
 /// `colony up`: a coordinator and a local node in one process, running the demo workload.

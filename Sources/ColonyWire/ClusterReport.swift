@@ -1,4 +1,4 @@
-import ColonyWire
+import ColonyModel
 import Foundation
 
 /// The cluster at a glance, as JSON: what `colony status --json` prints, the HTTP API's

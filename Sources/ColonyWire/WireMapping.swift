@@ -1,18 +1,35 @@
-import ColonyCore
-import ColonyWire
+import ColonyModel
 import Foundation
 
 // Conversions between wire messages and core values. Kept apart so that the core knows
 // nothing of protobuf and the wire knows nothing of dispatch rules.
 
 extension TaskSubmission {
-    init(wire: Colony_V1_TaskSpec) {
+    public init(wire: Colony_V1_TaskSpec) {
         var options = TaskOptions(priority: wire.priority, uses: wire.uses, after: wire.after,
                                   maxAttempts: max(1, Int(wire.maxAttempts)), retryOnError: wire.retryOnError,
                                   requiredLabels: wire.labels, pool: TaskPool(wire: wire.pool))
         if wire.timeoutMs > 0 { options.timeoutSeconds = Double(wire.timeoutMs) / 1000 }
         self.init(handler: wire.handler, input: Array(wire.input), options: options,
                   poolHandler: wire.poolHandler.isEmpty ? nil : wire.poolHandler, key: wire.key.isEmpty ? nil : wire.key)
+    }
+
+    public var wire: Colony_V1_TaskSpec {
+        var spec = Colony_V1_TaskSpec()
+        spec.handler = handler
+        spec.input = Data(input)
+        spec.priority = options.priority
+        spec.uses = options.uses
+        spec.after = options.after
+        spec.maxAttempts = UInt32(clamping: options.maxAttempts)
+        spec.retryOnError = options.retryOnError
+        // The client checks it before (a nan or inf here would trap).
+        if let timeout = options.timeoutSeconds { spec.timeoutMs = UInt32(clamping: (try? SecondsRange.taskTimeout.milliseconds(timeout, "")) ?? 0) }
+        spec.labels = options.requiredLabels
+        if let poolHandler { spec.poolHandler = poolHandler }
+        if let key { spec.key = key }
+        spec.pool = options.pool.wire
+        return spec
     }
 }
 
@@ -49,13 +66,13 @@ extension FailureKind {
 }
 
 extension TaskOutcome {
-    init(wire: Colony_V1_TaskResult) {
+    public init(wire: Colony_V1_TaskResult) {
         self.init(id: wire.id, attempt: wire.attempt, succeeded: wire.ok, output: Array(wire.output),
                   error: wire.error, failure: wire.ok ? nil : FailureKind(wire: wire.failure), node: wire.node, runMicros: wire.runMicros,
                   counterOps: wire.counterOps.map { CounterOp(name: $0.name, delta: $0.delta) })
     }
 
-    var wire: Colony_V1_TaskResult {
+    public var wire: Colony_V1_TaskResult {
         var result = Colony_V1_TaskResult()
         result.id = id
         result.attempt = attempt
@@ -71,7 +88,7 @@ extension TaskOutcome {
 }
 
 extension DispatchedTask {
-    var wire: Colony_V1_Task {
+    public var wire: Colony_V1_Task {
         var task = Colony_V1_Task()
         task.id = id
         task.handler = handler
@@ -85,7 +102,7 @@ extension DispatchedTask {
 }
 
 extension NodeAnnouncement {
-    init(wire: Colony_V1_NodeInfo, prefetch: UInt32 = 0, processPrefetch: UInt32 = 0) {
+    public init(wire: Colony_V1_NodeInfo, prefetch: UInt32 = 0, processPrefetch: UInt32 = 0) {
         self.init(name: wire.name, host: wire.host, threadSlots: Int(wire.threadSlots), handlers: wire.handlers,
                   pid: Int(wire.pid), prefetch: Int(prefetch), labels: wire.labels,
                   processSlots: Int(wire.processSlots), processPrefetch: Int(processPrefetch),
@@ -93,7 +110,7 @@ extension NodeAnnouncement {
         draining = wire.draining
     }
 
-    var wire: Colony_V1_NodeInfo {
+    public var wire: Colony_V1_NodeInfo {
         var info = Colony_V1_NodeInfo()
         info.name = name
         info.host = host
@@ -111,7 +128,7 @@ extension NodeAnnouncement {
 }
 
 extension TaskPool {
-    init(wire: Colony_V1_Pool) {
+    public init(wire: Colony_V1_Pool) {
         switch wire {
         case .thread: self = .thread
         case .process: self = .process
@@ -120,7 +137,7 @@ extension TaskPool {
         }
     }
 
-    var wire: Colony_V1_Pool {
+    public var wire: Colony_V1_Pool {
         switch self {
         case .automatic: .default
         case .thread: .thread
@@ -131,7 +148,7 @@ extension TaskPool {
 }
 
 extension ClusterStatus {
-    var wire: Colony_V1_StatusReply {
+    public var wire: Colony_V1_StatusReply {
         var reply = Colony_V1_StatusReply()
         reply.nodes = nodes.map { node in
             var status = Colony_V1_NodeStatus()
@@ -184,7 +201,7 @@ extension ClusterStatus {
 }
 
 extension LimitStatus {
-    var wire: Colony_V1_LimitInfo {
+    public var wire: Colony_V1_LimitInfo {
         var info = Colony_V1_LimitInfo()
         info.name = name
         info.size = UInt32(clamping: size)
@@ -194,8 +211,13 @@ extension LimitStatus {
     }
 }
 
-extension CoordinatorCore.TaskInfo {
-    var wire: Colony_V1_TaskInfo {
+extension TaskInfo {
+    public init(wire: Colony_V1_TaskInfo) {
+        self.init(id: wire.id, handler: wire.handler, phase: TaskPhase(rawValue: wire.state) ?? .queued,
+                  attempt: wire.attempt, node: wire.node, error: wire.error, priority: wire.priority)
+    }
+
+    public var wire: Colony_V1_TaskInfo {
         var info = Colony_V1_TaskInfo()
         info.id = id
         info.handler = handler
@@ -208,63 +230,8 @@ extension CoordinatorCore.TaskInfo {
     }
 }
 
-extension ClusterFigures {
-    /// The status with figures, as `colony top`, `colony status --json` and the HTTP API get it.
-    func wire(status: ClusterStatus) -> Colony_V1_StatusReply {
-        var reply = status.wire
-        reply.uptimeSeconds = now
-        let slots = Dictionary(nodeSlots.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        for index in reply.nodes.indices {
-            let node = slots[reply.nodes[index].info.name]
-            reply.nodes[index].runningProcess = UInt32(clamping: node?.processBusy ?? 0)
-            reply.nodes[index].runningIo = UInt32(clamping: node?.ioBusy ?? 0)
-        }
-        var figures = Colony_V1_Figures()
-        figures.submitted = counts.submitted
-        figures.waiting = UInt64(counts.waiting)
-        figures.queued = UInt64(counts.queued)
-        figures.running = UInt64(counts.running)
-        figures.finishedPerSecondNow = finishedPerSecondNow
-        figures.finishedPerSecondMinute = finishedPerSecondMinute
-        if let queueWait {
-            figures.queueWaitP50Ms = queueWait.p50 * 1000
-            figures.queueWaitP99Ms = queueWait.p99 * 1000
-        }
-        if let runTime {
-            figures.runTimeP50Ms = runTime.p50 * 1000
-            figures.runTimeP99Ms = runTime.p99 * 1000
-        }
-        figures.recentFailures = recentFailures.reversed().map { note in
-            var wire = Colony_V1_FailureNote()
-            wire.id = note.id
-            wire.handler = note.handler
-            wire.error = note.error
-            wire.node = note.node
-            wire.secondsAgo = max(0, now - note.at)
-            wire.reason = note.reason.rawValue
-            return wire
-        }
-        figures.counters = counters.map { counter in
-            var value = Colony_V1_CounterValue()
-            value.name = counter.name
-            value.value = counter.value
-            return value
-        }
-        figures.failedByReason = Dictionary(uniqueKeysWithValues: counts.failedByReason.map { ($0.key.rawValue, $0.value) })
-        figures.refusedRequests = refusedRequests
-        figures.throughput = throughput.map { point in
-            var wire = Colony_V1_ThroughputPoint()
-            wire.secondsAgo = point.secondsAgo
-            wire.finishedPerSecond = point.perSecond
-            return wire
-        }
-        reply.figures = figures
-        return reply
-    }
-}
-
 extension NodeFigures {
-    init(wire: Colony_V1_NodeFigures) {
+    public init(wire: Colony_V1_NodeFigures) {
         self.init()
         rssBytes = wire.rssBytes
         childrenRSSBytes = wire.childrenRssBytes
@@ -274,7 +241,7 @@ extension NodeFigures {
         failedPulls = wire.failedPulls
     }
 
-    var wire: Colony_V1_NodeFigures {
+    public var wire: Colony_V1_NodeFigures {
         var wire = Colony_V1_NodeFigures()
         wire.rssBytes = rssBytes
         wire.childrenRssBytes = childrenRSSBytes

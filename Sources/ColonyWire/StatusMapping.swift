@@ -1,8 +1,7 @@
-import ColonyCore
-import ColonyWire
+import ColonyModel
 
 extension ClusterStatus {
-    init(wire: Colony_V1_StatusReply) {
+    public init(wire: Colony_V1_StatusReply) {
         self.init(
             nodes: wire.nodes.map { node in
                 ClusterStatus.Node(
@@ -36,7 +35,7 @@ extension ClusterStatus {
 }
 
 extension LimitStatus {
-    init(wire: Colony_V1_LimitInfo) {
+    public init(wire: Colony_V1_LimitInfo) {
         self.init(name: wire.name, size: Int(wire.size), inUse: Int(wire.inUse), highWater: Int(wire.highWater))
     }
 }
