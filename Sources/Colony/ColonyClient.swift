@@ -498,7 +498,11 @@ public actor ColonyClient {
             throw .protocolViolation("reply from \(url): \(error)")
         }
         if case .error(let refusal) = envelope.body {
-            throw refusal.code == .unavailable ? .unavailable(refusal.message) : .refused(refusal.message)
+            switch refusal.code {
+            case .unavailable: throw .unavailable(refusal.message)
+            case .notFound: throw .notFound(refusal.message)
+            default: throw .refused(refusal.message)
+            }
         }
         guard let reply = envelope.body else { throw .protocolViolation("empty reply from \(url)") }
         return reply

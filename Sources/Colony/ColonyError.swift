@@ -22,6 +22,8 @@ public enum ColonyError: Error, Sendable, CustomStringConvertible {
     case badInput(String)
     /// The coordinator no longer knows the task (its result was fetched elsewhere or expired).
     case unknownTask(TaskID)
+    /// The coordinator does not know what the request names (a task id, by the coordinator's words).
+    case notFound(String)
     /// The client was closed.
     case closed
     /// The peer spoke something other than Colony's protocol.
@@ -39,6 +41,7 @@ public enum ColonyError: Error, Sendable, CustomStringConvertible {
         case .taskFailed(let id, let reason, let node, _): "task \(id) failed on \(node.isEmpty ? "a node" : node): \(reason)"
         case .badOutput(let id, let reason): "task \(id) returned an unexpected output: \(reason)"
         case .badInput(let reason): "bad input: \(reason)"
+        case .notFound(let message): message
         case .unknownTask(let id): "task \(id) is not known to this client's session (result already fetched?)"
         case .closed: "the client is closed"
         case .protocolViolation(let what): "protocol error: \(what)"

@@ -493,7 +493,7 @@ actor CoordinatorState {
             return outcome
         }
         guard core.knows(id) else {
-            throw .invalidArgument("task \(id) is not known (never submitted, or its result was fetched or expired)")
+            throw .notFound("task \(id) is not known (never submitted, or its result was fetched or expired)")
         }
         if waitSeconds <= 0 || closed { return nil }
         let deadline = now + waitSeconds

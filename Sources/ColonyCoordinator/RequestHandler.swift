@@ -281,7 +281,8 @@ public final class RequestHandler: Sendable {
         } catch {
             switch error {
             case .unavailable(let why): return Wire.errorBody(.unavailable, why)
-            default: return Wire.errorBody(.invalidArgument, error.description)
+            case .notFound(let why): return Wire.errorBody(.notFound, why)
+            case .invalidArgument(let why): return Wire.errorBody(.invalidArgument, why)
             }
         }
     }
@@ -308,6 +309,7 @@ public final class RequestHandler: Sendable {
         case .invalidArgument: "invalid_argument"
         case .unauthorized: "unauthorized"
         case .unavailable: "unavailable"
+        case .notFound: "not_found"
         case .unspecified, .UNRECOGNIZED: "other"
         }
     }

@@ -84,9 +84,11 @@ public struct CoordinatorCore: Sendable {
         /// The coordinator takes no changes now (its journal cannot be written); the same
         /// request may succeed later.
         case unavailable(String)
+        /// The request names a task the coordinator does not know.
+        case notFound(String)
         public var description: String {
             switch self {
-            case .invalidArgument(let why), .unavailable(let why): why
+            case .invalidArgument(let why), .unavailable(let why), .notFound(let why): why
             }
         }
     }

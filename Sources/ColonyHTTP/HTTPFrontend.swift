@@ -154,7 +154,7 @@ public final class HTTPFrontend: Sendable {
         }
         let reply = await requests.answer(.result(query))
         guard case .fetchReply(let fetched) = reply else {
-            if case .error(let error) = reply, error.code == .invalidArgument, error.message.contains("not known") {
+            if case .error(let error) = reply, error.code == .notFound {
                 return Self.error(404, error.message)
             }
             return Self.refusal(reply)

@@ -126,6 +126,8 @@ public actor NodeAgent {
     /// The last pull (leaving) was answered: the node is done.
     private var drained = false
     private static let drainStopReason = "handed back: node draining past its deadline"
+    /// Tasks stopped at the drain deadline: what they report is a hand-back, not a result.
+    private var stoppedByDrain: Set<UInt64> = []
     /// Set when a drain gave up at its deadline: what was not handed back.
     private var drainGaveUp: DrainIncomplete?
     /// The latest reason a pull failed (for a drain that gives up).
@@ -176,10 +178,8 @@ public actor NodeAgent {
         guard !drained else { return }
         let results = pendingResults + unacknowledged.values.flatMap(\.results)
         let returned = toReturn.count + unacknowledged.values.reduce(0) { $0 + $1.returned.count }
-        let stopped = results.filter { !$0.ok && $0.error == Self.drainStopReason }.count
         drainGaveUp = DrainIncomplete(node: configuration.name, coordinator: configuration.coordinatorURL,
-                                      tasks: returned + stopped + running.count,
-                                      results: results.count - stopped, lastFailure: lastPullFailure)
+                                      tasks: returned + running.count, results: results.count, lastFailure: lastPullFailure)
         drained = true
         socket?.close()
         wake.notify()
@@ -187,6 +187,7 @@ public actor NodeAgent {
 
     /// At the drain deadline: stops what still runs (it is handed back as it ends).
     private func stopRemaining() {
+        stoppedByDrain.formUnion(running.keys)
         for stop in stopSignals.values { stop.stop(reason: Self.drainStopReason) }
         threadSlots?.stopAll(reason: Self.drainStopReason)
         ioSlots?.stopAll(reason: Self.drainStopReason)
@@ -650,7 +651,7 @@ public actor NodeAgent {
         // An exponentially weighted average (plus a little per-task overhead) of recent run times.
         let sample = Double(result.runMicros) + 5
         averageRunMicros[pool] = averageRunMicros[pool].map { $0 * 0.8 + sample * 0.2 } ?? sample
-        if !result.ok && result.error == Self.drainStopReason {
+        if !result.ok && stoppedByDrain.remove(result.id) != nil {
             // Stopped at the drain deadline: another node runs it; not a failure.
             toReturn.append(result.id)
             return

@@ -1478,6 +1478,10 @@ public nonisolated struct Colony_V1_ErrorReply: Sendable {
     /// The coordinator cannot write its journal: it takes no changes for now (reads are
     /// served). The same request may succeed later: retry (the Swift client every 250 ms).
     case unavailable // = 6
+
+    /// The request names something the coordinator does not know: a task id never submitted,
+    /// or one whose result was fetched or has expired. Sending it again fails again.
+    case notFound // = 7
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -1493,6 +1497,7 @@ public nonisolated struct Colony_V1_ErrorReply: Sendable {
       case 4: self = .invalidArgument
       case 5: self = .unauthorized
       case 6: self = .unavailable
+      case 7: self = .notFound
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -1506,6 +1511,7 @@ public nonisolated struct Colony_V1_ErrorReply: Sendable {
       case .invalidArgument: return 4
       case .unauthorized: return 5
       case .unavailable: return 6
+      case .notFound: return 7
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -1519,6 +1525,7 @@ public nonisolated struct Colony_V1_ErrorReply: Sendable {
       .invalidArgument,
       .unauthorized,
       .unavailable,
+      .notFound,
     ]
 
   }
@@ -3823,7 +3830,7 @@ nonisolated extension Colony_V1_ErrorReply: SwiftProtobuf.Message, SwiftProtobuf
 }
 
 nonisolated extension Colony_V1_ErrorReply.Code: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}CODE_MALFORMED\0\u{1}CODE_UNSUPPORTED_VERSION\0\u{1}CODE_TOO_LARGE\0\u{1}CODE_INVALID_ARGUMENT\0\u{1}CODE_UNAUTHORIZED\0\u{1}CODE_UNAVAILABLE\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}CODE_MALFORMED\0\u{1}CODE_UNSUPPORTED_VERSION\0\u{1}CODE_TOO_LARGE\0\u{1}CODE_INVALID_ARGUMENT\0\u{1}CODE_UNAUTHORIZED\0\u{1}CODE_UNAVAILABLE\0\u{1}CODE_NOT_FOUND\0")
 }
 
 nonisolated extension Colony_V1_Figures: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
