@@ -563,7 +563,7 @@ public actor ColonyClient {
 
     /// `12 s`, `1.5 s` (for messages).
     public static func format(_ duration: Duration) -> String {
-        formatSeconds(Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18) + " s"
+        formatSeconds(duration.inSeconds) + " s"
     }
 
     private func pumpWhileWaited(_ failures: inout Failures) async {

@@ -103,7 +103,7 @@ struct ProgramRun {
         process.waitUntilExit()
         status = process.terminationStatus
         stdout = String(decoding: FileManager.default.contents(atPath: files + ".out") ?? Data(), as: UTF8.self)
-        seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        seconds = elapsed.inSeconds
     }
 
     /// The first executable `program` in a folder of $PATH.

@@ -64,7 +64,7 @@ struct BenchPipeWorkloads {
         _ = try await colony.map(FetchHandler.name, [FetchHandler.Input(url: url)], as: FetchHandler.Output.self)
         var start = clock.now
         let answers = try await colony.map(FetchHandler.name, Array(repeating: FetchHandler.Input(url: url), count: fetches), as: FetchHandler.Output.self)
-        let w8Seconds = seconds(clock.now - start)
+        let w8Seconds = (clock.now - start).inSeconds
         guard answers.allSatisfy({ $0.status == 200 && $0.body == "ok" }) else { throw CLIError("W8: a fetch did not get the server's answer") }
         figures.values.append(("w8_fetch_wall_s", w8Seconds))
 
@@ -141,7 +141,4 @@ struct BenchPipeWorkloads {
         return candidates.first { FileManager.default.fileExists(atPath: $0) }
     }
 
-    private func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
 }

@@ -186,7 +186,7 @@ actor CoordinatorState {
 
     private var now: Double {
         let elapsed = clock.now - started
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return elapsed.inSeconds
     }
 
     func submit(_ submissions: [TaskSubmission], session: String) throws(CoordinatorCore.Refusal) -> [TaskID] {

@@ -28,7 +28,7 @@ public enum JournalRecovery {
         summary.limits = header.limits.count
         let core = restoration.finish(with: header)
         let elapsed = clock.now - started
-        summary.seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        summary.seconds = elapsed.inSeconds
         return (core, summary)
     }
 }

@@ -162,7 +162,7 @@ public actor SlurmAllocator {
 
     private var nowSeconds: Double {
         let elapsed = ContinuousClock.now - started
-        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        return elapsed.inSeconds
     }
 
     private func step() async {

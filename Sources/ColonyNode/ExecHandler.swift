@@ -179,7 +179,7 @@ public struct ExecHandler: TaskHandler {
             exitCode: exitCode, signal: signal,
             stdout: String(decoding: collected.stdout, as: UTF8.self), stderr: String(decoding: stderr, as: UTF8.self),
             truncated: collected.truncated, timedOut: timedOut,
-            durationMicros: UInt64(elapsed.components.seconds) * 1_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000_000))
+            durationMicros: elapsed.inMicroseconds)
     }
 
     /// A command that exits without reading all of its stdin must fail the write, not end the

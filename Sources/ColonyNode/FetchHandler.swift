@@ -202,7 +202,7 @@ public struct FetchHandler: TaskHandler {
         func remaining() throws -> Int32 {
             let left = deadline - ContinuousClock.now
             guard left > .zero else { throw ValidationFailure("\(name): timed out after \(formatSeconds(request.input.timeoutSeconds ?? 30)) s") }
-            return Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+            return Int32(clamping: left.inMillisecondsRoundedUp)
         }
         func failure(_ error: NNGError) -> any Error {
             if error.isCancelled { return CancellationError() }

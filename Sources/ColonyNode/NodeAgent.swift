@@ -571,7 +571,7 @@ public actor NodeAgent {
             let oldestQueuedAt = pool == .process ? processQueue.oldestQueuedAt : threadSlots?.oldestQueuedAt
             guard let oldest = oldestQueuedAt, now - oldest >= strandBound(pool) else { continue }
             let waited = now - oldest
-            let waitedMicros = Double(waited.components.seconds) * 1e6 + Double(waited.components.attoseconds) / 1e12
+            let waitedMicros = Double(waited.inMicroseconds)
             averageRunMicros[pool] = max(averageRunMicros[pool] ?? 0, waitedMicros)
             let stranded = pool == .process ? processQueue.takeAll() : (threadSlots?.takeQueued() ?? [])
             for task in stranded {
@@ -730,7 +730,7 @@ public actor NodeAgent {
             }
         }
         let elapsed = clock.now - start
-        result.runMicros = UInt64(elapsed.components.seconds) * 1_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000_000)
+        result.runMicros = elapsed.inMicroseconds
         return result
     }
 }

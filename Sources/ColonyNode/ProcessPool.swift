@@ -185,7 +185,7 @@ private final class ChildSlot: @unchecked Sendable {
         let started = clock.now
         defer {
             let elapsed = clock.now - started
-            result.runMicros = UInt64(elapsed.components.seconds) * 1_000_000 + UInt64(elapsed.components.attoseconds / 1_000_000_000_000)
+            result.runMicros = elapsed.inMicroseconds
         }
         if child == nil, let failure = start() {
             result.error = "process pool: \(failure)"
@@ -276,13 +276,12 @@ private final class ChildSlot: @unchecked Sendable {
         let deadline = clock.now + configuration.startTimeout
         while true {
             let left = deadline - clock.now
-            let milliseconds = max(0, Int(left.components.seconds) * 1000 + Int(left.components.attoseconds / 1_000_000_000_000_000))
+            let milliseconds = Int(left.inMillisecondsRoundedUp)
             if milliseconds == 0 {
                 kill(-process.pid, SIGKILL)
                 _ = SpawnedProcess.waitForExit(process.pid)
                 closeDescriptors(process)
-                let seconds = Double(configuration.startTimeout.components.seconds)
-                    + Double(configuration.startTimeout.components.attoseconds) / 1e18
+                let seconds = configuration.startTimeout.inSeconds
                 return "child \(process.pid) did not start within \(formatted(seconds)) s; killed"
             }
             var fds = [pollfd(fd: process.results, events: Int16(POLLIN), revents: 0),

@@ -384,8 +384,7 @@ public final class Store: @unchecked Sendable {
                     state.durable = ticket
                     state.statistics.commits += 1
                     state.statistics.records += UInt64(batch.count)
-                    state.statistics.commitMicros += UInt64(elapsed.components.seconds) * 1_000_000
-                        + UInt64(elapsed.components.attoseconds / 1_000_000_000_000)
+                    state.statistics.commitMicros += elapsed.inMicroseconds
                     let ready = state.waiters.filter { $0.ticket <= ticket }.map(\.continuation)
                     state.waiters.removeAll { $0.ticket <= ticket }
                     return ready

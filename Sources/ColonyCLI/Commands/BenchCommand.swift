@@ -112,7 +112,7 @@ struct BenchCommand: AsyncParsableCommand {
         let inputs = Array(0..<w1Tasks)
         var start = clock.now
         let echoed = try await colony.map("echo", inputs, as: Int.self)
-        let w1Seconds = seconds(clock.now - start)
+        let w1Seconds = (clock.now - start).inSeconds
         guard echoed == inputs else { throw CLIError("W1: outputs differ from inputs") }
         figures.append(("w1_tasks_per_s", Double(w1Tasks) / w1Seconds))
 
@@ -122,7 +122,7 @@ struct BenchCommand: AsyncParsableCommand {
         for i in 0..<w2Tasks {
             let t0 = clock.now
             let result = try await colony.runResult("echo", rawInput: Array("\(i)".utf8))
-            latencies.append(seconds(clock.now - t0) * 1e6)
+            latencies.append((clock.now - t0).inSeconds * 1e6)
             guard result.succeeded else { throw CLIError("W2: task failed: \(result.error)") }
         }
         latencies.sort()
@@ -133,7 +133,7 @@ struct BenchCommand: AsyncParsableCommand {
             let t0 = clock.now
             let id = try await colony.submit("echo", input: i)
             _ = try await colony.result(of: id)
-            latencies.append(seconds(clock.now - t0) * 1e6)
+            latencies.append((clock.now - t0).inSeconds * 1e6)
         }
         latencies.sort()
         figures.append(("w2_two_step_p50_us", percentile(latencies, 0.50)))
@@ -142,12 +142,12 @@ struct BenchCommand: AsyncParsableCommand {
         // W3
         start = clock.now
         let serialCount = PrimesHandler.countPrimes(in: 0..<w3Limit)
-        let serialSeconds = seconds(clock.now - start)
+        let serialSeconds = (clock.now - start).inSeconds
         let step = (w3Limit + 63) / 64
         let ranges = stride(from: 0, to: w3Limit, by: step).map { PrimesHandler.Range(lo: $0, hi: min($0 + step, w3Limit)) }
         start = clock.now
         let counts = try await colony.map(PrimesHandler.self, ranges)
-        let w3Seconds = seconds(clock.now - start)
+        let w3Seconds = (clock.now - start).inSeconds
         let total = counts.reduce(0, +)
         guard total == serialCount else { throw CLIError("W3: cluster counted \(total) primes, serial loop \(serialCount)") }
         figures.append(("w3_wall_s", w3Seconds))
@@ -157,7 +157,7 @@ struct BenchCommand: AsyncParsableCommand {
         // The same in the process pool: each task's input and result cross one more pipe hop.
         start = clock.now
         let inChildren = try await colony.map(PrimesHandler.name, ranges, as: Int.self, options: TaskOptions(pool: .process))
-        let w3ProcessSeconds = seconds(clock.now - start)
+        let w3ProcessSeconds = (clock.now - start).inSeconds
         guard inChildren.reduce(0, +) == serialCount else { throw CLIError("W3 (process pool): counted \(inChildren.reduce(0, +)) primes, serial loop \(serialCount)") }
         figures.append(("w3_process_wall_s", w3ProcessSeconds))
         figures.append(("w3_process_speedup", serialSeconds / w3ProcessSeconds))
@@ -167,7 +167,7 @@ struct BenchCommand: AsyncParsableCommand {
         _ = try await counter.set(0)
         start = clock.now
         _ = try await colony.map(CountHandler.self, Array(repeating: CountHandler.Input(counter: "bench-w4", times: 100), count: 200))
-        let w4Seconds = seconds(clock.now - start)
+        let w4Seconds = (clock.now - start).inSeconds
         let w4Final = try await counter.get()
         figures.append(("w4_incr_per_s", 20_000 / w4Seconds))
         figures.append(("w4_final", Double(w4Final)))
@@ -178,7 +178,7 @@ struct BenchCommand: AsyncParsableCommand {
         start = clock.now
         // On threads: the sleeps stand for work that holds a slot (`sleep` defaults to io slots).
         _ = try await colony.map("sleep", sleeps, as: Double.self, options: TaskOptions(pool: .thread))
-        let w5Makespan = seconds(clock.now - start)
+        let w5Makespan = (clock.now - start).inSeconds
         let w5Ideal = sleeps.reduce(0, +) / Double(threads)
         figures.append(("w5_makespan_s", w5Makespan))
         figures.append(("w5_ideal_s", w5Ideal))
@@ -275,7 +275,7 @@ struct BenchCommand: AsyncParsableCommand {
         for i in 0..<2200 {
             let t0 = clock.now
             _ = try await context.request(payload, timeout: .seconds(5))
-            if i >= 200 { samples.append(seconds(clock.now - t0) * 1e6) }
+            if i >= 200 { samples.append((clock.now - t0).inSeconds * 1e6) }
         }
         samples.sort()
         return [("w0_nng_rtt_p50_us", percentile(samples, 0.5)), ("w0_nng_rtt_p99_us", percentile(samples, 0.99))]
@@ -296,11 +296,11 @@ struct BenchCommand: AsyncParsableCommand {
         _ = try await colony.map("echo", Array(0..<2000), as: Int.self)
         var start = clock.now
         _ = try await colony.map("sleep", Array(repeating: 1.0, count: 8), as: Double.self, options: TaskOptions(pool: .thread))
-        let w5b = seconds(clock.now - start)
+        let w5b = (clock.now - start).inSeconds
         let sleeps = (1...400).map { $0 % 10 == 0 ? 0.05 : 0.001 }
         start = clock.now
         _ = try await colony.map("sleep", sleeps, as: Double.self, options: TaskOptions(pool: .thread))
-        let w5c = seconds(clock.now - start)
+        let w5c = (clock.now - start).inSeconds
         await colony.close()
         return [("w5b_makespan_s", w5b), ("w5c_makespan_s", w5c), ("w5c_ratio", w5c / (sleeps.reduce(0, +) / 4))]
     }
@@ -326,7 +326,7 @@ struct BenchCommand: AsyncParsableCommand {
         let inputs = Array(0..<w1Tasks)
         let echoed = try await colony.map("echo", inputs, as: Int.self)
         guard echoed == inputs else { throw CLIError("W1 durable: outputs differ from inputs") }
-        figures.append(("w1_durable_tasks_per_s", Double(w1Tasks) / seconds(clock.now - start)))
+        figures.append(("w1_durable_tasks_per_s", Double(w1Tasks) / (clock.now - start).inSeconds))
         await colony.close()
         stop(node)
 
@@ -345,7 +345,7 @@ struct BenchCommand: AsyncParsableCommand {
         coordinator = try spawn(executable, ["coordinator", "--listen", url, "--state", folder])
         colony = try await connectWithRetry(url)
         let status = try await colony.statusWhenUp()
-        figures.append(("recovery_s", seconds(clock.now - start)))
+        figures.append(("recovery_s", (clock.now - start).inSeconds))
         figures.append(("recovery_tasks", Double(status.queued)))
         if let size = try? FileManager.default.attributesOfItem(atPath: folder + "/colony.db")[.size] as? Int {
             figures.append(("state_file_mib", Double(size) / 1_048_576))
@@ -371,18 +371,15 @@ struct BenchCommand: AsyncParsableCommand {
         while true {
             let running = try await colony.tasks(in: .running)
             if ids.allSatisfy({ id in running.contains { $0.id == id && $0.node == "survivor" } }) { break }
-            guard seconds(clock.now - start) < 60 else { throw CLIError("node death: tasks did not move within 60 s") }
+            guard (clock.now - start).inSeconds < 60 else { throw CLIError("node death: tasks did not move within 60 s") }
             try await Task.sleep(for: .milliseconds(10))
         }
-        figures.append(("node_death_requeue_s", seconds(clock.now - start)))
+        figures.append(("node_death_requeue_s", (clock.now - start).inSeconds))
         _ = try await colony.cancel(ids)
         await colony.close()
         return figures
     }
 
-    func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-    }
 
     private func percentile(_ sorted: [Double], _ p: Double) -> Double {
         guard !sorted.isEmpty else { return 0 }

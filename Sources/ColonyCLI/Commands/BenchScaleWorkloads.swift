@@ -52,7 +52,7 @@ extension BenchCommand {
         let clock = ContinuousClock()
         let start = clock.now
         let outputs = try await colony.map("echo", inputs, as: Int.self)
-        let elapsed = seconds(clock.now - start)
+        let elapsed = (clock.now - start).inSeconds
         guard outputs == inputs else { throw CLIError("W7: outputs differ from inputs") }
         let failed = try await colony.status().failed
         waiters.cancel()

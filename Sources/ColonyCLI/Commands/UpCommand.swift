@@ -134,7 +134,7 @@ struct UpCommand: AsyncParsableCommand {
         }
         progress.finish()
         let elapsed = clock.now - started
-        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let seconds = elapsed.inSeconds
         print("primes below \(limit): \(total)")
         print(String(format: "%d tasks in %.2f s on %@", ids.count, seconds,
                      nodes.sorted { $0.key < $1.key }.map { "\($0.key) (\($0.value) tasks)" }.joined(separator: ", ")))
