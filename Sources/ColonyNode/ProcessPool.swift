@@ -282,7 +282,7 @@ private final class ChildSlot: @unchecked Sendable {
                 _ = SpawnedProcess.waitForExit(process.pid)
                 closeDescriptors(process)
                 let seconds = configuration.startTimeout.inSeconds
-                return "child \(process.pid) did not start within \(formatted(seconds)) s; killed"
+                return "child \(process.pid) did not start within \(formatSeconds(seconds)) s; killed"
             }
             var fds = [pollfd(fd: process.results, events: Int16(POLLIN), revents: 0),
                        pollfd(fd: process.stderr, events: Int16(POLLIN), revents: 0)]
@@ -412,26 +412,20 @@ private func signalName(_ number: Int32) -> String? {
     return names[number]
 }
 
-private func formatted(_ seconds: Double) -> String {
-    seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
-}
-
-/// Length-prefixed frames on a pipe: 4 bytes of length (little-endian), then the bytes.
+/// Length-prefixed frames (`LengthPrefix`) on a pipe.
 /// A zero-length frame from a child means "ready".
 enum Frames {
     static let bytesMax = colonyMessageBytesMax
 
     /// Writes one frame; false if the pipe is closed.
     static func write(_ bytes: [UInt8], to fd: Int32) -> Bool {
-        let length = UInt32(bytes.count)
-        let header: [UInt8] = [UInt8(length & 0xFF), UInt8((length >> 8) & 0xFF), UInt8((length >> 16) & 0xFF), UInt8(length >> 24)]
-        return writeAll(header + bytes, to: fd)
+        writeAll(LengthPrefix.header(bytes.count) + bytes, to: fd)
     }
 
     /// Reads one frame; nil at end-of-file, on an error or an oversized length.
     static func read(from fd: Int32) -> [UInt8]? {
-        guard let header = readExactly(4, from: fd) else { return nil }
-        let length = Int(header[0]) | Int(header[1]) << 8 | Int(header[2]) << 16 | Int(header[3]) << 24
+        guard let header = readExactly(LengthPrefix.headerBytes, from: fd) else { return nil }
+        let length = LengthPrefix.length(header)
         guard length <= bytesMax else { return nil }
         if length == 0 { return [] }
         return readExactly(length, from: fd)

@@ -558,14 +558,13 @@ private struct Statements {
     }
 }
 
-/// Lists of strings in one blob: each as a 4-byte length and its UTF-8 bytes.
+/// Lists of strings in one blob: each length-prefixed (`LengthPrefix`), as UTF-8.
 enum Strings {
     static func encode(_ strings: [String]) -> [UInt8] {
         var bytes: [UInt8] = []
         for string in strings {
             let utf8 = Array(string.utf8)
-            let length = UInt32(utf8.count)
-            bytes += [UInt8(length & 0xFF), UInt8((length >> 8) & 0xFF), UInt8((length >> 16) & 0xFF), UInt8(length >> 24)]
+            bytes += LengthPrefix.header(utf8.count)
             bytes += utf8
         }
         return bytes
@@ -574,9 +573,9 @@ enum Strings {
     static func decode(_ bytes: [UInt8]) -> [String] {
         var strings: [String] = []
         var offset = 0
-        while offset + 4 <= bytes.count {
-            let length = Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16 | Int(bytes[offset + 3]) << 24
-            offset += 4
+        while offset + LengthPrefix.headerBytes <= bytes.count {
+            let length = LengthPrefix.length(bytes, at: offset)
+            offset += LengthPrefix.headerBytes
             guard offset + length <= bytes.count else { break }
             strings.append(String(decoding: bytes[offset..<offset + length], as: UTF8.self))
             offset += length
