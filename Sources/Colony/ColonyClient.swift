@@ -42,6 +42,9 @@ public actor ColonyClient {
     /// This client's session: the coordinator keeps its tasks' results for it.
     public nonisolated let session: String
     public let options: Options
+    /// Waits between asking again: a coordinator answering UNAVAILABLE, a result pump whose
+    /// fetch failed.
+    static let retryBackoff = Backoff(baseSeconds: 0.05, maxSeconds: 0.25)
 
     private let socket: Socket
     private var idleContexts: [Context] = []
@@ -455,17 +458,16 @@ public actor ColonyClient {
     func request(_ body: Colony_V1_Envelope.OneOf_Body, patience: Duration? = nil) async throws(ColonyError) -> Colony_V1_Envelope.OneOf_Body {
         let patience = patience ?? options.patience
         let deadline = ContinuousClock.now + patience
-        var told = false
+        var refusals = 0
         while true {
             do {
                 return try await exchange(body, patience: patience)
             } catch .unavailable(let reason) {
-                guard ContinuousClock.now + .milliseconds(250) < deadline, !isClosed else { throw .unavailable(reason) }
-                if !told {
-                    told = true
-                    options.onUnavailable?(reason)
-                }
-                try? await Task.sleep(for: .milliseconds(250))
+                refusals += 1
+                let wait = Self.retryBackoff.delay(afterFailures: refusals)
+                guard ContinuousClock.now + wait < deadline, !isClosed else { throw .unavailable(reason) }
+                if refusals == 1 { options.onUnavailable?(reason) }
+                try? await Task.sleep(for: wait)
             }
         }
     }
@@ -613,7 +615,7 @@ public actor ColonyClient {
                     waiting = [:]
                     break
                 }
-                try? await Task.sleep(for: .milliseconds(min(250, 50 * failures.count)))
+                try? await Task.sleep(for: Self.retryBackoff.delay(afterFailures: failures.count))
             }
         }
     }

@@ -1199,10 +1199,9 @@ public struct CoordinatorCore: Sendable {
         task.lastFailure = failure
         if retryable && task.runs < task.options.maxAttempts {
             retriedTotal += 1
-            let exponent = Double(max(0, Int(task.attempt) - 1))
-            let base = min(limits.retryBackoffMaxSeconds, limits.retryBackoffBaseSeconds * pow2(exponent))
-            let jitter = 0.5 + Double(random.next() % 1_000_000) / 1_000_000
-            task.state = .backoff(until: now + base * jitter)
+            let backoff = Backoff(baseSeconds: limits.retryBackoffBaseSeconds, maxSeconds: limits.retryBackoffMaxSeconds, jitter: 0.5)
+            let unit = Double(random.next() % 1_000_000) / 1_000_000
+            task.state = .backoff(until: now + backoff.seconds(afterFailures: Int(task.attempt), unit: unit))
             backoffCount += 1
             timedTasks.insert(id)
             tasks[id] = task
@@ -1326,12 +1325,6 @@ public struct CoordinatorCore: Sendable {
             rememberedHead = 0
         }
     }
-}
-
-private func pow2(_ exponent: Double) -> Double {
-    var value = 1.0
-    for _ in 0..<Int(min(exponent, 60)) { value *= 2 }
-    return value
 }
 
 /// SplitMix64: a small, fast, seedable generator, so that runs replay exactly.

@@ -26,7 +26,7 @@ public struct NodeConfiguration: Sendable {
     /// retried with the same results.
     public var requestTimeout: Duration = .seconds(15)
     /// Pause after a failed pull before the next one.
-    public var retryDelay: Duration = .milliseconds(250)
+    public var retryBackoff = Backoff(baseSeconds: 0.05, maxSeconds: 0.25, jitter: 0.2)
     /// After the drain deadline, how long the node keeps trying to hand back what it stopped
     /// and its results before it gives up and `run` throws `DrainIncomplete` (a coordinator
     /// that is down must not keep a stopping node alive until a supervisor's SIGKILL).
@@ -132,6 +132,8 @@ public actor NodeAgent {
     private var drainGaveUp: DrainIncomplete?
     /// The latest reason a pull failed (for a drain that gives up).
     private var lastPullFailure: String?
+    /// Pulls failed since the last answered one: how long the next retry waits.
+    private var failuresInARow = 0
     /// What pulls in flight carry (by context), not yet taken by the coordinator.
     private var unacknowledged: [ObjectIdentifier: (results: [Colony_V1_TaskResult], returned: [UInt64])] = [:]
     /// The socket of `run`, so that a drain that gives up can end pulls in flight at once.
@@ -458,6 +460,7 @@ public actor NodeAgent {
     }
 
     private func accepted(_ tasks: [Colony_V1_Task], cancel: [UInt64], seq: UInt64, context: Context, leaving: Bool = false) {
+        failuresInARow = 0
         unacknowledged[ObjectIdentifier(context)] = nil
         highestReplySeq = max(highestReplySeq, seq)
         if leaving {
@@ -606,6 +609,7 @@ public actor NodeAgent {
         toReturn.insert(contentsOf: plan.returned, at: 0)
         if pendingSince == nil && !pendingResults.isEmpty { pendingSince = ContinuousClock.now }
         statistics.failedPulls += 1
+        failuresInARow += 1
         lastPullFailure = reason
         // Draining with nothing left to run or hand back: no need to wait for the coordinator
         // to say goodbye; it sees the node gone (its connection closes).
@@ -620,7 +624,7 @@ public actor NodeAgent {
                 configuration.log("node \(configuration.name): \(reason); retrying")
             }
             backingOff = true
-            try? await Task.sleep(for: configuration.retryDelay)
+            try? await Task.sleep(for: configuration.retryBackoff.delay(afterFailures: failuresInARow, unit: Double.random(in: 0..<1)))
             backingOff = false
         }
         freeContexts.append(plan.context)
