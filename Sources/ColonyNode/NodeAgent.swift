@@ -402,7 +402,7 @@ public actor NodeAgent {
     }
 
     /// Decides whether to pull now: always when nothing is in flight (the idle long poll),
-    /// and a second one only to deliver results while the first is held.
+    /// and a second one only to deliver results (or output, see `outputDue`) while the first is held.
     private func nextPull() -> PlannedPull? {
         absorbThreadResults()
         if backingOff || freeContexts.isEmpty || drained { return nil }

@@ -236,8 +236,8 @@ public nonisolated struct Colony_V1_Envelope: Sendable {
   /// Exactly one. Requests and their replies: submit -> submit_reply, pull -> pull_reply,
   /// fetch -> fetch_reply, status -> status_reply, counter -> counter_reply, limit ->
   /// limit_reply, cancel -> cancel_reply, tasks -> tasks_reply, result -> fetch_reply, drain
-  /// -> drain_reply; any request may instead get `error`. No body, or a reply sent as a
-  /// request: CODE_MALFORMED.
+  /// -> drain_reply, logs -> logs_reply; any request may instead get `error`. No body, or a
+  /// reply sent as a request: CODE_MALFORMED.
   public var body: Colony_V1_Envelope.OneOf_Body? = nil
 
   public var submit: Colony_V1_SubmitRequest {
@@ -400,7 +400,6 @@ public nonisolated struct Colony_V1_Envelope: Sendable {
     set {body = .drainReply(newValue)}
   }
 
-  /// logs -> logs_reply.
   public var logs: Colony_V1_LogsRequest {
     get {
       if case .logs(let v)? = body {return v}
@@ -422,8 +421,8 @@ public nonisolated struct Colony_V1_Envelope: Sendable {
   /// Exactly one. Requests and their replies: submit -> submit_reply, pull -> pull_reply,
   /// fetch -> fetch_reply, status -> status_reply, counter -> counter_reply, limit ->
   /// limit_reply, cancel -> cancel_reply, tasks -> tasks_reply, result -> fetch_reply, drain
-  /// -> drain_reply; any request may instead get `error`. No body, or a reply sent as a
-  /// request: CODE_MALFORMED.
+  /// -> drain_reply, logs -> logs_reply; any request may instead get `error`. No body, or a
+  /// reply sent as a request: CODE_MALFORMED.
   public nonisolated enum OneOf_Body: Equatable, Sendable {
     case submit(Colony_V1_SubmitRequest)
     case submitReply(Colony_V1_SubmitReply)
@@ -445,7 +444,6 @@ public nonisolated struct Colony_V1_Envelope: Sendable {
     case result(Colony_V1_ResultRequest)
     case drain(Colony_V1_DrainRequest)
     case drainReply(Colony_V1_DrainReply)
-    /// logs -> logs_reply.
     case logs(Colony_V1_LogsRequest)
     case logsReply(Colony_V1_LogsReply)
 
