@@ -56,6 +56,29 @@ final class JobFileTests: ClusterTestCase {
         await colony.close()
     }
 
+    func testTOMLHandlerInputsTravelAsJSON() async throws {
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let path = try file("""
+            [[tasks]]
+            name = "count"
+            handler = "primes"
+            input = { lo = 0, hi = 100 }
+            [[tasks]]
+            name = "list"
+            handler = "echo"
+            input = [1, 2.5, true, { a = "b" }]
+            after = ["count"]
+            [[tasks]]
+            name = "nothing"
+            handler = "echo"
+            """)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let run = try submitFile(path)
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertEqual(run.stdout, "25\n[1,2.5,true,{\"a\":\"b\"}]\nnull\n")
+        await colony.close()
+    }
+
     func testBadFilesAreRefusedInOneLineAndSubmitNothing() async throws {
         let colony = try await cluster.connect(waitingForNodes: 1)
         let task = "[[tasks]]\nname = \"a\"\ncommand = [\"true\"]\n"
