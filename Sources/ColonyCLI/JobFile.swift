@@ -193,18 +193,27 @@ struct JobFile: Sendable, Equatable {
             case .toml: document = try TOMLDecoder().decode(Document.self, from: text)
             case .yaml: document = try YAMLDecoder().decode(Document.self, from: text)
             }
-        } catch let error as TOMLParseError {
-            throw Refusal("line \(error.source.begin.line), column \(error.source.begin.column): \(oneLine(error.description))")
-        } catch let error as YamlError {
-            throw Refusal(oneLine(String(describing: error)))
-        } catch let error as UnknownFieldError {
-            throw Refusal(error.description)
-        } catch let error as DecodingError {
-            throw Refusal(describe(error))
         } catch {
-            throw Refusal(oneLine(String(describing: error)))
+            throw refusal(for: error, format: format, text: text)
         }
         return try plan(document)
+    }
+
+    /// One line for what the decoders threw (Yams wraps the real error in `dataCorrupted`).
+    private static func refusal(for error: any Error, format: Format, text: String) -> Refusal {
+        switch error {
+        case DecodingError.dataCorrupted(let context) where context.underlyingError != nil:
+            return refusal(for: context.underlyingError!, format: format, text: text)
+        case let error as DecodingError:
+            return Refusal(describe(error))
+        case let error as TOMLParseError:
+            return Refusal("line \(error.source.begin.line), column \(error.source.begin.column): \(oneLine(error.description))")
+        case let error as UnknownFieldError:
+            let line = format == .toml ? tomlLine(of: error.field, in: error.path, text: text) : nil
+            return Refusal((line.map { "line \($0): " } ?? "") + error.description)
+        default:
+            return Refusal(oneLine(String(describing: error)))
+        }
     }
 
     private static func plan(_ document: Document) throws(Refusal) -> JobFile {
@@ -317,6 +326,27 @@ struct JobFile: Sendable, Equatable {
         for index in order { level[index] = tasks[index].after.map { level[$0] + 1 }.max() ?? 0 }
         let count = (level.max() ?? -1) + 1
         return (0..<count).map { wave in order.filter { level[$0] == wave } }
+    }
+
+    /// The line (from 1) where `key` is set in the table at `path` ("", "defaults",
+    /// "tasks.N"), for a TOML file written with table headers; nil when not found so.
+    static func tomlLine(of key: String, in path: String, text: String) -> Int? {
+        var section = ""
+        var taskTables = 0
+        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.hasPrefix("[[") {
+                let name = line.dropFirst(2).prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces)
+                section = name == "tasks" ? "tasks.\(taskTables)" : name
+                if name == "tasks" { taskTables += 1 }
+            } else if line.hasPrefix("[") {
+                section = line.dropFirst().prefix { $0 != "]" }.trimmingCharacters(in: .whitespaces)
+            } else if section == path, line.hasPrefix(key) || line.hasPrefix("\"\(key)\""),
+                      line.dropFirst(line.hasPrefix(key) ? key.count : key.count + 2).trimmingCharacters(in: .whitespaces).hasPrefix("=") {
+                return index + 1
+            }
+        }
+        return nil
     }
 
     private static func oneLine(_ text: String) -> String {

@@ -84,16 +84,20 @@ final class JobFileTests: ClusterTestCase {
         let task = "[[tasks]]\nname = \"a\"\ncommand = [\"true\"]\n"
         let cases: [(String, String)] = [
             ("[[tasks]]\nname = \"a\"\ncommand = [\"true\"\n", "line 3"),
-            (task + "retires = 2\n", "unknown field 'retires' in tasks.0"),
-            ("[defaults]\ntimeuot = 5\n" + task, "unknown field 'timeuot' in defaults"),
+            (task + "retires = 2\n", "line 4: unknown field 'retires' in tasks.0"),
+            ("name = \"job\"\n[defaults]\nname = \"x\"\n" + task, "line 3: unknown field 'name' in defaults"),
             (task + "after = [\"b\"]\n[[tasks]]\nname = \"b\"\ncommand = [\"true\"]\nafter = [\"a\"]\n", "dependency cycle: a -> b -> a"),
             (task + "after = [\"nowhere\"]\n", "task 'a' depends on 'nowhere', which the file does not define"),
             (task + "[[tasks]]\nname = \"b\"\nhandler = \"echo\"\ninput = 1\nresources = { gpus = 1 }\n",
              "task 'b': resources need a coordinator with resource support"),
             (task + "priority = \"high\"\n", "tasks.0.priority: a value of the wrong type"),
         ]
-        for (text, expected) in cases {
-            let path = try file(text)
+        let yamlCases: [(String, String)] = [
+            ("tasks:\n  - name: a\n    command: [true\n", "line 3"),
+            ("tasks:\n  - name: a\n    comand: [true]\n", "unknown field 'comand' in tasks.0"),
+        ]
+        for (text, expected, suffix) in cases.map({ ($0, $1, "toml") }) + yamlCases.map({ ($0, $1, "yaml") }) {
+            let path = try file(text, extension: suffix)
             defer { try? FileManager.default.removeItem(atPath: path) }
             let run = try submitFile(path)
             XCTAssertNotEqual(run.status, 0, expected)
