@@ -94,9 +94,9 @@ public enum FuzzHarness {
         }
         switch envelope.body {
         case .submitReply, .pullReply, .fetchReply, .statusReply, .error, .counterReply, .limitReply, .cancelReply,
-             .tasksReply, .drainReply:
+             .tasksReply, .drainReply, .logsReply:
             return nil
-        case .submit, .pull, .fetch, .status, .counter, .limit, .cancel, .tasks, .result, .drain, nil:
+        case .submit, .pull, .fetch, .status, .counter, .limit, .cancel, .tasks, .result, .drain, .logs, nil:
             return "the reply is a request: \(String(describing: envelope.body))"
         }
     }
@@ -235,6 +235,39 @@ public enum FuzzHarness {
             pull(node("n1", draining: true), results: [result(1, node: "n1")], running: [], acked: 1, returned: [2], leaving: true),
             Wire.encode(.result(resultQuery)),
             fetch(session: "s2"),
+        ])))
+        // Live output: chunks on pulls (a gap, a stale attempt, an unknown task), read back.
+        func chunk(_ id: UInt64, _ stream: Colony_V1_OutputStream, offset: UInt64, _ text: String, attempt: UInt32 = 1) -> Colony_V1_OutputChunk {
+            var chunk = Colony_V1_OutputChunk()
+            chunk.taskID = id
+            chunk.attempt = attempt
+            chunk.stream = stream
+            chunk.offset = offset
+            chunk.data = Data(text.utf8)
+            return chunk
+        }
+        func withOutput(_ pullBytes: [UInt8], _ chunks: [Colony_V1_OutputChunk]) -> [UInt8] {
+            guard var envelope = try? Wire.decode(pullBytes), case .pull(var request) = envelope.body else { return pullBytes }
+            request.output = chunks
+            envelope.body = .pull(request)
+            return (try? envelope.serializedBytes()) ?? pullBytes
+        }
+        var logs = Colony_V1_LogsRequest()
+        var cursor = Colony_V1_LogCursor()
+        cursor.taskID = 1
+        var unknown = Colony_V1_LogCursor()
+        unknown.taskID = 77
+        logs.tasks = [cursor, unknown]
+        logs.waitMs = 1000
+        seeds.append(("live-output", input(of: [
+            submit([task("exec", "true") { $0.pool = .process }]),
+            pull(node("n1")),
+            withOutput(pull(node("n1")), [chunk(1, .stdout, offset: 0, "first\n"), chunk(1, .stderr, offset: 0, "err\n"),
+                                          chunk(1, .stdout, offset: 20, "after a gap\n"), chunk(77, .stdout, offset: 0, "nobody")]),
+            Wire.encode(.logs(logs)),
+            withOutput(pull(node("n1"), results: [result(1)], acked: 1), [chunk(1, .stdout, offset: 0, "stale", attempt: 0),
+                                                                          chunk(1, .unspecified, offset: 0, "?")]),
+            Wire.encode(.logs(logs)),
         ])))
         // Things a hostile peer sends.
         var otherVersion = Colony_V1_Envelope()

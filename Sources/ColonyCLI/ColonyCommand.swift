@@ -12,8 +12,8 @@ public struct ColonyCommand: AsyncParsableCommand {
             else tcp://127.0.0.1:7411.
             """,
         version: "0.1.0",
-        subcommands: [UpCommand.self, CoordinatorCommand.self, NodeCommand.self, SubmitCommand.self, MapCommand.self, ResultCommand.self,
-                      TasksCommand.self, CancelCommand.self, DrainCommand.self, CounterCommand.self, LimitCommand.self, StatusCommand.self, TopCommand.self,
+        subcommands: [UpCommand.self, CoordinatorCommand.self, NodeCommand.self, SubmitCommand.self, JobFileCommand.self, MapCommand.self, ResultCommand.self,
+                      TasksCommand.self, LogsCommand.self, CancelCommand.self, DrainCommand.self, CounterCommand.self, LimitCommand.self, StatusCommand.self, TopCommand.self,
                       BenchCommand.self]
     )
 

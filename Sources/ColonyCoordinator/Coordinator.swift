@@ -29,6 +29,8 @@ public final class Coordinator: Sendable {
         public var messageBytesMax = colonyMessageBytesMax
         /// Most results handed out by one fetch.
         public var resultsPerFetchMax = 8192
+        /// What is kept of tasks' live output (`colony logs`).
+        public var logs = TaskLogs.Bounds()
         public var limits = CoordinatorCore.Limits()
         /// The shared secret every request must carry (nil: none required). Compared in
         /// constant time; a request without it is refused and changes nothing.
@@ -69,6 +71,7 @@ public final class Coordinator: Sendable {
         bounds.messageBytesMax = configuration.messageBytesMax
         bounds.longPollSecondsMax = configuration.longPollSecondsMax
         bounds.resultsPerFetchMax = configuration.resultsPerFetchMax
+        bounds.logs = configuration.logs
         handler = RequestHandler(bounds: bounds, coreLimits: configuration.limits, token: configuration.token,
                                  store: store, restored: restored, logger: configuration.logger)
         store?.start()

@@ -41,7 +41,7 @@ actor CoordinatorState {
         var sequence: UInt64
     }
 
-    private var core: CoordinatorCore
+    private(set) var core: CoordinatorCore
     private let store: Store?
     /// The connection each node last pulled on, and back, to map a closed connection to its node.
     private var pipeOfNode: [String: UInt32] = [:]
@@ -49,8 +49,11 @@ actor CoordinatorState {
     private var parkedPulls: [String: ParkedPull] = [:]
     private var parkedFetches: [String: [ParkedFetch]] = [:]
     private var parkedResults: [TaskID: [(continuation: CheckedContinuation<TaskOutcome?, Never>, deadline: Double)]] = [:]
+    /// Tasks' live output (see `CoordinatorState+Logs`), and the log reads waiting for more.
+    var taskLogs: TaskLogs
+    var parkedLogReads: [ParkedLogRead] = []
     private var sequence: UInt64 = 0
-    private var closed = false
+    private(set) var closed = false
     private let clock = ContinuousClock()
     private let started: ContinuousClock.Instant
 
@@ -63,8 +66,10 @@ actor CoordinatorState {
 
     /// A state over `restored` (a core rebuilt from the store, made with `limits`: see
     /// `CoordinatorCore.Restoration`) or a new core, journaling to `store` (if any).
-    init(limits: CoordinatorCore.Limits, store: Store? = nil, restored: CoordinatorCore? = nil, logger: Logger? = nil) {
+    init(limits: CoordinatorCore.Limits, store: Store? = nil, restored: CoordinatorCore? = nil, logger: Logger? = nil,
+         logBounds: TaskLogs.Bounds = TaskLogs.Bounds()) {
         core = restored ?? CoordinatorCore(limits: limits)
+        taskLogs = TaskLogs(bounds: logBounds)
         self.logger = logger
         core.recordingEvents = logger != nil
         // The start is the first point of the throughput window: rates are known from then on.
@@ -184,7 +189,7 @@ actor CoordinatorState {
         }
     }
 
-    private var now: Double {
+    var now: Double {
         let elapsed = clock.now - started
         return elapsed.inSeconds
     }
@@ -373,6 +378,7 @@ actor CoordinatorState {
             }
             parkedFetches[session] = kept.isEmpty ? nil : kept
         }
+        answerParkedLogReads(now: t)
         journal()
     }
 
@@ -392,6 +398,7 @@ actor CoordinatorState {
             for parked in waiting { parked.continuation.resume(returning: ([], core.unfinished(session: session))) }
         }
         parkedFetches = [:]
+        answerParkedLogReads(now: .infinity)
     }
 
     private func wakeParkedPulls() {

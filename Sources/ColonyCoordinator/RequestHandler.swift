@@ -19,6 +19,8 @@ public final class RequestHandler: Sendable {
         public var longPollSecondsMax = 5.0
         /// Most results handed out by one fetch.
         public var resultsPerFetchMax = 8192
+        /// What the coordinator keeps of tasks' live output.
+        public var logs = TaskLogs.Bounds()
 
         public init() {}
     }
@@ -40,7 +42,7 @@ public final class RequestHandler: Sendable {
         tokenBytes = token.map { Array($0.utf8) }
         self.logger = logger
         self.store = store
-        state = CoordinatorState(limits: coreLimits, store: store, restored: restored, logger: logger)
+        state = CoordinatorState(limits: coreLimits, store: store, restored: restored, logger: logger, logBounds: bounds.logs)
     }
 
     /// Whether `token` is the coordinator's (always, when it has none). Constant time: other
@@ -200,6 +202,8 @@ public final class RequestHandler: Sendable {
                 let wait = min(Double(pull.waitMs) / 1000, limits.longPollSecondsMax)
                 var announcement = NodeAnnouncement(wire: pull.node, prefetch: pull.prefetch, processPrefetch: pull.processPrefetch)
                 if pull.hasFigures { announcement.figures = NodeFigures(wire: pull.figures) }
+                // Before the results: a task's output is in its log once it is seen finished.
+                if !pull.output.isEmpty { await state.appendOutput(Self.outputChunks(pull.output)) }
                 let answer = try await state.pull(node: announcement, brief: pull.node.brief,
                                                   results: pull.results.map(TaskOutcome.init(wire:)),
                                                   running: pull.ackedDispatchSeq > 0 ? Set(pull.running) : nil,
@@ -274,8 +278,10 @@ public final class RequestHandler: Sendable {
                     reply.pending = 1
                 }
                 return .fetchReply(reply)
+            case .logs(let request):
+                return try await answerLogs(request, waitSecondsMax: limits.longPollSecondsMax)
             case .submitReply, .pullReply, .fetchReply, .statusReply, .error, .counterReply, .limitReply, .cancelReply,
-                 .tasksReply, .drainReply, nil:
+                 .tasksReply, .drainReply, .logsReply, nil:
                 return Wire.errorBody(.malformed, "the coordinator takes requests (submit, pull, fetch, status), not replies")
             }
         } catch {
@@ -290,7 +296,7 @@ public final class RequestHandler: Sendable {
     /// Requests that change nothing (a fetch may forget results, a pull applies them: not these).
     static func isRead(_ body: Colony_V1_Envelope.OneOf_Body?) -> Bool {
         switch body {
-        case .status, .tasks: true
+        case .status, .tasks, .logs: true
         case .counter(let request): request.op == .get || request.op == .list
         case .limit(let request): request.list
         default: false

@@ -1,4 +1,5 @@
 import ColonyModel
+import ColonyWire
 import Foundation
 import Synchronization
 
@@ -159,8 +160,10 @@ public struct ExecHandler: TaskHandler {
         // This runs on the node's thread pool (dedicated threads), so blocking in poll(2)
         // here starves nothing.
         let deadline = input.timeoutSeconds.map { started + .milliseconds(Int($0 * 1000)) }
+        let live = context.output
         let collected = child.communicate(input: stdin ?? [], limit: limit, deadline: deadline,
-                                          isCancelled: { Task.isCancelled })
+                                          isCancelled: { Task.isCancelled },
+                                          onOutput: live.map { sink in { isOut, bytes in sink.write(bytes, to: isOut ? .stdout : .stderr) } })
         if collected.cancelled { throw CancellationError() }
         let timedOut = collected.timedOut
         let stderr = collected.stderr

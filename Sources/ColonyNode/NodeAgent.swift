@@ -119,7 +119,14 @@ public actor NodeAgent {
     /// When the oldest of `pendingResults` was added.
     private var pendingSince: ContinuousClock.Instant?
     private var lingerTimerArmed = false
-    private let wake = WakeSignal()
+    private let wake: WakeSignal
+    /// Running tasks' live output, for the next pulls.
+    private let outbox: TaskOutputOutbox
+    /// When a pull last carried output: a pull of its own for output goes at most every
+    /// `outputPullInterval`, so chatty commands cost a few pulls a second, not one per line.
+    private var outputSentAt: ContinuousClock.Instant?
+    private var outputTimerArmed = false
+    static let outputPullInterval = Duration.milliseconds(100)
     /// Draining: no new tasks; queued ones (and, past the deadline, running ones) go back.
     private var draining = false
     private var toReturn: [UInt64] = []
@@ -154,6 +161,9 @@ public actor NodeAgent {
         self.handlerNames = registry.names
         self.processHandlerNames = registry.processDefaultNames
         self.ioHandlerNames = registry.ioDefaultNames
+        let wake = WakeSignal()
+        self.wake = wake
+        outbox = TaskOutputOutbox(arrived: { wake.notify() })
     }
 
     /// Stops taking tasks: queued ones are handed back at once, running ones may finish
@@ -255,14 +265,17 @@ public actor NodeAgent {
         let nodeName = configuration.name
         let outputBytesMax = configuration.outputBytesMax
         let wake = self.wake
+        let outbox = self.outbox
         let slots = ThreadSlots(slots: configuration.threads, executor: pool, resultsReady: { wake.notify() }) { task, stop in
-            await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax, stop: stop, poolKind: .thread)
+            await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax, stop: stop, poolKind: .thread,
+                               output: outbox.add)
         }
         threadSlots = slots
         slots.start()
         let ioSlots = configuration.ioSlots > 0
             ? ThreadSlots(slots: configuration.ioSlots, executor: nil, resultsReady: { wake.notify() }) { task, stop in
-                await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax, stop: stop, poolKind: .io)
+                await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax, stop: stop, poolKind: .io,
+                                   output: outbox.add)
             }
             : nil
         self.ioSlots = ioSlots
@@ -294,7 +307,7 @@ public actor NodeAgent {
                         stopSignals[task.id] = stop
                         group.addTask {
                             let watchdog = Self.watchdog(for: task, stop: stop)
-                            let result = await processPool.run(task, nodeName: nodeName, stop: stop)
+                            let result = await processPool.run(task, nodeName: nodeName, stop: stop, output: outbox.add)
                             watchdog?.cancel()
                             if let plan = await self.finishedInProcess(result) { await self.perform(plan) }
                         }
@@ -349,6 +362,12 @@ public actor NodeAgent {
                             await self.lingerTimerFired()
                         }
                     }
+                    if let deadline = armOutputTimer() {
+                        group.addTask {
+                            try? await Task.sleep(until: deadline, clock: .continuous)
+                            await self.outputTimerFired()
+                        }
+                    }
                     await wake.wait()
                 }
             }
@@ -367,8 +386,26 @@ public actor NodeAgent {
         wake.notify()
     }
 
+    /// While output waits and a pull is out: when a pull of its own may take it.
+    private func armOutputTimer() -> ContinuousClock.Instant? {
+        guard !outputTimerArmed, inFlight >= 1, let sentAt = outputSentAt, !outbox.isEmpty else { return nil }
+        outputTimerArmed = true
+        return sentAt + Self.outputPullInterval
+    }
+
+    private func outputTimerFired() {
+        outputTimerArmed = false
+        wake.notify()
+    }
+
+    /// Output waits and may go in a pull of its own now (see `outputPullInterval`).
+    private var outputDue: Bool {
+        guard !outbox.isEmpty else { return false }
+        return outputSentAt.map { ContinuousClock.now - $0 >= Self.outputPullInterval } ?? true
+    }
+
     /// Decides whether to pull now: always when nothing is in flight (the idle long poll),
-    /// and a second one only to deliver results while the first is held.
+    /// and a second one only to deliver results (or output, see `outputDue`) while the first is held.
     private func nextPull() -> PlannedPull? {
         absorbThreadResults()
         if backingOff || freeContexts.isEmpty || drained { return nil }
@@ -376,7 +413,7 @@ public actor NodeAgent {
         // Drained: nothing runs, nothing waits to be delivered, no other pull out. Leave.
         let leaving = draining && inFlight == 0 && threadsIdle && executingProcesses == 0
             && processQueue.isEmpty && pendingResults.count <= configuration.resultsPerPullMax
-        if inFlight >= 1 && pendingResults.isEmpty && toReturn.isEmpty { return nil }
+        if inFlight >= 1 && pendingResults.isEmpty && toReturn.isEmpty && !outputDue { return nil }
         if inFlight >= 1 && ((threadSlots?.hasQueued ?? false) || !processQueue.isEmpty), let since = pendingSince,
            ContinuousClock.now - since < configuration.resultLinger {
             // Busy: let a few more results join this batch (the linger timer sends it).
@@ -384,10 +421,15 @@ public actor NodeAgent {
         }
         let context = freeContexts.removeLast()
         inFlight += 1
+        // Output first: a task's result never reaches the coordinator before its output.
+        let output = outbox.isEmpty ? [] : outbox.take()
+        if !output.isEmpty { outputSentAt = ContinuousClock.now }
+        let outputHeld = outbox.isEmpty ? [] : outbox.pendingTaskIDs
         var results: [Colony_V1_TaskResult] = []
         var bytes = 0
         var taken = 0
         for result in pendingResults {
+            if !outputHeld.isEmpty && outputHeld.contains(result.id) { break }
             let size = result.output.count + result.error.utf8.count + 64
             if taken == configuration.resultsPerPullMax || (taken > 0 && bytes + size > configuration.resultBytesPerPullMax) { break }
             results.append(result)
@@ -419,6 +461,7 @@ public actor NodeAgent {
         toReturn = []
         pull.leaving = leaving && pendingResults.isEmpty
         pull.results = results
+        pull.output = output
         // Acknowledge only when no other pull is in flight: then every reply sent before has
         // been processed, and tasks up to it that the node does not run were really lost.
         // The running list matters only with an acknowledgement, so it travels only then.
@@ -687,7 +730,8 @@ public actor NodeAgent {
     /// checks for cancellation holds its slot until it returns (its result is then replaced
     /// by the stop's reason).
     static func execute(_ task: Colony_V1_Task, registry: HandlerRegistry, nodeName: String, outputBytesMax: Int,
-                        stop: StopSignal, poolKind: TaskPool) async -> Colony_V1_TaskResult {
+                        stop: StopSignal, poolKind: TaskPool,
+                        output: (@Sendable (Colony_V1_OutputChunk) -> Void)? = nil) async -> Colony_V1_TaskResult {
         var result = Colony_V1_TaskResult()
         result.id = task.id
         result.attempt = task.attempt
@@ -700,8 +744,9 @@ public actor NodeAgent {
             result.failure = .failureUnknownHandler
             return result
         }
-        let context = TaskContext(taskID: task.id, attempt: task.attempt, nodeName: nodeName,
+        var context = TaskContext(taskID: task.id, attempt: task.attempt, nodeName: nodeName,
                                   dependencyOutputs: task.dependencies.mapValues { Array($0) }, pool: poolKind)
+        context.output = output.map { TaskOutputSink(taskID: task.id, attempt: task.attempt, deliver: $0) }
         // Inline, in the caller's task: a stop cancels that task (see ThreadSlots), and a
         // handler that never suspends never leaves its thread.
         let outcome: Result<[UInt8], any Error>

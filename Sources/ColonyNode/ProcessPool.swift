@@ -74,13 +74,15 @@ final class ProcessPool: Sendable {
 
     /// Runs `task` in a child and returns its result (never throws: every failure is a
     /// failed result). `stop` kills the child; so does cancelling the calling task.
-    func run(_ task: Colony_V1_Task, nodeName: String, stop: StopSignal) async -> Colony_V1_TaskResult {
+    /// The child's live output of the task goes to `output` as it comes.
+    func run(_ task: Colony_V1_Task, nodeName: String, stop: StopSignal,
+             output: (@Sendable (Colony_V1_OutputChunk) -> Void)? = nil) async -> Colony_V1_TaskResult {
         let index = await acquire()
         let slot = slots[index]
         return await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
                 Task(executorPreference: executor) {
-                    let result = slot.execute(task, nodeName: nodeName, stop: stop)
+                    let result = slot.execute(task, nodeName: nodeName, stop: stop, output: output)
                     continuation.resume(returning: result)
                     // Replace a dead or worn-out child before the slot is taken again.
                     slot.prepare()
@@ -171,7 +173,8 @@ private final class ChildSlot: @unchecked Sendable {
     }
 
     /// Runs one task in the child (starting one if needed); blocks until it ends.
-    func execute(_ task: Colony_V1_Task, nodeName: String, stop: StopSignal) -> Colony_V1_TaskResult {
+    func execute(_ task: Colony_V1_Task, nodeName: String, stop: StopSignal,
+                 output: (@Sendable (Colony_V1_OutputChunk) -> Void)?) -> Colony_V1_TaskResult {
         lock.lock()
         defer { lock.unlock() }
         var result = Colony_V1_TaskResult()
@@ -229,9 +232,13 @@ private final class ChildSlot: @unchecked Sendable {
             }
             if fds[1].revents != 0 { drainStderr(child.stderr, once: true) }
             guard fds[0].revents != 0 else { continue }
-            guard let frame = Frames.read(from: child.results) else {
+            guard let (frame, isOutput) = Frames.readTagged(from: child.results) else {
                 (result.error, result.failure) = reasonForDeath(of: child, stop: stop)
                 return result
+            }
+            if isOutput {
+                if let chunk = try? Colony_V1_OutputChunk(serializedBytes: frame) { output?(chunk) }
+                continue
             }
             do {
                 var reported = try Colony_V1_TaskResult(serializedBytes: frame)
@@ -413,22 +420,31 @@ private func signalName(_ number: Int32) -> String? {
 }
 
 /// Length-prefixed frames (`LengthPrefix`) on a pipe.
-/// A zero-length frame from a child means "ready".
+/// A zero-length frame from a child means "ready". A child's live output (an OutputChunk)
+/// travels in a frame whose length has `outputFlag` set, between its task and its result.
 enum Frames {
     static let bytesMax = colonyMessageBytesMax
+    static let outputFlag: UInt32 = 1 << 31
 
     /// Writes one frame; false if the pipe is closed.
-    static func write(_ bytes: [UInt8], to fd: Int32) -> Bool {
-        writeAll(LengthPrefix.header(bytes.count) + bytes, to: fd)
+    static func write(_ bytes: [UInt8], to fd: Int32, output: Bool = false) -> Bool {
+        writeAll(LengthPrefix.header(bytes.count | (output ? Int(outputFlag) : 0)) + bytes, to: fd)
     }
 
     /// Reads one frame; nil at end-of-file, on an error or an oversized length.
     static func read(from fd: Int32) -> [UInt8]? {
+        guard let (bytes, output) = readTagged(from: fd), !output else { return nil }
+        return bytes
+    }
+
+    /// Reads one frame and whether it is output (see `outputFlag`).
+    static func readTagged(from fd: Int32) -> (bytes: [UInt8], output: Bool)? {
         guard let header = readExactly(LengthPrefix.headerBytes, from: fd) else { return nil }
-        let length = LengthPrefix.length(header)
+        let word = UInt32(LengthPrefix.length(header))
+        let length = Int(word & ~outputFlag)
         guard length <= bytesMax else { return nil }
-        if length == 0 { return [] }
-        return readExactly(length, from: fd)
+        if length == 0 { return ([], word & outputFlag != 0) }
+        return readExactly(length, from: fd).map { ($0, word & outputFlag != 0) }
     }
 
     private static func writeAll(_ bytes: [UInt8], to fd: Int32) -> Bool {

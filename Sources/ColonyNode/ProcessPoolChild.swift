@@ -58,19 +58,26 @@ public enum ProcessPoolChild {
         let nodeName = environment[nodeNameVariable] ?? "child"
         let tasksIn: Int32 = 3
         let resultsOut: Int32 = 4
+        let outputLock = NSLock()
         guard Frames.write([], to: resultsOut) else { exit(0) }
         while true {
             guard let frame = Frames.read(from: tasksIn) else { exit(0) }
             let result: Colony_V1_TaskResult
             if let task = try? Colony_V1_Task(serializedBytes: frame) {
                 result = await NodeAgent.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: colonyMessageBytesMax,
-                                                  stop: StopSignal(), poolKind: .process)
+                                                  stop: StopSignal(), poolKind: .process, output: { chunk in
+                    // Output goes between the task and its result on the same pipe, so the
+                    // node has all of it before the result.
+                    guard let bytes = try? chunk.serializedBytes() as [UInt8] else { return }
+                    outputLock.withLock { _ = Frames.write(bytes, to: resultsOut, output: true) }
+                })
             } else {
                 var failed = Colony_V1_TaskResult()
                 failed.error = "process pool child could not read its task"
                 result = failed
             }
-            guard let bytes = try? result.serializedBytes() as [UInt8], Frames.write(bytes, to: resultsOut) else { exit(0) }
+            guard let bytes = try? result.serializedBytes() as [UInt8],
+                  outputLock.withLock({ Frames.write(bytes, to: resultsOut) }) else { exit(0) }
         }
     }
 }

@@ -181,8 +181,10 @@ struct SpawnedProcess {
     /// Feeds `input` to the child, drains its stdout and stderr (keeping `limit` bytes of
     /// each) and reaps it, all on the calling thread with poll(2): no helper threads, so a
     /// node running many small commands does not wait for Dispatch to grow its thread pool.
-    /// Past `deadline`, or once `isCancelled` says so, the child is killed.
-    func communicate(input: [UInt8], limit: Int, deadline: ContinuousClock.Instant?, isCancelled: () -> Bool) -> Collected {
+    /// Past `deadline`, or once `isCancelled` says so, the child is killed. Every read is also
+    /// given to `onOutput` (true: stdout) as it arrives, the bytes past `limit` included.
+    func communicate(input: [UInt8], limit: Int, deadline: ContinuousClock.Instant?, isCancelled: () -> Bool,
+                     onOutput: ((Bool, ArraySlice<UInt8>) -> Void)? = nil) -> Collected {
         var collected = Collected()
         var open: [Int32] = [stdout, stderr]
         var inputOffset = 0
@@ -233,6 +235,7 @@ struct SpawnedProcess {
                     continue
                 }
                 let isOut = entry.fd == stdout
+                onOutput?(isOut, buffer[0..<count])
                 let kept = isOut ? collected.stdout.count : collected.stderr.count
                 let room = max(0, limit - kept)
                 if room > 0 {

@@ -1,4 +1,5 @@
 import ColonyModel
+import ColonyWire
 import Foundation
 import Synchronization
 
@@ -15,6 +16,8 @@ public struct TaskContext: Sendable {
     /// The pool it runs in: `.thread` or `.io` (in the node's process) or `.process` (in a child).
     public let pool: TaskPool
     let recorder: CounterRecorder
+    /// Where live output goes while the attempt runs (nil: nowhere, e.g. a handler called directly).
+    var output: TaskOutputSink?
 
     public init(taskID: UInt64, attempt: UInt32, nodeName: String, dependencyOutputs: [UInt64: [UInt8]] = [:], pool: TaskPool = .thread) {
         self.pool = pool
@@ -38,6 +41,13 @@ public struct TaskContext: Sendable {
             throw ValidationFailure("task \(taskID) has no dependency \(id)")
         }
         return try JSONDecoder().decode(T.self, from: Data(bytes))
+    }
+
+    /// Streams `line` to the coordinator while the task runs, on the task's stderr stream
+    /// (`colony logs TASK_ID` shows it). Logs are bounded (the latest 64 KiB per task are
+    /// kept) and best effort; the task's result is unaffected.
+    public func log(_ line: String) {
+        output?.write(Array((line.hasSuffix("\n") ? line : line + "\n").utf8), to: .stderr)
     }
 
     /// Throws `CancellationError` if the task was cancelled (e.g. the node shuts down).

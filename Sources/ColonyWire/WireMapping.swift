@@ -252,3 +252,15 @@ extension NodeFigures {
         return wire
     }
 }
+
+extension LogStream {
+    public init?(wire: Colony_V1_OutputStream) {
+        switch wire {
+        case .stdout: self = .stdout
+        case .stderr: self = .stderr
+        case .unspecified, .UNRECOGNIZED: return nil
+        }
+    }
+
+    public var wire: Colony_V1_OutputStream { self == .stdout ? .stdout : .stderr }
+}

@@ -175,6 +175,49 @@ public nonisolated enum Colony_V1_FailureKind: SwiftProtobuf.Enum, Swift.CaseIte
 
 }
 
+/// Which stream of a task's output.
+public nonisolated enum Colony_V1_OutputStream: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// An exec command's standard output.
+  case stdout // = 1
+
+  /// An exec command's standard error, and a handler's log lines (TaskContext.log).
+  case stderr // = 2
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .stdout
+    case 2: self = .stderr
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .stdout: return 1
+    case .stderr: return 2
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Colony_V1_OutputStream] = [
+    .unspecified,
+    .stdout,
+    .stderr,
+  ]
+
+}
+
 /// The one frame on the wire.
 public nonisolated struct Colony_V1_Envelope: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -193,8 +236,8 @@ public nonisolated struct Colony_V1_Envelope: Sendable {
   /// Exactly one. Requests and their replies: submit -> submit_reply, pull -> pull_reply,
   /// fetch -> fetch_reply, status -> status_reply, counter -> counter_reply, limit ->
   /// limit_reply, cancel -> cancel_reply, tasks -> tasks_reply, result -> fetch_reply, drain
-  /// -> drain_reply; any request may instead get `error`. No body, or a reply sent as a
-  /// request: CODE_MALFORMED.
+  /// -> drain_reply, logs -> logs_reply; any request may instead get `error`. No body, or a
+  /// reply sent as a request: CODE_MALFORMED.
   public var body: Colony_V1_Envelope.OneOf_Body? = nil
 
   public var submit: Colony_V1_SubmitRequest {
@@ -357,13 +400,29 @@ public nonisolated struct Colony_V1_Envelope: Sendable {
     set {body = .drainReply(newValue)}
   }
 
+  public var logs: Colony_V1_LogsRequest {
+    get {
+      if case .logs(let v)? = body {return v}
+      return Colony_V1_LogsRequest()
+    }
+    set {body = .logs(newValue)}
+  }
+
+  public var logsReply: Colony_V1_LogsReply {
+    get {
+      if case .logsReply(let v)? = body {return v}
+      return Colony_V1_LogsReply()
+    }
+    set {body = .logsReply(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// Exactly one. Requests and their replies: submit -> submit_reply, pull -> pull_reply,
   /// fetch -> fetch_reply, status -> status_reply, counter -> counter_reply, limit ->
   /// limit_reply, cancel -> cancel_reply, tasks -> tasks_reply, result -> fetch_reply, drain
-  /// -> drain_reply; any request may instead get `error`. No body, or a reply sent as a
-  /// request: CODE_MALFORMED.
+  /// -> drain_reply, logs -> logs_reply; any request may instead get `error`. No body, or a
+  /// reply sent as a request: CODE_MALFORMED.
   public nonisolated enum OneOf_Body: Equatable, Sendable {
     case submit(Colony_V1_SubmitRequest)
     case submitReply(Colony_V1_SubmitReply)
@@ -385,6 +444,8 @@ public nonisolated struct Colony_V1_Envelope: Sendable {
     case result(Colony_V1_ResultRequest)
     case drain(Colony_V1_DrainRequest)
     case drainReply(Colony_V1_DrainReply)
+    case logs(Colony_V1_LogsRequest)
+    case logsReply(Colony_V1_LogsReply)
 
   }
 
@@ -743,11 +804,130 @@ public nonisolated struct Colony_V1_PullRequest: @unchecked Sendable {
   /// Clears the value of `figures`. Subsequent reads from it will return its default value.
   public mutating func clearFigures() {_uniqueStorage()._figures = nil}
 
+  /// Output of running tasks (exec commands' stdout and stderr, handler log lines) since the
+  /// node's last pull, oldest first: at most 64 KiB kept per task and stream between pulls
+  /// (older bytes are dropped, leaving a gap in offsets), at most 1 MiB per pull. A task's
+  /// output travels before its result (same pull or an earlier one). Best effort: output of a
+  /// pull that fails is not sent again.
+  public var output: [Colony_V1_OutputChunk] {
+    get {_storage._output}
+    set {_uniqueStorage()._output = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _storage = _StorageClass.defaultInstance
+}
+
+/// Bytes of one stream of one task's output.
+public nonisolated struct Colony_V1_OutputChunk: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskID: UInt64 = 0
+
+  /// The attempt that wrote them (in a pull; a chunk of an attempt older than the latest seen
+  /// is dropped). Unset in a LogsReply.
+  public var attempt: UInt32 = 0
+
+  public var stream: Colony_V1_OutputStream = .unspecified
+
+  /// Where `data` starts: in a pull, bytes the attempt wrote to the stream before it; in a
+  /// LogsReply, the position in the task's log (LogsRequest offsets count the same way).
+  public var offset: UInt64 = 0
+
+  public var data: Data = Data()
+
+  /// LogsReply only: bytes between the offset asked for and `offset` that are no longer kept
+  /// (the log's bounds dropped them).
+  public var dropped: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Client -> coordinator: tasks' output from the given offsets (answered with LogsReply). The
+/// coordinator keeps the last 64 KiB per task and stream, 64 MiB in all (the oldest tasks'
+/// logs are dropped first); logs live in memory only (a restart loses them).
+public nonisolated struct Colony_V1_LogsRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// At most 1,000 tasks.
+  public var tasks: [Colony_V1_LogCursor] = []
+
+  /// Which streams; empty: both.
+  public var streams: [Colony_V1_OutputStream] = []
+
+  /// Milliseconds to hold the reply while none of the tasks has new output and none has ended
+  /// (at most 5,000: longer is cut silently). 0: answer at once.
+  public var waitMs: UInt32 = 0
+
+  /// Most bytes of data in the reply: 0 means 1 MiB; at most 8 MiB.
+  public var bytesMax: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Where a reader is in one task's log.
+public nonisolated struct Colony_V1_LogCursor: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskID: UInt64 = 0
+
+  /// Offsets of the next bytes wanted (0: from the start of what is kept).
+  public var stdoutOffset: UInt64 = 0
+
+  public var stderrOffset: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Colony_V1_LogsReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// One per requested task, in request order.
+  public var tasks: [Colony_V1_TaskLog] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Colony_V1_TaskLog: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskID: UInt64 = 0
+
+  /// False: the coordinator knows neither the task nor any output of it (never submitted, or
+  /// finished, fetched and its log dropped).
+  public var known: Bool = false
+
+  /// The task has finished (or is forgotten) and `chunks` reach the end of its log: no more
+  /// output will come.
+  public var ended: Bool = false
+
+  /// At most one per requested stream.
+  public var chunks: [Colony_V1_OutputChunk] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 /// What a node measures of itself and sends on its pulls (totals since it started).
@@ -1661,9 +1841,13 @@ nonisolated extension Colony_V1_FailureKind: SwiftProtobuf._ProtoNameProviding {
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0FAILURE_UNSPECIFIED\0\u{1}FAILURE_ERROR\0\u{1}FAILURE_TIMEOUT\0\u{1}FAILURE_CRASHED\0\u{1}FAILURE_MEMORY\0\u{1}FAILURE_LOST\0\u{1}FAILURE_UNKNOWN_HANDLER\0\u{1}FAILURE_DEPENDENCY\0\u{1}FAILURE_REFUSED\0\u{1}FAILURE_CANCELLED\0")
 }
 
+nonisolated extension Colony_V1_OutputStream: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0OUTPUT_STREAM_UNSPECIFIED\0\u{1}OUTPUT_STREAM_STDOUT\0\u{1}OUTPUT_STREAM_STDERR\0")
+}
+
 nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}token\0\u{2}\u{8}submit\0\u{3}submit_reply\0\u{1}pull\0\u{3}pull_reply\0\u{1}fetch\0\u{3}fetch_reply\0\u{1}status\0\u{3}status_reply\0\u{1}error\0\u{2}\u{2}counter\0\u{3}counter_reply\0\u{1}limit\0\u{3}limit_reply\0\u{1}cancel\0\u{3}cancel_reply\0\u{1}tasks\0\u{3}tasks_reply\0\u{1}result\0\u{1}drain\0\u{3}drain_reply\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}token\0\u{2}\u{8}submit\0\u{3}submit_reply\0\u{1}pull\0\u{3}pull_reply\0\u{1}fetch\0\u{3}fetch_reply\0\u{1}status\0\u{3}status_reply\0\u{1}error\0\u{2}\u{2}counter\0\u{3}counter_reply\0\u{1}limit\0\u{3}limit_reply\0\u{1}cancel\0\u{3}cancel_reply\0\u{1}tasks\0\u{3}tasks_reply\0\u{1}result\0\u{1}drain\0\u{3}drain_reply\0\u{2}<logs\0\u{3}logs_reply\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1933,6 +2117,32 @@ nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._
           self.body = .drainReply(v)
         }
       }()
+      case 90: try {
+        var v: Colony_V1_LogsRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .logs(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .logs(v)
+        }
+      }()
+      case 91: try {
+        var v: Colony_V1_LogsReply?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .logsReply(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .logsReply(v)
+        }
+      }()
       default: break
       }
     }
@@ -2029,6 +2239,14 @@ nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._
     case .drainReply?: try {
       guard case .drainReply(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
+    }()
+    case .logs?: try {
+      guard case .logs(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 90)
+    }()
+    case .logsReply?: try {
+      guard case .logsReply(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 91)
     }()
     case nil: break
     }
@@ -2466,7 +2684,7 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}results\0\u{1}running\0\u{3}wait_ms\0\u{1}prefetch\0\u{3}acked_dispatch_seq\0\u{3}process_prefetch\0\u{1}returned\0\u{1}leaving\0\u{1}figures\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}results\0\u{1}running\0\u{3}wait_ms\0\u{1}prefetch\0\u{3}acked_dispatch_seq\0\u{3}process_prefetch\0\u{1}returned\0\u{1}leaving\0\u{1}figures\0\u{2}P\u{1}output\0")
 
   fileprivate class _StorageClass {
     var _node: Colony_V1_NodeInfo? = nil
@@ -2479,6 +2697,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
     var _returned: [UInt64] = []
     var _leaving: Bool = false
     var _figures: Colony_V1_NodeFigures? = nil
+    var _output: [Colony_V1_OutputChunk] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -2499,6 +2718,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
       _returned = source._returned
       _leaving = source._leaving
       _figures = source._figures
+      _output = source._output
     }
   }
 
@@ -2527,6 +2747,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
         case 8: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._returned) }()
         case 9: try { try decoder.decodeSingularBoolField(value: &_storage._leaving) }()
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._figures) }()
+        case 90: try { try decoder.decodeRepeatedMessageField(value: &_storage._output) }()
         default: break
         }
       }
@@ -2569,6 +2790,9 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
       try { if let v = _storage._figures {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
       } }()
+      if !_storage._output.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._output, fieldNumber: 90)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -2588,10 +2812,226 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
         if _storage._returned != rhs_storage._returned {return false}
         if _storage._leaving != rhs_storage._leaving {return false}
         if _storage._figures != rhs_storage._figures {return false}
+        if _storage._output != rhs_storage._output {return false}
         return true
       }
       if !storagesAreEqual {return false}
     }
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_OutputChunk: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OutputChunk"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}attempt\0\u{1}stream\0\u{1}offset\0\u{1}data\0\u{1}dropped\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.taskID) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.attempt) }()
+      case 3: try { try decoder.decodeSingularEnumField(value: &self.stream) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.offset) }()
+      case 5: try { try decoder.decodeSingularBytesField(value: &self.data) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.dropped) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.taskID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.taskID, fieldNumber: 1)
+    }
+    if self.attempt != 0 {
+      try visitor.visitSingularUInt32Field(value: self.attempt, fieldNumber: 2)
+    }
+    if self.stream != .unspecified {
+      try visitor.visitSingularEnumField(value: self.stream, fieldNumber: 3)
+    }
+    if self.offset != 0 {
+      try visitor.visitSingularUInt64Field(value: self.offset, fieldNumber: 4)
+    }
+    if !self.data.isEmpty {
+      try visitor.visitSingularBytesField(value: self.data, fieldNumber: 5)
+    }
+    if self.dropped != 0 {
+      try visitor.visitSingularUInt64Field(value: self.dropped, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_OutputChunk, rhs: Colony_V1_OutputChunk) -> Bool {
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.attempt != rhs.attempt {return false}
+    if lhs.stream != rhs.stream {return false}
+    if lhs.offset != rhs.offset {return false}
+    if lhs.data != rhs.data {return false}
+    if lhs.dropped != rhs.dropped {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_LogsRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LogsRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tasks\0\u{1}streams\0\u{3}wait_ms\0\u{3}bytes_max\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
+      case 2: try { try decoder.decodeRepeatedEnumField(value: &self.streams) }()
+      case 3: try { try decoder.decodeSingularUInt32Field(value: &self.waitMs) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.bytesMax) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.tasks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.tasks, fieldNumber: 1)
+    }
+    if !self.streams.isEmpty {
+      try visitor.visitPackedEnumField(value: self.streams, fieldNumber: 2)
+    }
+    if self.waitMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.waitMs, fieldNumber: 3)
+    }
+    if self.bytesMax != 0 {
+      try visitor.visitSingularUInt32Field(value: self.bytesMax, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_LogsRequest, rhs: Colony_V1_LogsRequest) -> Bool {
+    if lhs.tasks != rhs.tasks {return false}
+    if lhs.streams != rhs.streams {return false}
+    if lhs.waitMs != rhs.waitMs {return false}
+    if lhs.bytesMax != rhs.bytesMax {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_LogCursor: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LogCursor"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{3}stdout_offset\0\u{3}stderr_offset\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.taskID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.stdoutOffset) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.stderrOffset) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.taskID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.taskID, fieldNumber: 1)
+    }
+    if self.stdoutOffset != 0 {
+      try visitor.visitSingularUInt64Field(value: self.stdoutOffset, fieldNumber: 2)
+    }
+    if self.stderrOffset != 0 {
+      try visitor.visitSingularUInt64Field(value: self.stderrOffset, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_LogCursor, rhs: Colony_V1_LogCursor) -> Bool {
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.stdoutOffset != rhs.stdoutOffset {return false}
+    if lhs.stderrOffset != rhs.stderrOffset {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_LogsReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LogsReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tasks\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.tasks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.tasks, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_LogsReply, rhs: Colony_V1_LogsReply) -> Bool {
+    if lhs.tasks != rhs.tasks {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_TaskLog: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".TaskLog"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}known\0\u{1}ended\0\u{1}chunks\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.taskID) }()
+      case 2: try { try decoder.decodeSingularBoolField(value: &self.known) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.ended) }()
+      case 4: try { try decoder.decodeRepeatedMessageField(value: &self.chunks) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.taskID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.taskID, fieldNumber: 1)
+    }
+    if self.known != false {
+      try visitor.visitSingularBoolField(value: self.known, fieldNumber: 2)
+    }
+    if self.ended != false {
+      try visitor.visitSingularBoolField(value: self.ended, fieldNumber: 3)
+    }
+    if !self.chunks.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.chunks, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_TaskLog, rhs: Colony_V1_TaskLog) -> Bool {
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.known != rhs.known {return false}
+    if lhs.ended != rhs.ended {return false}
+    if lhs.chunks != rhs.chunks {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -1,0 +1,100 @@
+import ArgumentParser
+import Colony
+import ColonyNode
+import Foundation
+
+/// `colony submit-file FILE`: submits the tasks a job file describes (see `JobFile`).
+struct JobFileCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "submit-file",
+        abstract: "Submit the tasks of a job file (TOML, or YAML for .yaml/.yml): commands or handlers, dependencies by name, options.",
+        discussion: """
+            Prints each task's name and id, or with --wait the tasks' outputs in file order (a
+            command's stdout, a handler's output as JSON) and exits 1 if one failed. A file with
+            an error (malformed, an unknown key, a dependency missing or in a cycle) is refused in
+            one line and nothing is submitted. Example (README: "Job files and live output"):
+              colony submit-file Examples/jobs/pipeline.toml --wait
+            """
+    )
+
+    @OptionGroup var client: ClientOptions
+
+    @Argument(help: "The job file.")
+    var file: String
+
+    @Flag(name: .long, help: "Wait for every task and print their outputs; exit 1 if one failed.")
+    var wait = false
+
+    func run() async throws {
+        let job = try JobFileCommand.read(file)
+        try await withClient(client) { colony in
+            let ids = try await JobFileCommand.submit(job, to: colony, detached: !wait)
+            guard wait else {
+                for (task, id) in zip(job.tasks, ids) { print("\(task.name)\t\(id)") }
+                return
+            }
+            try await JobFileCommand.printOutputs(of: job, ids: ids, from: colony)
+        }
+    }
+
+    /// Reads and checks a job file; a refusal is one line naming the file.
+    static func read(_ path: String) throws -> JobFile {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw CLIError("cannot read the job file \(path)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else { throw CLIError("\(path): not UTF-8 text") }
+        do {
+            return try JobFile.parse(text, format: JobFile.Format(path: path))
+        } catch {
+            throw CLIError("\(path): \(error.description)")
+        }
+    }
+
+    /// Submits the job's tasks, dependencies first (a submit names its dependencies by id);
+    /// returns their ids in file order. If the coordinator refuses a later group, the tasks
+    /// already submitted are cancelled, so a refused job leaves nothing queued.
+    static func submit(_ job: JobFile, to colony: ColonyClient, detached: Bool) async throws -> [TaskID] {
+        if let withResources = job.tasks.first(where: { !$0.resources.isEmpty }) {
+            throw CLIError("task '\(withResources.name)': resources need a coordinator with resource support")
+        }
+        var ids = [TaskID?](repeating: nil, count: job.tasks.count)
+        for wave in job.waves {
+            let submissions = wave.map { index in
+                let task = job.tasks[index]
+                var options = task.options
+                options.after = task.after.map { ids[$0]! }
+                return TaskSubmission(handler: task.handler, input: task.input, options: options, detached: detached)
+            }
+            do {
+                for (index, id) in zip(wave, try await colony.submit(submissions)) { ids[index] = id }
+            } catch {
+                let submitted = ids.compactMap { $0 }
+                if !submitted.isEmpty { _ = try? await colony.cancel(submitted) }
+                throw error
+            }
+        }
+        return ids.map { $0! }
+    }
+
+    /// Waits for every task; prints their outputs in file order (a command's stdout as it is,
+    /// a handler's output and a newline) and each failure as one line on stderr.
+    static func printOutputs(of job: JobFile, ids: [TaskID], from colony: ColonyClient) async throws {
+        let results = try await colony.results(of: ids)
+        var failed = 0
+        for (task, result) in zip(job.tasks, results) {
+            guard result.succeeded else {
+                failed += 1
+                let why = result.cancelled ? "was cancelled" : "failed\(result.node.isEmpty ? "" : " on \(result.node)"): \(result.error)"
+                printError("task '\(task.name)' (\(result.id)) \(why)")
+                continue
+            }
+            if task.isCommand, let report = try? JSONDecoder().decode(ExecHandler.Output.self, from: Data(result.output)) {
+                FileHandle.standardOutput.write(Data(report.stdout.utf8))
+            } else {
+                // Not print(): its buffer would reorder these lines with the stdout written above.
+                FileHandle.standardOutput.write(Data((result.outputText + "\n").utf8))
+            }
+        }
+        if failed > 0 { throw CLIError("\(failed) of \(job.tasks.count) tasks failed") }
+    }
+}
