@@ -137,7 +137,7 @@ public final class HTTPFrontend: Sendable {
         submit.detached = true
         let reply = await requests.answer(.submit(submit))
         guard case .submitReply(let submitted) = reply else { return Self.refusal(reply) }
-        return Self.json(202, ["ids": submitted.taskIds])
+        return Self.json(202, SubmittedBody(ids: submitted.taskIds))
     }
 
     /// `GET /api/v1/tasks/ID?wait=SECONDS`: the result once finished (handed out once, like
@@ -153,31 +153,22 @@ public final class HTTPFrontend: Sendable {
             query.waitMs = UInt32(min(seconds, 3600) * 1000)
         }
         let reply = await requests.answer(.result(query))
-        guard case .fetchReply(let fetched) = reply else {
-            if case .error(let error) = reply, error.code == .notFound {
-                return Self.error(404, error.message)
-            }
-            return Self.refusal(reply)
-        }
-        guard let outcome = fetched.results.first else {
-            return Self.json(202, ["id": id, "state": "unfinished"])
-        }
-        var object: [String: Any] = [
-            "id": outcome.id, "attempt": outcome.attempt, "node": outcome.node,
-            "state": outcome.cancelled ? "cancelled" : outcome.ok ? "succeeded" : "failed",
-            "run_ms": Double(outcome.runMicros) / 1000,
-        ]
+        guard case .fetchReply(let fetched) = reply else { return Self.refusal(reply) }
+        guard let outcome = fetched.results.first else { return Self.json(202, UnfinishedBody(id: id)) }
+        var body = ResultBody(id: outcome.id, attempt: outcome.attempt, node: outcome.node,
+                              state: outcome.cancelled ? "cancelled" : outcome.ok ? "succeeded" : "failed",
+                              runMs: Double(outcome.runMicros) / 1000)
         if outcome.ok {
             if let text = String(data: outcome.output, encoding: .utf8) {
-                object["output"] = text
+                body.output = text
             } else {
-                object["output_base64"] = outcome.output.base64EncodedString()
+                body.outputBase64 = outcome.output.base64EncodedString()
             }
         } else {
-            object["error"] = outcome.error
-            if !outcome.cancelled, let failure = FailureKind(wire: outcome.failure) { object["failure"] = failure.rawValue }
+            body.error = outcome.error
+            if !outcome.cancelled { body.failure = FailureKind(wire: outcome.failure)?.rawValue }
         }
-        return Self.json(200, object)
+        return Self.json(200, body)
     }
 
     private func counterList() async -> HTTPResponse {
@@ -208,13 +199,13 @@ public final class HTTPFrontend: Sendable {
         }
         let reply = await requests.answer(.counter(counter))
         guard case .counterReply(let answer) = reply else { return Self.refusal(reply) }
-        var object: [String: Any] = ["name": counter.name, "value": answer.value]
+        var body = CounterBody(name: counter.name, value: answer.value)
         switch counter.op {
-        case .compareAndSet: object["swapped"] = answer.swapped
-        case .set: object["previous"] = answer.value; object["value"] = counter.value
+        case .compareAndSet: body.swapped = answer.swapped
+        case .set: body.previous = answer.value; body.value = counter.value
         default: break
         }
-        return Self.json(200, object)
+        return Self.json(200, body)
     }
 
     // MARK: JSON
@@ -224,13 +215,15 @@ public final class HTTPFrontend: Sendable {
         init(_ description: String) { self.description = description }
     }
 
-    static func json(_ status: Int, _ object: Any) -> HTTPResponse {
-        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+    static func json(_ status: Int, _ value: some Encodable) -> HTTPResponse {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
         return HTTPResponse(status: status, contentType: "application/json", body: Array(data) + [0x0A])
     }
 
     static func error(_ status: Int, _ message: String) -> HTTPResponse {
-        json(status, ["error": message])
+        json(status, ErrorReplyBody(error: message))
     }
 
     /// A coordinator refusal as an HTTP error.
@@ -238,6 +231,7 @@ public final class HTTPFrontend: Sendable {
         guard case .error(let error) = reply else { return Self.error(500, "the coordinator answered with something unexpected") }
         switch error.code {
         case .unauthorized: return Self.error(401, error.message)
+        case .notFound: return Self.error(404, error.message)
         case .unavailable: return Self.error(503, error.message)
         case .tooLarge: return Self.error(413, error.message)
         default: return Self.error(400, error.message)

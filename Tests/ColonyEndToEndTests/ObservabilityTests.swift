@@ -209,6 +209,8 @@ final class ObservabilityTests: ClusterTestCase {
         let outcome = try json(result.body)
         XCTAssertEqual(outcome["state"] as? String, "succeeded")
         XCTAssertEqual(outcome["output"] as? String, "hi there")
+        XCTAssertEqual(Set(outcome.keys), ["id", "attempt", "node", "state", "run_ms", "output"], "a success has no error keys")
+        XCTAssertEqual(outcome["attempt"] as? Int, 1)
 
         let batch = try await request("POST", "/api/v1/tasks", body: #"{"tasks": [{"handler": "echo", "input": {"a": 1}}, {"handler": "fail", "input": "\"no\""}]}"#, token: token)
         XCTAssertEqual(batch.status, 202, batch.body)
