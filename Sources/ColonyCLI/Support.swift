@@ -115,45 +115,6 @@ func printError(_ line: String) {
 /// Whether standard error is a terminal (progress lines redraw in place only there).
 var standardErrorIsTerminal: Bool { isatty(STDERR_FILENO) != 0 }
 
-/// A stream that yields once per SIGINT or SIGTERM received while it is iterated.
-func terminationSignals() -> AsyncStream<Int32> {
-    AsyncStream { continuation in
-        let sources = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { continuation.yield(number) }
-            source.resume()
-            return source
-        }
-        let box = SignalSources(sources)
-        continuation.onTermination = { _ in box.cancel() }
-    }
-}
-
-/// Keeps the dispatch sources alive while the stream lives. Dispatch sources are thread-safe.
-private final class SignalSources: @unchecked Sendable {
-    private let sources: [DispatchSourceSignal]
-    init(_ sources: [DispatchSourceSignal]) { self.sources = sources }
-    func cancel() { for source in sources { source.cancel() } }
-}
-
-/// Runs `body` until it returns or the process gets SIGINT/SIGTERM, then cancels it and
-/// waits for it to finish its shutdown.
-func runUntilTerminated(_ body: @escaping @Sendable () async throws -> Void) async throws {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            for await signal in terminationSignals() {
-                printError("colony: got signal \(signal), shutting down")
-                return
-            }
-        }
-        try await group.next()
-        group.cancelAll()
-        try await group.waitForAll()
-    }
-}
-
 /// Turns library errors into one clear line for the user.
 struct CLIError: Error, CustomStringConvertible {
     let description: String

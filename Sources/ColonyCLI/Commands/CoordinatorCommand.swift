@@ -9,6 +9,7 @@ import CoreMetrics
 import Foundation
 import Logging
 import Prometheus
+import ServiceLifecycle
 
 /// `colony coordinator`: holds the queue and answers the nodes' pulls.
 struct CoordinatorCommand: AsyncParsableCommand {
@@ -113,13 +114,9 @@ struct CoordinatorCommand: AsyncParsableCommand {
         }
         let allocator = allocation.allocator(listen: shown, tokenFile: tokenSource.tokenFile,
                                              requests: coordinator.requests, logger: logger)
-        try await runUntilTerminated {
-            await withDiscardingTaskGroup { group in
-                if let allocator { group.addTask { await allocator.run() } }
-                await coordinator.run()
-            }
-        }
-        frontend?.stop()
+        var services = [ServiceGroupConfiguration.ServiceConfiguration(service: CoordinatorService(coordinator: coordinator, allocator: allocator))]
+        if let frontend { services.append(.init(service: HTTPFrontendService(frontend: frontend))) }
+        try await runServices(services, logger: logger)
         logger.info("colony coordinator stopped")
     }
 }

@@ -4,6 +4,8 @@ import ColonyModel
 import ColonyNode
 import Foundation
 import Logging
+import ServiceLifecycle
+import UnixSignals
 import Synchronization
 
 /// `colony node`: a worker that pulls tasks for its free slots.
@@ -67,24 +69,10 @@ struct NodeCommand: AsyncParsableCommand {
         let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: CustomHandlers.registered, allowExec: allowExec))
         let drainTimeout = try SecondsRange.drainDeadline.duration(self.drainTimeout, "--drain-timeout")
         // First signal: drain (finish or hand back, then leave, exit 0). Second: stop now.
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await node.run() }
-            group.addTask {
-                var signals = 0
-                for await signal in terminationSignals() {
-                    signals += 1
-                    if signals == 1 {
-                        logger.notice("got signal \(signal), draining (again to stop at once)")
-                        await node.drain(deadline: drainTimeout)
-                    } else {
-                        logger.notice("got signal \(signal) again, stopping now")
-                        return
-                    }
-                }
-            }
-            try await group.next()
-            group.cancelAll()
-        }
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+        // A node that leaves by itself (a `colony drain`) ends the process like a signal does.
+        let service = NodeService(node: node, drainDeadline: drainTimeout, signals: signals, logger: logger)
+        try await runServices([.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)], logger: logger)
         let stats = await node.stats()
         logger.info("node \(configuration.name) stopped", metadata: ["succeeded": "\(stats.succeeded)", "failed": "\(stats.failed)"])
     }

@@ -5,6 +5,8 @@ import ColonyModel
 import ColonyHTTP
 import ColonyNode
 import Foundation
+import Logging
+import ServiceLifecycle
 
 /// `colony up`: a coordinator and a local node in one process, running the demo workload.
 struct UpCommand: AsyncParsableCommand {
@@ -60,7 +62,6 @@ struct UpCommand: AsyncParsableCommand {
             frontend = started.frontend
             printError("colony up: dashboard, metrics and API on \(started.url)")
         }
-        defer { frontend?.stop() }
         let url = coordinator.configuration.listenURL.replacingOccurrences(of: ":0", with: ":\(coordinator.boundPort ?? 0)")
         printError("colony up: coordinator on \(url), local node with \(threads) thread slots and \(processPool.processes) process slots")
         var nodeConfiguration = NodeConfiguration(coordinatorURL: url, name: "local", threads: threads)
@@ -72,20 +73,20 @@ struct UpCommand: AsyncParsableCommand {
         let limit = self.limit
         let taskCount = self.tasks
 
-        // The node stops before the coordinator, so that it never sees its coordinator vanish.
-        try await withThrowingTaskGroup(of: Void.self) { services in
-            services.addTask { await coordinator.run() }
-            try await withThrowingTaskGroup(of: Void.self) { nodes in
-                nodes.addTask { try await node.run() }
-                try await runDemo(url: url, token: token ?? "", limit: limit, taskCount: taskCount)
-                if keepRunning {
-                    printError("colony up: running; try COLONY_COORDINATOR=\(url) colony status (Ctrl-C stops)")
-                    for await _ in terminationSignals() { break }
-                }
-                nodes.cancelAll()
+        // Stopped in reverse: the demo, then the node (before the coordinator, so that it never
+        // sees its coordinator vanish), then the HTTP side and the coordinator.
+        var services = [ServiceGroupConfiguration.ServiceConfiguration(service: CoordinatorService(coordinator: coordinator, allocator: nil))]
+        if let frontend { services.append(.init(service: HTTPFrontendService(frontend: frontend))) }
+        services.append(.init(service: ClosureService { try await cancelWhenGracefulShutdown { try await node.run() } }))
+        let demo = ClosureService {
+            try await runDemo(url: url, token: token ?? "", limit: limit, taskCount: taskCount)
+            if keepRunning {
+                printError("colony up: running; try COLONY_COORDINATOR=\(url) colony status (Ctrl-C stops)")
+                try? await gracefulShutdown()
             }
-            services.cancelAll()
         }
+        services.append(.init(service: demo, successTerminationBehavior: .gracefullyShutdownGroup))
+        try await runServices(services, logger: Logger(label: "colony.up"))
     }
 
     private func startCoordinator(token: String?) throws -> Coordinator {
