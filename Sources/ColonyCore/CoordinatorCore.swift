@@ -707,7 +707,7 @@ public struct CoordinatorCore: Sendable {
             error = cut + " ... (\(reported.error.utf8.count) bytes, cut)"
         }
         // Nodes before `TaskResult.failure` do not say the kind: read it from their words.
-        let failure = reported.failure ?? FailureKind(classifying: reported.error)
+        let failure = reported.failure ?? .error
         return attemptFailed(reported.id, error: error, failure: failure, retryable: retryable, now: now)
     }
 

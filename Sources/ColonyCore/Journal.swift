@@ -157,7 +157,7 @@ extension CoordinatorCore {
                 record.attempt = outcome.attempt
                 record.node = outcome.node
                 record.lastError = outcome.error
-                if !outcome.succeeded && !outcome.cancelled { record.lastFailure = outcome.failure ?? FailureKind(classifying: outcome.error) }
+                if !outcome.succeeded && !outcome.cancelled { record.lastFailure = outcome.failure ?? .error }
                 if outcome.succeeded { record.output = outcome.output }
                 core.tasks[task.id] = record
                 core.sessions[task.session, default: SessionRecord()].finished.append(FinishedResult(outcome: outcome, finishedAt: now))

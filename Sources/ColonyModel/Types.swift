@@ -110,8 +110,8 @@ public struct DispatchedTask: Sendable, Equatable {
 
 /// What kind of failure ended a task or an attempt: the `reason` label of
 /// `colony_tasks_failed_total`, and what a client can branch on. Said by whoever saw it
-/// happen (the node, or the coordinator), never guessed from the error's words, except for
-/// results of nodes too old to say it (`init(classifying:)`).
+/// happen (the node, or the coordinator), never guessed from the error's words: a failure that
+/// does not say its kind is an `error`.
 public enum FailureKind: String, Sendable, CaseIterable {
     /// The handler (or the shell command) failed.
     case error
@@ -129,19 +129,6 @@ public enum FailureKind: String, Sendable, CaseIterable {
     case refused
     /// Stopped by a cancellation.
     case cancelled
-
-    /// Classifies an error message the way nodes before `TaskResult.failure` wrote them.
-    public init(classifying message: String) {
-        if message.hasPrefix("dependency ") { self = .dependency }
-        else if message.contains("timed out") { self = .timeout }
-        else if message.contains("memory limit") { self = .memory }
-        else if message.hasPrefix("crashed") || message.contains("(crashed") { self = .crashed }
-        else if message.hasPrefix("node ") && (message.contains(" lost") || message.contains(" left")) { self = .lost }
-        else if message.contains("no handler") || message.contains("unknown handler") { self = .unknownHandler }
-        else if message.contains("exceeds the limit") { self = .refused }
-        else if message == "cancelled" { self = .cancelled }
-        else { self = .error }
-    }
 }
 
 /// How one attempt ended, as reported by the node that ran it.
