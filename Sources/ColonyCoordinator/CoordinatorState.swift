@@ -340,10 +340,9 @@ actor CoordinatorState {
         let t = now
         // A gap of over a second between ticks means this process was stopped (SIGSTOP, a
         // paused VM or container): nodes could not be heard meanwhile, so that time does not
-        // count against them. Before, a coordinator resumed after 5 s declared every node lost
-        // and ran their tasks a second time.
-        // `expiredAt` starts at 0, the state's own start: a coordinator stopped before its
-        // first tick is excused too (that case declared nodes lost, now and then, in tests).
+        // count against them (else a coordinator resumed after 5 s would declare every node
+        // lost and run their tasks a second time). `expiredAt` starts at 0, the state's own
+        // start, so a coordinator stopped before its first tick is excused too.
         if t - expiredAt > 1 {
             core.excuseSilence(seconds: t - expiredAt)
             logger?.info("the coordinator was held up; that time does not count against its nodes",

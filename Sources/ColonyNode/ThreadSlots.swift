@@ -4,8 +4,8 @@ import Synchronization
 /// The node's thread pool as slots: one long-lived worker per slot takes tasks from a
 /// lock-protected local queue and leaves results in a lock-protected outbox.
 ///
-/// Why: a task used to cost two Swift tasks and three hops between the pool and the node's
-/// actor, each a possible thread wake-up, which was most of a tiny task's cost. Now a task
+/// Why: two Swift tasks and three hops between the pool and the node's actor per task, each a
+/// possible thread wake-up, would be most of a tiny task's cost. Here a task
 /// queued while a worker is free costs one lock and, only if that worker sleeps, one wake-up;
 /// a finished task costs one lock, and the node's pull loop is woken only when the outbox
 /// goes from empty to not empty (once per batch, not per task). A handler runs inline in its

@@ -409,7 +409,7 @@ public final class Store: @unchecked Sendable {
 
     /// Every `vacuumInterval`: when more than half of a file of over 1,024 pages is free (rows deleted as
     /// results went), hands free pages back to the file system, a bounded step at a time, and
-    /// cuts the WAL back. Before, the journal of a drained million tasks stayed 128 MB.
+    /// cuts the WAL back, so that the journal of a drained million tasks does not stay 128 MB.
     private func vacuumIfMostlyFree() {
         let now = ContinuousClock.now
         guard now - vacuumCheckedAt >= vacuumInterval, queue.withLock({ $0.failed == nil }) else { return }
