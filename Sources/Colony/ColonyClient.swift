@@ -457,6 +457,7 @@ public actor ColonyClient {
         // Checked in `submit` (a nan or inf here would trap).
         if let timeout = options.timeoutSeconds { spec.timeoutMs = UInt32(clamping: (try? SecondsRange.taskTimeout.milliseconds(timeout, "")) ?? 0) }
         spec.labels = options.requiredLabels
+        spec.resources = options.resources.map(\.wire)
         if let poolHandler = task.poolHandler { spec.poolHandler = poolHandler }
         if let key = task.key { spec.key = key }
         switch options.pool {

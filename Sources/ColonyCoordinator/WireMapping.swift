@@ -11,6 +11,7 @@ extension TaskSubmission {
                                   maxAttempts: max(1, Int(wire.maxAttempts)), retryOnError: wire.retryOnError,
                                   requiredLabels: wire.labels, pool: TaskPool(wire: wire.pool))
         if wire.timeoutMs > 0 { options.timeoutSeconds = Double(wire.timeoutMs) / 1000 }
+        options.resources = wire.resources.map(ResourceVariant.init(wire:))
         self.init(handler: wire.handler, input: Array(wire.input), options: options,
                   poolHandler: wire.poolHandler.isEmpty ? nil : wire.poolHandler, key: wire.key.isEmpty ? nil : wire.key)
     }
@@ -80,6 +81,8 @@ extension DispatchedTask {
         task.dependencies = dependencies.mapValues { Data($0) }
         if let timeoutSeconds { task.timeoutMs = UInt32(clamping: Int((timeoutSeconds * 1000).rounded(.up))) }
         task.pool = pool.wire
+        if cpus > 1 { task.cpus = UInt32(clamping: cpus) }
+        task.resources = resources.map(\.wire)
         return task
     }
 }
@@ -91,6 +94,7 @@ extension NodeAnnouncement {
                   processSlots: Int(wire.processSlots), processPrefetch: Int(processPrefetch),
                   processHandlers: Set(wire.processHandlers), ioSlots: Int(wire.ioSlots), ioHandlers: Set(wire.ioHandlers))
         draining = wire.draining
+        resources = Self.resources(wire: wire.resources)
     }
 
     var wire: Colony_V1_NodeInfo {
@@ -106,6 +110,7 @@ extension NodeAnnouncement {
         info.ioSlots = UInt32(clamping: ioSlots)
         info.ioHandlers = ioHandlers.sorted()
         info.draining = draining
+        info.resources = resources.mapValues(\.wire)
         return info
     }
 }
@@ -141,6 +146,7 @@ extension ClusterStatus {
             status.failed = node.failed
             status.lastSeenMsAgo = UInt64(node.lastSeenSecondsAgo * 1000)
             if let figures = node.announcement.figures { status.figures = figures.wire }
+            status.resourcesHeld = node.resourcesHeld
             return status
         }
         reply.queued = UInt64(queued)

@@ -107,15 +107,15 @@ extension CoordinatorCore {
             case .io: node.announcement.ioSlots
             case .thread, .automatic: node.announcement.threadSlots
             }
-            return "\(node.announcement.name): " + (["cpus=\(slots)"] + node.announcement.resources.sorted { $0.key < $1.key }.map(Self.describe))
-                .joined(separator: ",")
+            return "\(node.announcement.name) offers " + (["cpus=\(slots)"] + node.announcement.resources.sorted { $0.key < $1.key }.map(Self.describe))
+                .joined(separator: " ")
         }
         throw .invalidArgument("task \(index): no live node could ever give the resources \(Self.describe(variants)) (\(offers.joined(separator: "; ")))")
     }
 
     static func describe(_ offer: (key: String, value: ResourceOffer)) -> String {
         switch offer.value {
-        case .amount(let amount): "\(offer.key)=\(ResourceAmount.format(amount))"
+        case .amount(let amount): "\(offer.key)=\(ResourceAmount.formatCompact(amount))"
         case .ids(let ids): "\(offer.key)=\(ids.joined(separator: ","))"
         }
     }
@@ -214,5 +214,15 @@ extension CoordinatorCore {
             }
         }
         return problems
+    }
+}
+
+extension ClusterStatus.Node {
+    /// The same node with its grants' named resources as what it holds.
+    func holding(_ use: ResourceUse) -> ClusterStatus.Node {
+        if use.amounts.isEmpty && use.idShares.isEmpty { return self }
+        var held = use.amounts
+        for (name, shares) in use.idShares { held[name, default: 0] += shares.values.reduce(0, +) }
+        return holding(held)
     }
 }

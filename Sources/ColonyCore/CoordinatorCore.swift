@@ -1149,6 +1149,7 @@ public struct CoordinatorCore: Sendable {
             .map {
                 ClusterStatus.Node(announcement: $0.announcement, running: $0.leased.count, completed: $0.completed,
                                    failed: $0.failed, lastSeenSecondsAgo: Swift.max(0, now - $0.lastSeen))
+                    .holding($0.resourceUse)
             }
         var status = ClusterStatus(nodes: nodeList, queued: ready.count, running: leasedTotal, succeeded: succeededTotal,
                                    failed: failedTotal, resultsWaiting: resultsWaiting, staleResultsDropped: staleDropped)

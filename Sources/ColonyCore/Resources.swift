@@ -126,3 +126,45 @@ public struct AssignedResource: Sendable, Hashable {
     /// What an exec command sees in `COLONY_RESOURCE_<NAME>`: the ids, or the amount.
     public var environmentValue: String { ids.isEmpty ? ResourceAmount.format(amount) : ids.joined(separator: ",") }
 }
+
+extension NodeAnnouncement {
+    /// The same node offering `resources`.
+    public func offering(_ resources: [String: ResourceOffer]) -> NodeAnnouncement {
+        var node = self
+        node.resources = resources
+        return node
+    }
+}
+
+extension ClusterStatus.Node {
+    /// The same node with `held` as what its attempts hold.
+    public func holding(_ held: [String: UInt64]) -> ClusterStatus.Node {
+        var node = self
+        node.resourcesHeld = held
+        return node
+    }
+
+    /// `gpus 1/2 mem 6G/16G`: held of offered, per resource, names sorted.
+    public var resourceColumn: String { ResourceAmount.column(offered: announcement.resources, held: resourcesHeld) }
+}
+
+extension ResourceAmount {
+    /// `gpus 1/2 mem 6G/16G`: held of offered, per resource, names sorted; `-` for none offered.
+    public static func column(offered: [String: ResourceOffer], held: [String: UInt64]) -> String {
+        if offered.isEmpty { return "-" }
+        return offered.sorted { $0.key < $1.key }.map { name, offer in
+            "\(name) \(formatCompact(held[name] ?? 0))/\(formatCompact(offer.total))"
+        }.joined(separator: " ")
+    }
+
+    /// `16G` for a whole number of GiB (MiB, KiB), else as `format`.
+    public static func formatCompact(_ amount: UInt64) -> String {
+        let whole = amount / one
+        if amount % one == 0 && whole > 0 {
+            for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] where whole % (1 << UInt64(shift)) == 0 {
+                return "\(whole >> UInt64(shift))\(unit)"
+            }
+        }
+        return format(amount)
+    }
+}

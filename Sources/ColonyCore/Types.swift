@@ -266,6 +266,8 @@ public struct ClusterStatus: Sendable, Equatable {
         public var completed: UInt64
         public var failed: UInt64
         public var lastSeenSecondsAgo: Double
+        /// Named resources its attempts hold now (fixed point), by name.
+        public var resourcesHeld: [String: UInt64] = [:]
         public init(announcement: NodeAnnouncement, running: Int, completed: UInt64, failed: UInt64, lastSeenSecondsAgo: Double) {
             self.announcement = announcement
             self.running = running

@@ -14,6 +14,9 @@ public struct TaskContext: Sendable {
     public let dependencyOutputs: [UInt64: [UInt8]]
     /// The pool it runs in: `.thread` or `.io` (in the node's process) or `.process` (in a child).
     public let pool: TaskPool
+    /// The named resources the coordinator gave this attempt (`gpus` with the ids it may
+    /// use); empty when it asked for none.
+    public internal(set) var resources: [AssignedResource] = []
     let recorder: CounterRecorder
 
     public init(taskID: UInt64, attempt: UInt32, nodeName: String, dependencyOutputs: [UInt64: [UInt8]] = [:], pool: TaskPool = .thread) {
