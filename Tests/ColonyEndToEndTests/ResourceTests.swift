@@ -94,6 +94,32 @@ final class ResourceTests: ClusterTestCase {
         try await waitUntil("the 1-cpu task started once the slots were free") { started("y") }
     }
 
+    /// Short tasks are prefetched to a node while a 2-cpu task holds both its slots: the node
+    /// queues them and starts none until the 2-cpu task ends.
+    func testPrefetchedTasksDoNotStartInTheSlotsATwoCPUTaskHolds() async throws {
+        try cluster.startCoordinator()
+        try cluster.start(["node", "--coordinator", cluster.url, "--threads", "2", "--processes", "0", "--allow-exec", "--name", "two-slots"])
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        // Measured short: the coordinator sends echo tasks beyond the free slots from now on.
+        _ = try await colony.results(of: try await colony.submit((0..<300).map { _ in TaskSubmission(handler: "echo", input: Array("1".utf8)) }))
+        var options = TaskOptions()
+        options.resources = [ResourceVariant(cpus: 2)]
+        let big = try await colony.submit([TaskSubmission(handler: "exec", input: Array(try JSONEncoder().encode(holding("x"))), options: options)])
+        try await waitUntil("the 2-cpu task started") { started("x") }
+        let before = try await colony.status().succeeded
+        let echoes = try await colony.submit((0..<50).map { _ in TaskSubmission(handler: "echo", input: Array("1".utf8)) })
+        let until = ContinuousClock.now + .seconds(1)
+        while ContinuousClock.now < until {
+            let status = try await colony.status()
+            XCTAssertEqual(status.succeeded, before, "a task ran in a slot the 2-cpu task holds")
+            if status.succeeded != before { break }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        release("x")
+        let results = try await colony.results(of: big + echoes)
+        XCTAssertEqual(results.filter(\.succeeded).count, 51, "\(Set(results.map(\.error)))")
+    }
+
     func testGPUAutoWithoutNvidiaSMIIsRefusedInOneLine() throws {
         let refused = try ClusterHarness.run(["node", "--coordinator", cluster.url, "--threads", "1", "--resource", "gpus=auto"],
                                              environment: ["PATH": folder])
