@@ -5,7 +5,8 @@
 /// priority that this node could ever run (handler, labels, pool, limits free, and a variant
 /// within the node's whole offer) does not fit now for lack of free cpus or resources, the
 /// node reserves that variant for it: other tasks only take what stays free beyond the
-/// reservation (a whole id or an amount it needs is not handed to a smaller task). Every node
+/// reservation (a whole id or an amount it needs is not handed to a smaller task), and nothing
+/// is prefetched into the reserved pool meanwhile. Every node
 /// reserves for at most that one task, so the wait is bounded by the run time of the attempts
 /// the node held when the reservation began: no new attempt eats into it, and as they end
 /// the task fits. Only a task of a higher priority, or an older one, can take its place.
@@ -49,8 +50,10 @@ extension CoordinatorCore {
             return head.id
         }
         guard let variant = node.firstPossible(head.key.resources, pool: pool) else { return nil }
-        free[pool] = max(0, free[pool] - variant.cpus)
         slotsFree[pool] = max(0, slotsFree[pool] - variant.cpus)
+        // No prefetch into the pool either: prefetched tasks would start in the slots as they
+        // free up, ahead of the task the node reserves for.
+        free[pool] = min(max(0, free[pool] - variant.cpus), slotsFree[pool])
         fitting.reserve(variant)
         return nil
     }

@@ -130,6 +130,27 @@ final class ResourceRulesTests: XCTestCase {
         XCTAssertEqual(got, 4, "the 4-cpu task waited for the slots held when it arrived, no longer")
     }
 
+    func testAReservationAlsoStopsPrefetchIntoItsPool() throws {
+        var core = CoordinatorCore()
+        let node = NodeAnnouncement(name: "n", host: "h", threadSlots: 4, prefetch: 8)
+        _ = try core.report(node: node, results: [], now: 0)
+        _ = try core.submit((0..<4).map { _ in TaskSubmission(handler: "work", input: []) }, session: "s")
+        var running = core.dispatch(toNode: "n", now: 0)
+        XCTAssertEqual(running.count, 4, "not measured yet: no prefetch")
+        // One ends after 10 µs: the handler is short, its tasks may now be prefetched.
+        let done = running.removeFirst()
+        _ = try core.report(node: node, results: [TaskOutcome(id: done.id, attempt: 1, succeeded: true, node: "n", runMicros: 10)], now: 1)
+        let big = try core.submit([task([ResourceVariant(cpus: 4)])], session: "s")[0]
+        _ = try core.submit((0..<10).map { _ in TaskSubmission(handler: "work", input: []) }, session: "s")
+        XCTAssertEqual(core.dispatch(toNode: "n", now: 1), [], "short tasks would start in the slots reserved for the 4-cpu task")
+        assertSound(core)
+        _ = try core.report(node: node, results: running.map { TaskOutcome(id: $0.id, attempt: 1, succeeded: true, node: "n", runMicros: 10) }, now: 2)
+        let handed = core.dispatch(toNode: "n", now: 2)
+        XCTAssertEqual(handed.first?.id, big, "then it goes first (short tasks may queue behind it)")
+        XCTAssertEqual(handed.first?.cpus, 4)
+        assertSound(core)
+    }
+
     func testResourcesAreReleasedOnEveryWayALeaseEnds() throws {
         func setUp() throws -> (CoordinatorCore, DispatchedTask) {
             var core = CoordinatorCore()
