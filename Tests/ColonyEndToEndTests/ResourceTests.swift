@@ -1,5 +1,8 @@
 import Colony
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import XCTest
 
 /// Resources per task with a real coordinator and real node processes: ids handed to one
@@ -118,6 +121,29 @@ final class ResourceTests: ClusterTestCase {
         release("x")
         let results = try await colony.results(of: big + echoes)
         XCTAssertEqual(results.filter(\.succeeded).count, 51, "\(Set(results.map(\.error)))")
+    }
+
+    func testTheHTTPAPITakesResourcesAndStatusShowsThemHeld() async throws {
+        let port = try ClusterHarness.freePort()
+        try cluster.start(["coordinator", "--listen", cluster.url, "--state", ":memory:", "--metrics-listen", "127.0.0.1:\(port)"])
+        try cluster.start(["node", "--coordinator", cluster.url, "--threads", "2", "--processes", "0", "--allow-exec", "--name", "gpu-node",
+                           "--resource", "gpus=0,1"])
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let body = #"{"handler": "exec", "input": \#(String(decoding: try JSONEncoder().encode(holding("a")), as: UTF8.self)), "resources": ["gpus=2,cpus=2"]}"#
+        var request = URLRequest(url: URL(string: "http://127.0.0.1:\(port)/api/v1/tasks")!)
+        request.httpMethod = "POST"
+        request.httpBody = Data(body.utf8)
+        let (data, response) = try await URLSession.shared.data(for: request)
+        XCTAssertEqual((response as? HTTPURLResponse)?.statusCode, 202, String(decoding: data, as: UTF8.self))
+        try await waitUntil("the task started") { started("a") }
+        XCTAssertEqual(try String(contentsOfFile: "\(folder!)/started-a", encoding: .utf8), "0,1 0,1\n")
+        let status = try await colony.status()
+        XCTAssertEqual(status.nodes.first?.resourceColumn, "gpus 2/2")
+        let top = try ClusterHarness.run(["top", "--once", "--coordinator", cluster.url])
+        XCTAssertTrue(top.stdout.contains("gpus 2/2"), top.stdout)
+        request.httpBody = Data(#"{"handler": "echo", "input": 1, "resources": ["gpus"]}"#.utf8)
+        let (_, refused) = try await URLSession.shared.data(for: request)
+        XCTAssertEqual((refused as? HTTPURLResponse)?.statusCode, 400)
     }
 
     func testGPUAutoWithoutNvidiaSMIIsRefusedInOneLine() throws {
