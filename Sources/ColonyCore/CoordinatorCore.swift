@@ -133,7 +133,8 @@ public struct CoordinatorCore: Sendable {
         /// When it was submitted (or restored), for the queue-wait figure.
         var submittedAt = 0.0
         var classKey: ReadyQueue.ClassKey {
-            ReadyQueue.ClassKey(uses: options.uses, labels: options.requiredLabels, pool: options.pool, handler: poolHandler ?? handler)
+            ReadyQueue.ClassKey(uses: options.uses, labels: options.requiredLabels, pool: options.pool, handler: poolHandler ?? handler,
+                                resources: options.resources)
         }
     }
 
@@ -144,6 +145,7 @@ public struct CoordinatorCore: Sendable {
         var attempt: UInt32
         var uses: [String]
         var pool: TaskPool
+        var grant: ResourceGrant? = nil
     }
 
     /// A number per pool (slots free, leases held).
@@ -200,6 +202,9 @@ public struct CoordinatorCore: Sendable {
         /// not excused for it (see `excuseSilence`).
         var suspect = false
         var heldBeforeDispatch = PoolCounts()
+        /// Resources held by live attempts that asked for more than one plain slot, and their sum.
+        var grants: [TaskID: ResourceGrant] = [:]
+        var resourceUse = ResourceUse()
         var holding: Int { leased.count + abandoned.count }
         var holdingThread: Int { holding - holdingProcess - holdingIO }
         var holdingByPool: PoolCounts { PoolCounts(thread: holdingThread, process: holdingProcess, io: holdingIO) }
@@ -208,9 +213,11 @@ public struct CoordinatorCore: Sendable {
         func freeSlots(_ pool: TaskPool, prefetching: Bool = true) -> Int {
             if announcement.draining { return 0 }
             switch pool {
-            case .process: return max(0, announcement.processSlots + (prefetching ? announcement.processPrefetch : 0) - holdingProcess)
-            case .io: return max(0, announcement.ioSlots - holdingIO)
-            case .thread, .automatic: return max(0, announcement.threadSlots + (prefetching ? announcement.prefetch : 0) - holdingThread)
+            case .process:
+                return max(0, announcement.processSlots + (prefetching ? announcement.processPrefetch : 0) - holdingProcess - resourceUse.extraCpus.process)
+            case .io: return max(0, announcement.ioSlots - holdingIO - resourceUse.extraCpus.io)
+            case .thread, .automatic:
+                return max(0, announcement.threadSlots + (prefetching ? announcement.prefetch : 0) - holdingThread - resourceUse.extraCpus.thread)
             }
         }
 
@@ -341,6 +348,7 @@ public struct CoordinatorCore: Sendable {
         try NameCheck.refuseControlCharacters(in: session, "session id")
         for (index, submission) in submissions.enumerated() {
             try validate(submission, index: index)
+            try refuseImpossibleResources(submission, index: index)
         }
         var ids: [TaskID] = []
         ids.reserveCapacity(submissions.count)
@@ -354,6 +362,7 @@ public struct CoordinatorCore: Sendable {
             if let key = submission.key { keys[key] = id }
             var record = TaskRecord(handler: submission.handler, input: submission.input, session: session,
                                     options: submission.options, state: .queued)
+            record.options.resources = Self.normalized(submission.options.resources)
             record.poolHandler = submission.poolHandler
             record.key = submission.key
             record.submittedAt = now
@@ -420,6 +429,7 @@ public struct CoordinatorCore: Sendable {
             try NameCheck.refuseControlCharacters(in: name, "node handler name")
         }
         try validateLabels(announcement.labels, max: limits.labelsPerNodeMax, owner: "a node")
+        try validateOffer(announcement.resources)
     }
 
     /// At most `max` labels, each key 1 to `labelBytesMax` bytes and each value at most that.
@@ -468,6 +478,7 @@ public struct CoordinatorCore: Sendable {
             throw .invalidArgument("task \(index): unknown limit '\(name)' (create it first: colony limit set \(name) N)")
         }
         try validateLabels(options.requiredLabels, max: limits.labelsPerTaskMax, owner: "task \(index)")
+        try validateResources(options.resources, owner: "task \(index)")
         guard options.maxAttempts >= 1, options.maxAttempts <= 1000 else {
             throw .invalidArgument("task \(index): maxAttempts must be 1 to 1000")
         }
@@ -578,6 +589,7 @@ public struct CoordinatorCore: Sendable {
             nodes[name]!.leaseSeq[id] = 0
             nodes[name]!.leasePool[id] = .thread
             nodes[name]!.adopted.insert(id)
+            grantIfFits(id, options: task.options, node: name)
             leasedTotal += 1
             adoptedTotal += 1
             if task.options.timeoutSeconds != nil { timedTasks.insert(id) }
@@ -714,14 +726,22 @@ public struct CoordinatorCore: Sendable {
     /// Leases queued tasks to `name`, up to the free capacity of each of its pools, best first.
     public mutating func dispatch(toNode name: String, now: Double = 0) -> [DispatchedTask] {
         guard let node = nodes[name] else { return [] }
-        nodes[name]!.heldBeforeDispatch = node.holdingByPool
+        nodes[name]!.heldBeforeDispatch = node.holdingWithCpus
         var free = PoolCounts(thread: node.freeSlots(.thread), process: node.freeSlots(.process), io: node.freeSlots(.io))
         // Capacity without the prefetch: all that tasks of long or unmeasured handlers may take.
         var slotsFree = PoolCounts(thread: node.freeSlots(.thread, prefetching: false), process: node.freeSlots(.process, prefetching: false),
                                    io: node.freeSlots(.io, prefetching: false))
         var handed: [DispatchedTask] = []
+        // Only while tasks that ask for resources are queued: their fit, and the reservation
+        // that keeps the oldest of them from starving.
+        var fitting: FreeResources?
+        var head: TaskID?
+        if ready.resourceClasses > 0 && free.any {
+            fitting = FreeResources(offer: node.announcement.resources, use: node.resourceUse)
+            head = reserveForBlockedHead(node: node, free: &free, slotsFree: &slotsFree, fitting: &fitting!)
+        }
         while free.any {
-            guard let (id, pool) = popReady(for: node, free: free, slotsFree: slotsFree) else { break }
+            guard let (id, pool, variant) = popReady(for: node, free: free, slotsFree: slotsFree, fitting: fitting) else { break }
             var handing = Self.inPlace(&self.tasks[id]) { record -> (DispatchedTask, submittedAt: Double, uses: [String], after: [TaskID]) in
                 record!.attempt += 1
                 record!.restored = false
@@ -744,10 +764,24 @@ public struct CoordinatorCore: Sendable {
             }
             leasedTotal += 1
             if handing.0.timeoutSeconds != nil { timedTasks.insert(id) }
+            var cpus = 1
+            if let variant {
+                let grant = ResourceGrant(pool: pool, cpus: variant.cpus, resources: fitting!.take(variant))
+                Self.inPlace(&nodes[name]) { record in
+                    record!.grants[id] = grant
+                    record!.resourceUse.add(grant)
+                }
+                handing.0.cpus = variant.cpus
+                handing.0.resources = grant.resources
+                cpus = variant.cpus
+            }
             handed.append(handing.0)
             nodes[name]!.countHolding(in: pool, 1)
-            free[pool] -= 1
-            slotsFree[pool] = max(0, slotsFree[pool] - 1)
+            free[pool] = max(0, free[pool] - cpus)
+            slotsFree[pool] = max(0, slotsFree[pool] - cpus)
+            if id == head, free.any {
+                head = reserveForBlockedHead(node: nodes[name]!, free: &free, slotsFree: &slotsFree, fitting: &fitting!)
+            }
         }
         return handed
     }
@@ -757,7 +791,8 @@ public struct CoordinatorCore: Sendable {
     /// A function of its own so that the copies its closures capture (the task table among
     /// them) are gone before the caller mutates the table: a copy still alive there would make
     /// every dispatched task copy the whole table (copy-on-write), O(tasks) each.
-    private mutating func popReady(for node: NodeRecord, free: PoolCounts, slotsFree: PoolCounts) -> (TaskID, TaskPool)? {
+    private mutating func popReady(for node: NodeRecord, free: PoolCounts, slotsFree: PoolCounts,
+                                   fitting: FreeResources?) -> (TaskID, TaskPool, ResourceVariant?)? {
         let sizes = limitSizes
         let inUse = limitInUse
         let tasks = self.tasks
@@ -769,12 +804,17 @@ public struct CoordinatorCore: Sendable {
                 guard key.uses.allSatisfy({ (inUse[$0] ?? 0) < (sizes[$0] ?? 0) }),
                       key.labels.allSatisfy({ labels[$0.key] == $0.value }),
                       let pool = node.pool(for: key) else { return false }
+                if !key.resources.isEmpty {
+                    // Never prefetched: it must fit in free slots, beside its named resources.
+                    return fitting.map { Self.firstFitting(key.resources, slotsFree: slotsFree[pool], in: $0) != nil } ?? false
+                }
                 return free[pool] > 0 && (slotsFree[pool] > 0 || (runMicros[key.handler] ?? .infinity) <= shortMax)
             },
             isLive: { tasks[$0]?.state == .queued })
         // The popped class was eligible, so it resolves to a pool with room on this node.
         guard let popped, let pool = node.pool(for: popped.key) else { return nil }
-        return (popped.id, pool)
+        if popped.key.resources.isEmpty { return (popped.id, pool, nil) }
+        return (popped.id, pool, fitting.flatMap { Self.firstFitting(popped.key.resources, slotsFree: slotsFree[pool], in: $0) })
     }
 
     /// Ids the node must stop (cancelled or timed out since its last pull); forgets them.
@@ -1088,6 +1128,7 @@ public struct CoordinatorCore: Sendable {
             .map {
                 ClusterStatus.Node(announcement: $0.announcement, running: $0.leased.count, completed: $0.completed,
                                    failed: $0.failed, lastSeenSecondsAgo: Swift.max(0, now - $0.lastSeen))
+                    .holding($0.resourceUse)
             }
         var status = ClusterStatus(nodes: nodeList, queued: ready.count, running: leasedTotal, succeeded: succeededTotal,
                                    failed: failedTotal, resultsWaiting: resultsWaiting, staleResultsDropped: staleDropped)
@@ -1119,7 +1160,8 @@ public struct CoordinatorCore: Sendable {
         // A draining node takes no new task.
         let taking = nodes.values.filter { !$0.announcement.draining }
         if taking.contains(where: { node in
-            key.labels.allSatisfy { node.announcement.labels[$0.key] == $0.value } && node.pool(for: key) != nil
+            guard key.labels.allSatisfy({ node.announcement.labels[$0.key] == $0.value }), let pool = node.pool(for: key) else { return false }
+            return key.resources.isEmpty || node.firstPossible(key.resources, pool: pool) != nil
         }) { return nil }
         if taking.isEmpty { return "every node is draining" }
         let withHandler = taking.filter { $0.announcement.handlers.isEmpty || $0.announcement.handlers.contains(key.handler) }
@@ -1135,7 +1177,10 @@ public struct CoordinatorCore: Sendable {
         case .io: "the io pool"
         case .automatic: "any pool"
         }
-        return "no node with the handler '\(key.handler)'\(key.labels.isEmpty ? "" : " and its labels") has slots in \(pool)"
+        if !labelled.contains(where: { $0.pool(for: key) != nil }) {
+            return "no node with the handler '\(key.handler)'\(key.labels.isEmpty ? "" : " and its labels") has slots in \(pool)"
+        }
+        return Self.resourcesReason(key.resources)
     }
 
     /// Adds a run time of `handler` to its average (or `replacing` it by at least `micros`).
@@ -1163,6 +1208,7 @@ public struct CoordinatorCore: Sendable {
         nodes[node]!.adopted.remove(id)
         nodes[node]!.leaseSeq[id] = nil
         if let pool = nodes[node]!.leasePool.removeValue(forKey: id) { nodes[node]!.countHolding(in: pool, -1) }
+        if let grant = nodes[node]!.grants.removeValue(forKey: id) { nodes[node]!.resourceUse.remove(grant) }
         leasedTotal -= 1
         let uses = Self.inPlace(&tasks[id]) { $0?.options.uses ?? [] }
         for limit in uses { limitInUse[limit, default: 0] -= 1 }
@@ -1171,6 +1217,7 @@ public struct CoordinatorCore: Sendable {
     private mutating func release(_ abandoned: AbandonedLease, node: String) {
         guard nodes[node]?.abandoned.remove(abandoned) != nil else { return }
         nodes[node]!.countHolding(in: abandoned.pool, -1)
+        if let grant = abandoned.grant { nodes[node]!.resourceUse.remove(grant) }
         leasedTotal -= 1
         for limit in abandoned.uses { limitInUse[limit, default: 0] -= 1 }
     }
@@ -1183,7 +1230,9 @@ public struct CoordinatorCore: Sendable {
         nodes[node]!.adopted.remove(id)
         // Still holding its slot in the same pool, now as abandoned.
         let pool = nodes[node]!.leasePool.removeValue(forKey: id) ?? .thread
-        nodes[node]!.abandoned.insert(AbandonedLease(id: id, attempt: attempt, uses: task.options.uses, pool: pool))
+        // The grant moves with it: the node may still be using those ids.
+        let grant = nodes[node]!.grants.removeValue(forKey: id)
+        nodes[node]!.abandoned.insert(AbandonedLease(id: id, attempt: attempt, uses: task.options.uses, pool: pool, grant: grant))
         nodes[node]!.toCancel.insert(id)
         // The task leaves the running state; the lease itself is counted on as abandoned.
         var updated = task

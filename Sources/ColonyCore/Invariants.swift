@@ -18,11 +18,13 @@ extension CoordinatorCore {
             // reported restored tasks running; dispatch must never add to that.
             let threadCapacity = node.announcement.threadSlots + node.announcement.prefetch
             let processCapacity = node.announcement.processSlots + node.announcement.processPrefetch
-            if node.holdingThread > max(threadCapacity, node.heldBeforeDispatch.thread)
-                || node.holdingProcess > max(processCapacity, node.heldBeforeDispatch.process)
-                || node.holdingIO > max(node.announcement.ioSlots, node.heldBeforeDispatch.io) {
-                problems.append("node \(name) was given more than its slots: \(node.holdingThread) thread, \(node.holdingProcess) process, \(node.holdingIO) io")
+            let held = node.holdingWithCpus
+            if held.thread > max(threadCapacity, node.heldBeforeDispatch.thread)
+                || held.process > max(processCapacity, node.heldBeforeDispatch.process)
+                || held.io > max(node.announcement.ioSlots, node.heldBeforeDispatch.io) {
+                problems.append("node \(name) was given more than its slots: \(held.thread) thread, \(held.process) process, \(held.io) io")
             }
+            problems += resourceViolations(node: name, record: node)
             for (id, pool) in node.leasePool {
                 if let wanted = tasks[id]?.options.pool, wanted != .automatic, wanted != pool {
                     problems.append("task \(id) asked for the \(wanted) pool but runs in the \(pool) pool")

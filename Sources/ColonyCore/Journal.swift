@@ -147,6 +147,7 @@ extension CoordinatorCore {
                                     options: task.submission.options, state: .queued)
             record.poolHandler = task.submission.poolHandler
             record.key = task.submission.key
+            record.options.resources = CoordinatorCore.normalized(record.options.resources)
             if task.submission.detached { core.sessions[task.session, default: SessionRecord()].detached = true }
             record.restored = true
             if let key = task.submission.key { core.keys[key] = task.id }

@@ -16,6 +16,8 @@ struct ReadyQueue: Sendable {
         /// The handler that runs the work (for a `batch` task, the one it runs): a node must
         /// have it, and an `automatic` task takes its default pool.
         var handler: String = ""
+        /// What its tasks ask for beyond one slot (empty: nothing).
+        var resources: [ResourceVariant] = []
     }
 
     private struct Entry: Sendable {
@@ -46,6 +48,9 @@ struct ReadyQueue: Sendable {
     private var prioritiesDescending: [Int32] = []
     private var sequence: UInt64 = 0
     private(set) var count = 0
+    /// Classes with queued tasks that ask for resources: while there are none, dispatch
+    /// takes its fast path (no fit check, no reservation).
+    private(set) var resourceClasses = 0
 
     mutating func push(_ id: TaskID, priority: Int32, key: ClassKey) {
         sequence += 1
@@ -54,6 +59,7 @@ struct ReadyQueue: Sendable {
             prioritiesDescending.append(priority)
             prioritiesDescending.sort(by: >)
         }
+        if !key.resources.isEmpty && lanes[priority]![key] == nil { resourceClasses += 1 }
         lanes[priority]![key, default: Lane()].push(Entry(sequence: sequence, id: id))
         count += 1
     }
@@ -68,6 +74,7 @@ struct ReadyQueue: Sendable {
         }
         let first = sequence + 1
         sequence += UInt64(ids.count)
+        if !key.resources.isEmpty && lanes[priority]![key] == nil { resourceClasses += 1 }
         lanes[priority]![key, default: Lane()].push(contentsOf: ids.enumerated().map { Entry(sequence: first + UInt64($0.offset), id: $0.element) })
         count += ids.count
     }
@@ -85,7 +92,10 @@ struct ReadyQueue: Sendable {
                 }
                 guard let chosen = best else { break }
                 lanes[priority]![chosen.key]!.pop()
-                if lanes[priority]![chosen.key]!.isEmpty { lanes[priority]![chosen.key] = nil }
+                if lanes[priority]![chosen.key]!.isEmpty {
+                    lanes[priority]![chosen.key] = nil
+                    if !chosen.key.resources.isEmpty { resourceClasses -= 1 }
+                }
                 // A stale entry was already subtracted from `count` by `forget`.
                 if isLive(chosen.entry.id) {
                     count -= 1
@@ -96,6 +106,27 @@ struct ReadyQueue: Sendable {
                 lanes[priority] = nil
                 prioritiesDescending.removeAll { $0 == priority }
             }
+        }
+        return nil
+    }
+
+    /// The oldest live task of the highest priority whose class `eligible` accepts, left on
+    /// the queue (entries of tasks no longer queued are dropped on the way).
+    mutating func head(eligible: (ClassKey) -> Bool, isLive: (TaskID) -> Bool) -> (id: TaskID, key: ClassKey)? {
+        for priority in prioritiesDescending {
+            var best: (key: ClassKey, entry: Entry)?
+            for key in Array(lanes[priority]!.keys) where eligible(key) {
+                while let first = lanes[priority]![key]?.first, !isLive(first.id) {
+                    lanes[priority]![key]!.pop()
+                    if lanes[priority]![key]!.isEmpty {
+                        lanes[priority]![key] = nil
+                        if !key.resources.isEmpty { resourceClasses -= 1 }
+                    }
+                }
+                guard let first = lanes[priority]![key]?.first else { continue }
+                if best == nil || first.sequence < best!.entry.sequence { best = (key, first) }
+            }
+            if let best { return (best.entry.id, best.key) }
         }
         return nil
     }

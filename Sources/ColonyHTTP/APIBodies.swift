@@ -86,7 +86,8 @@ struct SubmitBody: Decodable {
 
 /// One task: `handler` and `input` (a string is sent as its UTF-8 bytes, any other JSON value
 /// as its JSON text), or `input_base64`; optional `priority`, `pool` (`thread`, `process`,
-/// `io`, `automatic`), `uses`, `after`, `max_attempts`, `retry_on_error`, `timeout_s`, `labels`, `key`.
+/// `io`, `automatic`), `uses`, `after`, `max_attempts`, `retry_on_error`, `timeout_s`, `labels`, `key`,
+/// `resources` (alternatives as `colony submit --resource-variant` takes them: `["gpus=1,cpus=4", "cpus=16"]`).
 struct TaskBody: Decodable {
     var handler: String
     var input: JSONValue?
@@ -100,10 +101,11 @@ struct TaskBody: Decodable {
     var timeoutSeconds: Double?
     var labels: [String: String]?
     var key: String?
+    var resources: [String]?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case handler, input, inputBase64 = "input_base64", priority, pool, uses, after, maxAttempts = "max_attempts"
-        case retryOnError = "retry_on_error", timeoutSeconds = "timeout_s", labels, key
+        case retryOnError = "retry_on_error", timeoutSeconds = "timeout_s", labels, key, resources
     }
 
     init(from decoder: any Decoder) throws {
@@ -124,6 +126,7 @@ struct TaskBody: Decodable {
         timeoutSeconds = try fields.decodeIfPresent(Number<Double>.self, forKey: .timeoutSeconds)?.value
         labels = try fields.decodeIfPresent([String: String].self, forKey: .labels)
         key = try fields.decodeIfPresent(String.self, forKey: .key)
+        resources = try fields.decodeIfPresent([String].self, forKey: .resources)
     }
 
     /// The task as the coordinator takes it; `index` names it in errors.
@@ -173,6 +176,12 @@ struct TaskBody: Decodable {
         }
         if let labels { spec.labels = labels }
         if let key { spec.key = key }
+        for text in resources ?? [] {
+            guard let variant = ResourceVariant.parse(text) else {
+                throw refuse("'resources' entries are NAME=AMOUNT,... (e.g. \"gpus=1,cpus=4\"), got '\(text)'")
+            }
+            spec.resources.append(variant.wire)
+        }
         return spec
     }
 }

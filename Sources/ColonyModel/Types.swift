@@ -34,6 +34,9 @@ public struct TaskOptions: Sendable, Equatable {
     public var requiredLabels: [String: String] = [:]
     /// The pool it runs in.
     public var pool: TaskPool = .automatic
+    /// What it needs of a node beyond one slot, as alternatives: the first that fits on the
+    /// pulling node is used. Empty: one slot of its pool, no named resources.
+    public var resources: [ResourceVariant] = []
 
     public init(priority: Int32 = 0, uses: [String] = [], after: [TaskID] = [], maxAttempts: Int = 1,
                 retryOnError: Bool = false, timeoutSeconds: Double? = nil, requiredLabels: [String: String] = [:],
@@ -96,6 +99,10 @@ public struct DispatchedTask: Sendable, Equatable {
     public var timeoutSeconds: Double?
     /// The pool chosen on the node (never `automatic`).
     public var pool: TaskPool
+    /// Slots of `pool` it holds.
+    public var cpus = 1
+    /// The named resources it was given, with their ids.
+    public var resources: [AssignedResource] = []
     public init(id: TaskID, handler: String, input: [UInt8], attempt: UInt32, dependencies: [TaskID: [UInt8]] = [:], timeoutSeconds: Double? = nil,
                 pool: TaskPool = .thread) {
         self.pool = pool
@@ -196,6 +203,8 @@ public struct NodeAnnouncement: Sendable, Equatable {
     public var ioHandlers: Set<String>
     /// The node is draining: it gets no new tasks.
     public var draining = false
+    /// Named resources it offers beyond its slots (`gpus=0,1`, `mem=64G`).
+    public var resources: [String: ResourceOffer] = [:]
     /// Its latest figures, if it sends them.
     public var figures: NodeFigures?
 
@@ -204,7 +213,7 @@ public struct NodeAnnouncement: Sendable, Equatable {
     public func describesTheSame(as other: NodeAnnouncement) -> Bool {
         name == other.name && host == other.host && threadSlots == other.threadSlots && pid == other.pid
             && processSlots == other.processSlots && handlers == other.handlers && processHandlers == other.processHandlers
-            && labels == other.labels && ioSlots == other.ioSlots && ioHandlers == other.ioHandlers
+            && labels == other.labels && ioSlots == other.ioSlots && ioHandlers == other.ioHandlers && resources == other.resources
     }
 
     /// This node's description with the parts every pull carries taken from `brief`.
@@ -244,6 +253,8 @@ public struct ClusterStatus: Sendable, Equatable {
         public var completed: UInt64
         public var failed: UInt64
         public var lastSeenSecondsAgo: Double
+        /// Named resources its attempts hold now (fixed point), by name.
+        public var resourcesHeld: [String: UInt64] = [:]
         public init(announcement: NodeAnnouncement, running: Int, completed: UInt64, failed: UInt64, lastSeenSecondsAgo: Double) {
             self.announcement = announcement
             self.running = running

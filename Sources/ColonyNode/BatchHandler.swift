@@ -49,8 +49,9 @@ public enum BatchHandler {
             for (index, item) in inputs.enumerated() {
                 try Task.checkCancellation()
                 if index > 0 { output.append(UInt8(ascii: ",")) }
-                let itemContext = TaskContext(taskID: context.taskID, attempt: context.attempt, nodeName: context.nodeName,
+                var itemContext = TaskContext(taskID: context.taskID, attempt: context.attempt, nodeName: context.nodeName,
                                               dependencyOutputs: context.dependencyOutputs)
+                itemContext.resources = context.resources
                 do {
                     let itemBytes = try encoder.encode(item)
                     let result = try await handler.run(Array(itemBytes), context: itemContext)

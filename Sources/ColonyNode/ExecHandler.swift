@@ -152,6 +152,9 @@ public struct ExecHandler: TaskHandler {
         let executable = program.contains("/") ? program : try Self.resolve(program, env: input.env)
         var environment = Self.nodeEnvironment
         if let env = input.env { environment.merge(env) { $1 } }
+        // What the coordinator gave this attempt wins over the task's own env: two tasks on
+        // one node must never be pointed at the same GPU by mistake.
+        environment.merge(context.resourceEnvironment) { $1 }
         let clock = ContinuousClock()
         let started = clock.now
         if stdin != nil { Self.brokenPipesIgnored }

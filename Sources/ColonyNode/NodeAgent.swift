@@ -51,6 +51,8 @@ public struct NodeConfiguration: Sendable {
     public var outputBytesMax = 4 << 20
     /// Labels this node offers (`gpu=1`); tasks may require them.
     public var labels: [String: String] = [:]
+    /// Named resources this node offers beyond its slots (`gpus=0,1`, `mem=64G`).
+    public var resources: [String: ResourceOffer] = [:]
     /// The coordinator's shared token ("" when it requires none).
     public var token = ""
     /// Certificates for a `tls+tcp://` coordinator URL.
@@ -106,6 +108,8 @@ public actor NodeAgent {
     private var ioSlots: ThreadSlots?
     private var processQueue = LocalQueue()
     private var executingProcesses = 0
+    /// Process-pool slots each executing task holds (its cpus).
+    private var processSlotsHeld: [UInt64: Int] = [:]
     private var averageRunMicros: [TaskPool: Double] = [:]
     private var processPool: ProcessPool?
     /// Resident memory of the node and of its children, and when it was read.
@@ -323,8 +327,11 @@ public actor NodeAgent {
 
     /// The next queued process-pool task, when a child is free; marks the child taken.
     private func nextStartableInProcess() -> Colony_V1_Task? {
-        guard executingProcesses < configuration.processes.size, let task = processQueue.pop() else { return nil }
-        executingProcesses += 1
+        // A task of N cpus starts only with N children free, and holds them all.
+        guard let next = processQueue.first, executingProcesses + next.slotsHeld <= configuration.processes.size,
+              let task = processQueue.pop() else { return nil }
+        executingProcesses += task.slotsHeld
+        processSlotsHeld[task.id] = task.slotsHeld
         return task
     }
 
@@ -454,6 +461,7 @@ public actor NodeAgent {
             info.processHandlers = processHandlerNames
             info.ioSlots = UInt32(configuration.ioSlots)
             info.ioHandlers = ioHandlerNames
+            info.resources = configuration.resources.mapValues(\.nodeWire)
         }
         pull.node = info
         pull.figures = currentFigures()
@@ -678,7 +686,7 @@ public actor NodeAgent {
     /// A process-pool task ended (the slots' pools report through their outboxes).
     private func finishedInProcess(_ result: Colony_V1_TaskResult) -> PlannedPull? {
         stopSignals[result.id] = nil
-        executingProcesses -= 1
+        executingProcesses -= processSlotsHeld.removeValue(forKey: result.id) ?? 1
         startTick?.yield()
         record(result, in: .process)
         return nextPull()
@@ -747,6 +755,7 @@ public actor NodeAgent {
         var context = TaskContext(taskID: task.id, attempt: task.attempt, nodeName: nodeName,
                                   dependencyOutputs: task.dependencies.mapValues { Array($0) }, pool: poolKind)
         context.output = output.map { TaskOutputSink(taskID: task.id, attempt: task.attempt, deliver: $0) }
+        context.resources = task.assignedResources
         // Inline, in the caller's task: a stop cancels that task (see ThreadSlots), and a
         // handler that never suspends never leaves its thread.
         let outcome: Result<[UInt8], any Error>
@@ -828,6 +837,8 @@ struct LocalQueue {
     private var head = 0
 
     var isEmpty: Bool { head == items.count }
+    /// The oldest task waiting.
+    var first: Colony_V1_Task? { head < items.count ? items[head] : nil }
 
     /// When the oldest task still waiting was queued.
     var oldestQueuedAt: ContinuousClock.Instant? { head < queuedAt.count ? queuedAt[head] : nil }

@@ -15,6 +15,9 @@ public struct TaskContext: Sendable {
     public let dependencyOutputs: [UInt64: [UInt8]]
     /// The pool it runs in: `.thread` or `.io` (in the node's process) or `.process` (in a child).
     public let pool: TaskPool
+    /// The named resources the coordinator gave this attempt (`gpus` with the ids it may
+    /// use); empty when it asked for none.
+    public internal(set) var resources: [AssignedResource] = []
     let recorder: CounterRecorder
     /// Where live output goes while the attempt runs (nil: nowhere, e.g. a handler called directly).
     var output: TaskOutputSink?

@@ -28,6 +28,7 @@ final class ThreadSlots: Sendable {
     private struct Running {
         var taskID: UInt64
         var stop: StopSignal
+        var cpus = 1
     }
 
     private struct State {
@@ -39,6 +40,32 @@ final class ThreadSlots: Sendable {
         var nextWorker = 0
         var outbox: [Colony_V1_TaskResult] = []
         var shutDown = false
+        /// Slots held by running tasks beyond their worker's own (a task of N cpus holds N):
+        /// the workers of those slots stay idle until it ends.
+        var heldExtra = 0
+
+        func fits(_ task: Colony_V1_Task, slots: Int) -> Bool {
+            running.count + heldExtra + task.slotsHeld <= slots
+        }
+
+        /// Marks `task` taken by worker `number`.
+        mutating func assign(_ task: Colony_V1_Task, to number: Int) -> Taken {
+            let taken = Taken(task: task, stop: StopSignal())
+            running[number] = Running(taskID: task.id, stop: taken.stop, cpus: task.slotsHeld)
+            heldExtra += task.slotsHeld - 1
+            return taken
+        }
+
+        /// Hands queued tasks to idle workers while the oldest fits (FIFO: a task of many
+        /// cpus at the head waits for its slots, and nothing overtakes it).
+        mutating func handOut(slots: Int) -> [(CheckedContinuation<Taken?, Never>, Taken)] {
+            var handOuts: [(CheckedContinuation<Taken?, Never>, Taken)] = []
+            while !idleWorkers.isEmpty, let next = queue.first, fits(next, slots: slots), let task = queue.pop() {
+                let (number, worker) = idleWorkers.removeLast()
+                handOuts.append((worker, assign(task, to: number)))
+            }
+            return handOuts
+        }
     }
 
     private let state = Mutex(State())
@@ -79,13 +106,17 @@ final class ThreadSlots: Sendable {
             watchdog?.cancel()
             // Read under the lock that `stop` cancels under: a stop either hit this run (and
             // the worker ends) or finds the task finished.
-            let (first, cancelled) = state.withLock { state -> (Bool, Bool) in
-                state.running[number] = nil
+            let (first, cancelled, handOuts) = state.withLock { state -> (Bool, Bool, [(CheckedContinuation<Taken?, Never>, Taken)]) in
+                let cpus = state.running.removeValue(forKey: number)?.cpus ?? 1
                 let cancelled = Task.isCancelled
                 if cancelled { state.workers[number] = nil }
                 state.outbox.append(result)
-                return (state.outbox.count == 1, cancelled)
+                guard cpus > 1 else { return (state.outbox.count == 1, cancelled, []) }
+                // Its extra slots are free again: their idle workers may start queued tasks.
+                state.heldExtra -= cpus - 1
+                return (state.outbox.count == 1, cancelled, state.handOut(slots: slots))
             }
+            for (worker, taken) in handOuts { worker.resume(returning: taken) }
             if first { resultsReady() }
             if cancelled {
                 // Cancelled to stop its handler: a fresh worker takes the slot.
@@ -110,21 +141,18 @@ final class ThreadSlots: Sendable {
     }
 
     private func take(worker number: Int) async -> Taken? {
+        let slots = self.slots
         let ready = state.withLock { state -> Taken?? in
             if state.shutDown { return .some(nil) }
-            guard let task = state.queue.pop() else { return nil }
-            let taken = Taken(task: task, stop: StopSignal())
-            state.running[number] = Running(taskID: task.id, stop: taken.stop)
-            return .some(taken)
+            guard let next = state.queue.first, state.fits(next, slots: slots), let task = state.queue.pop() else { return nil }
+            return .some(state.assign(task, to: number))
         }
         if let ready { return ready }
         return await withCheckedContinuation { (continuation: CheckedContinuation<Taken?, Never>) in
             let now = state.withLock { state -> Taken?? in
                 if state.shutDown { return .some(nil) }
-                if let task = state.queue.pop() {
-                    let taken = Taken(task: task, stop: StopSignal())
-                    state.running[number] = Running(taskID: task.id, stop: taken.stop)
-                    return .some(taken)
+                if let next = state.queue.first, state.fits(next, slots: slots), let task = state.queue.pop() {
+                    return .some(state.assign(task, to: number))
                 }
                 state.idleWorkers.append((number, continuation))
                 return nil
@@ -139,10 +167,8 @@ final class ThreadSlots: Sendable {
         let handOuts = state.withLock { state -> [(CheckedContinuation<Taken?, Never>, Taken)] in
             var handOuts: [(CheckedContinuation<Taken?, Never>, Taken)] = []
             for task in tasks {
-                if let (number, worker) = state.idleWorkers.popLast() {
-                    let taken = Taken(task: task, stop: StopSignal())
-                    state.running[number] = Running(taskID: task.id, stop: taken.stop)
-                    handOuts.append((worker, taken))
+                if state.queue.isEmpty, state.fits(task, slots: slots), let (number, worker) = state.idleWorkers.popLast() {
+                    handOuts.append((worker, state.assign(task, to: number)))
                 } else {
                     state.queue.push(task, at: time)
                 }
@@ -182,7 +208,11 @@ final class ThreadSlots: Sendable {
 
     /// Takes queued (not started) tasks whose ids are in `ids` out of the queue.
     func removeQueued(_ ids: Set<UInt64>) -> [Colony_V1_Task] {
-        state.withLock { $0.queue.remove(ids) }
+        let slots = self.slots
+        // A task of many cpus waiting at the head may be among them: what queued behind it may start.
+        let (removed, handOuts) = state.withLock { state in (state.queue.remove(ids), state.handOut(slots: slots)) }
+        for (worker, taken) in handOuts { worker.resume(returning: taken) }
+        return removed
     }
 
     /// Takes every queued (not started) task.

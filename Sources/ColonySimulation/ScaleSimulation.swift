@@ -23,6 +23,9 @@ public struct ScaleSimulation: Sendable {
     public var churnEverySeconds: Double
     /// Checks the core's invariants every this many steps (they walk every task).
     public var checkEverySteps: Int
+    /// Some tasks ask for resources (4 cpus, a gpu, half a gpu, or a gpu else 8 cpus) and the
+    /// gpu-labelled nodes offer `gpus=0,1,2,3`; off for the dispatch-cost figure of plain tasks.
+    public var withResources = false
 
     public init(nodes: Int, slotsPerNode: Int = 64, tasksPerSlot: Int = 4, seed: UInt64 = 1,
                 churnEverySeconds: Double = 0.05, checkEverySteps: Int = 500) {
@@ -73,8 +76,9 @@ public struct ScaleSimulation: Sendable {
             let handlers = index % 2 == 0 ? ["work", "render"] : ["work"]
             let labels = index % 10 == 0 ? ["gpu": "1"] : [:]
             let name = "n\(index)"
-            return SimNode(name: name, announcement: NodeAnnouncement(name: name, host: "h", threadSlots: slotsPerNode,
-                                                                      handlers: handlers, labels: labels))
+            var announcement = NodeAnnouncement(name: name, host: "h", threadSlots: slotsPerNode, handlers: handlers, labels: labels)
+            if withResources && index % 10 == 0 { announcement.resources = ["gpus": .ids(["0", "1", "2", "3"])] }
+            return SimNode(name: name, announcement: announcement)
         }
         var fleet = (0..<nodes).map(makeNode)
         var nextIndex = nodes
@@ -91,6 +95,16 @@ public struct ScaleSimulation: Sendable {
             for _ in 0..<count {
                 var options = TaskOptions()
                 if roll(20) == 0 { options.requiredLabels = ["gpu": "1"] }
+                if withResources {
+                    let one = ResourceAmount.one
+                    switch roll(100) {
+                    case 0, 1: options.resources = [ResourceVariant(cpus: 4)]
+                    case 2: options.resources = [ResourceVariant(amounts: ["gpus": one])]
+                    case 3: options.resources = [ResourceVariant(amounts: ["gpus": one / 2])]
+                    case 4: options.resources = [ResourceVariant(cpus: 2, amounts: ["gpus": 2 * one]), ResourceVariant(cpus: 8)]
+                    default: break
+                    }
+                }
                 batch.append(TaskSubmission(handler: roll(5) == 0 ? "render" : "work", input: [], options: options))
             }
             let ids: [TaskID]
@@ -167,9 +181,11 @@ public struct ScaleSimulation: Sendable {
                     fleet[index].running.append((task, now + (length[task.id] ?? 0)))
                 }
                 dispatched += handed.count
-                if fleet[index].running.count > slotsPerNode {
-                    return report("\(node.name) holds \(fleet[index].running.count) tasks with \(slotsPerNode) slots")
+                let cpusHeld = fleet[index].running.reduce(0) { $0 + $1.task.cpus }
+                if cpusHeld > slotsPerNode {
+                    return report("\(node.name) holds tasks of \(cpusHeld) cpus with \(slotsPerNode) slots")
                 }
+                if let problem = Self.overShared(fleet[index].running.map(\.task), node: node.announcement) { return report(problem) }
                 // The next finish, or a heartbeat (an idle node's long poll) within a second.
                 fleet[index].nextWake = fleet[index].running.map(\.finishesAt).min().map { Swift.min($0, now + 1) } ?? now + 1
             }
@@ -193,6 +209,29 @@ public struct ScaleSimulation: Sendable {
         if let problem = core.invariantViolations().first { return report("invariant at the end: \(problem)") }
         return Report(nodes: nodes, tasks: total, dispatched: dispatched, nodesLost: lost, coreCPUSeconds: cpu, simulatedSeconds: now,
                       violation: nil)
+    }
+}
+
+extension ScaleSimulation {
+    /// What the node runs at once, checked from the node's side: an id it does not offer, or
+    /// shared beyond one whole.
+    static func overShared(_ running: [DispatchedTask], node: NodeAnnouncement) -> String? {
+        var shares: [String: UInt64] = [:]
+        for task in running {
+            for resource in task.resources where !resource.ids.isEmpty {
+                guard case .ids(let offered) = node.resources[resource.name] else {
+                    return "task \(task.id) given \(resource.name) by \(node.name), which offers none"
+                }
+                for id in resource.ids {
+                    if !offered.contains(id) { return "task \(task.id) given \(resource.name) id \(id), not offered by \(node.name)" }
+                    shares["\(resource.name)/\(id)", default: 0] += min(resource.amount, ResourceAmount.one)
+                }
+            }
+        }
+        if let (id, share) = shares.first(where: { $0.value > ResourceAmount.one }) {
+            return "\(node.name) runs tasks sharing \(id) beyond one whole: \(ResourceAmount.format(share))"
+        }
+        return nil
     }
 }
 

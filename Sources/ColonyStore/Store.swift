@@ -128,6 +128,9 @@ public final class Store: @unchecked Sendable {
         if try database.scalarText("SELECT count(*) FROM pragma_table_info('tasks') WHERE name = 'detached'") == "0" {
             try database.execute("ALTER TABLE tasks ADD COLUMN detached INTEGER NOT NULL DEFAULT 0")
         }
+        if try database.scalarText("SELECT count(*) FROM pragma_table_info('tasks') WHERE name = 'resources'") == "0" {
+            try database.execute("ALTER TABLE tasks ADD COLUMN resources BLOB")
+        }
         let held = try database.scalarText("SELECT value FROM meta WHERE key = 'commit'").flatMap(UInt64.init) ?? 0
         var loss: JournalLoss?
         let marked = mark.recorded()
@@ -175,7 +178,7 @@ public final class Store: @unchecked Sendable {
         var lastSession = ""
         try database.forEachRow("""
             SELECT id, session, handler, input, priority, uses, after, max_attempts, retry_on_error, timeout, labels, pool,
-                   pool_handler, outcome, attempt, output, error, node, run_micros, key, detached FROM tasks ORDER BY id
+                   pool_handler, outcome, attempt, output, error, node, run_micros, key, detached, resources FROM tasks ORDER BY id
             """) { row in
             let id = TaskID(bitPattern: row.int64(0))
             var options = TaskOptions(priority: Int32(truncatingIfNeeded: row.int64(4)), uses: Strings.decode(row.blob(5)),
@@ -184,6 +187,7 @@ public final class Store: @unchecked Sendable {
             let labelList = Strings.decode(row.blob(10))
             for pair in stride(from: 0, to: labelList.count - 1, by: 2) { options.requiredLabels[labelList[pair]] = labelList[pair + 1] }
             options.pool = TaskPool(rawValue: row.text(11)) ?? .automatic
+            if !row.isNull(21) { options.resources = Strings.decode(row.blob(21)).compactMap(ResourceVariant.parse) }
             let submission = TaskSubmission(handler: row.text(2), input: row.blob(3), options: options,
                                             poolHandler: row.isNull(12) ? nil : row.text(12), key: row.isNull(19) ? nil : row.text(19),
                                             detached: row.int64(20) != 0)
@@ -466,8 +470,8 @@ private struct Statements {
         self.database = database
         insertTask = try database.prepare("""
             INSERT OR REPLACE INTO tasks(id, session, handler, input, priority, uses, after, max_attempts, retry_on_error,
-                                         timeout, labels, pool, pool_handler, key, detached)
-            VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                                         timeout, labels, pool, pool_handler, key, detached, resources)
+            VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
             """)
         finishTask = try database.prepare("""
             UPDATE tasks SET outcome = ?2, attempt = ?3, output = ?4, error = ?5, node = ?6, run_micros = ?7 WHERE id = ?1
@@ -502,6 +506,8 @@ private struct Statements {
             if let poolHandler = submission.poolHandler { statement.bind(13, poolHandler) } else { statement.bindNull(13) }
             if let key = submission.key { statement.bind(14, key) } else { statement.bindNull(14) }
             statement.bind(15, Int64(submission.detached ? 1 : 0))
+            // One `cpus=2,gpus=0.5` per variant: exact decimals, read back by ResourceVariant.parse.
+            if options.resources.isEmpty { statement.bindNull(16) } else { statement.bind(16, Strings.encode(options.resources.map(\.description))) }
             try statement.run()
         case .finished(let outcome):
             let statement = finishTask

@@ -32,6 +32,8 @@ public struct ClusterReport: Codable, Sendable, Equatable {
         public var rssBytes: UInt64?
         public var childrenRssBytes: UInt64?
         public var childrenStarted: UInt64?
+        /// Named resources held of offered (`gpus 1/2 mem 6G/16G`); absent for a node that offers none.
+        public var resources: String? = nil
     }
 
     /// Node jobs the coordinator submitted to a batch system.
@@ -145,7 +147,9 @@ public struct ClusterReport: Codable, Sendable, Equatable {
                  draining: node.info.draining, handlers: node.info.handlers,
                  rssBytes: node.hasFigures ? node.figures.rssBytes : nil,
                  childrenRssBytes: node.hasFigures ? node.figures.childrenRssBytes : nil,
-                 childrenStarted: node.hasFigures ? node.figures.childrenStarted : nil)
+                 childrenStarted: node.hasFigures ? node.figures.childrenStarted : nil,
+                 resources: node.info.resources.isEmpty ? nil
+                    : ResourceAmount.column(offered: NodeAnnouncement.resources(wire: node.info.resources), held: node.resourcesHeld))
         }
         limits = wire.limits.map { Limit(name: $0.name, size: Int($0.size), inUse: Int($0.inUse), highWater: Int($0.highWater)) }
         counters = Dictionary(figures.counters.map { ($0.name, $0.value) }, uniquingKeysWith: { _, last in last })

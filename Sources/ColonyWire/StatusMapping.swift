@@ -9,9 +9,11 @@ extension ClusterStatus {
                                                    handlers: node.info.handlers, pid: Int(node.info.pid), labels: node.info.labels,
                                                    processSlots: Int(node.info.processSlots),
                                                    processHandlers: Set(node.info.processHandlers), ioSlots: Int(node.info.ioSlots),
-                                                   ioHandlers: Set(node.info.ioHandlers), draining: node.info.draining),
+                                                   ioHandlers: Set(node.info.ioHandlers), draining: node.info.draining)
+                        .offering(NodeAnnouncement.resources(wire: node.info.resources)),
                     running: Int(node.running), completed: node.completed, failed: node.failed,
                     lastSeenSecondsAgo: Double(node.lastSeenMsAgo) / 1000)
+                    .holding(node.resourcesHeld)
             },
             queued: Int(wire.queued), running: Int(wire.running), succeeded: wire.succeeded, failed: wire.failed,
             resultsWaiting: Int(wire.resultsWaiting), staleResultsDropped: wire.staleResultsDropped)

@@ -10,6 +10,7 @@ extension TaskSubmission {
                                   maxAttempts: max(1, Int(wire.maxAttempts)), retryOnError: wire.retryOnError,
                                   requiredLabels: wire.labels, pool: TaskPool(wire: wire.pool))
         if wire.timeoutMs > 0 { options.timeoutSeconds = Double(wire.timeoutMs) / 1000 }
+        options.resources = wire.resources.map(ResourceVariant.init(wire:))
         self.init(handler: wire.handler, input: Array(wire.input), options: options,
                   poolHandler: wire.poolHandler.isEmpty ? nil : wire.poolHandler, key: wire.key.isEmpty ? nil : wire.key)
     }
@@ -26,6 +27,7 @@ extension TaskSubmission {
         // The client checks it before (a nan or inf here would trap).
         if let timeout = options.timeoutSeconds { spec.timeoutMs = UInt32(clamping: (try? SecondsRange.taskTimeout.milliseconds(timeout, "")) ?? 0) }
         spec.labels = options.requiredLabels
+        spec.resources = options.resources.map(\.wire)
         if let poolHandler { spec.poolHandler = poolHandler }
         if let key { spec.key = key }
         spec.pool = options.pool.wire
@@ -97,6 +99,8 @@ extension DispatchedTask {
         task.dependencies = dependencies.mapValues { Data($0) }
         if let timeoutSeconds { task.timeoutMs = UInt32(clamping: Int((timeoutSeconds * 1000).rounded(.up))) }
         task.pool = pool.wire
+        if cpus > 1 { task.cpus = UInt32(clamping: cpus) }
+        task.resources = resources.map(\.wire)
         return task
     }
 }
@@ -108,6 +112,7 @@ extension NodeAnnouncement {
                   processSlots: Int(wire.processSlots), processPrefetch: Int(processPrefetch),
                   processHandlers: Set(wire.processHandlers), ioSlots: Int(wire.ioSlots), ioHandlers: Set(wire.ioHandlers))
         draining = wire.draining
+        resources = Self.resources(wire: wire.resources)
     }
 
     public var wire: Colony_V1_NodeInfo {
@@ -123,6 +128,7 @@ extension NodeAnnouncement {
         info.ioSlots = UInt32(clamping: ioSlots)
         info.ioHandlers = ioHandlers.sorted()
         info.draining = draining
+        info.resources = resources.mapValues(\.wire)
         return info
     }
 }
@@ -158,6 +164,7 @@ extension ClusterStatus {
             status.failed = node.failed
             status.lastSeenMsAgo = UInt64(node.lastSeenSecondsAgo * 1000)
             if let figures = node.announcement.figures { status.figures = figures.wire }
+            status.resourcesHeld = node.resourcesHeld
             return status
         }
         reply.queued = UInt64(queued)

@@ -215,4 +215,15 @@ final class ScaleSimulationTests: XCTestCase {
             XCTAssertGreaterThan(report.nodesLost, 0, "churn happened")
         }
     }
+
+    func testTasksWithResourcesKeepEveryRuleUnderChurn() {
+        for (nodes, seed) in [(10, UInt64(4)), (100, 5)] {
+            var simulation = ScaleSimulation(nodes: nodes, slotsPerNode: 16, tasksPerSlot: 3, seed: seed, churnEverySeconds: 0.05,
+                                             checkEverySteps: 100)
+            simulation.withResources = true
+            let report = simulation.run()
+            XCTAssertNil(report.violation, "\(nodes) nodes, seed \(seed)")
+            XCTAssertGreaterThanOrEqual(report.dispatched, report.tasks)
+        }
+    }
 }

@@ -59,6 +59,8 @@ struct MapCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Run only on nodes with this label, KEY=VALUE (repeatable).")
     var requireLabel: [String] = []
 
+    @OptionGroup var resourceFlags: ResourceFlags
+
     @Flag(name: .long, help: "Feed chunks of the input to the command's stdin instead of one line per argument.")
     var pipe = false
 
@@ -112,6 +114,7 @@ struct MapCommand: AsyncParsableCommand {
         let lines = try readInputs()
         var options = TaskOptions(uses: uses, maxAttempts: retries + 1, retryOnError: retries > 0,
                                   requiredLabels: try parseLabels(requireLabel), pool: pool)
+        options.resources = try resourceFlags.variants()
         // A chunk's timeout covers all of its inputs (each input keeps its own).
         if let timeout { options.timeoutSeconds = min(timeout * Double(chunkSize) + 5, SecondsRange.taskTimeout.most) }
         var submissions: [TaskSubmission] = []
@@ -152,6 +155,7 @@ struct MapCommand: AsyncParsableCommand {
         let chunks = try PipeChunks.cut(try readInputBytes(), by: try pipeCut(), headerLines: header)
         var options = TaskOptions(uses: uses, maxAttempts: retries + 1, retryOnError: retries > 0,
                                   requiredLabels: try parseLabels(requireLabel), pool: pool)
+        options.resources = try resourceFlags.variants()
         if let timeout { options.timeoutSeconds = min(timeout + 5, SecondsRange.taskTimeout.most) }
         let command = ExecHandler.Input(argv: argv, timeoutSeconds: timeout, outputBytesMax: Self.pipeOutputBytesMax, failUnlessZero: true)
         var submissions: [TaskSubmission] = []

@@ -29,6 +29,9 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "A label KEY=VALUE this node offers, e.g. gpu=1 (repeatable).")
     var label: [String] = []
 
+    @Option(name: .long, help: "A resource this node offers beyond its slots: NAME=COUNT (licenses=4, mem=64G), NAME=ID,ID,... (gpus=0,1; one id: gpus=3,), or gpus=auto (the GPUs nvidia-smi -L lists) (repeatable).")
+    var resource: [String] = []
+
     @Flag(name: .long, help: "Run `exec` tasks (shell commands, e.g. from `colony map`). Off by default: anyone who can submit could run commands as this node's user.")
     var allowExec = false
 
@@ -62,6 +65,7 @@ struct NodeCommand: AsyncParsableCommand {
         let logger = Logger(label: "colony.node")
         configuration.log = { logger.info("\($0)") }
         configuration.labels = try parseLabels(label)
+        configuration.resources = try NodeResourceOption.parse(resource)
         configuration.token = try client.token()
         configuration.tls = try client.tls()
         configuration.processes = processPool.configuration

@@ -248,6 +248,8 @@ struct TaskOptionFlags: ParsableArguments {
     @Option(name: .long, help: "The pool to run in: thread, process, io, or automatic (the handler's default: process for exec, crash and allocate, io for fetch and sleep, thread for the rest).")
     var pool: TaskPool = .automatic
 
+    @OptionGroup var resourceFlags: ResourceFlags
+
     func validate() throws {
         if let timeout { _ = try SecondsRange.taskTimeout.check(timeout, "--timeout") }
     }
@@ -255,8 +257,10 @@ struct TaskOptionFlags: ParsableArguments {
     func options() throws -> TaskOptions {
         guard retries >= 0, retries < 1000 else { throw CLIError("--retries must be 0 to 999") }
         if let timeout { _ = try SecondsRange.taskTimeout.check(timeout, "--timeout") }
-        return TaskOptions(priority: priority, uses: uses, after: after, maxAttempts: retries + 1, retryOnError: retries > 0,
-                           timeoutSeconds: timeout, requiredLabels: try parseLabels(requireLabel), pool: pool)
+        var options = TaskOptions(priority: priority, uses: uses, after: after, maxAttempts: retries + 1, retryOnError: retries > 0,
+                                  timeoutSeconds: timeout, requiredLabels: try parseLabels(requireLabel), pool: pool)
+        options.resources = try resourceFlags.variants()
+        return options
     }
 }
 

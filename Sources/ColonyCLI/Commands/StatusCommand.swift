@@ -43,10 +43,13 @@ struct StatusCommand: AsyncParsableCommand {
             })
         }
         if status.nodes.isEmpty { return }
-        printTable(["NODE", "HOST", "THREADS", "PROCESSES", "IO", "RUNNING", "DONE", "FAILED", "LAST SEEN"], status.nodes.map { node in
+        let withResources = status.nodes.contains { !$0.announcement.resources.isEmpty }
+        printTable(["NODE", "HOST", "THREADS", "PROCESSES", "IO", "RUNNING", "DONE", "FAILED", "LAST SEEN"] + (withResources ? ["RESOURCES"] : []),
+                   status.nodes.map { node in
             [node.announcement.name + (node.announcement.draining ? " (draining)" : ""), node.announcement.host, "\(node.announcement.threadSlots)", "\(node.announcement.processSlots)",
              "\(node.announcement.ioSlots)", "\(node.running)",
              "\(node.completed)", "\(node.failed)", String(format: "%.1fs ago", node.lastSeenSecondsAgo)]
+                + (withResources ? [node.resourceColumn] : [])
         })
     }
 

@@ -91,13 +91,16 @@ struct TopCommand: AsyncParsableCommand {
         if report.nodes.isEmpty {
             lines.append("no nodes (start one: colony node --coordinator \(coordinator))")
         } else {
+            let withResources = report.nodes.contains { $0.resources != nil }
             let header = ["NODE", "HOST", "THREADS BUSY", "PROCESSES BUSY", "IO BUSY", "PREFETCHED", "DONE", "FAILED", "RSS", "CHILDREN RSS", "CHILD STARTS", "LAST SEEN"]
+                + (withResources ? ["RESOURCES"] : [])
             let rows = report.nodes.map { node in
                 [node.name + (node.draining ? " (draining)" : ""), node.host,
                  "\(node.busyThreads)/\(node.threads)", "\(node.busyProcesses)/\(node.processes)", "\(node.busyIO)/\(node.ioSlots)",
                  number(node.prefetched),
                  number(node.completed), number(node.failed), mebibytes(node.rssBytes), mebibytes(node.childrenRssBytes),
                  node.childrenStarted.map { number($0) } ?? "-", String(format: "%.1f s ago", node.lastSeenS)]
+                    + (withResources ? [node.resources ?? "-"] : [])
             }
             let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
             for row in [header] + rows {

@@ -515,6 +515,116 @@ public nonisolated struct Colony_V1_TaskSpec: Sendable {
   /// a submit resent after a lost reply or a coordinator restart never runs a task twice.
   public var key: String = String()
 
+  /// What the task needs of a node beyond one slot of its pool, as alternatives (at most 8):
+  /// the first that fits on the pulling node is used. Empty: one slot, nothing named. A task
+  /// that asks for resources is never prefetched, and the oldest one a node could run
+  /// reserves what it needs there (README "Resources").
+  public var resources: [Colony_V1_ResourceVariant] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// One alternative of what a task needs (TaskSpec.resources).
+public nonisolated struct Colony_V1_ResourceVariant: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Slots of the task's pool it holds while it runs (1 to 4,096; 0 means 1).
+  public var cpus: UInt32 = 0
+
+  /// Named resources (at most 16): name (1 to 256 bytes, not "cpus") -> amount.
+  public var amounts: Dictionary<String,Colony_V1_ResourceAmount> = [:]
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// An amount in fixed point: `units` ten-thousandths of one (one GPU, one license, one byte of
+/// mem): 5000 is half. Above one unit it must be whole (a multiple of 10,000). A fraction of a
+/// non-fungible resource shares one id with other fractions, never beyond one whole.
+public nonisolated struct Colony_V1_ResourceAmount: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var units: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// What a node offers of one named resource (NodeInfo.resources).
+public nonisolated struct Colony_V1_ResourceOffer: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kind: Colony_V1_ResourceOffer.OneOf_Kind? = nil
+
+  /// Fungible: an amount in fixed point (see ResourceAmount), e.g. mem=64G.
+  public var units: UInt64 {
+    get {
+      if case .units(let v)? = kind {return v}
+      return 0
+    }
+    set {kind = .units(newValue)}
+  }
+
+  /// Non-fungible: distinct ids (1 to 1,024, each 1 to 256 bytes without a comma), e.g.
+  /// gpus=0,1,2,3: a task is given ids by name.
+  public var ids: Colony_V1_ResourceIDs {
+    get {
+      if case .ids(let v)? = kind {return v}
+      return Colony_V1_ResourceIDs()
+    }
+    set {kind = .ids(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Kind: Equatable, Sendable {
+    /// Fungible: an amount in fixed point (see ResourceAmount), e.g. mem=64G.
+    case units(UInt64)
+    /// Non-fungible: distinct ids (1 to 1,024, each 1 to 256 bytes without a comma), e.g.
+    /// gpus=0,1,2,3: a task is given ids by name.
+    case ids(Colony_V1_ResourceIDs)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Colony_V1_ResourceIDs: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var ids: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// What an attempt was given of one named resource (Task.resources).
+public nonisolated struct Colony_V1_AssignedResource: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var name: String = String()
+
+  /// Fixed point (see ResourceAmount).
+  public var units: UInt64 = 0
+
+  /// The ids it got (one id for a fraction); empty for a fungible resource.
+  public var ids: [String] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -597,6 +707,15 @@ public nonisolated struct Colony_V1_Task: Sendable {
 
   /// The pool chosen for it on this node (never POOL_DEFAULT).
   public var pool: Colony_V1_Pool = .default
+
+  /// Slots of `pool` it holds (0 means 1): the node starts it only with that many free, and
+  /// starts no other task in them until it ends.
+  public var cpus: UInt32 = 0
+
+  /// The named resources it was given: the handler sees them in its context, an exec command
+  /// as COLONY_RESOURCE_<NAME> (ids comma-separated, or the amount) and, for gpus,
+  /// CUDA_VISIBLE_DEVICES.
+  public var resources: [Colony_V1_AssignedResource] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -713,6 +832,10 @@ public nonisolated struct Colony_V1_NodeInfo: Sendable {
   /// Of `handlers`, those whose default pool is the io pool (POOL_DEFAULT tasks of these go to
   /// the io pool).
   public var ioHandlers: [String] = []
+
+  /// Named resources it offers beyond its slots (at most 64; names 1 to 256 bytes, not
+  /// "cpus": a node's cpus are its slots of each pool).
+  public var resources: Dictionary<String,Colony_V1_ResourceOffer> = [:]
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1114,6 +1237,13 @@ public nonisolated struct Colony_V1_NodeStatus: @unchecked Sendable {
   public var runningIo: UInt32 {
     get {_storage._runningIo}
     set {_uniqueStorage()._runningIo = newValue}
+  }
+
+  /// Named resources its attempts hold now (fixed point, see ResourceAmount), by name; of
+  /// NodeInfo.resources. Absent: none held.
+  public var resourcesHeld: Dictionary<String,UInt64> {
+    get {_storage._resourcesHeld}
+    set {_uniqueStorage()._resourcesHeld = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -2264,7 +2394,7 @@ nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TaskSpec"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}handler\0\u{1}input\0\u{1}priority\0\u{1}uses\0\u{1}after\0\u{3}max_attempts\0\u{3}retry_on_error\0\u{3}timeout_ms\0\u{1}labels\0\u{1}pool\0\u{3}pool_handler\0\u{1}key\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}handler\0\u{1}input\0\u{1}priority\0\u{1}uses\0\u{1}after\0\u{3}max_attempts\0\u{3}retry_on_error\0\u{3}timeout_ms\0\u{1}labels\0\u{1}pool\0\u{3}pool_handler\0\u{1}key\0\u{2}&resources\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2284,6 +2414,7 @@ nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._
       case 10: try { try decoder.decodeSingularEnumField(value: &self.pool) }()
       case 11: try { try decoder.decodeSingularStringField(value: &self.poolHandler) }()
       case 12: try { try decoder.decodeSingularStringField(value: &self.key) }()
+      case 50: try { try decoder.decodeRepeatedMessageField(value: &self.resources) }()
       default: break
       }
     }
@@ -2326,6 +2457,9 @@ nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.key.isEmpty {
       try visitor.visitSingularStringField(value: self.key, fieldNumber: 12)
     }
+    if !self.resources.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.resources, fieldNumber: 50)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2342,6 +2476,204 @@ nonisolated extension Colony_V1_TaskSpec: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.pool != rhs.pool {return false}
     if lhs.poolHandler != rhs.poolHandler {return false}
     if lhs.key != rhs.key {return false}
+    if lhs.resources != rhs.resources {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_ResourceVariant: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ResourceVariant"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cpus\0\u{1}amounts\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.cpus) }()
+      case 2: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,Colony_V1_ResourceAmount>.self, value: &self.amounts) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.cpus != 0 {
+      try visitor.visitSingularUInt32Field(value: self.cpus, fieldNumber: 1)
+    }
+    if !self.amounts.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,Colony_V1_ResourceAmount>.self, value: self.amounts, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_ResourceVariant, rhs: Colony_V1_ResourceVariant) -> Bool {
+    if lhs.cpus != rhs.cpus {return false}
+    if lhs.amounts != rhs.amounts {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_ResourceAmount: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ResourceAmount"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}units\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.units) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.units != 0 {
+      try visitor.visitSingularUInt64Field(value: self.units, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_ResourceAmount, rhs: Colony_V1_ResourceAmount) -> Bool {
+    if lhs.units != rhs.units {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_ResourceOffer: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ResourceOffer"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}units\0\u{1}ids\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: UInt64?
+        try decoder.decodeSingularUInt64Field(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .units(v)
+        }
+      }()
+      case 2: try {
+        var v: Colony_V1_ResourceIDs?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .ids(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .ids(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.kind {
+    case .units?: try {
+      guard case .units(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 1)
+    }()
+    case .ids?: try {
+      guard case .ids(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_ResourceOffer, rhs: Colony_V1_ResourceOffer) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_ResourceIDs: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ResourceIDs"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}ids\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedStringField(value: &self.ids) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.ids.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.ids, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_ResourceIDs, rhs: Colony_V1_ResourceIDs) -> Bool {
+    if lhs.ids != rhs.ids {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_AssignedResource: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AssignedResource"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}units\0\u{1}ids\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.units) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.ids) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 1)
+    }
+    if self.units != 0 {
+      try visitor.visitSingularUInt64Field(value: self.units, fieldNumber: 2)
+    }
+    if !self.ids.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.ids, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_AssignedResource, rhs: Colony_V1_AssignedResource) -> Bool {
+    if lhs.name != rhs.name {return false}
+    if lhs.units != rhs.units {return false}
+    if lhs.ids != rhs.ids {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2429,7 +2761,7 @@ nonisolated extension Colony_V1_SubmitReply: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Colony_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}handler\0\u{1}input\0\u{1}attempt\0\u{1}dependencies\0\u{3}timeout_ms\0\u{1}pool\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}handler\0\u{1}input\0\u{1}attempt\0\u{1}dependencies\0\u{3}timeout_ms\0\u{1}pool\0\u{2}+cpus\0\u{1}resources\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2444,6 +2776,8 @@ nonisolated extension Colony_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 5: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufUInt64,SwiftProtobuf.ProtobufBytes>.self, value: &self.dependencies) }()
       case 6: try { try decoder.decodeSingularUInt32Field(value: &self.timeoutMs) }()
       case 7: try { try decoder.decodeSingularEnumField(value: &self.pool) }()
+      case 50: try { try decoder.decodeSingularUInt32Field(value: &self.cpus) }()
+      case 51: try { try decoder.decodeRepeatedMessageField(value: &self.resources) }()
       default: break
       }
     }
@@ -2471,6 +2805,12 @@ nonisolated extension Colony_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if self.pool != .default {
       try visitor.visitSingularEnumField(value: self.pool, fieldNumber: 7)
     }
+    if self.cpus != 0 {
+      try visitor.visitSingularUInt32Field(value: self.cpus, fieldNumber: 50)
+    }
+    if !self.resources.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.resources, fieldNumber: 51)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2482,6 +2822,8 @@ nonisolated extension Colony_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.dependencies != rhs.dependencies {return false}
     if lhs.timeoutMs != rhs.timeoutMs {return false}
     if lhs.pool != rhs.pool {return false}
+    if lhs.cpus != rhs.cpus {return false}
+    if lhs.resources != rhs.resources {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2599,7 +2941,7 @@ nonisolated extension Colony_V1_TaskResult: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeInfo"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}host\0\u{3}thread_slots\0\u{1}handlers\0\u{1}pid\0\u{1}labels\0\u{3}process_slots\0\u{3}process_handlers\0\u{1}draining\0\u{1}brief\0\u{3}io_slots\0\u{3}io_handlers\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}host\0\u{3}thread_slots\0\u{1}handlers\0\u{1}pid\0\u{1}labels\0\u{3}process_slots\0\u{3}process_handlers\0\u{1}draining\0\u{1}brief\0\u{3}io_slots\0\u{3}io_handlers\0\u{2}&resources\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2619,6 +2961,7 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
       case 10: try { try decoder.decodeSingularBoolField(value: &self.brief) }()
       case 11: try { try decoder.decodeSingularUInt32Field(value: &self.ioSlots) }()
       case 12: try { try decoder.decodeRepeatedStringField(value: &self.ioHandlers) }()
+      case 50: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,Colony_V1_ResourceOffer>.self, value: &self.resources) }()
       default: break
       }
     }
@@ -2661,6 +3004,9 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
     if !self.ioHandlers.isEmpty {
       try visitor.visitRepeatedStringField(value: self.ioHandlers, fieldNumber: 12)
     }
+    if !self.resources.isEmpty {
+      try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMessageMap<SwiftProtobuf.ProtobufString,Colony_V1_ResourceOffer>.self, value: self.resources, fieldNumber: 50)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2677,6 +3023,7 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.brief != rhs.brief {return false}
     if lhs.ioSlots != rhs.ioSlots {return false}
     if lhs.ioHandlers != rhs.ioHandlers {return false}
+    if lhs.resources != rhs.resources {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3259,7 +3606,7 @@ nonisolated extension Colony_V1_StatusRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}info\0\u{1}running\0\u{1}completed\0\u{1}failed\0\u{3}last_seen_ms_ago\0\u{3}running_process\0\u{1}figures\0\u{3}running_io\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}info\0\u{1}running\0\u{1}completed\0\u{1}failed\0\u{3}last_seen_ms_ago\0\u{3}running_process\0\u{1}figures\0\u{3}running_io\0\u{4}*resources_held\0")
 
   fileprivate class _StorageClass {
     var _info: Colony_V1_NodeInfo? = nil
@@ -3270,6 +3617,7 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
     var _runningProcess: UInt32 = 0
     var _figures: Colony_V1_NodeFigures? = nil
     var _runningIo: UInt32 = 0
+    var _resourcesHeld: Dictionary<String,UInt64> = [:]
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3288,6 +3636,7 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
       _runningProcess = source._runningProcess
       _figures = source._figures
       _runningIo = source._runningIo
+      _resourcesHeld = source._resourcesHeld
     }
   }
 
@@ -3314,6 +3663,7 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
         case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._runningProcess) }()
         case 7: try { try decoder.decodeSingularMessageField(value: &_storage._figures) }()
         case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._runningIo) }()
+        case 50: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &_storage._resourcesHeld) }()
         default: break
         }
       }
@@ -3350,6 +3700,9 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
       if _storage._runningIo != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._runningIo, fieldNumber: 8)
       }
+      if !_storage._resourcesHeld.isEmpty {
+        try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: _storage._resourcesHeld, fieldNumber: 50)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3367,6 +3720,7 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
         if _storage._runningProcess != rhs_storage._runningProcess {return false}
         if _storage._figures != rhs_storage._figures {return false}
         if _storage._runningIo != rhs_storage._runningIo {return false}
+        if _storage._resourcesHeld != rhs_storage._resourcesHeld {return false}
         return true
       }
       if !storagesAreEqual {return false}
