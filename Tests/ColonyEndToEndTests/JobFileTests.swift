@@ -88,8 +88,10 @@ final class JobFileTests: ClusterTestCase {
             ("name = \"job\"\n[defaults]\nname = \"x\"\n" + task, "line 3: unknown field 'name' in defaults"),
             (task + "after = [\"b\"]\n[[tasks]]\nname = \"b\"\ncommand = [\"true\"]\nafter = [\"a\"]\n", "dependency cycle: a -> b -> a"),
             (task + "after = [\"nowhere\"]\n", "task 'a' depends on 'nowhere', which the file does not define"),
-            (task + "[[tasks]]\nname = \"b\"\nhandler = \"echo\"\ninput = 1\nresources = { gpus = 1 }\n",
-             "task 'b': resources need a coordinator with resource support"),
+            (task + "[[tasks]]\nname = \"b\"\nhandler = \"echo\"\ninput = 1\nresources = { gpus = \"lots\" }\n",
+             "task 'b': resources are NAME = AMOUNT"),
+            // Resources reach the coordinator: no live node has a gpu, so the submit is refused.
+            (task + "[[tasks]]\nname = \"b\"\nhandler = \"echo\"\ninput = 1\nresources = { gpus = 1 }\n", "gpus"),
             (task + "priority = \"high\"\n", "tasks.0.priority: a value of the wrong type"),
         ]
         let yamlCases: [(String, String)] = [

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Colony
+import ColonyModel
 import ColonyNode
 import Foundation
 
@@ -54,8 +55,14 @@ struct JobFileCommand: AsyncParsableCommand {
     /// returns their ids in file order. If the coordinator refuses a later group, the tasks
     /// already submitted are cancelled, so a refused job leaves nothing queued.
     static func submit(_ job: JobFile, to colony: ColonyClient, detached: Bool) async throws -> [TaskID] {
-        if let withResources = job.tasks.first(where: { !$0.resources.isEmpty }) {
-            throw CLIError("task '\(withResources.name)': resources need a coordinator with resource support")
+        // Every task's resources are read before anything is submitted.
+        let resources = try job.tasks.map { task throws -> [ResourceVariant] in
+            guard !task.resources.isEmpty else { return [] }
+            let text = task.resources.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ",")
+            guard let variant = ResourceVariant.parse(text) else {
+                throw CLIError("task '\(task.name)': resources are NAME = AMOUNT (cpus = 2, gpus = 1, gpus = 0.5, mem = \"8G\"), got \(text)")
+            }
+            return [variant]
         }
         var ids = [TaskID?](repeating: nil, count: job.tasks.count)
         for wave in job.waves {
@@ -63,6 +70,7 @@ struct JobFileCommand: AsyncParsableCommand {
                 let task = job.tasks[index]
                 var options = task.options
                 options.after = task.after.map { ids[$0]! }
+                options.resources = resources[index]
                 return TaskSubmission(handler: task.handler, input: task.input, options: options, detached: detached)
             }
             do {
