@@ -761,6 +761,7 @@ public struct CoordinatorCore: Sendable {
                 record!.leased[id] = handing.0.attempt
                 record!.leaseSeq[id] = replySeq + 1
                 record!.leasePool[id] = pool
+                record!.countHolding(in: pool, 1)
             }
             leasedTotal += 1
             if handing.0.timeoutSeconds != nil { timedTasks.insert(id) }
@@ -776,7 +777,6 @@ public struct CoordinatorCore: Sendable {
                 cpus = variant.cpus
             }
             handed.append(handing.0)
-            nodes[name]!.countHolding(in: pool, 1)
             free[pool] = max(0, free[pool] - cpus)
             slotsFree[pool] = max(0, slotsFree[pool] - cpus)
             if id == head, free.any {
@@ -1204,11 +1204,16 @@ public struct CoordinatorCore: Sendable {
     }
 
     private mutating func releaseLease(_ id: TaskID, node: String) {
-        guard nodes[node]?.leased.removeValue(forKey: id) != nil else { return }
-        nodes[node]!.adopted.remove(id)
-        nodes[node]!.leaseSeq[id] = nil
-        if let pool = nodes[node]!.leasePool.removeValue(forKey: id) { nodes[node]!.countHolding(in: pool, -1) }
-        if let grant = nodes[node]!.grants.removeValue(forKey: id) { nodes[node]!.resourceUse.remove(grant) }
+        // One lookup of the node, not one per table: this runs once per finished task.
+        let released = Self.inPlace(&nodes[node]) { record -> Bool in
+            guard record?.leased.removeValue(forKey: id) != nil else { return false }
+            record!.adopted.remove(id)
+            record!.leaseSeq[id] = nil
+            if let pool = record!.leasePool.removeValue(forKey: id) { record!.countHolding(in: pool, -1) }
+            if !record!.grants.isEmpty, let grant = record!.grants.removeValue(forKey: id) { record!.resourceUse.remove(grant) }
+            return true
+        }
+        guard released else { return }
         leasedTotal -= 1
         let uses = Self.inPlace(&tasks[id]) { $0?.options.uses ?? [] }
         for limit in uses { limitInUse[limit, default: 0] -= 1 }

@@ -98,6 +98,25 @@ final class ResourceTests: ClusterTestCase {
         try await waitUntil("the 1-cpu task started once the slots were free") { started("y") }
     }
 
+    func testATwoCPUTaskHoldsTwoProcessPoolSlots() async throws {
+        try cluster.startCoordinator()
+        try cluster.start(["node", "--coordinator", cluster.url, "--threads", "0", "--processes", "2", "--allow-exec", "--name", "two-children"])
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        var big = TaskOptions(pool: .process)
+        big.resources = [ResourceVariant(cpus: 2)]
+        let ids = try await colony.submit([
+            TaskSubmission(handler: "exec", input: Array(try JSONEncoder().encode(holding("x"))), options: big),
+            TaskSubmission(handler: "exec", input: Array(try JSONEncoder().encode(holding("y"))), options: TaskOptions(pool: .process)),
+        ])
+        try await waitUntil("the 2-cpu task started") { started("x") }
+        try await assertStaysFalse("the 1-cpu task overlapped the 2-cpu task on 2 children") { started("y") }
+        release("x")
+        try await waitUntil("the 1-cpu task started once the children were free") { started("y") }
+        release("y")
+        let results = try await colony.results(of: ids)
+        XCTAssertEqual(results.filter(\.succeeded).count, 2, "\(results.map(\.error))")
+    }
+
     /// Short tasks are prefetched to a node while a 2-cpu task holds both its slots: the node
     /// queues them and starts none until the 2-cpu task ends.
     func testPrefetchedTasksDoNotStartInTheSlotsATwoCPUTaskHolds() async throws {
