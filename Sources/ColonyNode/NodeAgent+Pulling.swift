@@ -122,7 +122,7 @@ extension NodeAgent {
             info.processHandlers = processHandlerNames
             info.ioSlots = UInt32(configuration.ioSlots)
             info.ioHandlers = ioHandlerNames
-            info.resources = configuration.resources.mapValues(\.nodeWire)
+            info.resources = configuration.resources.mapValues(\.wire)
         }
         pull.node = info
         pull.figures = currentFigures()

@@ -5,21 +5,6 @@ import Foundation
 // Resources as a node sees them: what it offers, what an attempt was given, and how a task
 // learns it (its context; an exec command's environment).
 
-extension ResourceOffer {
-    /// The node's offer on the wire (NodeInfo.resources).
-    var nodeWire: Colony_V1_ResourceOffer {
-        var offer = Colony_V1_ResourceOffer()
-        switch self {
-        case .amount(let units): offer.units = units
-        case .ids(let ids):
-            var list = Colony_V1_ResourceIDs()
-            list.ids = ids
-            offer.ids = list
-        }
-        return offer
-    }
-}
-
 extension Colony_V1_Task {
     /// Slots of its pool the task holds on the node (its cpus; 0 on the wire means 1).
     var slotsHeld: Int { max(1, Int(clamping: cpus)) }
