@@ -31,7 +31,7 @@ public final class Coordinator: Sendable {
         public var resultsPerFetchMax = 8192
         /// What is kept of tasks' live output (`colony logs`).
         public var logs = TaskLogs.Bounds()
-        public var limits = CoordinatorCore.Limits()
+        public var coreBounds = CoordinatorCore.Bounds()
         /// The shared secret every request must carry (nil: none required). Compared in
         /// constant time; a request without it is refused and changes nothing.
         public var token: String?
@@ -59,7 +59,7 @@ public final class Coordinator: Sendable {
     /// Opens the socket and starts listening; throws at once for a bad or busy address.
     ///
     /// With a `store`, the coordinator starts from `restored` (a core rebuilt from the store
-    /// with `CoordinatorCore.Restoration`, made with `configuration.limits`) and answers a
+    /// with `CoordinatorCore.Restoration`, made with `configuration.coreBounds`) and answers a
     /// request only once the state changes it made are committed to the store.
     public init(configuration: Configuration, store: Store? = nil, restored: CoordinatorCore? = nil) throws(NNGError) {
         self.configuration = configuration
@@ -72,7 +72,7 @@ public final class Coordinator: Sendable {
         bounds.longPollSecondsMax = configuration.longPollSecondsMax
         bounds.resultsPerFetchMax = configuration.resultsPerFetchMax
         bounds.logs = configuration.logs
-        handler = RequestHandler(bounds: bounds, coreLimits: configuration.limits, token: configuration.token,
+        handler = RequestHandler(bounds: bounds, coreBounds: configuration.coreBounds, token: configuration.token,
                                  store: store, restored: restored, logger: configuration.logger)
         store?.start()
     }

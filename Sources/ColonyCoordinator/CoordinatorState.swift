@@ -64,11 +64,11 @@ actor CoordinatorState {
     /// When the journal was last tried again, while it fails.
     private var journalRetriedAt = 0.0
 
-    /// A state over `restored` (a core rebuilt from the store, made with `limits`: see
+    /// A state over `restored` (a core rebuilt from the store, made with `bounds`: see
     /// `CoordinatorCore.Restoration`) or a new core, journaling to `store` (if any).
-    init(limits: CoordinatorCore.Limits, store: Store? = nil, restored: CoordinatorCore? = nil, logger: Logger? = nil,
+    init(bounds: CoordinatorCore.Bounds, store: Store? = nil, restored: CoordinatorCore? = nil, logger: Logger? = nil,
          logBounds: TaskLogs.Bounds = TaskLogs.Bounds()) {
-        core = restored ?? CoordinatorCore(limits: limits)
+        core = restored ?? CoordinatorCore(bounds: bounds)
         taskLogs = TaskLogs(bounds: logBounds)
         self.logger = logger
         core.recordingEvents = logger != nil
@@ -135,7 +135,7 @@ actor CoordinatorState {
             "cause": "\(failure)", "journal": "\(store.path)",
         ])
         do {
-            let (restored, summary) = try JournalRecovery.restore(from: store, limits: core.limits, now: now)
+            let (restored, summary) = try JournalRecovery.restore(from: store, bounds: core.bounds, now: now)
             core = restored
             core.recordingEvents = logger != nil
             core.journaling = true

@@ -14,12 +14,12 @@ public enum JournalRecovery {
         public var seconds = 0.0
     }
 
-    /// Streams the journal's rows into a new core made with `limits` (a million recovered
+    /// Streams the journal's rows into a new core made with `bounds` (a million recovered
     /// tasks are never held twice); `now` is the core's clock.
-    public static func restore(from store: Store, limits: CoordinatorCore.Limits, now: Double = 0) throws(StoreError) -> (core: CoordinatorCore, summary: Summary) {
+    public static func restore(from store: Store, bounds: CoordinatorCore.Bounds, now: Double = 0) throws(StoreError) -> (core: CoordinatorCore, summary: Summary) {
         let clock = ContinuousClock()
         let started = clock.now
-        var restoration = CoordinatorCore.Restoration(core: CoordinatorCore(limits: limits), now: now)
+        var restoration = CoordinatorCore.Restoration(core: CoordinatorCore(bounds: bounds), now: now)
         let header = try store.recover(expecting: { restoration.reserve($0) }, each: { restoration.add($0) })
         var summary = Summary()
         summary.unfinishedTasks = restoration.unfinished

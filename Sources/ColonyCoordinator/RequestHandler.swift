@@ -26,7 +26,7 @@ public final class RequestHandler: Sendable {
     }
 
     let state: CoordinatorState
-    private let limits: Bounds
+    private let bounds: Bounds
     private let logger: Logger?
     private let refusedTokens = Atomic<UInt64>(0)
     private let refusals = Mutex<[String: UInt64]>([:])
@@ -36,13 +36,13 @@ public final class RequestHandler: Sendable {
     private let tokenBytes: [UInt8]?
 
     /// A handler over a fresh state (or a core `restored` from `store`), journaling to `store`.
-    public init(bounds: Bounds = Bounds(), coreLimits: CoordinatorCore.Limits = CoordinatorCore.Limits(),
+    public init(bounds: Bounds = Bounds(), coreBounds: CoordinatorCore.Bounds = CoordinatorCore.Bounds(),
                 token: String? = nil, store: Store? = nil, restored: CoordinatorCore? = nil, logger: Logger? = nil) {
-        limits = bounds
+        self.bounds = bounds
         tokenBytes = token.map { Array($0.utf8) }
         self.logger = logger
         self.store = store
-        state = CoordinatorState(limits: coreLimits, store: store, restored: restored, logger: logger, logBounds: bounds.logs)
+        state = CoordinatorState(bounds: coreBounds, store: store, restored: restored, logger: logger, logBounds: bounds.logs)
     }
 
     /// Whether `token` is the coordinator's (always, when it has none). Constant time: other
@@ -136,7 +136,7 @@ public final class RequestHandler: Sendable {
     public func handle(_ bytes: [UInt8], pipeID: UInt32 = 0) async -> [UInt8] {
         let envelope: Colony_V1_Envelope
         do {
-            envelope = try Wire.decode(bytes, limit: limits.messageBytesMax)
+            envelope = try Wire.decode(bytes, limit: bounds.messageBytesMax)
         } catch {
             noteRefused(error.replyCode)
             return Wire.errorReply(error.replyCode, error.description)
@@ -193,13 +193,13 @@ public final class RequestHandler: Sendable {
                 var reply = Colony_V1_SubmitReply()
                 reply.taskIds = ids
                 if submit.waitMs > 0 {
-                    let wait = min(Double(submit.waitMs) / 1000, limits.longPollSecondsMax)
-                    let (results, _) = try await state.fetch(session: submit.session, maxResults: limits.resultsPerFetchMax, waitSeconds: wait)
+                    let wait = min(Double(submit.waitMs) / 1000, bounds.longPollSecondsMax)
+                    let (results, _) = try await state.fetch(session: submit.session, maxResults: bounds.resultsPerFetchMax, waitSeconds: wait)
                     reply.results = results.map(\.wire)
                 }
                 return .submitReply(reply)
             case .pull(let pull):
-                let wait = min(Double(pull.waitMs) / 1000, limits.longPollSecondsMax)
+                let wait = min(Double(pull.waitMs) / 1000, bounds.longPollSecondsMax)
                 var announcement = NodeAnnouncement(wire: pull.node, prefetch: pull.prefetch, processPrefetch: pull.processPrefetch)
                 if pull.hasFigures { announcement.figures = NodeFigures(wire: pull.figures) }
                 // Before the results: a task's output is in its log once it is seen finished.
@@ -226,10 +226,10 @@ public final class RequestHandler: Sendable {
                 guard !fetch.session.isEmpty else {
                     return Wire.errorBody(.invalidArgument, "fetch needs a session id")
                 }
-                let wait = min(Double(fetch.waitMs) / 1000, limits.longPollSecondsMax)
+                let wait = min(Double(fetch.waitMs) / 1000, bounds.longPollSecondsMax)
                 // Acknowledgements with max_results 0: only acknowledge.
                 let ackOnly = !fetch.acked.isEmpty && fetch.maxResults == 0
-                let limit = ackOnly ? 0 : max(1, min(Int(fetch.maxResults == 0 ? 1024 : fetch.maxResults), limits.resultsPerFetchMax))
+                let limit = ackOnly ? 0 : max(1, min(Int(fetch.maxResults == 0 ? 1024 : fetch.maxResults), bounds.resultsPerFetchMax))
                 let (results, unfinished) = try await state.fetch(session: fetch.session, maxResults: limit, waitSeconds: wait,
                                                               acked: fetch.acked)
                 var reply = Colony_V1_FetchReply()
@@ -270,7 +270,7 @@ public final class RequestHandler: Sendable {
                 reply.tasks = await state.tasks(phase: phase, limit: limit).map(\.wire)
                 return .tasksReply(reply)
             case .result(let request):
-                let wait = min(Double(request.waitMs) / 1000, limits.longPollSecondsMax)
+                let wait = min(Double(request.waitMs) / 1000, bounds.longPollSecondsMax)
                 var reply = Colony_V1_FetchReply()
                 if let outcome = try await state.result(of: request.taskID, waitSeconds: wait) {
                     reply.results = [outcome.wire]
@@ -279,7 +279,7 @@ public final class RequestHandler: Sendable {
                 }
                 return .fetchReply(reply)
             case .logs(let request):
-                return try await answerLogs(request, waitSecondsMax: limits.longPollSecondsMax)
+                return try await answerLogs(request, waitSecondsMax: bounds.longPollSecondsMax)
             case .submitReply, .pullReply, .fetchReply, .statusReply, .error, .counterReply, .limitReply, .cancelReply,
                  .tasksReply, .drainReply, .logsReply, nil:
                 return Wire.errorBody(.malformed, "the coordinator takes requests (submit, pull, fetch, status), not replies")

@@ -125,8 +125,8 @@ extension CoordinatorCore {
     }
 
     private func validateResourceName(_ name: String, owner: String) throws(Refusal) {
-        guard !name.isEmpty, name.utf8.count <= limits.labelBytesMax, name != "cpus" else {
-            throw .invalidArgument("\(owner): a resource name must be 1 to \(limits.labelBytesMax) bytes and not 'cpus' (cpus are slots)")
+        guard !name.isEmpty, name.utf8.count <= bounds.labelBytesMax, name != "cpus" else {
+            throw .invalidArgument("\(owner): a resource name must be 1 to \(bounds.labelBytesMax) bytes and not 'cpus' (cpus are slots)")
         }
         try NameCheck.refuseControlCharacters(in: name, "\(owner): resource name")
     }
@@ -136,11 +136,11 @@ extension CoordinatorCore {
             throw .invalidArgument("\(owner): at most \(Self.resourceVariantsPerTaskMax) resource variants")
         }
         for variant in variants {
-            guard variant.cpus >= 1, variant.cpus <= limits.threadSlotsMax else {
-                throw .invalidArgument("\(owner): cpus must be 1 to \(limits.threadSlotsMax), not \(variant.cpus)")
+            guard variant.cpus >= 1, variant.cpus <= bounds.threadSlotsMax else {
+                throw .invalidArgument("\(owner): cpus must be 1 to \(bounds.threadSlotsMax), not \(variant.cpus)")
             }
-            guard variant.amounts.count <= limits.labelsPerTaskMax else {
-                throw .invalidArgument("\(owner): at most \(limits.labelsPerTaskMax) resources per variant")
+            guard variant.amounts.count <= bounds.labelsPerTaskMax else {
+                throw .invalidArgument("\(owner): at most \(bounds.labelsPerTaskMax) resources per variant")
             }
             for (name, amount) in variant.amounts {
                 try validateResourceName(name, owner: owner)
@@ -166,8 +166,8 @@ extension CoordinatorCore {
                     throw .invalidArgument("a node: resource \(name) must list 1 to \(Self.resourceIDsPerNodeMax) distinct ids")
                 }
                 for id in ids {
-                    guard !id.isEmpty, id.utf8.count <= limits.labelBytesMax, !id.contains(",") else {
-                        throw .invalidArgument("a node: an id of \(name) must be 1 to \(limits.labelBytesMax) bytes without a comma")
+                    guard !id.isEmpty, id.utf8.count <= bounds.labelBytesMax, !id.contains(",") else {
+                        throw .invalidArgument("a node: an id of \(name) must be 1 to \(bounds.labelBytesMax) bytes without a comma")
                     }
                     try NameCheck.refuseControlCharacters(in: id, "a node: resource id")
                 }

@@ -1,7 +1,7 @@
 import ColonyModel
 
 /// Client sessions: when their clients were last heard from, and what happens to the work of
-/// one that went away (see `Limits.sessionIdleSeconds`).
+/// one that went away (see `Bounds.sessionIdleSeconds`).
 extension CoordinatorCore {
     /// The session's client was heard from (a fetch; submits and cancels note it themselves).
     public mutating func noteHeard(session: String, now: Double) {
@@ -19,7 +19,7 @@ extension CoordinatorCore {
                 sessions[session]!.lastHeard = now
                 continue
             }
-            if !record.detached && now - heard > limits.sessionIdleSeconds { idle.append((session, now - heard)) }
+            if !record.detached && now - heard > bounds.sessionIdleSeconds { idle.append((session, now - heard)) }
         }
         var touched: Set<String> = []
         for (session, idleSeconds) in idle.sorted(by: { $0.session < $1.session }) {

@@ -17,8 +17,8 @@ import ColonyModel
 ///   cancellation (once the node stops the task) or a lost node.
 /// - Higher priority first, FIFO within a priority, among the tasks a node may take.
 public struct CoordinatorCore: Sendable {
-    /// Bounds and timings.
-    public struct Limits: Sendable {
+    /// Bounds (most, longest) and timings. "Limit" names only the cluster limits (semaphores).
+    public struct Bounds: Sendable {
         public var tasksPerSubmitMax = 100_000
         public var handlerNameBytesMax = 256
         public var sessionBytesMax = 256
@@ -266,7 +266,7 @@ public struct CoordinatorCore: Sendable {
         var detached = false
     }
 
-    public let limits: Limits
+    public let bounds: Bounds
     /// Whether transitions are recorded for the journal (`takeJournal`).
     public var journaling = false
     var journal: [JournalRecord] = []
@@ -326,8 +326,8 @@ public struct CoordinatorCore: Sendable {
     var rememberedHead = 0
     var rememberedBytes = 0
 
-    public init(limits: Limits = Limits(), seed: UInt64 = 0x5EED) {
-        self.limits = limits
+    public init(bounds: Bounds = Bounds(), seed: UInt64 = 0x5EED) {
+        self.bounds = bounds
         random = SplitMix64(seed: seed)
     }
 
@@ -339,11 +339,11 @@ public struct CoordinatorCore: Sendable {
     /// Queues `submissions` for `session`; returns their ids in order.
     /// Refuses the whole batch (changing nothing) if any part is invalid.
     public mutating func submit(_ submissions: [TaskSubmission], session: String, now: Double = 0) throws(Refusal) -> [TaskID] {
-        guard submissions.count <= limits.tasksPerSubmitMax else {
-            throw .invalidArgument("a submit carries \(submissions.count) tasks; the limit is \(limits.tasksPerSubmitMax)")
+        guard submissions.count <= bounds.tasksPerSubmitMax else {
+            throw .invalidArgument("a submit carries \(submissions.count) tasks; the limit is \(bounds.tasksPerSubmitMax)")
         }
-        guard !session.isEmpty, session.utf8.count <= limits.sessionBytesMax else {
-            throw .invalidArgument("session id must be 1 to \(limits.sessionBytesMax) bytes")
+        guard !session.isEmpty, session.utf8.count <= bounds.sessionBytesMax else {
+            throw .invalidArgument("session id must be 1 to \(bounds.sessionBytesMax) bytes")
         }
         try NameCheck.refuseControlCharacters(in: session, "session id")
         for (index, submission) in submissions.enumerated() {
@@ -413,22 +413,22 @@ public struct CoordinatorCore: Sendable {
 
     /// What a node says of itself ends up in every status reply: bounded like everything else.
     private func validateNodeDescription(_ announcement: NodeAnnouncement) throws(Refusal) {
-        guard announcement.host.utf8.count <= limits.labelBytesMax else {
-            throw .invalidArgument("node host name must be at most \(limits.labelBytesMax) bytes")
+        guard announcement.host.utf8.count <= bounds.labelBytesMax else {
+            throw .invalidArgument("node host name must be at most \(bounds.labelBytesMax) bytes")
         }
         try NameCheck.refuseControlCharacters(in: announcement.host, "node host name")
         let handlerCount = announcement.handlers.count + announcement.processHandlers.count + announcement.ioHandlers.count
-        guard handlerCount <= limits.handlersPerNodeMax else {
-            throw .invalidArgument("a node may announce at most \(limits.handlersPerNodeMax) handlers (\(handlerCount) given)")
+        guard handlerCount <= bounds.handlersPerNodeMax else {
+            throw .invalidArgument("a node may announce at most \(bounds.handlersPerNodeMax) handlers (\(handlerCount) given)")
         }
         let named = announcement.handlers + announcement.processHandlers + announcement.ioHandlers
-        for name in named where name.isEmpty || name.utf8.count > limits.handlerNameBytesMax {
-            throw .invalidArgument("node handler names must be 1 to \(limits.handlerNameBytesMax) bytes")
+        for name in named where name.isEmpty || name.utf8.count > bounds.handlerNameBytesMax {
+            throw .invalidArgument("node handler names must be 1 to \(bounds.handlerNameBytesMax) bytes")
         }
         for name in named {
             try NameCheck.refuseControlCharacters(in: name, "node handler name")
         }
-        try validateLabels(announcement.labels, max: limits.labelsPerNodeMax, owner: "a node")
+        try validateLabels(announcement.labels, max: bounds.labelsPerNodeMax, owner: "a node")
         try validateOffer(announcement.resources)
     }
 
@@ -436,8 +436,8 @@ public struct CoordinatorCore: Sendable {
     private func validateLabels(_ labels: [String: String], max: Int, owner: String) throws(Refusal) {
         guard labels.count <= max else { throw .invalidArgument("\(owner): at most \(max) labels") }
         for (key, value) in labels
-        where key.isEmpty || key.utf8.count > limits.labelBytesMax || value.utf8.count > limits.labelBytesMax {
-            throw .invalidArgument("\(owner): a label's key must be 1 to \(limits.labelBytesMax) bytes and its value at most \(limits.labelBytesMax)")
+        where key.isEmpty || key.utf8.count > bounds.labelBytesMax || value.utf8.count > bounds.labelBytesMax {
+            throw .invalidArgument("\(owner): a label's key must be 1 to \(bounds.labelBytesMax) bytes and its value at most \(bounds.labelBytesMax)")
         }
         for (key, value) in labels {
             try NameCheck.refuseControlCharacters(in: key, "\(owner): label key")
@@ -447,29 +447,29 @@ public struct CoordinatorCore: Sendable {
 
     private func validate(_ submission: TaskSubmission, index: Int) throws(Refusal) {
         let bytes = submission.handler.utf8.count
-        guard bytes > 0, bytes <= limits.handlerNameBytesMax else {
-            throw .invalidArgument("task \(index): handler name must be 1 to \(limits.handlerNameBytesMax) bytes")
+        guard bytes > 0, bytes <= bounds.handlerNameBytesMax else {
+            throw .invalidArgument("task \(index): handler name must be 1 to \(bounds.handlerNameBytesMax) bytes")
         }
         try NameCheck.refuseControlCharacters(in: submission.handler, "task \(index): handler name")
-        if let key = submission.key, key.isEmpty || key.utf8.count > limits.sessionBytesMax {
-            throw .invalidArgument("task \(index): a key must be 1 to \(limits.sessionBytesMax) bytes")
+        if let key = submission.key, key.isEmpty || key.utf8.count > bounds.sessionBytesMax {
+            throw .invalidArgument("task \(index): a key must be 1 to \(bounds.sessionBytesMax) bytes")
         }
-        if let poolHandler = submission.poolHandler, poolHandler.utf8.count > limits.handlerNameBytesMax {
-            throw .invalidArgument("task \(index): pool handler name must be at most \(limits.handlerNameBytesMax) bytes")
+        if let poolHandler = submission.poolHandler, poolHandler.utf8.count > bounds.handlerNameBytesMax {
+            throw .invalidArgument("task \(index): pool handler name must be at most \(bounds.handlerNameBytesMax) bytes")
         }
         if let key = submission.key { try NameCheck.refuseControlCharacters(in: key, "task \(index): key") }
         if let poolHandler = submission.poolHandler { try NameCheck.refuseControlCharacters(in: poolHandler, "task \(index): pool handler name") }
         let options = submission.options
-        guard options.after.count <= limits.dependenciesPerTaskMax else {
-            throw .invalidArgument("task \(index): at most \(limits.dependenciesPerTaskMax) dependencies")
+        guard options.after.count <= bounds.dependenciesPerTaskMax else {
+            throw .invalidArgument("task \(index): at most \(bounds.dependenciesPerTaskMax) dependencies")
         }
         for dependency in options.after where tasks[dependency] == nil && remembered[dependency] == nil {
             // Ids only name tasks that exist already, so a cycle cannot be written down; an id
             // that is not (or no longer) known is refused rather than waited for forever.
             throw .invalidArgument("task \(index): unknown dependency \(dependency) (not submitted, or finished and fetched)")
         }
-        guard options.uses.count <= limits.limitsPerTaskMax else {
-            throw .invalidArgument("task \(index): at most \(limits.limitsPerTaskMax) limits")
+        guard options.uses.count <= bounds.limitsPerTaskMax else {
+            throw .invalidArgument("task \(index): at most \(bounds.limitsPerTaskMax) limits")
         }
         for name in options.uses {
             try NameCheck.refuseControlCharacters(in: name, "task \(index): limit name")
@@ -477,7 +477,7 @@ public struct CoordinatorCore: Sendable {
         for name in options.uses where limitSizes[name] == nil {
             throw .invalidArgument("task \(index): unknown limit '\(name)' (create it first: colony limit set \(name) N)")
         }
-        try validateLabels(options.requiredLabels, max: limits.labelsPerTaskMax, owner: "task \(index)")
+        try validateLabels(options.requiredLabels, max: bounds.labelsPerTaskMax, owner: "task \(index)")
         try validateResources(options.resources, owner: "task \(index)")
         guard options.maxAttempts >= 1, options.maxAttempts <= 1000 else {
             throw .invalidArgument("task \(index): maxAttempts must be 1 to 1000")
@@ -498,22 +498,22 @@ public struct CoordinatorCore: Sendable {
     public mutating func report(node announcement: NodeAnnouncement, results: [TaskOutcome], now: Double,
                                 running: Set<TaskID>? = nil, ackedReplySeq: UInt64 = 0,
                                 returned: [TaskID] = [], leaving: Bool = false) throws(Refusal) -> Set<String> {
-        guard !announcement.name.isEmpty, announcement.name.utf8.count <= limits.nodeNameBytesMax else {
-            throw .invalidArgument("node name must be 1 to \(limits.nodeNameBytesMax) bytes")
+        guard !announcement.name.isEmpty, announcement.name.utf8.count <= bounds.nodeNameBytesMax else {
+            throw .invalidArgument("node name must be 1 to \(bounds.nodeNameBytesMax) bytes")
         }
         try NameCheck.refuseControlCharacters(in: announcement.name, "node name")
-        guard announcement.threadSlots >= 0, announcement.threadSlots <= limits.threadSlotsMax else {
-            throw .invalidArgument("node slots must be 0 to \(limits.threadSlotsMax)")
+        guard announcement.threadSlots >= 0, announcement.threadSlots <= bounds.threadSlotsMax else {
+            throw .invalidArgument("node slots must be 0 to \(bounds.threadSlotsMax)")
         }
-        guard announcement.processSlots >= 0, announcement.processSlots <= limits.threadSlotsMax else {
-            throw .invalidArgument("node process slots must be 0 to \(limits.threadSlotsMax)")
+        guard announcement.processSlots >= 0, announcement.processSlots <= bounds.threadSlotsMax else {
+            throw .invalidArgument("node process slots must be 0 to \(bounds.threadSlotsMax)")
         }
-        guard announcement.ioSlots >= 0, announcement.ioSlots <= limits.ioSlotsMax else {
-            throw .invalidArgument("node io slots must be 0 to \(limits.ioSlotsMax)")
+        guard announcement.ioSlots >= 0, announcement.ioSlots <= bounds.ioSlotsMax else {
+            throw .invalidArgument("node io slots must be 0 to \(bounds.ioSlotsMax)")
         }
-        guard announcement.prefetch >= 0, announcement.prefetch <= limits.prefetchMax,
-              announcement.processPrefetch >= 0, announcement.processPrefetch <= limits.prefetchMax else {
-            throw .invalidArgument("node prefetch must be 0 to \(limits.prefetchMax)")
+        guard announcement.prefetch >= 0, announcement.prefetch <= bounds.prefetchMax,
+              announcement.processPrefetch >= 0, announcement.processPrefetch <= bounds.prefetchMax else {
+            throw .invalidArgument("node prefetch must be 0 to \(bounds.prefetchMax)")
         }
         // A node describes itself once per connection; re-checked only when that changes.
         if nodes[announcement.name].map({ !$0.announcement.describesTheSame(as: announcement) }) ?? true {
@@ -552,7 +552,7 @@ public struct CoordinatorCore: Sendable {
             ready.push(id, priority: task.options.priority, key: task.classKey)
             if !announcement.draining {
                 // Queued behind longer work than the node expected: its handler is not one to prefetch.
-                noteRunTime(handler: task.classKey.handler, micros: limits.prefetchRunMicrosMax * 10, replacing: true)
+                noteRunTime(handler: task.classKey.handler, micros: bounds.prefetchRunMicrosMax * 10, replacing: true)
             }
         }
         if announcement.draining { nodes[announcement.name]?.drainRequested = nil }
@@ -611,7 +611,7 @@ public struct CoordinatorCore: Sendable {
     public mutating func markSuspect(node name: String, now: Double) {
         guard let node = nodes[name] else { return }
         nodes[name]!.suspect = true
-        nodes[name]!.lastSeen = min(node.lastSeen, now - limits.nodeTimeoutSeconds + limits.suspectGraceSeconds)
+        nodes[name]!.lastSeen = min(node.lastSeen, now - bounds.nodeTimeoutSeconds + bounds.suspectGraceSeconds)
     }
 
     /// Asks `node` to drain (told on its next pull); false if no such node is known.
@@ -635,7 +635,7 @@ public struct CoordinatorCore: Sendable {
         for id in node.leased.keys.sorted() {
             releaseLease(id, node: name)
             guard var task = tasks[id], case .leased = task.state else { continue }
-            if task.runs < limits.lostAttemptsMax {
+            if task.runs < bounds.lostAttemptsMax {
                 retriedTotal += 1
                 task.lastError = reason
                 task.state = .queued
@@ -696,11 +696,11 @@ public struct CoordinatorCore: Sendable {
         noteRunTime(handler: handler, micros: Double(reported.runMicros))
         figures.sample(runTime: Double(reported.runMicros) / 1e6)
         if reported.succeeded {
-            if reported.output.count > limits.resultBytesMax {
-                return attemptFailed(reported.id, error: "output of \(reported.output.count) bytes exceeds the limit of \(limits.resultBytesMax) bytes",
+            if reported.output.count > bounds.resultBytesMax {
+                return attemptFailed(reported.id, error: "output of \(reported.output.count) bytes exceeds the limit of \(bounds.resultBytesMax) bytes",
                                      failure: .refused, retryable: false, now: now)
             }
-            for op in reported.counterOps where !op.name.isEmpty && op.name.utf8.count <= limits.counterNameBytesMax {
+            for op in reported.counterOps where !op.name.isEmpty && op.name.utf8.count <= bounds.counterNameBytesMax {
                 // The task has succeeded and cannot be refused: a change past the 64-bit range
                 // leaves the counter at the bound rather than wrapping to the other sign.
                 let (sum, overflow) = counters[op.name, default: 0].addingReportingOverflow(op.delta)
@@ -712,10 +712,10 @@ public struct CoordinatorCore: Sendable {
         }
         nodes[node]?.failed += 1
         var error = reported.error
-        if error.utf8.count > limits.errorBytesMax {
+        if error.utf8.count > bounds.errorBytesMax {
             // Cut on a character boundary, and say so.
             var cut = Substring(error)
-            while cut.utf8.count > limits.errorBytesMax - 32 { cut = cut.dropLast(max(1, (cut.utf8.count - limits.errorBytesMax) / 4)) }
+            while cut.utf8.count > bounds.errorBytesMax - 32 { cut = cut.dropLast(max(1, (cut.utf8.count - bounds.errorBytesMax) / 4)) }
             error = cut + " ... (\(reported.error.utf8.count) bytes, cut)"
         }
         // Nodes before `TaskResult.failure` do not say the kind: read it from their words.
@@ -797,7 +797,7 @@ public struct CoordinatorCore: Sendable {
         let inUse = limitInUse
         let tasks = self.tasks
         let runMicros = handlerRunMicros
-        let shortMax = limits.prefetchRunMicrosMax
+        let shortMax = bounds.prefetchRunMicrosMax
         let labels = node.announcement.labels
         let popped = ready.pop(
             eligible: { key in
@@ -828,8 +828,8 @@ public struct CoordinatorCore: Sendable {
     /// timeout fail, unfetched results expire. Returns the sessions that gained results.
     public mutating func tick(now: Double) -> Set<String> {
         var touched: Set<String> = []
-        for (name, node) in nodes where now - node.lastSeen > limits.nodeTimeoutSeconds {
-            let reason = "node \(name) lost (not heard from for \(formatSeconds(limits.nodeTimeoutSeconds)) s)"
+        for (name, node) in nodes where now - node.lastSeen > bounds.nodeTimeoutSeconds {
+            let reason = "node \(name) lost (not heard from for \(formatSeconds(bounds.nodeTimeoutSeconds)) s)"
             note(.nodeLost(name: name, reason: reason, tasksMoved: node.holding))
             touched.formUnion(requeueLeases(ofNode: name, reason: reason, now: now))
             nodes[name] = nil
@@ -848,7 +848,7 @@ public struct CoordinatorCore: Sendable {
                 backoffCount -= 1
                 ready.push(id, priority: task.options.priority, key: task.classKey)
             case .leased(let node, let since):
-                if let timeout = task.options.timeoutSeconds, now - since > timeout + limits.timeoutGraceSeconds {
+                if let timeout = task.options.timeoutSeconds, now - since > timeout + bounds.timeoutGraceSeconds {
                     // The node did not stop it in time: give up on the attempt and tell the node.
                     abandonLease(id, node: node)
                     let error = "timed out after \(formatSeconds(timeout)) s"
@@ -866,10 +866,10 @@ public struct CoordinatorCore: Sendable {
         touched.formUnion(abandonIdleSessions(now: now))
         for (session, record) in sessions {
             // Results are filed in time order: only a session whose oldest one expired needs work.
-            guard let oldest = record.finished.first, now - oldest.finishedAt > limits.resultTTLSeconds else { continue }
-            let kept = record.finished.filter { now - $0.finishedAt <= limits.resultTTLSeconds }
+            guard let oldest = record.finished.first, now - oldest.finishedAt > bounds.resultTTLSeconds else { continue }
+            let kept = record.finished.filter { now - $0.finishedAt <= bounds.resultTTLSeconds }
             if kept.count != record.finished.count {
-                for expired in record.finished where now - expired.finishedAt > limits.resultTTLSeconds { forget(expired.outcome.id) }
+                for expired in record.finished where now - expired.finishedAt > bounds.resultTTLSeconds { forget(expired.outcome.id) }
                 resultsWaiting -= record.finished.count - kept.count
                 sessions[session]!.finished = kept
                 if kept.isEmpty && record.unfinished == 0 { sessions[session] = nil }
@@ -1027,8 +1027,8 @@ public struct CoordinatorCore: Sendable {
     /// The reply a keyed change already got (a resend), or nil to apply it now.
     private func answered(_ key: String?) throws(Refusal) -> CounterReply? {
         guard let key else { return nil }
-        guard !key.isEmpty, key.utf8.count <= limits.sessionBytesMax else {
-            throw .invalidArgument("a counter change's key must be 1 to \(limits.sessionBytesMax) bytes")
+        guard !key.isEmpty, key.utf8.count <= bounds.sessionBytesMax else {
+            throw .invalidArgument("a counter change's key must be 1 to \(bounds.sessionBytesMax) bytes")
         }
         try NameCheck.refuseControlCharacters(in: key, "counter change key")
         return counterKeys[key]
@@ -1039,7 +1039,7 @@ public struct CoordinatorCore: Sendable {
     mutating func rememberCounterKey(_ key: String, _ reply: CounterReply, journaled: Bool = true) {
         if counterKeys.updateValue(reply, forKey: key) == nil { counterKeyOrder.append(key) }
         if journaled && journaling { journal.append(.counterKey(key: key, reply: reply)) }
-        while counterKeys.count > limits.counterKeysKept, counterKeyHead < counterKeyOrder.count {
+        while counterKeys.count > bounds.counterKeysKept, counterKeyHead < counterKeyOrder.count {
             let oldest = counterKeyOrder[counterKeyHead]
             counterKeyHead += 1
             counterKeys[oldest] = nil
@@ -1057,13 +1057,13 @@ public struct CoordinatorCore: Sendable {
     }
 
     private func validateCounterName(_ name: String) throws(Refusal) {
-        guard !name.isEmpty, name.utf8.count <= limits.counterNameBytesMax else {
-            throw .invalidArgument("counter name must be 1 to \(limits.counterNameBytesMax) bytes")
+        guard !name.isEmpty, name.utf8.count <= bounds.counterNameBytesMax else {
+            throw .invalidArgument("counter name must be 1 to \(bounds.counterNameBytesMax) bytes")
         }
         try NameCheck.refuseControlCharacters(in: name, "counter name")
     }
 
-    // MARK: Limits
+    // MARK: Cluster limits
 
     /// One more holder of `limit`; a new most-at-once is journaled (it survives a restart).
     private mutating func takeLimit(_ limit: String) {
@@ -1078,8 +1078,8 @@ public struct CoordinatorCore: Sendable {
     /// Creates or resizes a limit. Shrinking below the tasks holding it lets them finish;
     /// no new ones start until usage is under the new size.
     public mutating func setLimit(_ name: String, size: Int) throws(Refusal) {
-        guard !name.isEmpty, name.utf8.count <= limits.counterNameBytesMax else {
-            throw .invalidArgument("limit name must be 1 to \(limits.counterNameBytesMax) bytes")
+        guard !name.isEmpty, name.utf8.count <= bounds.counterNameBytesMax else {
+            throw .invalidArgument("limit name must be 1 to \(bounds.counterNameBytesMax) bytes")
         }
         try NameCheck.refuseControlCharacters(in: name, "limit name")
         // Size 0 would let no task that uses the limit ever run, silently: refused.
@@ -1253,7 +1253,7 @@ public struct CoordinatorCore: Sendable {
         task.lastFailure = failure
         if retryable && task.runs < task.options.maxAttempts {
             retriedTotal += 1
-            let backoff = Backoff(baseSeconds: limits.retryBackoffBaseSeconds, maxSeconds: limits.retryBackoffMaxSeconds, jitter: 0.5)
+            let backoff = Backoff(baseSeconds: bounds.retryBackoffBaseSeconds, maxSeconds: bounds.retryBackoffMaxSeconds, jitter: 0.5)
             let unit = Double(random.next() % 1_000_000) / 1_000_000
             task.state = .backoff(until: now + backoff.seconds(afterFailures: Int(task.attempt), unit: unit))
             backoffCount += 1
@@ -1368,7 +1368,7 @@ public struct CoordinatorCore: Sendable {
                 rememberedHead += 1
                 continue
             }
-            guard now - entry.at > limits.finishedMemorySeconds || rememberedBytes > limits.finishedMemoryBytesMax else { break }
+            guard now - entry.at > bounds.finishedMemorySeconds || rememberedBytes > bounds.finishedMemoryBytesMax else { break }
             remembered[id] = nil
             if let key = entry.key { keys[key] = nil }
             rememberedBytes -= entry.output.count

@@ -123,7 +123,7 @@ extension CoordinatorCore {
             var key: ReadyQueue.ClassKey
         }
 
-        /// Starts from `core` (a new one, made with the coordinator's limits); room is made
+        /// Starts from `core` (a new one, made with the coordinator's bounds); room is made
         /// for `expectedTasks`.
         public init(core: CoordinatorCore, expectedTasks: Int = 0, now: Double) {
             self.core = core

@@ -64,9 +64,9 @@ public struct ScaleSimulation: Sendable {
     public func run() -> Report {
         var random = SplitMix64(seed: seed)
         func roll(_ n: Int) -> Int { Int(random.next() % UInt64(n)) }
-        var limits = CoordinatorCore.Limits()
-        limits.tasksPerSubmitMax = 1_000_000
-        var core = CoordinatorCore(limits: limits, seed: seed)
+        var bounds = CoordinatorCore.Bounds()
+        bounds.tasksPerSubmitMax = 1_000_000
+        var core = CoordinatorCore(bounds: bounds, seed: seed)
         let step = 0.001
         var now = 0.0
         var cpu = 0.0

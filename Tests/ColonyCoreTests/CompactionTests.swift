@@ -22,7 +22,7 @@ final class CompactionTests: XCTestCase {
         let peak = core.taskTableCapacity
         XCTAssertGreaterThanOrEqual(peak, count)
         _ = core.compactIfSparse()
-        _ = core.tick(now: 1 + core.limits.finishedMemorySeconds + 1)
+        _ = core.tick(now: 1 + core.bounds.finishedMemorySeconds + 1)
         XCTAssertTrue(core.compactIfSparse())
         XCTAssertLessThan(core.taskTableCapacity, peak / 8)
         XCTAssertFalse(core.compactIfSparse(), "once is enough: \(core.tableSizes)")

@@ -303,7 +303,7 @@ final class SchedulingRulesTests: XCTestCase {
     }
 
     func testANodeAnnouncingTooManyIOSlotsIsRefused() {
-        let node = NodeAnnouncement(name: "big", host: "h", threadSlots: 1, ioSlots: core.limits.ioSlotsMax + 1)
+        let node = NodeAnnouncement(name: "big", host: "h", threadSlots: 1, ioSlots: core.bounds.ioSlotsMax + 1)
         XCTAssertThrowsError(try core.report(node: node, results: [], now: 0)) { error in
             XCTAssertEqual(error as? CoordinatorCore.Refusal, .invalidArgument("node io slots must be 0 to 65536"))
         }
@@ -371,9 +371,9 @@ final class SchedulingRulesTests: XCTestCase {
     }
 
     func testUnfetchedResultsExpireAfterTheirTTL() throws {
-        var limits = CoordinatorCore.Limits()
-        limits.resultTTLSeconds = 10
-        core = CoordinatorCore(limits: limits)
+        var bounds = CoordinatorCore.Bounds()
+        bounds.resultTTLSeconds = 10
+        core = CoordinatorCore(bounds: bounds)
         _ = try submit()
         let task = try pull()
         _ = try pull([done(task[0])], now: 1)
@@ -384,9 +384,9 @@ final class SchedulingRulesTests: XCTestCase {
     }
 
     func testAnOversizedOutputFailsTheTaskWithAClearReason() throws {
-        var limits = CoordinatorCore.Limits()
-        limits.resultBytesMax = 4
-        core = CoordinatorCore(limits: limits)
+        var bounds = CoordinatorCore.Bounds()
+        bounds.resultBytesMax = 4
+        core = CoordinatorCore(bounds: bounds)
         let id = try submit()
         let task = try pull()
         _ = try pull([done(task[0], output: [1, 2, 3, 4, 5])])

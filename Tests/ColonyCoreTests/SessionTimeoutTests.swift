@@ -6,9 +6,9 @@ import XCTest
 /// detached work is exempt.
 final class SessionTimeoutTests: XCTestCase {
     private func core(idleSeconds: Double) -> CoordinatorCore {
-        var limits = CoordinatorCore.Limits()
-        limits.sessionIdleSeconds = idleSeconds
-        var core = CoordinatorCore(limits: limits)
+        var bounds = CoordinatorCore.Bounds()
+        bounds.sessionIdleSeconds = idleSeconds
+        var core = CoordinatorCore(bounds: bounds)
         core.journaling = true
         core.recordingEvents = true
         return core
@@ -57,7 +57,7 @@ final class SessionTimeoutTests: XCTestCase {
 
     func testARestoredSessionsClockStartsAtTheRestart() throws {
         var core = core(idleSeconds: 10)
-        var restoration = CoordinatorCore.Restoration(core: CoordinatorCore(limits: core.limits), now: 100)
+        var restoration = CoordinatorCore.Restoration(core: CoordinatorCore(bounds: core.bounds), now: 100)
         restoration.add(RecoveredTask(id: 1, submission: TaskSubmission(handler: "echo", input: [1]), session: "old", outcome: nil))
         core = restoration.finish(with: RecoveredState())
         _ = core.tick(now: 100)

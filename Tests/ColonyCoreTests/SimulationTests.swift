@@ -37,10 +37,10 @@ final class SimulationTests: XCTestCase {
     func simulate(seed: UInt64, steps: Int) -> String? {
         var random = SplitMix64(seed: seed)
         func roll(_ n: Int) -> Int { Int(random.next() % UInt64(n)) }
-        var limits = CoordinatorCore.Limits()
-        limits.nodeTimeoutSeconds = 3
-        limits.retryBackoffBaseSeconds = 0.05
-        var core = CoordinatorCore(limits: limits, seed: seed)
+        var bounds = CoordinatorCore.Bounds()
+        bounds.nodeTimeoutSeconds = 3
+        bounds.retryBackoffBaseSeconds = 0.05
+        var core = CoordinatorCore(bounds: bounds, seed: seed)
         try? core.setLimit("db", size: 2)
         var now = 0.0
         var nodes: [SimNode] = (0..<(2 + roll(4))).map { index in

@@ -166,9 +166,9 @@ final class StoreTests: XCTestCase {
     func testAKeyedCounterChangeIsAppliedOnceAcrossARestart() async throws {
         let store = try Store(directory: folder)
         store.start()
-        var limits = CoordinatorCore.Limits()
-        limits.counterKeysKept = 2
-        var core = CoordinatorCore(limits: limits)
+        var bounds = CoordinatorCore.Bounds()
+        bounds.counterKeysKept = 2
+        var core = CoordinatorCore(bounds: bounds)
         core.journaling = true
         XCTAssertEqual(try core.addToCounter("hits", 5, key: "s#c1"), 5)
         XCTAssertEqual(try core.addToCounter("hits", 5, key: "s#c1"), 5, "a resend gets the first reply")
@@ -183,7 +183,7 @@ final class StoreTests: XCTestCase {
         let state = try reopened.recover()
         reopened.close()
         XCTAssertEqual(state.counterKeys.map(\.key), ["s#c3", "s#c1"], "the kept keys, oldest first")
-        var restored = CoordinatorCore(limits: limits)
+        var restored = CoordinatorCore(bounds: bounds)
         restored.restore(state, now: 0)
         XCTAssertEqual(try restored.compareAndSetCounter("hits", expected: 9, new: 10, key: "s#c3").swapped, true,
                        "the resend after the restart gets the first reply")

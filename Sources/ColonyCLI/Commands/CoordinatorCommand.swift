@@ -62,8 +62,8 @@ struct CoordinatorCommand: AsyncParsableCommand {
         try ColonyURL.validate(listen)
         var configuration = Coordinator.Configuration(listenURL: listen)
         configuration.contexts = contexts
-        configuration.limits.nodeTimeoutSeconds = nodeTimeout
-        configuration.limits.sessionIdleSeconds = sessionTimeout
+        configuration.coreBounds.nodeTimeoutSeconds = nodeTimeout
+        configuration.coreBounds.sessionIdleSeconds = sessionTimeout
         configuration.token = try tokenSource.tokenForListening(on: listen)
         configuration.tls = try tlsFiles.forListening(listen)
         logging.bootstrap()
@@ -80,7 +80,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
                         "state": "\(state)", "last_commit_held": "\(loss.held)", "last_commit_made": "\(loss.made)",
                     ])
                 }
-                let (core, summary) = try JournalRecovery.restore(from: opened, limits: configuration.limits)
+                let (core, summary) = try JournalRecovery.restore(from: opened, bounds: configuration.coreBounds)
                 restored = core
                 logger.info("journal recovered", metadata: [
                     "state": "\(state)", "unfinished_tasks": "\(summary.unfinishedTasks)", "results": "\(summary.results)",
