@@ -31,6 +31,8 @@ final class WaitingNoticeTests: ClusterTestCase {
 
     func testSubmitWaitWithNoNodeSaysSoOnceAndFinishesWhenANodeComes() async throws {
         try cluster.startCoordinator()
+        // The client is started once the coordinator answers: what it says then is the notice.
+        try await cluster.connect(waitingForNodes: 0).close()
         let (submit, log) = try startClient(["submit", "--coordinator", cluster.url, "echo", "\"late\"", "--wait"])
         defer { try? FileManager.default.removeItem(atPath: log) }
         _ = try await waitForLine(containing: "no node is connected to \(cluster.url); waiting", in: log)
