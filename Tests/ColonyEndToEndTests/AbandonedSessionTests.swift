@@ -29,25 +29,16 @@ final class AbandonedSessionTests: ClusterTestCase {
         try map.run()
         try input.fileHandleForWriting.write(contentsOf: Data(String(repeating: "0.3\n", count: 200).utf8))
         try input.fileHandleForWriting.close()
-        var deadline = ContinuousClock.now + .seconds(20)
-        while try await colony.status().succeeded < 4 {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("the map did not start") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await eventually("the map started (4 succeeded)", { try await colony.status().succeeded }, until: { $0 >= 4 })
         kill(map.processIdentifier, SIGKILL)
         map.waitUntilExit()
         let during = try await colony.status()
         XCTAssertTrue(during.sessions.contains { !$0.detached && $0.unfinished > 0 }, "status lists the map's session: \(during.sessions)")
 
-        deadline = ContinuousClock.now + .seconds(20)
-        while true {
+        try await eventually("the killed map's work gone (nothing queued or running, no attached session)", {
             let status = try await colony.status()
-            if status.queued + status.running == 0 && !status.sessions.contains(where: { !$0.detached }) { break }
-            guard ContinuousClock.now < deadline else {
-                throw CLIFailure("the killed map's work is still there: \(status.queued) queued, \(status.running) running, \(status.sessions)")
-            }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+            return (queued: status.queued, running: status.running, sessions: status.sessions)
+        }, until: { $0.queued + $0.running == 0 && !$0.sessions.contains(where: { !$0.detached }) })
         let status = try await colony.status()
         XCTAssertLessThan(status.succeeded, 150, "most of the map's tasks were cancelled, not run")
         let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""

@@ -31,13 +31,12 @@ final class BadInputTests: ClusterTestCase {
         process.standardOutput = try FileHandle(forWritingTo: out)
         process.standardError = try FileHandle(forWritingTo: err)
         try process.run()
-        let deadline = ContinuousClock.now + .seconds(60)
-        while process.isRunning {
-            guard ContinuousClock.now < deadline else {
-                kill(process.processIdentifier, SIGKILL)
-                throw CLIFailure("colony \(arguments.joined(separator: " ")) did not finish within 60 s")
-            }
-            usleep(10_000)
+        do {
+            try eventuallyBlocking(timeout: .seconds(60), poll: .milliseconds(10), "colony \(arguments.joined(separator: " ")) finishing",
+                                   { process.isRunning }, until: { !$0 })
+        } catch {
+            kill(process.processIdentifier, SIGKILL)
+            throw error
         }
         process.waitUntilExit()
         return Ended(exited: process.terminationReason == .exit, status: process.terminationStatus,
@@ -191,13 +190,9 @@ final class BadInputTests: ClusterTestCase {
         let result = try await client.runResult("fail", rawInput: Array(#""first line\nsecond line""#.utf8))
         XCTAssertFalse(result.succeeded)
         await client.close()
-        let deadline = ContinuousClock.now + .seconds(20)
-        var text = ""
-        while !text.contains("task failed") {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("no 'task failed' in the coordinator's log: \(text)") }
-            try await Task.sleep(for: .milliseconds(20))
-            text = String(decoding: (try? Data(contentsOf: log)) ?? Data(), as: UTF8.self)
-        }
+        let text = try await eventually("'task failed' in the coordinator's log", {
+            String(decoding: (try? Data(contentsOf: log)) ?? Data(), as: UTF8.self)
+        }, until: { $0.contains("task failed") })
         for line in text.split(separator: "\n") {
             XCTAssertNotNil(line.range(of: #"^\d{4}-\d{2}-\d{2}T"#, options: .regularExpression), "a line that is not an event: \(line)")
         }
@@ -236,26 +231,20 @@ final class BadInputTests: ClusterTestCase {
         let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: [], allowExec: false))
         let running = Task { try await node.run() }
         defer { running.cancel() }
-        let deadline = ContinuousClock.now + .seconds(20)
-        while refusals.first == nil {
+        try await eventually("the node refused", firstOf: {
             let nodes = try await client.status().nodes
             XCTAssertTrue(nodes.isEmpty, "the coordinator took a node named 'evil\\nnode'")
-            guard ContinuousClock.now < deadline else { throw CLIFailure("the node was not refused within 20 s") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+            return refusals.first
+        })
         XCTAssertTrue(refusals.first?.contains(#"node name 'evil\nnode' contains a control character"#) ?? false, refusals.first ?? "")
         running.cancel()
         _ = try? await running.value
 
         // A real event (a node joining) is logged after all that, one line per event.
         try cluster.startNode(name: "good", threads: 1)
-        let logDeadline = ContinuousClock.now + .seconds(20)
-        var text = ""
-        while !text.contains("node joined") {
-            guard ContinuousClock.now < logDeadline else { throw CLIFailure("no 'node joined' in the coordinator's log: \(text)") }
-            try await Task.sleep(for: .milliseconds(20))
-            text = String(decoding: (try? Data(contentsOf: log)) ?? Data(), as: UTF8.self)
-        }
+        let text = try await eventually("'node joined' in the coordinator's log", {
+            String(decoding: (try? Data(contentsOf: log)) ?? Data(), as: UTF8.self)
+        }, until: { $0.contains("node joined") })
         for line in text.split(separator: "\n") {
             // Every event line starts with its ISO 8601 time, e.g. 2025-01-31T12:00:00.000Z.
             XCTAssertNotNil(line.range(of: #"^\d{4}-\d{2}-\d{2}T"#, options: .regularExpression), "a line that is not an event: \(line)")

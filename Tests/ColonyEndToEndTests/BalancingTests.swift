@@ -33,11 +33,7 @@ final class BalancingTests: ClusterTestCase {
         try cluster.start(["node", "--coordinator", cluster.url, "--threads", "2", "--processes", "0", "--name", "stock2"])
         let colony = try await cluster.connect(waitingForNodes: 2)
         let ids = try await colony.submit((1...10).map { TaskSubmission(handler: "square", input: Array("\($0)".utf8)) })
-        let deadline = ContinuousClock.now + .seconds(10)
-        while try await colony.status().unplaceable < 10 {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("the square tasks are not counted unplaceable: \(try await colony.status())") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await eventually(timeout: .seconds(10), "the square tasks counted unplaceable", { try await colony.status() }, until: { $0.unplaceable >= 10 })
         let waiting = try await colony.status()
         XCTAssertEqual(waiting.queued, 10, "they wait instead of failing on nodes without the handler")
         XCTAssertEqual(waiting.failed, 0)

@@ -54,13 +54,8 @@ final class CLITests: XCTestCase {
         defer { cluster.stopAll() }
         try cluster.startCoordinator()
         try cluster.startNode(name: "n1", threads: 1)
-        let deadline = Date().addingTimeInterval(20)
-        var status = try ClusterHarness.run(["status", "--coordinator", cluster.url])
-        while !status.stdout.contains("n1") && Date() < deadline {
-            Thread.sleep(forTimeInterval: 0.05)
-            status = try ClusterHarness.run(["status", "--coordinator", cluster.url])
-        }
-        XCTAssertTrue(status.stdout.contains("n1"), status.stdout + status.stderr)
+        try eventuallyBlocking("n1 in colony status", { try ClusterHarness.run(["status", "--coordinator", cluster.url]) },
+                               until: { $0.stdout.contains("n1") })
 
         let primes = try ClusterHarness.run(["submit", "primes", #"{"lo": 0, "hi": 100000}"#, "--wait", "--coordinator", cluster.url])
         XCTAssertEqual(primes.status, 0, primes.stderr)

@@ -67,20 +67,18 @@ final class ClusterHarness: @unchecked Sendable {
 
     /// Connects once the coordinator listens and `nodes` nodes have pulled.
     func connect(waitingForNodes nodes: Int) async throws -> ColonyClient {
-        let deadline = ContinuousClock.now + .seconds(20)
-        while true {
+        var client: ColonyClient?
+        try await eventually("the coordinator at \(url) answering, with \(nodes) node(s) joined", { () -> Result<[String], ColonyError> in
             do {
-                let client = try ColonyClient(connect: url)
-                while try await client.status().nodes.count < nodes {
-                    guard ContinuousClock.now < deadline else { throw CLIFailure("nodes did not join within 20 s") }
-                    try await Task.sleep(for: .milliseconds(20))
-                }
-                return client
+                let connected = try client ?? ColonyClient(connect: url)
+                client = connected
+                return .success(try await connected.status().nodes.map(\.announcement.name))
             } catch let error as ColonyError {
-                guard ContinuousClock.now < deadline else { throw error }
-                try await Task.sleep(for: .milliseconds(20))
+                client = nil
+                return .failure(error)
             }
-        }
+        }, until: { (try? $0.get().count) ?? -1 >= nodes })
+        return client!
     }
 
     func stopAll() {

@@ -72,11 +72,7 @@ final class ClusterTests: ClusterTestCase {
         try cluster.startNode(name: "n1", threads: 1)
         let colony = try await cluster.connect(waitingForNodes: 1)
         let id = try await colony.submit("no-such-handler", input: 1)
-        let deadline = ContinuousClock.now + .seconds(10)
-        while try await colony.status().unplaceable < 1 {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("not counted unplaceable") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await eventually(timeout: .seconds(10), "the task counted unplaceable", { try await colony.status().unplaceable }, until: { $0 >= 1 })
         let status = try await colony.status()
         XCTAssertEqual(status.queued, 1)
         XCTAssertEqual(status.failed, 0)
@@ -166,9 +162,9 @@ final class ClusterTests: ClusterTestCase {
         let colony = try await cluster.connect(waitingForNodes: 2)
         let ids = try await colony.submit((0..<40).map { _ in TaskSubmission(handler: "sleep", input: Array("0.2".utf8)) })
         // Kill it while it holds tasks.
-        while try await colony.status().nodes.first(where: { $0.announcement.name == "doomed" })?.running ?? 0 == 0 {
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        try await eventually(poll: .milliseconds(10), "the doomed node running tasks", {
+            try await colony.status().nodes.first(where: { $0.announcement.name == "doomed" })?.running ?? 0
+        }, until: { $0 > 0 })
         kill(doomed.processIdentifier, SIGKILL)
         let results = try await colony.results(of: ids)
         XCTAssertTrue(results.allSatisfy(\.succeeded))

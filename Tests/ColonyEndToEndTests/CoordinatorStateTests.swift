@@ -53,7 +53,7 @@ final class CoordinatorStateTests: ClusterTestCase {
         try cluster.startNode(name: "n1", threads: 1)
         let colony = try await cluster.connect(waitingForNodes: 1)
         let blocker = try await colony.submit("sleep", input: 0.3)
-        try await Task.sleep(for: .milliseconds(100))
+        try await eventually("the blocker running", { try await colony.tasks(in: .running).map(\.id) }, until: { $0 == [blocker] })
         var low: [TaskID] = []
         for _ in 0..<3 { low.append(try await colony.submit("sleep", input: 0.2, options: TaskOptions(priority: 0))) }
         var high: [TaskID] = []
@@ -87,7 +87,7 @@ final class CoordinatorStateTests: ClusterTestCase {
         try cluster.startNode(name: "n1", threads: 1)
         let colony = try await cluster.connect(waitingForNodes: 1)
         let long = try await colony.submit("sleep", input: 30.0)
-        while try await colony.tasks(in: .running).isEmpty { try await Task.sleep(for: .milliseconds(20)) }
+        try await eventually("the long task running", { try await colony.tasks(in: .running).map(\.id) }, until: { $0 == [long] })
         let cancelled = try await colony.cancel([long])
         XCTAssertEqual(cancelled, 1)
         let result = try await colony.result(of: long)

@@ -25,11 +25,10 @@ final class DurabilityTests: ClusterTestCase {
 
     /// The result of `id`, whichever session submitted it, waiting up to a minute.
     private func waitForResult(_ colony: ColonyClient, _ id: UInt64) async throws -> TaskResult {
-        let deadline = ContinuousClock.now + .seconds(60)
-        while ContinuousClock.now < deadline {
-            if let result = try await colony.fetchResult(of: id, wait: .seconds(5)) { return result }
-        }
-        throw CLIFailure("task \(id) did not finish within 60 s")
+        // Each observation is itself a long poll, so there is no pause between them.
+        try await eventually(timeout: .seconds(60), poll: .zero, "the result of task \(id)", firstOf: {
+            try await colony.fetchResult(of: id, wait: .seconds(5))
+        })
     }
 
     func testAKilledCoordinatorRestartsWithEveryTaskCounterAndLimitAndEachTaskFinishesOnce() async throws {
@@ -118,22 +117,20 @@ final class DurabilityTests: ClusterTestCase {
 
         // Kill the coordinator once some outputs are out, then start it again on the same state.
         let deadline = ContinuousClock.now + .seconds(60)
-        while (try? String(contentsOfFile: outputPath, encoding: .utf8))?.split(separator: "\n").count ?? 0 < 200 {
-            guard ContinuousClock.now < deadline, map.isRunning else { break }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await eventually(timeout: .seconds(60), "200 outputs printed (or the map ended)", {
+            (printed: (try? String(contentsOfFile: outputPath, encoding: .utf8))?.split(separator: "\n").count ?? 0, running: map.isRunning)
+        }, until: { $0.printed >= 200 || !$0.running })
         kill(coordinator.processIdentifier, SIGKILL)
         coordinator.waitUntilExit()
         let printedAtCrash = (try? String(contentsOfFile: outputPath, encoding: .utf8))?.split(separator: "\n").count ?? 0
         try await Task.sleep(for: .milliseconds(300))
         try cluster.startCoordinator(stateDirectory: stateDirectory)
 
-        while map.isRunning {
-            guard ContinuousClock.now < deadline + .seconds(60) else {
-                map.terminate()
-                throw CLIFailure("colony map did not finish within 120 s")
-            }
-            try await Task.sleep(for: .milliseconds(50))
+        do {
+            try await map.waitForExit(within: deadline + .seconds(60) - ContinuousClock.now, "colony map finishing (120 s in all)")
+        } catch {
+            map.terminate()
+            throw error
         }
         XCTAssertEqual(map.terminationStatus, 0)
         XCTAssertLessThan(printedAtCrash, count, "the crash came mid-run")
@@ -148,11 +145,7 @@ final class DurabilityTests: ClusterTestCase {
         _ = try await colony.counter("kept").add(3)
         await colony.close()
         kill(coordinator.processIdentifier, SIGTERM)
-        let deadline = ContinuousClock.now + .seconds(20)
-        while coordinator.isRunning {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("the coordinator did not stop within 20 s of SIGTERM") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await coordinator.waitForExit(within: .seconds(20), "the coordinator stopping after SIGTERM")
         XCTAssertEqual(coordinator.terminationStatus, 0)
         try cluster.startCoordinator(stateDirectory: stateDirectory)
         try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--processes", "0", "--name", "n1"])

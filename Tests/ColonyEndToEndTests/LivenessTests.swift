@@ -62,21 +62,14 @@ final class PausedCoordinatorTests: ClusterTestCase {
         try cluster.start(["node", "--coordinator", cluster.url, "--threads", "2", "--processes", "0", "--name", "n1"])
         let colony = try await cluster.connect(waitingForNodes: 1)
         let ids = try await colony.submit(Array(repeating: TaskSubmission(handler: "sleep", input: Array("6".utf8)), count: 2))
-        let deadline = ContinuousClock.now + .seconds(20)
-        while try await colony.status().running < 2 {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("the sleepers did not start") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await eventually("the two sleepers running", { try await colony.status().running }, until: { $0 >= 2 })
         kill(coordinator.processIdentifier, SIGSTOP)
         // The pause itself (longer than the 2.5 s node timeout), not a wait for an event.
         try await Task.sleep(for: .seconds(4))
         kill(coordinator.processIdentifier, SIGCONT)
         // Bounded: a livelock here once kept CI waiting for ever.
-        let finishBy = ContinuousClock.now + .seconds(30)
-        while try await colony.status().succeeded + colony.status().failed < 2 {
-            guard ContinuousClock.now < finishBy else { throw CLIFailure("the sleepers did not finish within 30 s: \(try await colony.tasks())") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        try await eventually(timeout: .seconds(30), "the two sleepers finished", { try await colony.tasks() },
+                             until: { $0.filter { $0.phase == .succeeded || $0.phase == .failed }.count >= 2 })
         let results = try await colony.results(of: ids)
         XCTAssertTrue(results.allSatisfy(\.succeeded))
         XCTAssertEqual(results.map(\.attempt), [1, 1], "not run a second time")
@@ -96,24 +89,13 @@ final class ReturningNodeTests: ClusterTestCase {
         let node = try cluster.start(["node", "--coordinator", cluster.url, "--threads", "2", "--processes", "0", "--name", "n1"])
         let colony = try await cluster.connect(waitingForNodes: 1)
         let ids = try await colony.submit(Array(repeating: TaskSubmission(handler: "sleep", input: Array("3".utf8)), count: 2))
-        let started = ContinuousClock.now + .seconds(20)
-        while try await colony.status().running < 2 {
-            guard ContinuousClock.now < started else { throw CLIFailure("the sleepers did not start") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await eventually("the two sleepers running", { try await colony.status().running }, until: { $0 >= 2 })
         kill(node.processIdentifier, SIGSTOP)
         // Past the 2.5 s node timeout: the coordinator declares the node lost and queues its tasks.
-        let lostBy = ContinuousClock.now + .seconds(20)
-        while try await !colony.status().nodes.isEmpty {
-            guard ContinuousClock.now < lostBy else { throw CLIFailure("the stopped node was not declared lost") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        try await eventually("the stopped node declared lost", { try await colony.status().nodes.map(\.announcement.name) }, until: \.isEmpty)
         kill(node.processIdentifier, SIGCONT)
-        let finishBy = ContinuousClock.now + .seconds(30)
-        while try await colony.status().succeeded < 2 {
-            guard ContinuousClock.now < finishBy else { throw CLIFailure("the tasks did not finish after the node came back: \(try await colony.tasks())") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        try await eventually(timeout: .seconds(30), "the tasks finished after the node came back", { try await colony.tasks() },
+                             until: { $0.filter { $0.phase == .succeeded }.count >= 2 })
         let results = try await colony.results(of: ids)
         XCTAssertTrue(results.allSatisfy(\.succeeded), "\(results.map(\.error))")
         XCTAssertEqual(results.map(\.attempt), [2, 2], "run again once, not re-sent for ever")

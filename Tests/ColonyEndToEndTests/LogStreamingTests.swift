@@ -23,14 +23,11 @@ final class LogStreamingTests: ClusterTestCase {
 
     /// Runs `colony logs` until `done` accepts its output, or fails after 20 s.
     private func logs(_ arguments: [String], until done: (String) -> Bool) throws -> String {
-        let deadline = ContinuousClock.now + .seconds(20)
-        while true {
+        try eventuallyBlocking("colony logs \(arguments) showing what was expected", {
             let run = try logs(arguments)
             XCTAssertEqual(run.status, 0, run.stderr)
-            if done(run.stdout) { return run.stdout }
-            guard ContinuousClock.now < deadline else { throw CLIFailure("colony logs \(arguments) never showed what was expected; last: \(run.stdout.suffix(200))") }
-            Thread.sleep(forTimeInterval: 0.05)
-        }
+            return run.stdout
+        }, until: done)
     }
 
     private func waitingCommand(for file: String) -> [String] {
@@ -114,12 +111,7 @@ final class LogStreamingTests: ClusterTestCase {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("colony-logs-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: file) }
         let id = try await colony.submit(LoggingHandler.name, input: file)
-        let deadline = ContinuousClock.now + .seconds(20)
-        var seen = ""
-        while !seen.contains("waiting for the file\n") {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("the log line never arrived: \(seen)") }
-            seen = try logs(["\(id)"]).stderr
-        }
+        try await eventually(poll: .zero, "the handler's log line", { try logs(["\(id)"]).stderr }, until: { $0.contains("waiting for the file\n") })
         XCTAssertTrue(FileManager.default.createFile(atPath: file, contents: nil))
         let output = try await colony.result(of: id).value(as: String.self)
         XCTAssertEqual(output, "done")

@@ -81,11 +81,8 @@ final class DuplicateNodeNameTests: ClusterTestCase {
         try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--processes", "0", "--name", "dup"])
         let colony = try await cluster.connect(waitingForNodes: 1)
         try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--processes", "0", "--name", "dup"], stderrFile: log)
-        let deadline = ContinuousClock.now + .seconds(20)
-        while !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("is in use by a live node") {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("the second node was not refused: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        try await eventually(poll: .milliseconds(50), "the second node refused (its log)", { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" },
+                             until: { $0.contains("is in use by a live node") })
         let results = try await colony.mapResults("sleep", Array(repeating: 0.02, count: 20))
         XCTAssertTrue(results.allSatisfy(\.succeeded), "\(results.map(\.error))")
         XCTAssertEqual(Set(results.map(\.attempt)), [1], "no task was taken from one process by the other")

@@ -15,37 +15,21 @@ final class NodeRemovalTests: ClusterTestCase {
         try cluster.start(["node", "--coordinator", cluster.url, "--threads", "2", "--processes", "0", "--name", name] + extra)
     }
 
-    /// Waits (up to 30 s) until `condition` holds.
-    private func eventually(_ what: String, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(30)
-        while try await !condition() {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("timed out waiting for: \(what)") }
-            try await Task.sleep(for: .milliseconds(10))
-        }
-    }
-
     /// The results of `ids` (any session), failing after 30 s instead of hanging the suite.
     private func results(_ colony: ColonyClient, _ ids: [UInt64]) async throws -> [TaskResult] {
         var results: [TaskResult] = []
         let deadline = ContinuousClock.now + .seconds(30)
         for id in ids {
-            while true {
-                if let result = try await colony.fetchResult(of: id, wait: .seconds(1)) {
-                    results.append(result)
-                    break
-                }
-                guard ContinuousClock.now < deadline else { throw CLIFailure("task \(id) did not finish within 30 s") }
-            }
+            // Each observation is itself a long poll, so there is no pause between them.
+            results.append(try await eventually(timeout: deadline - ContinuousClock.now, poll: .zero, "the result of task \(id)", firstOf: {
+                try await colony.fetchResult(of: id, wait: .seconds(1))
+            }))
         }
         return results
     }
 
     private func waitForExit(_ process: Process, within seconds: Int = 30) async throws {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while process.isRunning {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("the node did not exit within \(seconds) s") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await process.waitForExit(within: .seconds(seconds), "the node exiting")
     }
 
     func testSIGTERMLetsRunningTasksFinishThenTheNodeLeavesAndExitsZero() async throws {
@@ -58,7 +42,7 @@ final class NodeRemovalTests: ClusterTestCase {
         let inputs = (0..<2).map { ExecHandler.Input(argv: ["sh", "-c", "touch \(marks)/\($0); sleep 1.5"], failUnlessZero: true) }
         var ids: [UInt64] = []
         for input in inputs { ids.append(try await colony.submit(ExecHandler.name, input: input, options: TaskOptions(pool: .thread))) }
-        try await eventually("both tasks started on the worker") {
+        try await eventually(timeout: .seconds(30), poll: .milliseconds(10), "both tasks started on the worker") {
             (try? FileManager.default.contentsOfDirectory(atPath: marks).count) == 2
         }
         kill(worker.processIdentifier, SIGTERM)
@@ -81,9 +65,9 @@ final class NodeRemovalTests: ClusterTestCase {
         let victim = try node("victim")
         let colony = try await cluster.connect(waitingForNodes: 1)
         let id = try await colony.submit(SleepHandler.name, input: 1.0)
-        try await eventually("the task leased to the victim") { try await colony.status().running == 1 }
+        try await eventually(timeout: .seconds(30), poll: .milliseconds(10), "the task leased to the victim") { try await colony.status().running == 1 }
         _ = try node("survivor")
-        try await eventually("the survivor joined") { try await colony.status().nodes.count == 2 }
+        try await eventually(timeout: .seconds(30), poll: .milliseconds(10), "the survivor joined") { try await colony.status().nodes.count == 2 }
         kill(victim.processIdentifier, SIGKILL)
         let result = try await results(colony, [id])[0]
         XCTAssertTrue(result.succeeded, result.error)
@@ -95,9 +79,9 @@ final class NodeRemovalTests: ClusterTestCase {
         let first = try node("first")
         let colony = try await cluster.connect(waitingForNodes: 1)
         let ids = try await colony.submit(Array(repeating: TaskSubmission(handler: SleepHandler.name, input: Array("3".utf8)), count: 2))
-        try await eventually("both tasks running") { try await colony.status().running == 2 }
+        try await eventually(timeout: .seconds(30), poll: .milliseconds(10), "both tasks running") { try await colony.status().running == 2 }
         _ = try node("second")
-        try await eventually("the second node joined") { try await colony.status().nodes.count == 2 }
+        try await eventually(timeout: .seconds(30), poll: .milliseconds(10), "the second node joined") { try await colony.status().nodes.count == 2 }
         let run = try ClusterHarness.run(["drain", "first", "--deadline", "0.5", "--coordinator", cluster.url])
         XCTAssertEqual(run.status, 0, run.stderr)
         try await waitForExit(first)
@@ -124,7 +108,7 @@ final class NodeRemovalTests: ClusterTestCase {
                                         "--drain-timeout", "1"], stderrFile: log)
         let colony = try await cluster.connect(waitingForNodes: 1)
         let ids = try await colony.submit([TaskSubmission(handler: "sleep", input: Array("30".utf8))])
-        try await eventually("the task runs") { try await colony.status().running == 1 }
+        try await eventually(timeout: .seconds(30), poll: .milliseconds(10), "the task runs") { try await colony.status().running == 1 }
         await colony.close()
         _ = ids
         let coordinator = cluster.processes[0]

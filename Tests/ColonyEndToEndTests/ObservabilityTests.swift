@@ -35,15 +35,13 @@ final class ObservabilityTests: ClusterTestCase {
         try cluster.start(["node", "--coordinator", cluster.url, "--threads", "\(threads)", "--processes", "0", "--name", "n1"], environment: env)
         var options = ColonyClient.Options()
         if let token { options.token = token }
-        let deadline = ContinuousClock.now + .seconds(20)
-        while true {
+        return try await eventually(poll: .milliseconds(50), "the cluster up (a client connected, one node joined)", firstOf: {
             if let client = try? ColonyClient(connect: cluster.url, options: options),
                let status = try? await client.status(), status.nodes.count == 1 {
                 return client
             }
-            guard ContinuousClock.now < deadline else { throw CLIFailure("the cluster did not come up within 20 s") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+            return nil
+        })
     }
 
     private func request(_ method: String, _ path: String, body: String? = nil, bodyBytes: Data? = nil,
@@ -91,11 +89,10 @@ final class ObservabilityTests: ClusterTestCase {
         // Two sleepers run (two slots); the other two wait in the coordinator's queue (a node
         // that prefetched them hands them back once they wait 50 ms without a slot).
         let sleepers = try await colony.submit((0..<4).map { _ in TaskSubmission(handler: "sleep", input: Array("60".utf8)) })
-        let deadline = ContinuousClock.now + .seconds(20)
-        while try await { let report = try await colony.report(); return report.running != 2 || report.queued != 2 }() {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("the sleepers did not start") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await eventually("two sleepers running and two queued", {
+            let report = try await colony.report()
+            return (running: report.running, queued: report.queued)
+        }, until: { $0.running == 2 && $0.queued == 2 })
 
         let scrape = try await request("GET", "/metrics")
         XCTAssertEqual(scrape.status, 200)
@@ -175,11 +172,7 @@ final class ObservabilityTests: ClusterTestCase {
         // One holds a unit of "db" while it runs; one waits for a node labelled gpu (none is).
         let running = try await colony.submit("sleep", rawInput: Array("60".utf8), options: TaskOptions(uses: ["db"]))
         let queued = try await colony.submit("echo", rawInput: Array("1".utf8), options: TaskOptions(requiredLabels: ["gpu": "yes"]))
-        let deadline = ContinuousClock.now + .seconds(20)
-        while try await colony.report().running < 1 {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("the sleeper did not start") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await eventually("the sleeper running", { try await colony.report().running }, until: { $0 >= 1 })
 
         let scrape = try await request("GET", "/metrics")
         XCTAssertEqual(scrape.status, 200)
@@ -298,14 +291,10 @@ final class ObservabilityTests: ClusterTestCase {
         _ = try await colony.results(of: [failed])
         // The node dies without a word: the coordinator logs it lost after --node-timeout.
         for process in cluster.processes where process.arguments?.first == "node" { kill(process.processIdentifier, SIGKILL) }
-        let deadline = ContinuousClock.now + .seconds(20)
-        var lines: [[String: Any]] = []
-        while ContinuousClock.now < deadline {
+        let lines = try await eventually(poll: .milliseconds(100), "'node lost' in the coordinator's log", { () -> [[String: Any]] in
             let text = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
-            lines = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-            if lines.contains(where: { $0["message"] as? String == "node lost" }) { break }
-            try await Task.sleep(for: .milliseconds(100))
-        }
+            return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        }, until: { $0.contains(where: { $0["message"] as? String == "node lost" }) })
         let messages = lines.compactMap { $0["message"] as? String }
         XCTAssertEqual(lines.count, (try String(contentsOfFile: logFile, encoding: .utf8)).split(separator: "\n").count, "every line is JSON")
         XCTAssertTrue(messages.contains { $0.hasPrefix("colony coordinator listening on") }, "\(messages)")
@@ -330,11 +319,8 @@ final class ObservabilityTests: ClusterTestCase {
         let colony = try await startCluster(threads: 2)
         // About 4 s of work: 400 tasks of 20 ms on two slots, running while the page loads.
         let ids = try await colony.submit((0..<400).map { _ in TaskSubmission(handler: "sleep", input: Array("0.02".utf8)) })
-        let deadline = ContinuousClock.now + .seconds(20)
-        while try await colony.report().throughputNow <= 0 {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("the workload did not start") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        try await eventually(poll: .milliseconds(50), "the workload started (throughput above 0)", { try await colony.report().throughputNow },
+                             until: { $0 > 0 })
         let screenshot = NSTemporaryDirectory() + "colony-dashboard-\(UUID().uuidString).png"
         defer { try? FileManager.default.removeItem(atPath: screenshot) }
         let common = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=3000",

@@ -27,22 +27,16 @@ final class PatienceTests: ClusterTestCase {
         try map.run()
         try input.fileHandleForWriting.write(contentsOf: Data(String(repeating: "0.2\n", count: 100).utf8))
         try input.fileHandleForWriting.close()
-        let deadline = ContinuousClock.now + .seconds(20)
-        while try await probe.status().succeeded < 3 {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("the map did not start") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await eventually("the map started (3 succeeded)", { try await probe.status().succeeded }, until: { $0 >= 3 })
         await probe.close()
 
         kill(coordinator.processIdentifier, SIGSTOP)
-        let stopped = ContinuousClock.now
-        while map.isRunning {
-            guard ContinuousClock.now < stopped + .seconds(30) else {
-                kill(coordinator.processIdentifier, SIGCONT)
-                map.terminate()
-                throw CLIFailure("the map did not give up within 30 s with a patience of 2 s")
-            }
-            try await Task.sleep(for: .milliseconds(50))
+        do {
+            try await map.waitForExit(within: .seconds(30), "the map giving up with a patience of 2 s")
+        } catch {
+            kill(coordinator.processIdentifier, SIGCONT)
+            map.terminate()
+            throw error
         }
         kill(coordinator.processIdentifier, SIGCONT)
         let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
@@ -60,13 +54,10 @@ final class PatienceTests: ClusterTestCase {
         } else {
             XCTAssertTrue(stderr.contains("cancelled its"), stderr)
         }
-        let settled = ContinuousClock.now + .seconds(10)
-        while true {
+        try await eventually(timeout: .seconds(10), "no task left queued or running", {
             let status = try await colony.status()
-            if status.queued + status.running == 0 { break }
-            guard ContinuousClock.now < settled else { throw CLIFailure("tasks left behind: \(status.queued) queued, \(status.running) running") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+            return (queued: status.queued, running: status.running)
+        }, until: { $0.queued + $0.running == 0 })
         let status = try await colony.status()
         XCTAssertLessThan(status.succeeded, 100, "the map's remaining tasks were cancelled, not run")
         await colony.close()

@@ -35,20 +35,19 @@ final class ProcessPoolTests: ClusterTestCase {
         return stat[stat.index(after: close)...].split(separator: " ").first != "Z"
     }
 
-    /// Waits (up to 20 s) until `condition` holds.
-    private func eventually(_ what: String, _ condition: () async -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(20)
-        while await !condition() {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("timed out waiting for: \(what)") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+    /// The pid a command wrote to `path`, once the whole line is there (the shell creates the
+    /// file before it writes the pid).
+    private func writtenPid(at path: String) async throws -> Int32 {
+        try await eventually("a pid line in \(path)", firstOf: {
+            let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+            return text.hasSuffix("\n") ? Int32(text.dropLast()) : nil
+        })
     }
 
     func testACrashingHandlerCostsOneChildAndTheNodeCarriesOn() async throws {
         let node = try startNode(processes: 2)
         let colony = try await cluster.connect(waitingForNodes: 1)
-        try await eventually("two children") { children(of: node.processIdentifier).count == 2 }
-        let before = children(of: node.processIdentifier)
+        let before = try await eventually("two children", { children(of: node.processIdentifier) }, until: { $0.count == 2 })
 
         let crashed = try await colony.result(of: colony.submit(CrashHandler.name, input: "boom"))
         XCTAssertFalse(crashed.succeeded)
@@ -59,8 +58,8 @@ final class ProcessPoolTests: ClusterTestCase {
         let echoes = try await colony.mapResults(EchoHandler.name, Array(0..<100), options: TaskOptions(pool: .process))
         XCTAssertEqual(echoes.filter(\.succeeded).count, 100, "\(echoes.first { !$0.succeeded }?.error ?? "")")
         XCTAssertTrue(node.isRunning, "the node survived its child's crash")
-        try await eventually("two children again") { children(of: node.processIdentifier).count == 2 }
-        XCTAssertNotEqual(children(of: node.processIdentifier), before, "the crashed child was replaced")
+        let after = try await eventually("two children again", { children(of: node.processIdentifier) }, until: { $0.count == 2 })
+        XCTAssertNotEqual(after, before, "the crashed child was replaced")
 
         let refused = try await colony.result(of: colony.submit(CrashHandler.name, input: "boom", options: TaskOptions(pool: .thread)))
         XCTAssertEqual(refused.error, "crash runs only in the process pool")
@@ -72,8 +71,7 @@ final class ProcessPoolTests: ClusterTestCase {
     func testATimedOutTaskIsKilledWithItsChild() async throws {
         let node = try startNode(processes: 1)
         let colony = try await cluster.connect(waitingForNodes: 1)
-        try await eventually("one child") { children(of: node.processIdentifier).count == 1 }
-        let first = children(of: node.processIdentifier)
+        let first = try await eventually("one child", { children(of: node.processIdentifier) }, until: { $0.count == 1 })
         let result = try await colony.result(of: colony.submit(SleepHandler.name, input: 60.0, options: TaskOptions(timeoutSeconds: 1, pool: .process)))
         XCTAssertEqual(result.error, "timed out after 1 s")
         XCTAssertEqual(result.failure, .timeout)
@@ -101,8 +99,7 @@ final class ProcessPoolTests: ClusterTestCase {
             } else {
                 XCTAssertEqual(try result.value(as: ExecHandler.Output.self).timedOut, true, "exec's own timeout")
             }
-            let text = try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-            let grandchild = try XCTUnwrap(Int32(text), "the command wrote its background pid")
+            let grandchild = try await writtenPid(at: pidFile)
             try await eventually("the \(pool) pool's background sleep \(grandchild) is gone") { !isAlive(grandchild) }
         }
         let after = try await colony.result(of: colony.submit(EchoHandler.name, input: "still here", options: TaskOptions(pool: .process)))
@@ -136,19 +133,18 @@ final class ProcessPoolTests: ClusterTestCase {
     func testKillingTheNodeLeavesNoChildAlive() async throws {
         let node = try startNode(processes: 2, extra: ["--allow-exec"])
         let colony = try await cluster.connect(waitingForNodes: 1)
-        try await eventually("two children") { children(of: node.processIdentifier).count == 2 }
+        try await eventually("two children", { children(of: node.processIdentifier) }, until: { $0.count == 2 })
         // One child busy in a long command (which started a process of its own), one idle:
         // all must go.
         let pidFile = NSTemporaryDirectory() + "colony-orphan-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: pidFile) }
         _ = try await colony.submit(ExecHandler.name, input: ExecHandler.Input(argv: ["sh", "-c", "sleep 300 & echo $! > \(pidFile); wait"]),
                                     options: TaskOptions(pool: .process))
-        try await eventually("the command running") { FileManager.default.fileExists(atPath: pidFile) }
+        let grandchild = try await writtenPid(at: pidFile)
         let kids = children(of: node.processIdentifier)
         XCTAssertEqual(kids.count, 2)
-        let grandchild = try XCTUnwrap(Int32(try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
         kill(node.processIdentifier, SIGKILL)
-        try await eventually("no child alive") { kids.allSatisfy { !isAlive($0) } }
+        try await eventually("no child alive", { kids.filter(isAlive) }, until: \.isEmpty)
         try await eventually("the command's own process gone too") { !isAlive(grandchild) }
         await colony.close()
     }

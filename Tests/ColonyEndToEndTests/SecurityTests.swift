@@ -14,15 +14,8 @@ final class SecurityTests: ClusterTestCase {
     private func client(token: String) async throws -> ColonyClient {
         var options = ColonyClient.Options()
         options.token = token
-        let deadline = ContinuousClock.now + .seconds(20)
-        while true {
-            do {
-                return try ColonyClient(connect: cluster.url, options: options)
-            } catch {
-                guard ContinuousClock.now < deadline else { throw error }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-        }
+        return try await eventually("a client connected to \(cluster.url)", { Result { try ColonyClient(connect: cluster.url, options: options) } },
+                                    until: { (try? $0.get()) != nil }).get()
     }
 
     func testEveryRequestMustCarryTheTokenAndAWrongOneChangesNothing() async throws {
@@ -32,11 +25,7 @@ final class SecurityTests: ClusterTestCase {
         try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--processes", "0", "--name", "n1"], environment: withToken)
         // `connect` polls status without a token until the node joined: wait with one instead.
         let good = try await client(token: "s3cret-token")
-        let deadline = ContinuousClock.now + .seconds(20)
-        while (try? await good.status().nodes.count) ?? 0 < 1 {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("the node (with the token) did not join") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await eventually("the node (with the token) joined", { (try? await good.status().nodes.count) ?? 0 }, until: { $0 >= 1 })
         let added = try await good.counter("c").add(1)
         XCTAssertEqual(added, 1)
         let echoed = try await good.run("echo", input: "hi", as: String.self)
@@ -97,12 +86,9 @@ final class SecurityTests: ClusterTestCase {
         try cluster.start(["coordinator", "--listen", "tcp://0.0.0.0:\(port)", "--state", ":memory:", "--token-file", file],
                           environment: environment)
         let url = "tcp://127.0.0.1:\(port)"
-        let deadline = Date().addingTimeInterval(20)
-        var run = try ClusterHarness.run(["counter", "add", "f", "2", "--coordinator", url, "--token-file", file], environment: environment)
-        while run.status != 0 && Date() < deadline {
-            try await Task.sleep(for: .milliseconds(50))
-            run = try ClusterHarness.run(["counter", "add", "f", "2", "--coordinator", url, "--token-file", file], environment: environment)
-        }
+        let run = try await eventually(poll: .milliseconds(50), "a counter add with the token file accepted", {
+            try ClusterHarness.run(["counter", "add", "f", "2", "--coordinator", url, "--token-file", file], environment: environment)
+        }, until: { $0.status == 0 })
         XCTAssertEqual(run.status, 0, run.stderr)
         XCTAssertEqual(run.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "2")
         let missing = try ClusterHarness.run(["counter", "get", "f", "--coordinator", url, "--token-file", "/nonexistent/token"],
@@ -149,15 +135,9 @@ final class SecurityTests: ClusterTestCase {
         var options = ColonyClient.Options()
         options.tls = TLSSettings(certificateAndKeyFile: "\(root)/good/client.pem", certificateAuthorityFile: "\(root)/good/ca.pem",
                                   serverName: "localhost")
-        let deadline = ContinuousClock.now + .seconds(20)
-        var colony: ColonyClient?
-        while colony == nil {
-            colony = try? ColonyClient(connect: url, options: options)
-            if colony == nil {
-                guard ContinuousClock.now < deadline else { throw CLIFailure("could not connect over TLS") }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-        }
+        let colony: ColonyClient? = try await eventually(poll: .milliseconds(50), "a client connected over TLS", {
+            Result { try ColonyClient(connect: url, options: options) }
+        }, until: { (try? $0.get()) != nil }).get()
         let echoed = try await colony!.run("echo", input: "over tls", as: String.self)
         XCTAssertEqual(echoed, "over tls", "client and node both got through")
 

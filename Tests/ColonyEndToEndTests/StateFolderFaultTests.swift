@@ -29,11 +29,7 @@ final class StateFolderFaultTests: ClusterTestCase {
     }
 
     private func waitForExit(_ process: Process, within seconds: Int = 20) async throws {
-        let deadline = ContinuousClock.now + .seconds(seconds)
-        while process.isRunning {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("process \(process.processIdentifier) still runs after \(seconds) s") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await process.waitForExit(within: .seconds(seconds), "process \(process.processIdentifier) exiting")
     }
 
     func testASecondCoordinatorOnTheSameStateFolderRefusesToStartNamingThePid() async throws {
@@ -178,38 +174,34 @@ final class StateFolderFaultTests: ClusterTestCase {
         try map.run()
         try mapInput.fileHandleForWriting.write(contentsOf: Data((0..<3).map { "\"\($0) \(big)\"\n" }.joined().utf8))
         try mapInput.fileHandleForWriting.close()
-        let told = ContinuousClock.now + .seconds(20)
-        while !((try? String(contentsOfFile: mapErrors, encoding: .utf8)) ?? "").contains("takes no changes for now") {
-            guard ContinuousClock.now < told, map.isRunning else {
-                throw CLIFailure("the map did not say it waits: \((try? String(contentsOfFile: mapErrors, encoding: .utf8)) ?? "")")
-            }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        let told = try await eventually(poll: .milliseconds(50), "the map saying it waits (or ending)", {
+            (errors: (try? String(contentsOfFile: mapErrors, encoding: .utf8)) ?? "", running: map.isRunning)
+        }, until: { $0.errors.contains("takes no changes for now") || !$0.running })
+        guard told.errors.contains("takes no changes for now") else { throw CLIFailure("the map did not say it waits: \(told.errors)") }
 
         // Room again: writes come back by themselves.
         let grow = try ClusterHarness.run(executable: URL(fileURLWithPath: "/bin/mount"),
                                           ["-o", "remount,size=64m", mountPoint], timeout: .seconds(30))
         XCTAssertEqual(grow.status, 0, grow.stderr)
-        let deadline = ContinuousClock.now + .seconds(20)
-        while true {
+        try await eventually(poll: .milliseconds(100), "writes accepted again", { () -> Result<Void, any Error> in
             do {
                 _ = try await colony.submit([echoTask("after")])
-                accepted += 1
-                break
+                return .success(())
             } catch {
-                guard ContinuousClock.now < deadline else { throw CLIFailure("writes did not come back within 20 s: \(error)") }
-                try await Task.sleep(for: .milliseconds(100))
+                return .failure(error)
             }
-        }
+        }, until: { if case .success = $0 { true } else { false } })
+        accepted += 1
         await colony.close()
         // Its submits went through once there was room (no node here: they stay queued), and
         // it did not give up meanwhile.
-        let submitted = ContinuousClock.now + .seconds(30)
-        while try await cluster.connect(waitingForNodes: 0).status().queued < accepted + 3 {
-            guard ContinuousClock.now < submitted, map.isRunning else {
-                throw CLIFailure("the map's tasks did not arrive once the disk had room: \((try? String(contentsOfFile: mapErrors, encoding: .utf8)) ?? "")")
-            }
-            try await Task.sleep(for: .milliseconds(50))
+        let reader = try await cluster.connect(waitingForNodes: 0)
+        let arrived = try await eventually(timeout: .seconds(30), poll: .milliseconds(50), "the map's tasks queued once the disk had room (or the map ending)", {
+            (queued: try await reader.status().queued, running: map.isRunning)
+        }, until: { $0.queued >= accepted + 3 || !$0.running })
+        await reader.close()
+        guard arrived.queued >= accepted + 3 else {
+            throw CLIFailure("the map's tasks did not arrive once the disk had room: \((try? String(contentsOfFile: mapErrors, encoding: .utf8)) ?? "")")
         }
         XCTAssertTrue(map.isRunning, "the map waits for its results, it did not give up")
         map.terminate()

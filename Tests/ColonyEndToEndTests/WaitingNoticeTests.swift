@@ -23,26 +23,21 @@ final class WaitingNoticeTests: ClusterTestCase {
     }
 
     private func waitForLine(containing text: String, in path: String) async throws -> String {
-        let deadline = ContinuousClock.now + .seconds(15)
-        while true {
-            let contents = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
-            if let line = contents.split(separator: "\n").first(where: { $0.contains(text) }) { return String(line) }
-            guard ContinuousClock.now < deadline else { throw CLIFailure("no line with '\(text)' within 15 s: \(contents)") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        let contents = try await eventually(timeout: .seconds(15), "a line with '\(text)' in \(path)", {
+            (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        }, until: { $0.split(separator: "\n").contains { $0.contains(text) } })
+        return String(contents.split(separator: "\n").first { $0.contains(text) }!)
     }
 
     func testSubmitWaitWithNoNodeSaysSoOnceAndFinishesWhenANodeComes() async throws {
         try cluster.startCoordinator()
+        // The client is started once the coordinator answers: what it says then is the notice.
+        try await cluster.connect(waitingForNodes: 0).close()
         let (submit, log) = try startClient(["submit", "--coordinator", cluster.url, "echo", "\"late\"", "--wait"])
         defer { try? FileManager.default.removeItem(atPath: log) }
         _ = try await waitForLine(containing: "no node is connected to \(cluster.url); waiting", in: log)
         try cluster.startNode(name: "n1", threads: 1)
-        let deadline = ContinuousClock.now + .seconds(20)
-        while submit.isRunning {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("the submit did not finish once a node came") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await submit.waitForExit(within: .seconds(20), "the submit finishing once a node came")
         XCTAssertEqual(submit.terminationStatus, 0)
         let lines = ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n")
         XCTAssertEqual(lines.filter { $0.contains("no node is connected") }.count, 1, "said once")
