@@ -99,6 +99,8 @@ actor CoordinatorState {
                     "task": "\(id)", "handler": "\(handler)", "node": "\(node)", "attempts": "\(attempts)",
                     "reason": "\(reason.rawValue)", "error": "\(error)",
                 ])
+            case .jobForgotten(let id, let tasks):
+                logger.info("job forgotten", metadata: ["job": "\(id)", "tasks": "\(tasks)"])
             }
         }
     }

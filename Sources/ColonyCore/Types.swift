@@ -63,6 +63,9 @@ public struct TaskSubmission: Sendable, Equatable {
     /// Submitted by a client that does not stay to fetch (`colony submit` without --wait, the
     /// HTTP API): its session is exempt from the session timeout.
     public var detached = false
+    /// The job the core filed the task under (set by the core as it accepts the task, for
+    /// the journal; what a submit carries here is ignored: it names its job with a `JobTarget`).
+    public var job: JobID = 0
     public init(handler: String, input: [UInt8], options: TaskOptions = TaskOptions(), poolHandler: String? = nil, key: String? = nil,
                 detached: Bool = false) {
         self.detached = detached

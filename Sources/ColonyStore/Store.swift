@@ -127,6 +127,7 @@ public final class Store: @unchecked Sendable {
         if try database.scalarText("SELECT count(*) FROM pragma_table_info('tasks') WHERE name = 'detached'") == "0" {
             try database.execute("ALTER TABLE tasks ADD COLUMN detached INTEGER NOT NULL DEFAULT 0")
         }
+        try JobTables.create(in: database)
         let held = try database.scalarText("SELECT value FROM meta WHERE key = 'commit'").flatMap(UInt64.init) ?? 0
         var loss: JournalLoss?
         let marked = mark.recorded()
@@ -158,7 +159,9 @@ public final class Store: @unchecked Sendable {
     /// keeping them all (the returned state's `tasks` is empty); `expecting` gets their number
     /// first. With `CoordinatorCore.Restoration`, a coordinator restarts without holding a
     /// million rows and a million records at once.
-    public func recover(expecting: (Int) -> Void = { _ in }, each: (RecoveredTask) -> Void) throws(StoreError) -> RecoveredState {
+    /// `jobs` gets the jobs held before the first task comes (a task joins its job as it is added).
+    public func recover(expecting: (Int) -> Void = { _ in }, jobs: ([RecoveredJob]) -> Void = { _ in },
+                        each: (RecoveredTask) -> Void) throws(StoreError) -> RecoveredState {
         var state = RecoveredState()
         if let next = try database.scalarText("SELECT value FROM meta WHERE key = 'next_id'"), let id = TaskID(next) { state.nextID = id }
         state.nextID = max(state.nextID, nextIDFloor)
@@ -168,13 +171,15 @@ public final class Store: @unchecked Sendable {
         try database.forEachRow("SELECT key, value, swapped FROM counter_keys ORDER BY seq") { row in
             state.counterKeys.append(CounterKey(key: row.text(0), reply: CounterReply(value: row.int64(1), swapped: row.int64(2) != 0)))
         }
+        try JobTables.recover(from: database, into: &state)
+        jobs(state.jobs)
         if let count = try database.scalarText("SELECT count(*) FROM tasks").flatMap(Int.init) { expecting(count) }
         // Consecutive rows mostly share their session: one string kept for the run, not one
         // per task (a million restored tasks otherwise hold a million copies of it).
         var lastSession = ""
         try database.forEachRow("""
             SELECT id, session, handler, input, priority, uses, after, max_attempts, retry_on_error, timeout, labels, pool,
-                   pool_handler, outcome, attempt, output, error, node, run_micros, key, detached FROM tasks ORDER BY id
+                   pool_handler, outcome, attempt, output, error, node, run_micros, key, detached, job, delivered FROM tasks ORDER BY id
             """) { row in
             let id = TaskID(bitPattern: row.int64(0))
             var options = TaskOptions(priority: Int32(truncatingIfNeeded: row.int64(4)), uses: Strings.decode(row.blob(5)),
@@ -183,9 +188,10 @@ public final class Store: @unchecked Sendable {
             let labelList = Strings.decode(row.blob(10))
             for pair in stride(from: 0, to: labelList.count - 1, by: 2) { options.requiredLabels[labelList[pair]] = labelList[pair + 1] }
             options.pool = TaskPool(rawValue: row.text(11)) ?? .automatic
-            let submission = TaskSubmission(handler: row.text(2), input: row.blob(3), options: options,
+            var submission = TaskSubmission(handler: row.text(2), input: row.blob(3), options: options,
                                             poolHandler: row.isNull(12) ? nil : row.text(12), key: row.isNull(19) ? nil : row.text(19),
                                             detached: row.int64(20) != 0)
+            submission.job = JobID(bitPattern: row.int64(21))
             var outcome: TaskOutcome?
             if !row.isNull(13) {
                 // "failed:KIND" since failures carry their kind; a bare "failed" (older
@@ -199,7 +205,7 @@ public final class Store: @unchecked Sendable {
             }
             let session = row.text(1)
             if session != lastSession { lastSession = session }
-            each(RecoveredTask(id: id, submission: submission, session: lastSession, outcome: outcome))
+            each(RecoveredTask(id: id, submission: submission, session: lastSession, outcome: outcome, delivered: row.int64(22) != 0))
         }
         queue.withLock { $0.nextID = state.nextID }
         return state
@@ -461,13 +467,15 @@ private struct Statements {
     let deleteCounterKey: Statement
     let upsertHighWater: Statement
     let setCommitNumber: Statement
+    let jobs: JobStatements
 
     init(_ database: Database) throws(StoreError) {
         self.database = database
+        jobs = try JobStatements(database)
         insertTask = try database.prepare("""
             INSERT OR REPLACE INTO tasks(id, session, handler, input, priority, uses, after, max_attempts, retry_on_error,
-                                         timeout, labels, pool, pool_handler, key, detached)
-            VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                                         timeout, labels, pool, pool_handler, key, detached, job)
+            VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
             """)
         finishTask = try database.prepare("""
             UPDATE tasks SET outcome = ?2, attempt = ?3, output = ?4, error = ?5, node = ?6, run_micros = ?7 WHERE id = ?1
@@ -502,6 +510,7 @@ private struct Statements {
             if let poolHandler = submission.poolHandler { statement.bind(13, poolHandler) } else { statement.bindNull(13) }
             if let key = submission.key { statement.bind(14, key) } else { statement.bindNull(14) }
             statement.bind(15, Int64(submission.detached ? 1 : 0))
+            statement.bind(16, Int64(bitPattern: submission.job))
             try statement.run()
         case .finished(let outcome):
             let statement = finishTask
@@ -537,6 +546,8 @@ private struct Statements {
         case .counterKeyForgotten(let key):
             deleteCounterKey.bind(1, key)
             try deleteCounterKey.run()
+        case .jobMade, .jobCancelled, .jobForgotten, .delivered:
+            try jobs.apply(record)
         }
     }
 
@@ -555,6 +566,7 @@ private struct Statements {
                           upsertHighWater, setCommitNumber] {
             statement.finalize()
         }
+        jobs.finalize()
     }
 }
 
