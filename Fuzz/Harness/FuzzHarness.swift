@@ -94,9 +94,9 @@ public enum FuzzHarness {
         }
         switch envelope.body {
         case .submitReply, .pullReply, .fetchReply, .statusReply, .error, .counterReply, .limitReply, .cancelReply,
-             .tasksReply, .drainReply:
+             .tasksReply, .drainReply, .jobReply:
             return nil
-        case .submit, .pull, .fetch, .status, .counter, .limit, .cancel, .tasks, .result, .drain, nil:
+        case .submit, .pull, .fetch, .status, .counter, .limit, .cancel, .tasks, .result, .drain, .job, nil:
             return "the reply is a request: \(String(describing: envelope.body))"
         }
     }

@@ -40,7 +40,7 @@ actor CoordinatorState {
         var sequence: UInt64
     }
 
-    private var core: CoordinatorCore
+    var core: CoordinatorCore
     private let store: Store?
     /// The connection each node last pulled on, and back, to map a closed connection to its node.
     private var pipeOfNode: [String: UInt32] = [:]
@@ -48,8 +48,9 @@ actor CoordinatorState {
     private var parkedPulls: [String: ParkedPull] = [:]
     private var parkedFetches: [String: [ParkedFetch]] = [:]
     private var parkedResults: [TaskID: [(continuation: CheckedContinuation<TaskOutcome?, Never>, deadline: Double)]] = [:]
+    var parkedJobReads: [ParkedJobRead] = []
     private var sequence: UInt64 = 0
-    private var closed = false
+    var closed = false
     private let clock = ContinuousClock()
     private let started: ContinuousClock.Instant
 
@@ -74,7 +75,7 @@ actor CoordinatorState {
     }
 
     /// Hands what the core journaled to the store (the replies wait for it to be durable).
-    private func journal() {
+    func journal() {
         if let logger { log(core.takeEvents(), to: logger) }
         guard let store else { return }
         let records = core.takeJournal()
@@ -107,7 +108,7 @@ actor CoordinatorState {
 
     /// Refuses a change while the journal cannot be written; on first seeing a failed commit,
     /// puts the state back to what the journal holds (see `reload(after:)`).
-    private func refuseChangesIfJournalFails() throws(CoordinatorCore.Refusal) {
+    func refuseChangesIfJournalFails() throws(CoordinatorCore.Refusal) {
         noticeJournalFailure()
         if let journalFailure {
             throw .unavailable("the coordinator cannot write its journal, so it takes no changes until it can (nothing was applied): \(journalFailure)")
@@ -185,7 +186,7 @@ actor CoordinatorState {
         }
     }
 
-    private var now: Double {
+    var now: Double {
         let elapsed = clock.now - started
         return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
     }
@@ -374,6 +375,7 @@ actor CoordinatorState {
             }
             parkedFetches[session] = kept.isEmpty ? nil : kept
         }
+        answerParkedJobReads()
         journal()
     }
 
@@ -393,9 +395,10 @@ actor CoordinatorState {
             for parked in waiting { parked.continuation.resume(returning: ([], core.unfinished(session: session))) }
         }
         parkedFetches = [:]
+        answerParkedJobReads(all: true)
     }
 
-    private func wakeParkedPulls() {
+    func wakeParkedPulls() {
         guard !parkedPulls.isEmpty else { return }
         // Oldest parked first, so that idle nodes share new work in the order they asked.
         for (name, parked) in parkedPulls.sorted(by: { $0.value.sequence < $1.value.sequence }) {
@@ -503,7 +506,7 @@ actor CoordinatorState {
         }
     }
 
-    private func answerParkedFetches(session: String) {
+    func answerParkedFetches(session: String) {
         // Waits for one task by id come first: they asked for that very result.
         if !parkedResults.isEmpty {
             for (id, waiting) in parkedResults {

@@ -1150,6 +1150,7 @@ public struct CoordinatorCore: Sendable {
         status.waiting = waitingCount + backoffCount
         status.limits = allLimits
         status.sessions = sessionStatuses(now: now)
+        status.jobs = jobInfos(now: now, max: 50)
         // Classes that ask for something (a handler, labels, a pool) that no live node offers
         // (with no node at all, nothing is counted: that is said apart).
         var reasons: [String: Int] = [:]

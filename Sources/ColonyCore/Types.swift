@@ -291,6 +291,8 @@ public struct ClusterStatus: Sendable, Equatable {
     public var journalFailure: String?
     /// Node jobs the coordinator allocated itself (nil: it does not allocate).
     public var allocation: AllocationStatus?
+    /// The newest jobs (at most 50), without their failures.
+    public var jobs: [JobInfo] = []
     public init(nodes: [Node], queued: Int, running: Int, succeeded: UInt64, failed: UInt64, resultsWaiting: Int, staleResultsDropped: UInt64) {
         self.nodes = nodes
         self.queued = queued
