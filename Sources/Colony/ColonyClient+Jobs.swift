@@ -60,7 +60,7 @@ extension ColonyClient {
 
     /// The job's results in input order as they arrive (from position `from`), ending after
     /// the last one; from any client, as often as wanted (reading takes nothing away).
-    public func results(ofJob reference: String, from: Int = 0) -> AsyncThrowingStream<TaskResult, any Error> {
+    public nonisolated func results(ofJob reference: String, from: Int = 0) -> AsyncThrowingStream<TaskResult, any Error> {
         AsyncThrowingStream { continuation in
             let reader = Task {
                 var next = from
