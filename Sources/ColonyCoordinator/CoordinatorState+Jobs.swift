@@ -29,7 +29,7 @@ extension CoordinatorState {
 
     /// The job an id or a name refers to; refused if none.
     func job(_ reference: String) throws(CoordinatorCore.Refusal) -> JobID {
-        guard let id = core.jobID(for: reference) else { throw .invalidArgument("job '\(reference)' is not known (never made, or forgotten)") }
+        guard let id = core.jobID(for: reference) else { throw .notFound("job '\(reference)' is not known (never made, or forgotten)") }
         return id
     }
 
@@ -37,7 +37,7 @@ extension CoordinatorState {
 
     func jobInfo(_ reference: String) throws(CoordinatorCore.Refusal) -> JobInfo {
         let id = try job(reference)
-        guard let info = core.jobInfo(id, now: now) else { throw .invalidArgument("job '\(reference)' is not known") }
+        guard let info = core.jobInfo(id, now: now) else { throw .notFound("job '\(reference)' is not known") }
         return info
     }
 
@@ -72,7 +72,7 @@ extension CoordinatorState {
         if let info = core.jobInfo(id, now: now), info.state == .running, waitSeconds > 0, !closed {
             await park(.end, job: id, waitSeconds: waitSeconds)
         }
-        guard let info = core.jobInfo(id, now: now) else { throw .invalidArgument("job \(id) was forgotten while it was waited for") }
+        guard let info = core.jobInfo(id, now: now) else { throw .notFound("job \(id) was forgotten while it was waited for") }
         return info
     }
 

@@ -284,6 +284,7 @@ public final class RequestHandler: Sendable {
         } catch {
             switch error {
             case .unavailable(let why): return Wire.errorBody(.unavailable, why)
+            case .notFound(let why): return Wire.errorBody(.notFound, why)
             default: return Wire.errorBody(.invalidArgument, error.description)
             }
         }
@@ -312,6 +313,7 @@ public final class RequestHandler: Sendable {
         case .invalidArgument: "invalid_argument"
         case .unauthorized: "unauthorized"
         case .unavailable: "unavailable"
+        case .notFound: "not_found"
         case .unspecified, .UNRECOGNIZED: "other"
         }
     }

@@ -58,7 +58,7 @@ extension CoordinatorCore {
             try makeRoomForJob(now: now)
             job = makeJob(name: nil, detached: detached, now: now)
         case .existing(let id):
-            guard let record = jobs[id] else { throw .invalidArgument("job \(id) is not known (never made, or forgotten)") }
+            guard let record = jobs[id] else { throw .notFound("job \(id) is not known (never made, or forgotten)") }
             guard !record.cancelled else { throw .invalidArgument("job \(id) was cancelled; it takes no more tasks") }
             job = id
         case .named(let name):
@@ -205,7 +205,7 @@ extension CoordinatorCore {
     /// told) and frees its results. Returns the sessions that gained results and the number
     /// of tasks cancelled.
     public mutating func cancel(job id: JobID, now: Double) throws(Refusal) -> (sessions: Set<String>, cancelled: Int) {
-        guard let record = jobs[id] else { throw .invalidArgument("job \(id) is not known (never made, or forgotten)") }
+        guard let record = jobs[id] else { throw .notFound("job \(id) is not known (never made, or forgotten)") }
         if !record.cancelled {
             jobs[id]!.cancelled = true
             if journaling { journal.append(.jobCancelled(id)) }
@@ -226,7 +226,7 @@ extension CoordinatorCore {
     /// Forgets a job that has ended (cancel a running one first): its results go, its id is
     /// not used again, its name is free.
     public mutating func forget(job id: JobID) throws(Refusal) {
-        guard let record = jobs[id] else { throw .invalidArgument("job \(id) is not known (never made, or forgotten)") }
+        guard let record = jobs[id] else { throw .notFound("job \(id) is not known (never made, or forgotten)") }
         let unfinished = record.taskIDs.count - record.finished
         guard unfinished == 0 else {
             throw .invalidArgument("job \(id) has \(unfinished) unfinished task(s); cancel it first (colony job cancel \(id))")
@@ -282,7 +282,7 @@ extension CoordinatorCore {
     /// first task not finished yet. Refused for a job not known, or cancelled (its results
     /// were freed).
     public func jobResults(_ id: JobID, from: Int, max: Int) throws(Refusal) -> JobResultsPage {
-        guard let record = jobs[id] else { throw .invalidArgument("job \(id) is not known (never made, or forgotten)") }
+        guard let record = jobs[id] else { throw .notFound("job \(id) is not known (never made, or forgotten)") }
         guard !record.cancelled else { throw .invalidArgument("job \(id) was cancelled; its results were freed") }
         guard from >= 0 else { throw .invalidArgument("a results position must be 0 or more") }
         var results: [TaskOutcome] = []

@@ -91,9 +91,11 @@ public struct CoordinatorCore: Sendable {
         /// The coordinator takes no changes now (its journal cannot be written); the same
         /// request may succeed later.
         case unavailable(String)
+        /// The request names a job the core does not hold.
+        case notFound(String)
         public var description: String {
             switch self {
-            case .invalidArgument(let why), .unavailable(let why): why
+            case .invalidArgument(let why), .unavailable(let why), .notFound(let why): why
             }
         }
     }
@@ -1151,6 +1153,7 @@ public struct CoordinatorCore: Sendable {
         status.limits = allLimits
         status.sessions = sessionStatuses(now: now)
         status.jobs = jobInfos(now: now, max: 50)
+        status.jobsByState = jobsByState
         // Classes that ask for something (a handler, labels, a pool) that no live node offers
         // (with no node at all, nothing is counted: that is said apart).
         var reasons: [String: Int] = [:]

@@ -293,6 +293,8 @@ public struct ClusterStatus: Sendable, Equatable {
     public var allocation: AllocationStatus?
     /// The newest jobs (at most 50), without their failures.
     public var jobs: [JobInfo] = []
+    /// Every job held, counted by state.
+    public var jobsByState: [JobState: Int] = [:]
     public init(nodes: [Node], queued: Int, running: Int, succeeded: UInt64, failed: UInt64, resultsWaiting: Int, staleResultsDropped: UInt64) {
         self.nodes = nodes
         self.queued = queued

@@ -150,7 +150,7 @@ public final class Store: @unchecked Sendable {
     /// Reads everything the journal holds (call before the first `append`).
     public func recover() throws(StoreError) -> RecoveredState {
         var tasks: [RecoveredTask] = []
-        var state = try recover(expecting: { tasks.reserveCapacity($0) }, each: { tasks.append($0) })
+        var state = try recover(expecting: { tasks.reserveCapacity($0) }, jobs: { _ in }, each: { tasks.append($0) })
         state.tasks = tasks
         return state
     }
@@ -159,8 +159,9 @@ public final class Store: @unchecked Sendable {
     /// keeping them all (the returned state's `tasks` is empty); `expecting` gets their number
     /// first. With `CoordinatorCore.Restoration`, a coordinator restarts without holding a
     /// million rows and a million records at once.
-    /// `jobs` gets the jobs held before the first task comes (a task joins its job as it is added).
-    public func recover(expecting: (Int) -> Void = { _ in }, jobs: ([RecoveredJob]) -> Void = { _ in },
+    /// `jobs` gets the jobs held before the first task comes (a task joins its job as it is
+    /// added: `Restoration.add(_:)` each, or the tasks lose their jobs).
+    public func recover(expecting: (Int) -> Void = { _ in }, jobs: ([RecoveredJob]) -> Void,
                         each: (RecoveredTask) -> Void) throws(StoreError) -> RecoveredState {
         var state = RecoveredState()
         if let next = try database.scalarText("SELECT value FROM meta WHERE key = 'next_id'"), let id = TaskID(next) { state.nextID = id }

@@ -1,5 +1,8 @@
 import Colony
 import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
 import XCTest
 
 /// Jobs through the real CLI: a detached map outlives its client and its session, and any new
@@ -115,5 +118,37 @@ final class JobTests: ClusterTestCase {
         XCTAssertEqual(info.counts.total, inputs.count)
         XCTAssertEqual(info.state, .succeeded)
         await after.close()
+    }
+
+    func testTheHTTPAPIAndTheMetricsShowJobs() async throws {
+        let port = try ClusterHarness.freePort()
+        let http = "http://127.0.0.1:\(port)"
+        try cluster.start(["coordinator", "--listen", cluster.url, "--state", ":memory:", "--metrics-listen", "127.0.0.1:\(port)"])
+        try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--processes", "0", "--name", "n1"])
+        let watcher = try await cluster.connect(waitingForNodes: 1)
+        let id = try detachedMap(["--job", "web"], inputs: ["0.01", "0.02"])
+        _ = try await watcher.wait(forJob: id)
+        func get(_ path: String, method: String = "GET") async throws -> (status: Int, body: String) {
+            var request = URLRequest(url: URL(string: http + path)!)
+            request.httpMethod = method
+            let (data, response) = try await URLSession.shared.data(for: request)
+            return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+        }
+        let list = try await get("/api/v1/jobs")
+        XCTAssertEqual(list.status, 200, list.body)
+        XCTAssertTrue(list.body.contains("\"name\":\"web\""), list.body)
+        let one = try await get("/api/v1/jobs/web")
+        XCTAssertTrue(one.body.contains("\"state\":\"succeeded\"") && one.body.contains("\"succeeded\":2"), one.body)
+        let results = try await get("/api/v1/jobs/\(id)/results?from=1")
+        XCTAssertTrue(results.body.contains("\"output\":\"0.02\"") && !results.body.contains("0.01"), results.body)
+        let unknown = try await get("/api/v1/jobs/nope")
+        XCTAssertEqual(unknown.status, 404, "an unknown job is not found")
+        let metrics = try await get("/metrics")
+        XCTAssertTrue(metrics.body.contains("colony_jobs{state=\"succeeded\"} 1"), metrics.body)
+        let forgotten = try await get("/api/v1/jobs/web", method: "DELETE")
+        XCTAssertEqual(forgotten.status, 200, forgotten.body)
+        let gone = try await get("/api/v1/jobs/web")
+        XCTAssertEqual(gone.status, 404)
+        await watcher.close()
     }
 }

@@ -114,7 +114,8 @@ final class StoreTests: XCTestCase {
         var whole = CoordinatorCore()
         whole.restore(try reopened.recover(), now: 0)
         var restoration = CoordinatorCore.Restoration(core: CoordinatorCore(), now: 0)
-        let header = try reopened.recover(expecting: { restoration.reserve($0) }, each: { restoration.add($0) })
+        let header = try reopened.recover(expecting: { restoration.reserve($0) }, jobs: { for job in $0 { restoration.add(job) } },
+                                          each: { restoration.add($0) })
         XCTAssertTrue(header.tasks.isEmpty, "rows went to the restoration, not into the state")
         XCTAssertEqual(restoration.unfinished, 3)
         XCTAssertEqual(restoration.finished, 1)

@@ -1566,6 +1566,9 @@ public nonisolated struct Colony_V1_ErrorReply: Sendable {
     /// The coordinator cannot write its journal: it takes no changes for now (reads are
     /// served). The same request may succeed later: retry (the Swift client every 250 ms).
     case unavailable // = 6
+
+    /// The request names a job the coordinator does not hold (never made, or forgotten).
+    case notFound // = 70
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -1581,6 +1584,7 @@ public nonisolated struct Colony_V1_ErrorReply: Sendable {
       case 4: self = .invalidArgument
       case 5: self = .unauthorized
       case 6: self = .unavailable
+      case 70: self = .notFound
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -1594,6 +1598,7 @@ public nonisolated struct Colony_V1_ErrorReply: Sendable {
       case .invalidArgument: return 4
       case .unauthorized: return 5
       case .unavailable: return 6
+      case .notFound: return 70
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -1607,6 +1612,7 @@ public nonisolated struct Colony_V1_ErrorReply: Sendable {
       .invalidArgument,
       .unauthorized,
       .unavailable,
+      .notFound,
     ]
 
   }
@@ -4142,7 +4148,7 @@ nonisolated extension Colony_V1_ErrorReply: SwiftProtobuf.Message, SwiftProtobuf
 }
 
 nonisolated extension Colony_V1_ErrorReply.Code: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}CODE_MALFORMED\0\u{1}CODE_UNSUPPORTED_VERSION\0\u{1}CODE_TOO_LARGE\0\u{1}CODE_INVALID_ARGUMENT\0\u{1}CODE_UNAUTHORIZED\0\u{1}CODE_UNAVAILABLE\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0CODE_UNSPECIFIED\0\u{1}CODE_MALFORMED\0\u{1}CODE_UNSUPPORTED_VERSION\0\u{1}CODE_TOO_LARGE\0\u{1}CODE_INVALID_ARGUMENT\0\u{1}CODE_UNAUTHORIZED\0\u{1}CODE_UNAVAILABLE\0\u{2}@\u{1}CODE_NOT_FOUND\0")
 }
 
 nonisolated extension Colony_V1_Figures: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
