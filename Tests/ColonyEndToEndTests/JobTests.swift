@@ -9,6 +9,8 @@ import XCTest
 /// client waits for it and reads its outputs in input order; cancel, forget, unknown ids; and
 /// jobs across a coordinator killed with SIGKILL.
 final class JobTests: ClusterTestCase {
+    private static let session = URLSession(configuration: .ephemeral)
+
     /// Inputs of the `sleep` handler (its output is its input): distinct, so order shows.
     private let inputs = ["0.3", "0.01", "0.2", "0.02", "0.25", "0.03", "0.15", "0.04", "0.1", "0.05"]
 
@@ -131,7 +133,8 @@ final class JobTests: ClusterTestCase {
         func get(_ path: String, method: String = "GET") async throws -> (status: Int, body: String) {
             var request = URLRequest(url: URL(string: http + path)!)
             request.httpMethod = method
-            let (data, response) = try await URLSession.shared.data(for: request)
+            request.timeoutInterval = 30
+            let (data, response) = try await Self.session.data(for: request)
             return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
         }
         let list = try await get("/api/v1/jobs")
@@ -143,6 +146,14 @@ final class JobTests: ClusterTestCase {
         XCTAssertTrue(results.body.contains("\"output\":\"0.02\"") && !results.body.contains("0.01"), results.body)
         let unknown = try await get("/api/v1/jobs/nope")
         XCTAssertEqual(unknown.status, 404, "an unknown job is not found")
+        let report = try await get("/api/v1/status")
+        XCTAssertTrue(report.body.contains("\"jobs\":[{\"age_s\":"), "the dashboard's source: \(report.body)")
+        let dashboard = try await get("/")
+        XCTAssertTrue(dashboard.body.contains("<table id=\"jobs\">"))
+        let top = try colony(["top", "--coordinator", cluster.url, "--once"])
+        XCTAssertTrue(top.stdout.contains("JOBS      \(id) web succeeded 2/2"), top.stdout)
+        let status = try colony(["status", "--coordinator", cluster.url])
+        XCTAssertTrue(status.stdout.contains("web"), status.stdout)
         let metrics = try await get("/metrics")
         XCTAssertTrue(metrics.body.contains("colony_jobs{state=\"succeeded\"} 1"), metrics.body)
         let forgotten = try await get("/api/v1/jobs/web", method: "DELETE")
