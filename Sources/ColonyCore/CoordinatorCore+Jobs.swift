@@ -261,9 +261,21 @@ extension CoordinatorCore {
                        elapsedSeconds: Swift.max(0, (record.endedAt ?? now) - record.createdAt), failures: failures)
     }
 
-    /// Jobs, newest first, without their failures (`jobInfo` has them).
+    /// Jobs, newest first, without their failures (`jobInfo` has them). Every status asks for
+    /// the newest 50: with many jobs they are found by counting down from the newest id
+    /// (the bounds forget the oldest, so the newest ids are mostly held) instead of sorting all.
     public func jobInfos(now: Double, max: Int = 1000) -> [JobInfo] {
-        jobs.keys.sorted(by: >).prefix(Swift.max(0, max)).compactMap { id in
+        var newest: [JobID] = []
+        if jobs.count <= max * 4 {
+            newest = Array(jobs.keys.sorted(by: >).prefix(Swift.max(0, max)))
+        } else {
+            var id = nextJobID
+            while id > 1 && newest.count < max {
+                id -= 1
+                if jobs[id] != nil { newest.append(id) }
+            }
+        }
+        return newest.compactMap { id in
             guard let record = jobs[id] else { return nil }
             return JobInfo(id: id, name: record.name, detached: record.detached, state: record.state, counts: record.counts,
                            ageSeconds: Swift.max(0, now - record.createdAt),

@@ -198,4 +198,12 @@ final class JobRulesTests: XCTestCase {
         XCTAssertNil(core.jobInfo(first.job, now: 1), "the ended job made room")
         assertSound(core)
     }
+
+    func testTheNewestJobsComeFirstWhetherFewOrMany() throws {
+        var core = core()
+        for _ in 0..<10 { _ = try core.submit(tasks(1), session: "s", now: 0, into: .new) }
+        XCTAssertEqual(core.jobInfos(now: 0, max: 2).map(\.id), [10, 9], "many: counted down from the newest")
+        XCTAssertEqual(core.jobInfos(now: 0, max: 5).map(\.id), [10, 9, 8, 7, 6], "few: sorted")
+        XCTAssertEqual(core.jobsByState, [.running: 10])
+    }
 }
