@@ -94,9 +94,9 @@ public enum FuzzHarness {
         }
         switch envelope.body {
         case .submitReply, .pullReply, .fetchReply, .statusReply, .error, .counterReply, .limitReply, .cancelReply,
-             .tasksReply, .drainReply, .logsReply:
+             .tasksReply, .drainReply, .logsReply, .jobReply:
             return nil
-        case .submit, .pull, .fetch, .status, .counter, .limit, .cancel, .tasks, .result, .drain, .logs, nil:
+        case .submit, .pull, .fetch, .status, .counter, .limit, .cancel, .tasks, .result, .drain, .logs, .job, nil:
             return "the reply is a request: \(String(describing: envelope.body))"
         }
     }

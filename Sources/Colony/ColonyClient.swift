@@ -113,7 +113,14 @@ public actor ColonyClient {
     /// Every task carries an idempotency key (yours, or `SESSION#N`), so a submit that nng
     /// resends after a lost reply or a coordinator restart never creates a task twice.
     public func submit(_ tasks: [TaskSubmission]) async throws(ColonyError) -> [TaskID] {
-        if tasks.isEmpty { return [] }
+        try await submit(tasks, job: .new).ids
+    }
+
+    /// Queues many tasks into the job `job` names (a new one by default: see `JobTarget`);
+    /// returns the job and the tasks' ids in order. The first batch goes alone when there are
+    /// several, so that the rest join the job it made.
+    public func submit(_ tasks: [TaskSubmission], job: JobTarget) async throws(ColonyError) -> (job: JobID, ids: [TaskID]) {
+        if tasks.isEmpty { return (0, []) }
         for (index, task) in tasks.enumerated() {
             guard let timeout = task.options.timeoutSeconds else { continue }
             do { _ = try SecondsRange.taskTimeout.check(timeout, "task \(index): timeoutSeconds") } catch { throw .badInput("\(error)") }
@@ -138,33 +145,44 @@ public actor ColonyClient {
         }
         chunks.append(start..<tasks.count)
         let session = self.session
-        let idsByChunk: [Int: [TaskID]]
+        var idsByChunk: [Int: [TaskID]] = [:]
+        @Sendable func send(_ range: Range<Int>, _ job: JobTarget) async throws -> (JobID, [TaskID]) {
+            var request = Colony_V1_SubmitRequest()
+            request.session = session
+            request.tasks = tasks[range].map(\.wire)
+            request.detached = tasks[range].contains { $0.detached }
+            switch job {
+            case .new: break
+            case .existing(let id): request.jobID = id
+            case .named(let name): request.jobName = name
+            }
+            let reply = try await self.request(.submit(request))
+            guard case .submitReply(let submitted) = reply, submitted.taskIds.count == range.count else {
+                throw ColonyError.protocolViolation("the coordinator answered a submit of \(range.count) tasks with something else")
+            }
+            return (submitted.jobID, submitted.taskIds)
+        }
+        let jobID: JobID
         do {
-            idsByChunk = try await withThrowingTaskGroup(of: (Int, [TaskID]).self) { group in
-                for (index, range) in chunks.enumerated() {
-                    group.addTask {
-                        var request = Colony_V1_SubmitRequest()
-                        request.session = session
-                        request.tasks = tasks[range].map(\.wire)
-                        request.detached = tasks[range].contains { $0.detached }
-                        let reply = try await self.request(.submit(request))
-                        guard case .submitReply(let submitted) = reply, submitted.taskIds.count == range.count else {
-                            throw ColonyError.protocolViolation("the coordinator answered a submit of \(range.count) tasks with something else")
-                        }
-                        return (index, submitted.taskIds)
-                    }
+            let (first, firstIDs) = try await send(chunks[0], job)
+            jobID = first
+            idsByChunk[0] = firstIDs
+            let rest = try await withThrowingTaskGroup(of: (Int, [TaskID]).self) { group in
+                for (index, range) in chunks.enumerated().dropFirst() {
+                    group.addTask { (index, try await send(range, .existing(first)).1) }
                 }
                 var collected: [Int: [TaskID]] = [:]
                 for try await (index, ids) in group { collected[index] = ids }
                 return collected
             }
+            idsByChunk.merge(rest) { first, _ in first }
         } catch let error as ColonyError {
             throw error
         } catch {
             throw .transport("\(error)")
         }
         submitGeneration += 1
-        return (0..<chunks.count).flatMap { idsByChunk[$0] ?? [] }
+        return (jobID, (0..<chunks.count).flatMap { idsByChunk[$0] ?? [] })
     }
 
     // MARK: Results

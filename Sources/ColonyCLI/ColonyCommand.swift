@@ -14,7 +14,7 @@ public struct ColonyCommand: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [UpCommand.self, CoordinatorCommand.self, NodeCommand.self, SubmitCommand.self, JobFileCommand.self, MapCommand.self, ResultCommand.self,
                       TasksCommand.self, LogsCommand.self, CancelCommand.self, DrainCommand.self, CounterCommand.self, LimitCommand.self, StatusCommand.self, TopCommand.self,
-                      BenchCommand.self]
+                      BenchCommand.self, JobCommand.self]
     )
 
     public init() {}

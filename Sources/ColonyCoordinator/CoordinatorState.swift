@@ -41,7 +41,7 @@ actor CoordinatorState {
         var sequence: UInt64
     }
 
-    private(set) var core: CoordinatorCore
+    var core: CoordinatorCore
     private let store: Store?
     /// The connection each node last pulled on, and back, to map a closed connection to its node.
     private var pipeOfNode: [String: UInt32] = [:]
@@ -52,8 +52,9 @@ actor CoordinatorState {
     /// Tasks' live output (see `CoordinatorState+Logs`), and the log reads waiting for more.
     var taskLogs: TaskLogs
     var parkedLogReads: [ParkedLogRead] = []
+    var parkedJobReads: [ParkedJobRead] = []
     private var sequence: UInt64 = 0
-    private(set) var closed = false
+    var closed = false
     private let clock = ContinuousClock()
     private let started: ContinuousClock.Instant
 
@@ -80,7 +81,7 @@ actor CoordinatorState {
     }
 
     /// Hands what the core journaled to the store (the replies wait for it to be durable).
-    private func journal() {
+    func journal() {
         if let logger { log(core.takeEvents(), to: logger) }
         guard let store else { return }
         let records = core.takeJournal()
@@ -105,13 +106,15 @@ actor CoordinatorState {
                     "task": "\(id)", "handler": "\(handler)", "node": "\(node)", "attempts": "\(attempts)",
                     "reason": "\(reason.rawValue)", "error": "\(error)",
                 ])
+            case .jobForgotten(let id, let tasks):
+                logger.info("job forgotten", metadata: ["job": "\(id)", "tasks": "\(tasks)"])
             }
         }
     }
 
     /// Refuses a change while the journal cannot be written; on first seeing a failed commit,
     /// puts the state back to what the journal holds (see `reload(after:)`).
-    private func refuseChangesIfJournalFails() throws(CoordinatorCore.Refusal) {
+    func refuseChangesIfJournalFails() throws(CoordinatorCore.Refusal) {
         noticeJournalFailure()
         if let journalFailure {
             throw .unavailable("the coordinator cannot write its journal, so it takes no changes until it can (nothing was applied): \(journalFailure)")
@@ -378,6 +381,7 @@ actor CoordinatorState {
             parkedFetches[session] = kept.isEmpty ? nil : kept
         }
         answerParkedLogReads(now: t)
+        answerParkedJobReads()
         journal()
     }
 
@@ -398,9 +402,10 @@ actor CoordinatorState {
         }
         parkedFetches = [:]
         answerParkedLogReads(now: .infinity)
+        answerParkedJobReads(all: true)
     }
 
-    private func wakeParkedPulls() {
+    func wakeParkedPulls() {
         guard !parkedPulls.isEmpty else { return }
         // Oldest parked first, so that idle nodes share new work in the order they asked.
         for (name, parked) in parkedPulls.sorted(by: { $0.value.sequence < $1.value.sequence }) {
@@ -508,7 +513,7 @@ actor CoordinatorState {
         }
     }
 
-    private func answerParkedFetches(session: String) {
+    func answerParkedFetches(session: String) {
         // Waits for one task by id come first: they asked for that very result.
         if !parkedResults.isEmpty {
             for (id, waiting) in parkedResults {

@@ -20,7 +20,8 @@ public enum JournalRecovery {
         let clock = ContinuousClock()
         let started = clock.now
         var restoration = CoordinatorCore.Restoration(core: CoordinatorCore(bounds: bounds), now: now)
-        let header = try store.recover(expecting: { restoration.reserve($0) }, each: { restoration.add($0) })
+        let header = try store.recover(expecting: { restoration.reserve($0) }, jobs: { for job in $0 { restoration.add(job) } },
+                                       each: { restoration.add($0) })
         var summary = Summary()
         summary.unfinishedTasks = restoration.unfinished
         summary.results = restoration.finished

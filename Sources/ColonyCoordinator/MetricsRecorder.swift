@@ -33,6 +33,7 @@ public enum CoordinatorMetric: String, CaseIterable, Sendable {
     case journalFailedCommits = "colony_journal_failed_commits_total"
     case taskQueueWait = "colony_task_queue_wait_seconds"
     case taskRunTime = "colony_task_run_seconds"
+    case jobs = "colony_jobs"
 
     public var help: String {
         switch self {
@@ -59,6 +60,7 @@ public enum CoordinatorMetric: String, CaseIterable, Sendable {
         case .journalFailedCommits: "Journal commits that failed (a full disk, an I/O error): their changes were refused."
         case .taskQueueWait: "Seconds from a task's submission to its first attempt's dispatch to a node."
         case .taskRunTime: "Seconds each attempt ran, as its node reports."
+        case .jobs: "Jobs the coordinator holds, by state (running, succeeded, failed, cancelled)."
         }
     }
 }
@@ -148,6 +150,7 @@ final class MetricsRecorder: Sendable {
         gauge(.tasks, [("state", "queued")], Double(counts.queued))
         gauge(.tasks, [("state", "running")], Double(counts.running))
         gauge(.resultsWaiting, [], Double(counts.resultsWaiting))
+        for state in JobState.allCases { gauge(.jobs, [("state", state.rawValue)], Double(status.jobsByState[state] ?? 0)) }
         gauge(.nodesAlive, [], Double(status.nodes.count))
         zeroGauges(.nodeSlots)
         for node in figures.nodeSlots {

@@ -26,7 +26,7 @@ public final class RequestHandler: Sendable {
     }
 
     let state: CoordinatorState
-    private let bounds: Bounds
+    let bounds: Bounds
     private let logger: Logger?
     private let refusedTokens = Atomic<UInt64>(0)
     private let refusals = Mutex<[String: UInt64]>([:])
@@ -189,9 +189,11 @@ public final class RequestHandler: Sendable {
             case .submit(let submit):
                 var submissions = submit.tasks.map(TaskSubmission.init(wire:))
                 if submit.detached { for index in submissions.indices { submissions[index].detached = true } }
-                let ids = try await state.submit(submissions, session: submit.session)
+                let target: JobTarget = submit.jobID != 0 ? .existing(submit.jobID) : submit.jobName.isEmpty ? .new : .named(submit.jobName)
+                let (job, ids) = try await state.submit(submissions, session: submit.session, into: target)
                 var reply = Colony_V1_SubmitReply()
                 reply.taskIds = ids
+                reply.jobID = job
                 if submit.waitMs > 0 {
                     let wait = min(Double(submit.waitMs) / 1000, bounds.longPollSecondsMax)
                     let (results, _) = try await state.fetch(session: submit.session, maxResults: bounds.resultsPerFetchMax, waitSeconds: wait)
@@ -280,8 +282,10 @@ public final class RequestHandler: Sendable {
                 return .fetchReply(reply)
             case .logs(let request):
                 return try await answerLogs(request, waitSecondsMax: bounds.longPollSecondsMax)
+            case .job(let request):
+                return try await handleJob(request)
             case .submitReply, .pullReply, .fetchReply, .statusReply, .error, .counterReply, .limitReply, .cancelReply,
-                 .tasksReply, .drainReply, .logsReply, nil:
+                 .tasksReply, .drainReply, .logsReply, .jobReply, nil:
                 return Wire.errorBody(.malformed, "the coordinator takes requests (submit, pull, fetch, status), not replies")
             }
         } catch {
@@ -297,6 +301,7 @@ public final class RequestHandler: Sendable {
     static func isRead(_ body: Colony_V1_Envelope.OneOf_Body?) -> Bool {
         switch body {
         case .status, .tasks, .logs: true
+        case .job(let request): request.op == .list || request.op == .status || request.op == .results || request.op == .wait
         case .counter(let request): request.op == .get || request.op == .list
         case .limit(let request): request.list
         default: false

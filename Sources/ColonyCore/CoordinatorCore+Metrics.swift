@@ -12,6 +12,8 @@ extension CoordinatorCore {
         case taskFailed(id: TaskID, handler: String, node: String, attempts: UInt32, error: String, reason: FailureKind)
         /// A session's client was not heard from for the session timeout.
         case sessionAbandoned(session: String, idleSeconds: Double, tasksCancelled: Int, resultsDropped: Int)
+        /// A job was forgotten (`colony job forget`, or by the jobs' bounds).
+        case jobForgotten(id: JobID, tasks: Int)
     }
 
     mutating func note(_ event: Event) {

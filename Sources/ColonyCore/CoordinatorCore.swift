@@ -75,6 +75,15 @@ public struct CoordinatorCore: Sendable {
         public var finishedMemoryBytesMax = 256 << 20
         /// Largest task output kept.
         public var resultBytesMax = 4 << 20
+        /// Jobs the coordinator holds at once. At the bound the oldest ended job is forgotten
+        /// to make room (those whose client was attached first: it got their results); with
+        /// none ended, a submit that would make a job is refused.
+        public var jobsMax = 100_000
+        /// Bytes of results (outputs and errors, plus 64 per task) that jobs keep for
+        /// `colony job results`. Past it, ended jobs are forgotten, oldest first (attached
+        /// ones before detached ones); a running job keeps all of its results.
+        public var jobResultBytesMax = 256 << 20
+        public var jobNameBytesMax = 256
         public init() {}
     }
 
@@ -84,7 +93,7 @@ public struct CoordinatorCore: Sendable {
         /// The coordinator takes no changes now (its journal cannot be written); the same
         /// request may succeed later.
         case unavailable(String)
-        /// The request names a task the coordinator does not know.
+        /// The request names a task or a job the coordinator does not know.
         case notFound(String)
         public var description: String {
             switch self {
@@ -132,6 +141,9 @@ public struct CoordinatorCore: Sendable {
         var finishedAt = 0.0
         /// When it was submitted (or restored), for the queue-wait figure.
         var submittedAt = 0.0
+        /// Its job (0: none, e.g. its job was forgotten) and its place in the job's input order.
+        var job: JobID = 0
+        var jobIndex = 0
         var classKey: ReadyQueue.ClassKey {
             ReadyQueue.ClassKey(uses: options.uses, labels: options.requiredLabels, pool: options.pool, handler: poolHandler ?? handler,
                                 resources: options.resources)
@@ -322,6 +334,11 @@ public struct CoordinatorCore: Sendable {
     /// Idempotency keys of the tasks the core knows or remembers.
     var keys: [String: TaskID] = [:]
     var remembered: [TaskID: Remembered] = [:]
+    /// Jobs (see CoordinatorCore+Jobs.swift), their names, and the bytes of results they keep.
+    var jobs: [JobID: JobRecord] = [:]
+    var jobNames: [String: JobID] = [:]
+    var nextJobID: JobID = 1
+    var jobResultBytes = 0
     var rememberedOrder: [TaskID] = []
     var rememberedHead = 0
     var rememberedBytes = 0
@@ -336,9 +353,14 @@ public struct CoordinatorCore: Sendable {
 
     // MARK: Submitting
 
-    /// Queues `submissions` for `session`; returns their ids in order.
+    /// Queues `submissions` for `session` in a new job; returns their ids in order.
     /// Refuses the whole batch (changing nothing) if any part is invalid.
     public mutating func submit(_ submissions: [TaskSubmission], session: String, now: Double = 0) throws(Refusal) -> [TaskID] {
+        try submit(submissions, session: session, now: now, into: .new).ids
+    }
+
+    /// Refuses a submit (before anything changes) if any part of it is invalid.
+    func validateSubmit(_ submissions: [TaskSubmission], session: String) throws(Refusal) {
         guard submissions.count <= bounds.tasksPerSubmitMax else {
             throw .invalidArgument("a submit carries \(submissions.count) tasks; the limit is \(bounds.tasksPerSubmitMax)")
         }
@@ -350,6 +372,10 @@ public struct CoordinatorCore: Sendable {
             try validate(submission, index: index)
             try refuseImpossibleResources(submission, index: index)
         }
+    }
+
+    /// Queues submissions `validateSubmit` accepted (each carrying its job) for `session`.
+    mutating func submitValidated(_ submissions: [TaskSubmission], session: String, now: Double) -> [TaskID] {
         var ids: [TaskID] = []
         ids.reserveCapacity(submissions.count)
         for submission in submissions {
@@ -366,6 +392,8 @@ public struct CoordinatorCore: Sendable {
             record.poolHandler = submission.poolHandler
             record.key = submission.key
             record.submittedAt = now
+            record.job = submission.job
+            if submission.job != 0 { record.jobIndex = addToJob(submission.job, task: id) }
             submittedTotal += 1
             if journaling { journal.append(.submitted(id: id, submission: submission, session: session)) }
             var remaining = 0
@@ -395,12 +423,14 @@ public struct CoordinatorCore: Sendable {
             if let (dependency, phase) = failedDependency {
                 record.state = .waiting(remaining: remaining)
                 waitingCount += 1
+                countJob(record.job, waiting: 1)
                 tasks[id] = record
                 finish(id, phase: phase == .cancelled ? .cancelled : .failed,
                        error: "dependency \(dependency) \(phase == .cancelled ? "was cancelled" : "failed")", failure: .dependency, now: now)
             } else if remaining > 0 {
                 record.state = .waiting(remaining: remaining)
                 waitingCount += 1
+                countJob(record.job, waiting: 1)
                 tasks[id] = record
             } else {
                 tasks[id] = record
@@ -591,6 +621,7 @@ public struct CoordinatorCore: Sendable {
             nodes[name]!.adopted.insert(id)
             grantIfFits(id, options: task.options, node: name)
             leasedTotal += 1
+            countJob(task.job, running: 1)
             adoptedTotal += 1
             if task.options.timeoutSeconds != nil { timedTasks.insert(id) }
         }
@@ -742,15 +773,16 @@ public struct CoordinatorCore: Sendable {
         }
         while free.any {
             guard let (id, pool, variant) = popReady(for: node, free: free, slotsFree: slotsFree, fitting: fitting) else { break }
-            var handing = Self.inPlace(&self.tasks[id]) { record -> (DispatchedTask, submittedAt: Double, uses: [String], after: [TaskID]) in
+            var handing = Self.inPlace(&self.tasks[id]) { record -> (DispatchedTask, submittedAt: Double, uses: [String], after: [TaskID], job: JobID) in
                 record!.attempt += 1
                 record!.restored = false
                 record!.state = .leased(node: name, since: now)
                 record!.node = name
                 return (DispatchedTask(id: id, handler: record!.handler, input: record!.input, attempt: record!.attempt,
                                        timeoutSeconds: record!.options.timeoutSeconds, pool: pool),
-                        record!.submittedAt, record!.options.uses, record!.options.after)
+                        record!.submittedAt, record!.options.uses, record!.options.after, record!.job)
             }
+            countJob(handing.job, running: 1)
             if handing.0.attempt == 1 { figures.sample(queueWait: now - handing.submittedAt) }
             figures.dispatched += 1
             for parent in handing.after {
@@ -846,6 +878,7 @@ public struct CoordinatorCore: Sendable {
                 queued.state = .queued
                 tasks[id] = queued
                 backoffCount -= 1
+                countJob(task.job, waiting: -1)
                 ready.push(id, priority: task.options.priority, key: task.classKey)
             case .leased(let node, let since):
                 if let timeout = task.options.timeoutSeconds, now - since > timeout + bounds.timeoutGraceSeconds {
@@ -1137,6 +1170,8 @@ public struct CoordinatorCore: Sendable {
         status.waiting = waitingCount + backoffCount
         status.limits = allLimits
         status.sessions = sessionStatuses(now: now)
+        status.jobs = jobInfos(now: now, max: 50)
+        status.jobsByState = jobsByState
         // Classes that ask for something (a handler, labels, a pool) that no live node offers
         // (with no node at all, nothing is counted: that is said apart).
         var reasons: [String: Int] = [:]
@@ -1215,7 +1250,8 @@ public struct CoordinatorCore: Sendable {
         }
         guard released else { return }
         leasedTotal -= 1
-        let uses = Self.inPlace(&tasks[id]) { $0?.options.uses ?? [] }
+        let (uses, job) = Self.inPlace(&tasks[id]) { ($0?.options.uses ?? [], $0?.job ?? 0) }
+        countJob(job, running: -1)
         for limit in uses { limitInUse[limit, default: 0] -= 1 }
     }
 
@@ -1239,6 +1275,7 @@ public struct CoordinatorCore: Sendable {
         let grant = nodes[node]!.grants.removeValue(forKey: id)
         nodes[node]!.abandoned.insert(AbandonedLease(id: id, attempt: attempt, uses: task.options.uses, pool: pool, grant: grant))
         nodes[node]!.toCancel.insert(id)
+        countJob(task.job, running: -1)
         // The task leaves the running state; the lease itself is counted on as abandoned.
         var updated = task
         updated.state = .queued  // replaced at once by the caller's transition (finish or back-off)
@@ -1257,6 +1294,7 @@ public struct CoordinatorCore: Sendable {
             let unit = Double(random.next() % 1_000_000) / 1_000_000
             task.state = .backoff(until: now + backoff.seconds(afterFailures: Int(task.attempt), unit: unit))
             backoffCount += 1
+            countJob(task.job, waiting: 1)
             timedTasks.insert(id)
             tasks[id] = task
             return nil
@@ -1270,7 +1308,7 @@ public struct CoordinatorCore: Sendable {
     private mutating func finish(_ id: TaskID, phase: TaskPhase, output: [UInt8] = [], error: String = "", failure: FailureKind = .error,
                                  runMicros: UInt64 = 0, now: Double) -> String? {
         typealias Finished = (previous: State, session: String, handler: String, node: String, attempt: UInt32, lastError: String,
-                              lastFailure: FailureKind, after: [TaskID], dependents: [TaskID])
+                              lastFailure: FailureKind, after: [TaskID], dependents: [TaskID], job: JobID, jobIndex: Int)
         let finished = Self.inPlace(&tasks[id]) { record -> Finished? in
             guard let previous = record?.state else { return nil }
             if case .finished = previous { return nil }
@@ -1281,12 +1319,16 @@ public struct CoordinatorCore: Sendable {
             if phase == .failed { record!.lastFailure = failure }
             if phase == .succeeded { record!.output = output }
             return (previous, record!.session, record!.handler, record!.node, record!.attempt, record!.lastError, record!.lastFailure,
-                    record!.options.after, record!.dependents)
+                    record!.options.after, record!.dependents, record!.job, record!.jobIndex)
         }
         guard let task = finished else { return nil }
         switch task.previous {
-        case .waiting: waitingCount -= 1
-        case .backoff: backoffCount -= 1
+        case .waiting:
+            waitingCount -= 1
+            countJob(task.job, waiting: -1)
+        case .backoff:
+            backoffCount -= 1
+            countJob(task.job, waiting: -1)
         default: break
         }
         switch phase {
@@ -1303,6 +1345,7 @@ public struct CoordinatorCore: Sendable {
                                   node: task.node, runMicros: runMicros,
                                   cancelled: phase == .cancelled)
         if journaling { journal.append(.finished(outcome)) }
+        if task.job != 0 { jobTaskFinished(task.job, index: task.jobIndex, outcome: outcome, phase: phase, now: now) }
         sessions[task.session, default: SessionRecord()].finished.append(FinishedResult(outcome: outcome, finishedAt: now))
         sessions[task.session]!.unfinished -= 1
         resultsWaiting += 1
@@ -1315,6 +1358,7 @@ public struct CoordinatorCore: Sendable {
                 if remaining <= 1 {
                     dependent.state = .queued
                     waitingCount -= 1
+                    countJob(dependent.job, waiting: -1)
                     tasks[child] = dependent
                     ready.push(child, priority: dependent.options.priority, key: dependent.classKey)
                 } else {
@@ -1346,9 +1390,10 @@ public struct CoordinatorCore: Sendable {
     /// Drops a task whose result was handed out, unless dependents still read its output or
     /// its node still holds it.
     mutating func forget(_ id: TaskID) {
-        guard let readers = Self.inPlace(&tasks[id], { $0?.readers }) else { return }
-        // Durably gone once handed out, even if dependents still read it in memory.
-        if journaling { journal.append(.removed(id)) }
+        guard let (readers, job) = Self.inPlace(&tasks[id], { record in record.map { ($0.readers, $0.job) } }) else { return }
+        // Durably gone once handed out, even if dependents still read it in memory; a job
+        // still held keeps its result (its row stays, marked delivered to the session).
+        if journaling { journal.append(job != 0 && jobs[job] != nil ? .delivered(id) : .removed(id)) }
         if readers > 0 { return }
         guard let task = tasks.removeValue(forKey: id) else { return }
         if case .finished(let phase) = task.state {

@@ -68,6 +68,7 @@ extension CoordinatorCore {
         for (session, record) in sessions where record.unfinished != (unfinished[session] ?? 0) {
             problems.append("session \(session): unfinished \(record.unfinished) != \(unfinished[session] ?? 0)")
         }
+        problems += jobInvariantViolations()
         return problems
     }
 

@@ -25,6 +25,15 @@ public enum JournalRecord: Sendable, Equatable {
     case counterKey(key: String, reply: CounterReply)
     /// A counter change's key is no longer remembered (the oldest go first).
     case counterKeyForgotten(String)
+    /// A job was made, or became detached.
+    case jobMade(RecoveredJob)
+    /// `colony job cancel`: its unfinished tasks were cancelled (their own records follow)
+    /// and its results freed.
+    case jobCancelled(JobID)
+    /// A job was forgotten: its tasks whose results were delivered are gone with it.
+    case jobForgotten(JobID)
+    /// A task's result was handed out to its session, but its job still keeps it.
+    case delivered(TaskID)
 }
 
 /// A keyed counter change and the reply it got, as the journal keeps it.
@@ -55,7 +64,10 @@ public struct RecoveredTask: Sendable, Equatable {
     public var session: String
     /// How it ended, if it did (its result not handed out yet).
     public var outcome: TaskOutcome?
-    public init(id: TaskID, submission: TaskSubmission, session: String, outcome: TaskOutcome?) {
+    /// Its result was handed out to its session; only its job (`submission.job`) keeps it.
+    public var delivered = false
+    public init(id: TaskID, submission: TaskSubmission, session: String, outcome: TaskOutcome?, delivered: Bool = false) {
+        self.delivered = delivered
         self.id = id
         self.submission = submission
         self.session = session
@@ -74,6 +86,9 @@ public struct RecoveredState: Sendable, Equatable {
     public var counterKeys: [CounterKey] = []
     /// The most holders each limit has had at once.
     public var limitHighWater: [String: Int] = [:]
+    /// The jobs held, and the next job id to hand out.
+    public var jobs: [RecoveredJob] = []
+    public var nextJobID: JobID = 1
     public init() {}
 }
 
@@ -97,6 +112,7 @@ extension CoordinatorCore {
         let ordered = zip(state.tasks, state.tasks.dropFirst()).allSatisfy { $0.id < $1.id }
             ? state.tasks : state.tasks.sorted { $0.id < $1.id }
         var restoration = Restoration(core: self, expectedTasks: ordered.count, now: now)
+        for job in state.jobs { restoration.add(job) }
         for task in ordered { restoration.add(task) }
         self = restoration.finish(with: state)
     }
@@ -138,10 +154,22 @@ extension CoordinatorCore {
             core.keys.reserveCapacity(core.keys.count + count)
         }
 
+        /// Adds a job the journal holds; call before adding its tasks.
+        public mutating func add(_ job: RecoveredJob) {
+            core.restoreJob(job, now: now)
+        }
+
         /// Adds the next task; ids must increase (dependencies are linked to tasks added before).
         public mutating func add(_ task: RecoveredTask) {
             assert(task.id > lastID, "restored tasks must come in id order")
             lastID = max(lastID, task.id)
+            if task.delivered {
+                // Only its job keeps it (a job forgotten meanwhile leaves nothing to restore).
+                if let outcome = task.outcome, core.jobs[task.submission.job] != nil {
+                    _ = core.restoreJobTask(task.submission.job, task: task.id, outcome: outcome)
+                }
+                return
+            }
             if task.outcome == nil { unfinished += 1 } else { finished += 1 }
             var record = TaskRecord(handler: task.submission.handler, input: task.submission.input, session: task.session,
                                     options: task.submission.options, state: .queued)
@@ -150,6 +178,10 @@ extension CoordinatorCore {
             record.options.resources = CoordinatorCore.normalized(record.options.resources)
             if task.submission.detached { core.sessions[task.session, default: SessionRecord()].detached = true }
             record.restored = true
+            if core.jobs[task.submission.job] != nil {
+                record.job = task.submission.job
+                record.jobIndex = core.restoreJobTask(record.job, task: task.id, outcome: task.outcome)
+            }
             if let key = task.submission.key { core.keys[key] = task.id }
             record.finishedAt = now
             if let outcome = task.outcome {
@@ -194,6 +226,7 @@ extension CoordinatorCore {
             if remaining > 0 {
                 record.state = .waiting(remaining: remaining)
                 core.waitingCount += 1
+                core.countJob(record.job, waiting: 1)
                 core.tasks[task.id] = record
             } else {
                 let key = record.classKey
@@ -226,6 +259,7 @@ extension CoordinatorCore {
             core.limitHighWater = state.limitHighWater.filter { core.limitSizes[$0.key] != nil }
             for entry in state.counterKeys { core.rememberCounterKey(entry.key, entry.reply, journaled: false) }
             core.nextID = max(state.nextID, lastID + 1)
+            core.finishJobRestore(nextJobID: state.nextJobID, now: now)
             return core
         }
     }

@@ -40,6 +40,8 @@ enum Dashboard {
 <svg id="chart" width="640" height="160" viewBox="0 0 640 160" role="img" aria-label="throughput chart"></svg>
 <h2>Nodes</h2>
 <table id="nodes"><thead><tr><th>node</th><th>host</th><th>threads busy</th><th>processes busy</th><th>io busy</th><th>prefetched</th><th>done</th><th>failed</th><th>RSS</th><th>children RSS</th><th>child starts</th><th>last seen</th></tr></thead><tbody></tbody></table>
+<h2>Jobs</h2>
+<table id="jobs"><thead><tr><th>job</th><th>name</th><th>state</th><th>progress</th><th>failed</th><th>age</th></tr></thead><tbody></tbody></table>
 <h2>Recent failures</h2>
 <table id="failures"><thead><tr><th>task</th><th>handler</th><th>node</th><th>reason</th><th>error</th><th>when</th></tr></thead><tbody></tbody></table>
 <h2>Counters and limits</h2>
@@ -111,6 +113,10 @@ async function refresh() {
       [n => n.rss_bytes === undefined ? "–" : fmt(n.rss_bytes / 1048576) + " MiB", "num"],
       [n => n.children_rss_bytes === undefined ? "–" : fmt(n.children_rss_bytes / 1048576) + " MiB", "num"],
       [n => fmt(n.children_started), "num"], [n => fmt(n.last_seen_s, 1) + " s ago", "num"],
+    ]);
+    fill("jobs", (s.jobs || []).slice(0, 10), [
+      [j => j.id, "num"], [j => j.name || "–"], [j => j.state], [j => fmt(j.finished) + " / " + fmt(j.total), "num"],
+      [j => fmt(j.failed), "num"], [j => fmt(j.age_s) + " s", "num"],
     ]);
     fill("failures", (s.recent_failures || []).slice(0, 10), [
       [f => f.id, "num"], [f => f.handler], [f => f.node], [f => f.reason], [f => f.error], [f => fmt(f.seconds_ago) + " s ago", "num"],

@@ -37,7 +37,7 @@ public final class HTTPFrontend: Sendable {
 
     public let configuration: Configuration
     private let server: HTTPServer
-    private let requests: RequestHandler
+    let requests: RequestHandler
     private let registry: PrometheusCollectorRegistry
 
     /// Sets up the routes; `start` listens. `registry` is the one the process's swift-metrics
@@ -114,7 +114,13 @@ public final class HTTPFrontend: Sendable {
             return await counterList()
         case ("GET", "counters", 2), ("POST", "counters", 2):
             return await counter(request, name: parts[1])
-        case (_, "status", 1), (_, "tasks", 1), (_, "tasks", 2), (_, "counters", 1), (_, "counters", 2):
+        case ("GET", "jobs", 1), ("GET", "jobs", 2), ("DELETE", "jobs", 2):
+            return await job(request, parts: parts)
+        case ("GET", "jobs", 3) where parts.last == "results":
+            return await job(request, parts: parts)
+        case ("POST", "jobs", 3) where parts.last == "cancel":
+            return await job(request, parts: parts)
+        case (_, "status", 1), (_, "tasks", 1), (_, "tasks", 2), (_, "counters", 1), (_, "counters", 2), (_, "jobs", _):
             return Self.error(405, "\(request.method) is not allowed on \(request.path)")
         default:
             return Self.error(404, "no API route \(request.path) (see the README's HTTP API section)")

@@ -66,6 +66,9 @@ public struct TaskSubmission: Sendable, Equatable {
     /// Submitted by a client that does not stay to fetch (`colony submit` without --wait, the
     /// HTTP API): its session is exempt from the session timeout.
     public var detached = false
+    /// The job the core filed the task under (set by the core as it accepts the task, for
+    /// the journal; what a submit carries here is ignored: it names its job with a `JobTarget`).
+    public var job: JobID = 0
     public init(handler: String, input: [UInt8], options: TaskOptions = TaskOptions(), poolHandler: String? = nil, key: String? = nil,
                 detached: Bool = false) {
         self.detached = detached
@@ -286,6 +289,10 @@ public struct ClusterStatus: Sendable, Equatable {
     public var journalFailure: String?
     /// Node jobs the coordinator allocated itself (nil: it does not allocate).
     public var allocation: AllocationStatus?
+    /// The newest jobs (at most 50), without their failures.
+    public var jobs: [JobInfo] = []
+    /// Every job held, counted by state.
+    public var jobsByState: [JobState: Int] = [:]
     public init(nodes: [Node], queued: Int, running: Int, succeeded: UInt64, failed: UInt64, resultsWaiting: Int, staleResultsDropped: UInt64) {
         self.nodes = nodes
         self.queued = queued

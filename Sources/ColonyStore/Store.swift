@@ -131,6 +131,7 @@ public final class Store: @unchecked Sendable {
         if try database.scalarText("SELECT count(*) FROM pragma_table_info('tasks') WHERE name = 'resources'") == "0" {
             try database.execute("ALTER TABLE tasks ADD COLUMN resources BLOB")
         }
+        try JobTables.create(in: database)
         let held = try database.scalarText("SELECT value FROM meta WHERE key = 'commit'").flatMap(UInt64.init) ?? 0
         var loss: JournalLoss?
         let marked = mark.recorded()
@@ -153,7 +154,7 @@ public final class Store: @unchecked Sendable {
     /// Reads everything the journal holds (call before the first `append`).
     public func recover() throws(StoreError) -> RecoveredState {
         var tasks: [RecoveredTask] = []
-        var state = try recover(expecting: { tasks.reserveCapacity($0) }, each: { tasks.append($0) })
+        var state = try recover(expecting: { tasks.reserveCapacity($0) }, jobs: { _ in }, each: { tasks.append($0) })
         state.tasks = tasks
         return state
     }
@@ -162,7 +163,10 @@ public final class Store: @unchecked Sendable {
     /// keeping them all (the returned state's `tasks` is empty); `expecting` gets their number
     /// first. With `CoordinatorCore.Restoration`, a coordinator restarts without holding a
     /// million rows and a million records at once.
-    public func recover(expecting: (Int) -> Void = { _ in }, each: (RecoveredTask) -> Void) throws(StoreError) -> RecoveredState {
+    /// `jobs` gets the jobs held before the first task comes (a task joins its job as it is
+    /// added: `Restoration.add(_:)` each, or the tasks lose their jobs).
+    public func recover(expecting: (Int) -> Void = { _ in }, jobs: ([RecoveredJob]) -> Void,
+                        each: (RecoveredTask) -> Void) throws(StoreError) -> RecoveredState {
         var state = RecoveredState()
         if let next = try database.scalarText("SELECT value FROM meta WHERE key = 'next_id'"), let id = TaskID(next) { state.nextID = id }
         state.nextID = max(state.nextID, nextIDFloor)
@@ -172,13 +176,16 @@ public final class Store: @unchecked Sendable {
         try database.forEachRow("SELECT key, value, swapped FROM counter_keys ORDER BY seq") { row in
             state.counterKeys.append(CounterKey(key: row.text(0), reply: CounterReply(value: row.int64(1), swapped: row.int64(2) != 0)))
         }
+        try JobTables.recover(from: database, into: &state)
+        jobs(state.jobs)
         if let count = try database.scalarText("SELECT count(*) FROM tasks").flatMap(Int.init) { expecting(count) }
         // Consecutive rows mostly share their session: one string kept for the run, not one
         // per task (a million restored tasks otherwise hold a million copies of it).
         var lastSession = ""
         try database.forEachRow("""
             SELECT id, session, handler, input, priority, uses, after, max_attempts, retry_on_error, timeout, labels, pool,
-                   pool_handler, outcome, attempt, output, error, node, run_micros, key, detached, resources FROM tasks ORDER BY id
+                   pool_handler, outcome, attempt, output, error, node, run_micros, key, detached, job, delivered, resources
+            FROM tasks ORDER BY id
             """) { row in
             let id = TaskID(bitPattern: row.int64(0))
             var options = TaskOptions(priority: Int32(truncatingIfNeeded: row.int64(4)), uses: Strings.decode(row.blob(5)),
@@ -187,14 +194,14 @@ public final class Store: @unchecked Sendable {
             let labelList = Strings.decode(row.blob(10))
             for pair in stride(from: 0, to: labelList.count - 1, by: 2) { options.requiredLabels[labelList[pair]] = labelList[pair + 1] }
             options.pool = TaskPool(rawValue: row.text(11)) ?? .automatic
-            if !row.isNull(21) { options.resources = Strings.decode(row.blob(21)).compactMap(ResourceVariant.parse) }
-            let submission = TaskSubmission(handler: row.text(2), input: row.blob(3), options: options,
+            if !row.isNull(23) { options.resources = Strings.decode(row.blob(23)).compactMap(ResourceVariant.parse) }
+            var submission = TaskSubmission(handler: row.text(2), input: row.blob(3), options: options,
                                             poolHandler: row.isNull(12) ? nil : row.text(12), key: row.isNull(19) ? nil : row.text(19),
                                             detached: row.int64(20) != 0)
+            submission.job = JobID(bitPattern: row.int64(21))
             var outcome: TaskOutcome?
             if !row.isNull(13) {
-                // "failed:KIND" since failures carry their kind; a bare "failed" (older
-                // journals) leaves it to be read from the error's words.
+                // "failed:KIND"; a bare "failed" (older journals) is an `error`.
                 let stored = row.text(13).split(separator: ":", maxSplits: 1).map(String.init)
                 let phase = stored.first ?? ""
                 let failure = phase == "failed" && stored.count == 2 ? FailureKind(rawValue: stored[1]) : nil
@@ -204,7 +211,7 @@ public final class Store: @unchecked Sendable {
             }
             let session = row.text(1)
             if session != lastSession { lastSession = session }
-            each(RecoveredTask(id: id, submission: submission, session: lastSession, outcome: outcome))
+            each(RecoveredTask(id: id, submission: submission, session: lastSession, outcome: outcome, delivered: row.int64(22) != 0))
         }
         queue.withLock { $0.nextID = state.nextID }
         return state
@@ -465,13 +472,15 @@ private struct Statements {
     let deleteCounterKey: Statement
     let upsertHighWater: Statement
     let setCommitNumber: Statement
+    let jobs: JobStatements
 
     init(_ database: Database) throws(StoreError) {
         self.database = database
+        jobs = try JobStatements(database)
         insertTask = try database.prepare("""
             INSERT OR REPLACE INTO tasks(id, session, handler, input, priority, uses, after, max_attempts, retry_on_error,
-                                         timeout, labels, pool, pool_handler, key, detached, resources)
-            VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
+                                         timeout, labels, pool, pool_handler, key, detached, job, resources)
+            VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
             """)
         finishTask = try database.prepare("""
             UPDATE tasks SET outcome = ?2, attempt = ?3, output = ?4, error = ?5, node = ?6, run_micros = ?7 WHERE id = ?1
@@ -506,8 +515,9 @@ private struct Statements {
             if let poolHandler = submission.poolHandler { statement.bind(13, poolHandler) } else { statement.bindNull(13) }
             if let key = submission.key { statement.bind(14, key) } else { statement.bindNull(14) }
             statement.bind(15, Int64(submission.detached ? 1 : 0))
+            statement.bind(16, Int64(bitPattern: submission.job))
             // One `cpus=2,gpus=0.5` per variant: exact decimals, read back by ResourceVariant.parse.
-            if options.resources.isEmpty { statement.bindNull(16) } else { statement.bind(16, Strings.encode(options.resources.map(\.description))) }
+            if options.resources.isEmpty { statement.bindNull(17) } else { statement.bind(17, Strings.encode(options.resources.map(\.description))) }
             try statement.run()
         case .finished(let outcome):
             let statement = finishTask
@@ -543,6 +553,8 @@ private struct Statements {
         case .counterKeyForgotten(let key):
             deleteCounterKey.bind(1, key)
             try deleteCounterKey.run()
+        case .jobMade, .jobCancelled, .jobForgotten, .delivered:
+            try jobs.apply(record)
         }
     }
 
@@ -561,6 +573,7 @@ private struct Statements {
                           upsertHighWater, setCommitNumber] {
             statement.finalize()
         }
+        jobs.finalize()
     }
 }
 

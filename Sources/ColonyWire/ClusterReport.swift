@@ -75,6 +75,17 @@ public struct ClusterReport: Codable, Sendable, Equatable {
         public var perSecond: Double
     }
 
+    /// A job, compactly (the newest 50).
+    public struct Job: Codable, Sendable, Equatable {
+        public var id: UInt64
+        public var name: String?
+        public var state: String
+        public var finished: Int
+        public var total: Int
+        public var failed: Int
+        public var ageS: Double
+    }
+
     public var uptimeS: Double
     public var submitted: UInt64
     public var succeeded: UInt64
@@ -107,6 +118,8 @@ public struct ClusterReport: Codable, Sendable, Equatable {
     public var refusedRequests: [String: UInt64]
     /// The last minute, oldest first.
     public var throughput: [Point]
+    /// The newest jobs first (absent in reports of coordinators without jobs).
+    public var jobs: [Job]?
 
     /// Reads a status reply (one that asked for figures: without them the figures are zero).
     public init(wire: Colony_V1_StatusReply) {
@@ -159,6 +172,12 @@ public struct ClusterReport: Codable, Sendable, Equatable {
         }
         refusedRequests = figures.refusedRequests
         throughput = figures.throughput.map { Point(secondsAgo: $0.secondsAgo, perSecond: $0.finishedPerSecond) }
+        jobs = wire.jobs.map {
+            Job(id: $0.id, name: $0.name.isEmpty ? nil : $0.name, state: JobState(wire: $0.state)?.rawValue ?? "unknown",
+                finished: Int(clamping: $0.succeeded + $0.failed + $0.cancelled),
+                total: Int(clamping: $0.waiting + $0.queued + $0.running + $0.succeeded + $0.failed + $0.cancelled),
+                failed: Int(clamping: $0.failed), ageS: $0.ageSeconds)
+        }
     }
 
     /// One line of JSON, keys in snake_case and sorted.

@@ -33,6 +33,7 @@ extension ClusterStatus {
                                           running: Int(wire.allocation.running), max: Int(wire.allocation.max),
                                           submitted: wire.allocation.submitted)
         }
+        jobs = wire.jobs.map(JobInfo.init(wire:))
     }
 }
 

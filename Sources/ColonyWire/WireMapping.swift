@@ -184,6 +184,7 @@ extension ClusterStatus {
             return wire
         }
         reply.limits = limits.map(\.wire)
+        reply.jobs = jobs.map(\.wire)
         reply.sessions = sessions.map { session in
             var wire = Colony_V1_SessionStatus()
             wire.session = session.session

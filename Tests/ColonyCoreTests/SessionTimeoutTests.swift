@@ -37,7 +37,8 @@ final class SessionTimeoutTests: XCTestCase {
         XCTAssertEqual(status.sessions.first { $0.session == "detached" }?.unfinished, 1, "detached work stays")
         XCTAssertTrue(core.knows(kept[0]))
         XCTAssertFalse(core.knows(gone[0]))
-        XCTAssertTrue(core.takeJournal().contains(.removed(gone[0])), "dropped durably")
+        // Its row stays only for its job (which keeps its results), marked as handed out.
+        XCTAssertTrue(core.takeJournal().contains(.delivered(gone[0])), "dropped durably from the session")
         // Three results go: the one waiting and the two the cancellation filed.
         XCTAssertTrue(core.takeEvents().contains { if case .sessionAbandoned(session: "gone", _, 2, 3) = $0 { true } else { false } })
         XCTAssertTrue(core.invariantViolations().isEmpty, "\(core.invariantViolations())")

@@ -60,7 +60,7 @@ final class StoreTests: XCTestCase {
                                                               counterOps: [CounterOp(name: "hits", delta: 2)])], now: 1)
         let third = dispatched.first { $0.id == ids[2] }!
         _ = try core.report(node: node, results: [TaskOutcome(id: third.id, attempt: third.attempt, succeeded: true, output: [8], node: "n")], now: 1)
-        XCTAssertEqual(core.takeResult(of: ids[2])?.output, [8], "handed out: gone from the journal")
+        XCTAssertEqual(core.takeResult(of: ids[2])?.output, [8], "handed out: kept only for its job")
         let ticket = store.append(core.takeJournal(), nextID: ids[2] + 1)
         try await store.waitDurable(ticket)
         store.close()
@@ -71,8 +71,11 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(state.counters, ["hits": 7])
         XCTAssertEqual(state.limits, ["db": 2])
         XCTAssertEqual(state.nextID, ids[2] + 1)
-        XCTAssertEqual(state.tasks.map(\.id), [ids[0], ids[1]])
-        XCTAssertEqual(state.tasks[0].submission, TaskSubmission(handler: "work", input: [1, 2, 3], options: options, poolHandler: "exec"))
+        XCTAssertEqual(state.tasks.map(\.id), [ids[0], ids[1], ids[2]])
+        XCTAssertEqual(state.tasks.map(\.delivered), [false, false, true])
+        var expected = TaskSubmission(handler: "work", input: [1, 2, 3], options: options, poolHandler: "exec")
+        expected.job = 1
+        XCTAssertEqual(state.tasks[0].submission, expected)
         XCTAssertNil(state.tasks[0].outcome, "unfinished")
         XCTAssertEqual(state.tasks[1].outcome?.output, [7])
         XCTAssertEqual(state.tasks[1].outcome?.succeeded, true)
@@ -112,7 +115,8 @@ final class StoreTests: XCTestCase {
         var whole = CoordinatorCore()
         whole.restore(try reopened.recover(), now: 0)
         var restoration = CoordinatorCore.Restoration(core: CoordinatorCore(), now: 0)
-        let header = try reopened.recover(expecting: { restoration.reserve($0) }, each: { restoration.add($0) })
+        let header = try reopened.recover(expecting: { restoration.reserve($0) }, jobs: { for job in $0 { restoration.add(job) } },
+                                          each: { restoration.add($0) })
         XCTAssertTrue(header.tasks.isEmpty, "rows went to the restoration, not into the state")
         XCTAssertEqual(restoration.unfinished, 3)
         XCTAssertEqual(restoration.finished, 1)
@@ -266,6 +270,8 @@ final class StoreTests: XCTestCase {
         XCTAssertGreaterThan(full.pages, 2000)
         _ = core.cancel(ids, now: 0)
         _ = core.takeResults(session: "s", max: 10_000)
+        // Handed out, the results stay for their job until it is forgotten.
+        try core.forget(job: 1)
         try await store.waitDurable(store.append(core.takeJournal(), nextID: ids.last! + 1))
         // The writer looks after each commit; a few small commits give it its turns.
         let deadline = ContinuousClock.now + .seconds(20)

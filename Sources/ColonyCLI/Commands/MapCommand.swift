@@ -73,6 +73,12 @@ struct MapCommand: AsyncParsableCommand {
     @Option(name: .long, help: "With --pipe: the first this many lines are a header, repeated at the start of every chunk.")
     var header = 0
 
+    @Flag(name: .long, help: "Submit every input as a detached job, print its id and return: 'colony job wait ID' and 'colony job results ID' take it from there, from any client.")
+    var detach = false
+
+    @Option(name: .long, help: "Add the tasks to the job of this name (made if missing) instead of a new job.")
+    var job: String?
+
     @Argument(parsing: .captureForPassthrough, help: "-- CMD ARGS... (the command to run per input).")
     var command: [String] = []
 
@@ -91,6 +97,9 @@ struct MapCommand: AsyncParsableCommand {
             guard header >= 0, header <= 1_000_000 else { throw CLIError("--header must be 0 to 1000000") }
         } else if block != nil || lineCount != nil || header != 0 {
             throw CLIError("--block, -N and --header go with --pipe")
+        }
+        if detach && (chunkSize != 1 || unordered || joblog != nil) {
+            throw CLIError("--detach leaves the results to 'colony job results': leave out --chunk-size, --unordered and --joblog")
         }
     }
 
@@ -130,6 +139,7 @@ struct MapCommand: AsyncParsableCommand {
                 submissions.append(TaskSubmission(handler: ExecHandler.name, input: Array(try JSONEncoder().encode(input)), options: options))
             }
         }
+        if detach { return try await submitDetached(submissions) }
         let handlerName = handler ?? ExecHandler.name
         let url = client.coordinatorURL
         let (allSubmissions, taskOptions) = (submissions, options)
@@ -163,13 +173,14 @@ struct MapCommand: AsyncParsableCommand {
         for chunk in chunks {
             submissions.append(TaskSubmission(handler: ExecHandler.name, input: try ExecHandler.encode(command, stdin: chunk.bytes), options: options))
         }
+        if detach { return try await submitDetached(submissions) }
         let described = chunks.enumerated().map { "chunk \($0.offset + 1) (\($0.element.label))" }
         let url = client.coordinatorURL
         let (allSubmissions, taskOptions) = (submissions, options)
         let failures = try await withClient(client) { colony in
             do {
                 return try await WaitingNotice.around(colony, url: url, handler: ExecHandler.name, options: taskOptions) {
-                    try await collect(colony, ids: try await colony.submit(allSubmissions), lines: described, described: true)
+                    try await collect(colony, ids: try await colony.submit(allSubmissions, job: jobTarget).ids, lines: described, described: true)
                 }
             } catch let error as ColonyError {
                 throw await giveUp(colony, error)
@@ -194,8 +205,20 @@ struct MapCommand: AsyncParsableCommand {
                                                          options: options, chunkSize: chunkSize)
             return try await collect(colony, ids: [], lines: lines, finished: results)
         }
-        let ids = try await colony.submit(submissions)
+        let ids = try await colony.submit(submissions, job: jobTarget).ids
         return try await collect(colony, ids: ids, lines: lines)
+    }
+
+    /// The job the tasks go into: --job NAME (or id), else a new one.
+    private var jobTarget: JobTarget { JobTarget(reference: job) }
+
+    /// `--detach`: the tasks outlive this client; prints the job's id.
+    private func submitDetached(_ submissions: [TaskSubmission]) async throws {
+        var detached = submissions
+        for index in detached.indices { detached[index].detached = true }
+        let target = jobTarget
+        let (job, _) = try await withClient(client) { try await $0.submit(detached, job: target) }
+        print(job)
     }
 
     /// A map that gives up (its coordinator did not answer within the patience) leaves no work

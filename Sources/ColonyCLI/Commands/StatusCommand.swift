@@ -42,6 +42,13 @@ struct StatusCommand: AsyncParsableCommand {
                  String(format: "%.0fs", session.idleSeconds) + (session.detached ? " (detached)" : "")]
             })
         }
+        if !status.jobs.isEmpty {
+            // The ten newest; `colony job list` has them all.
+            printTable(["JOB", "NAME", "STATE", "DONE", "FAILED", "AGE"], status.jobs.prefix(10).map { job in
+                ["\(job.id)", job.name.map(NameCheck.escaped) ?? "-", job.state.rawValue, "\(job.counts.finished)/\(job.counts.total)",
+                 "\(job.counts.failed)", JobText.formatAge(job.ageSeconds)]
+            })
+        }
         if status.nodes.isEmpty { return }
         let withResources = status.nodes.contains { !$0.announcement.resources.isEmpty }
         printTable(["NODE", "HOST", "THREADS", "PROCESSES", "IO", "RUNNING", "DONE", "FAILED", "LAST SEEN"] + (withResources ? ["RESOURCES"] : []),

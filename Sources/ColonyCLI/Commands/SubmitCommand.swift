@@ -31,7 +31,17 @@ struct SubmitCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "With exec --wait: exit 0 whatever the command's status (the report still has it).")
     var allowNonzero = false
 
+    @Flag(name: .long, help: "Print the task's job id instead of its task id (for 'colony job wait/results ID'); the task outlives this client.")
+    var detach = false
+
+    @Option(name: .long, help: "Add the task to the job of this name (made if missing) or id instead of a new job.")
+    var job: String?
+
     @OptionGroup var scheduling: TaskOptionFlags
+
+    func validate() throws {
+        if detach && wait { throw CLIError("give --detach or --wait, not both") }
+    }
 
     func run() async throws {
         let bytes = Array(input.utf8)
@@ -41,17 +51,19 @@ struct SubmitCommand: AsyncParsableCommand {
             throw CLIError("input is not valid JSON: \(input.prefix(80)) (strings need quotes: '\"text\"')")
         }
         let options = try scheduling.options()
-        let (id, finished) = try await withClient(client) { colony -> (TaskID, TaskResult?) in
+        let target = JobTarget(reference: job)
+        let (id, jobID, finished) = try await withClient(client) { colony -> (TaskID, JobID, TaskResult?) in
             // Without --wait nobody stays to fetch: the task must outlive this client's session.
-            let id = try await colony.submit([TaskSubmission(handler: handler, input: bytes, options: options, detached: !wait)])[0]
-            guard wait else { return (id, nil) }
+            let submitted = try await colony.submit([TaskSubmission(handler: handler, input: bytes, options: options, detached: !wait)], job: target)
+            let id = submitted.ids[0]
+            guard wait else { return (id, submitted.job, nil) }
             let result = try await WaitingNotice.around(colony, url: client.coordinatorURL, handler: handler, options: options) {
                 try await colony.result(of: id)
             }
-            return (id, result)
+            return (id, submitted.job, result)
         }
         guard let result = finished else {
-            print(id)
+            print(detach ? jobID : id)
             return
         }
         guard result.succeeded else {

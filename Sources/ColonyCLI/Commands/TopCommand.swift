@@ -120,6 +120,12 @@ struct TopCommand: AsyncParsableCommand {
             lines.append("")
             lines.append("COUNTERS  " + report.counters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "  "))
         }
+        if let jobs = report.jobs, !jobs.isEmpty {
+            lines.append("JOBS      " + jobs.prefix(5).map { job in
+                "\(job.id)\(job.name.map { " " + NameCheck.escaped($0) } ?? "") \(job.state) \(job.finished)/\(job.total)"
+                    + (job.failed > 0 ? " (\(job.failed) failed)" : "") + " \(JobText.formatAge(job.ageS))"
+            }.joined(separator: "  "))
+        }
         if !report.limits.isEmpty {
             lines.append("LIMITS    " + report.limits.map { "\($0.name) \($0.inUse)/\($0.size) (at most \($0.highWater) at once)" }.joined(separator: "  "))
         }

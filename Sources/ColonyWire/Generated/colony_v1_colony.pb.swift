@@ -218,6 +218,58 @@ public nonisolated enum Colony_V1_OutputStream: SwiftProtobuf.Enum, Swift.CaseIt
 
 }
 
+public nonisolated enum Colony_V1_JobState: SwiftProtobuf.Enum, Swift.CaseIterable {
+  public typealias RawValue = Int
+  case unspecified // = 0
+
+  /// Some tasks have not finished.
+  case running // = 1
+  case succeeded // = 2
+
+  /// Every task finished, at least one failed or was cancelled.
+  case failed // = 3
+
+  /// `colony job cancel` stopped it; its results were freed.
+  case cancelled // = 4
+  case UNRECOGNIZED(Int)
+
+  public init() {
+    self = .unspecified
+  }
+
+  public init?(rawValue: Int) {
+    switch rawValue {
+    case 0: self = .unspecified
+    case 1: self = .running
+    case 2: self = .succeeded
+    case 3: self = .failed
+    case 4: self = .cancelled
+    default: self = .UNRECOGNIZED(rawValue)
+    }
+  }
+
+  public var rawValue: Int {
+    switch self {
+    case .unspecified: return 0
+    case .running: return 1
+    case .succeeded: return 2
+    case .failed: return 3
+    case .cancelled: return 4
+    case .UNRECOGNIZED(let i): return i
+    }
+  }
+
+  // The compiler won't synthesize support with the UNRECOGNIZED case.
+  public static let allCases: [Colony_V1_JobState] = [
+    .unspecified,
+    .running,
+    .succeeded,
+    .failed,
+    .cancelled,
+  ]
+
+}
+
 /// The one frame on the wire.
 public nonisolated struct Colony_V1_Envelope: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
@@ -416,6 +468,23 @@ public nonisolated struct Colony_V1_Envelope: Sendable {
     set {body = .logsReply(newValue)}
   }
 
+  /// job -> job_reply.
+  public var job: Colony_V1_JobRequest {
+    get {
+      if case .job(let v)? = body {return v}
+      return Colony_V1_JobRequest()
+    }
+    set {body = .job(newValue)}
+  }
+
+  public var jobReply: Colony_V1_JobReply {
+    get {
+      if case .jobReply(let v)? = body {return v}
+      return Colony_V1_JobReply()
+    }
+    set {body = .jobReply(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// Exactly one. Requests and their replies: submit -> submit_reply, pull -> pull_reply,
@@ -446,6 +515,9 @@ public nonisolated struct Colony_V1_Envelope: Sendable {
     case drainReply(Colony_V1_DrainReply)
     case logs(Colony_V1_LogsRequest)
     case logsReply(Colony_V1_LogsReply)
+    /// job -> job_reply.
+    case job(Colony_V1_JobRequest)
+    case jobReply(Colony_V1_JobReply)
 
   }
 
@@ -658,6 +730,13 @@ public nonisolated struct Colony_V1_SubmitRequest: Sendable {
   /// cancelled and its results dropped). Their results wait for their TTL (1 h) as always.
   public var detached: Bool = false
 
+  /// The job the tasks join: an existing job's id, or (with job_id 0) a name, the job made if
+  /// there is none of that name (names are 1 to 256 bytes, not all digits). Neither: a new job
+  /// for this submit. An unknown id is refused (CODE_INVALID_ARGUMENT, nothing changed).
+  public var jobID: UInt64 = 0
+
+  public var jobName: String = String()
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -676,6 +755,9 @@ public nonisolated struct Colony_V1_SubmitReply: Sendable {
 
   /// With wait_ms: results of the session that were ready in time (any of its tasks).
   public var results: [Colony_V1_TaskResult] = []
+
+  /// The job the tasks joined (0 for a submit of no tasks into no named job).
+  public var jobID: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -1372,6 +1454,12 @@ public nonisolated struct Colony_V1_StatusReply: @unchecked Sendable {
   /// Clears the value of `allocation`. Subsequent reads from it will return its default value.
   public mutating func clearAllocation() {_uniqueStorage()._allocation = nil}
 
+  /// The newest jobs (at most 50), without their failures.
+  public var jobs: [Colony_V1_JobSummary] {
+    get {_storage._jobs}
+    set {_uniqueStorage()._jobs = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1789,8 +1877,9 @@ public nonisolated struct Colony_V1_ErrorReply: Sendable {
     /// served). The same request may succeed later: retry (the Swift client every 250 ms).
     case unavailable // = 6
 
-    /// The request names something the coordinator does not know: a task id never submitted,
-    /// or one whose result was fetched or has expired. Sending it again fails again.
+    /// The request names something the coordinator does not know: a task id never submitted
+    /// or whose result was fetched or has expired, a job never made or forgotten. Sending it
+    /// again fails again.
     case notFound // = 7
     case UNRECOGNIZED(Int)
 
@@ -1959,6 +2048,177 @@ public nonisolated struct Colony_V1_ThroughputPoint: Sendable {
   public init() {}
 }
 
+/// Jobs: every submit's tasks belong to one (SubmitRequest.job_id/job_name). A job keeps its
+/// results in input order until it is forgotten, whatever becomes of the submitting session.
+public nonisolated struct Colony_V1_JobRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var op: Colony_V1_JobRequest.Op = .list
+
+  /// The job: its id (digits) or its name. An unknown one: CODE_INVALID_ARGUMENT.
+  public var job: String = String()
+
+  public var from: UInt64 = 0
+
+  public var maxResults: UInt32 = 0
+
+  public var waitMs: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum Op: SwiftProtobuf.Enum, Swift.CaseIterable {
+    public typealias RawValue = Int
+
+    /// The newest jobs (at most `max_results`, default 1000), in JobReply.jobs.
+    case list // = 0
+
+    /// One job with its first failures, in JobReply.jobs.
+    case status // = 1
+
+    /// Cancels its unfinished tasks and frees its results; JobReply.cancelled says how many.
+    case cancel // = 2
+
+    /// Forgets an ended job (refused while tasks run: cancel first).
+    case forget // = 3
+
+    /// Results in input order from position `from`: as many consecutive finished ones as there
+    /// are (at most `max_results`, default 1024); waits up to `wait_ms` for the next one.
+    case results // = 4
+
+    /// Waits up to `wait_ms` for every task to finish; the job as OP_STATUS.
+    case wait // = 5
+    case UNRECOGNIZED(Int)
+
+    public init() {
+      self = .list
+    }
+
+    public init?(rawValue: Int) {
+      switch rawValue {
+      case 0: self = .list
+      case 1: self = .status
+      case 2: self = .cancel
+      case 3: self = .forget
+      case 4: self = .results
+      case 5: self = .wait
+      default: self = .UNRECOGNIZED(rawValue)
+      }
+    }
+
+    public var rawValue: Int {
+      switch self {
+      case .list: return 0
+      case .status: return 1
+      case .cancel: return 2
+      case .forget: return 3
+      case .results: return 4
+      case .wait: return 5
+      case .UNRECOGNIZED(let i): return i
+      }
+    }
+
+    // The compiler won't synthesize support with the UNRECOGNIZED case.
+    public static let allCases: [Colony_V1_JobRequest.Op] = [
+      .list,
+      .status,
+      .cancel,
+      .forget,
+      .results,
+      .wait,
+    ]
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Colony_V1_JobReply: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var jobs: [Colony_V1_JobSummary] = []
+
+  /// OP_RESULTS: the results, the position to ask from next, and the job's tasks now.
+  public var results: [Colony_V1_TaskResult] = []
+
+  public var next: UInt64 = 0
+
+  public var total: UInt64 = 0
+
+  /// Every task of the job has finished.
+  public var ended: Bool = false
+
+  /// OP_CANCEL: tasks cancelled.
+  public var cancelled: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Colony_V1_JobSummary: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var id: UInt64 = 0
+
+  public var name: String = String()
+
+  /// Its tasks' sessions are exempt from the session timeout.
+  public var detached: Bool = false
+
+  public var state: Colony_V1_JobState = .unspecified
+
+  /// Its tasks by phase.
+  public var waiting: UInt64 = 0
+
+  public var queued: UInt64 = 0
+
+  public var running: UInt64 = 0
+
+  public var succeeded: UInt64 = 0
+
+  public var failed: UInt64 = 0
+
+  public var cancelled: UInt64 = 0
+
+  /// Seconds since it was made (or the coordinator restored it), and from then to its end
+  /// (to now while it runs).
+  public var ageSeconds: Double = 0
+
+  public var elapsedSeconds: Double = 0
+
+  /// OP_STATUS and OP_WAIT: its first failures (at most 20) in input order.
+  public var failures: [Colony_V1_JobFailure] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Colony_V1_JobFailure: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var taskID: UInt64 = 0
+
+  /// Its place in the job's input order.
+  public var index: UInt64 = 0
+
+  public var error: String = String()
+
+  public var reason: Colony_V1_FailureKind = .failureUnspecified
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "colony.v1"
@@ -1975,9 +2235,13 @@ nonisolated extension Colony_V1_OutputStream: SwiftProtobuf._ProtoNameProviding 
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0OUTPUT_STREAM_UNSPECIFIED\0\u{1}OUTPUT_STREAM_STDOUT\0\u{1}OUTPUT_STREAM_STDERR\0")
 }
 
+nonisolated extension Colony_V1_JobState: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0JOB_STATE_UNSPECIFIED\0\u{1}JOB_STATE_RUNNING\0\u{1}JOB_STATE_SUCCEEDED\0\u{1}JOB_STATE_FAILED\0\u{1}JOB_STATE_CANCELLED\0")
+}
+
 nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Envelope"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}token\0\u{2}\u{8}submit\0\u{3}submit_reply\0\u{1}pull\0\u{3}pull_reply\0\u{1}fetch\0\u{3}fetch_reply\0\u{1}status\0\u{3}status_reply\0\u{1}error\0\u{2}\u{2}counter\0\u{3}counter_reply\0\u{1}limit\0\u{3}limit_reply\0\u{1}cancel\0\u{3}cancel_reply\0\u{1}tasks\0\u{3}tasks_reply\0\u{1}result\0\u{1}drain\0\u{3}drain_reply\0\u{2}<logs\0\u{3}logs_reply\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}version\0\u{1}token\0\u{2}\u{8}submit\0\u{3}submit_reply\0\u{1}pull\0\u{3}pull_reply\0\u{1}fetch\0\u{3}fetch_reply\0\u{1}status\0\u{3}status_reply\0\u{1}error\0\u{2}\u{2}counter\0\u{3}counter_reply\0\u{1}limit\0\u{3}limit_reply\0\u{1}cancel\0\u{3}cancel_reply\0\u{1}tasks\0\u{3}tasks_reply\0\u{1}result\0\u{1}drain\0\u{3}drain_reply\0\u{2}(job\0\u{3}job_reply\0\u{2}\u{13}logs\0\u{3}logs_reply\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2247,6 +2511,32 @@ nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._
           self.body = .drainReply(v)
         }
       }()
+      case 70: try {
+        var v: Colony_V1_JobRequest?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .job(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .job(v)
+        }
+      }()
+      case 71: try {
+        var v: Colony_V1_JobReply?
+        var hadOneofValue = false
+        if let current = self.body {
+          hadOneofValue = true
+          if case .jobReply(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.body = .jobReply(v)
+        }
+      }()
       case 90: try {
         var v: Colony_V1_LogsRequest?
         var hadOneofValue = false
@@ -2369,6 +2659,14 @@ nonisolated extension Colony_V1_Envelope: SwiftProtobuf.Message, SwiftProtobuf._
     case .drainReply?: try {
       guard case .drainReply(let v)? = self.body else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
+    }()
+    case .job?: try {
+      guard case .job(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 70)
+    }()
+    case .jobReply?: try {
+      guard case .jobReply(let v)? = self.body else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 71)
     }()
     case .logs?: try {
       guard case .logs(let v)? = self.body else { preconditionFailure() }
@@ -2681,7 +2979,7 @@ nonisolated extension Colony_V1_AssignedResource: SwiftProtobuf.Message, SwiftPr
 
 nonisolated extension Colony_V1_SubmitRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SubmitRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}session\0\u{1}tasks\0\u{3}wait_ms\0\u{1}detached\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}session\0\u{1}tasks\0\u{3}wait_ms\0\u{1}detached\0\u{4}B\u{1}job_id\0\u{3}job_name\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2693,6 +2991,8 @@ nonisolated extension Colony_V1_SubmitRequest: SwiftProtobuf.Message, SwiftProto
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.tasks) }()
       case 3: try { try decoder.decodeSingularUInt32Field(value: &self.waitMs) }()
       case 4: try { try decoder.decodeSingularBoolField(value: &self.detached) }()
+      case 70: try { try decoder.decodeSingularUInt64Field(value: &self.jobID) }()
+      case 71: try { try decoder.decodeSingularStringField(value: &self.jobName) }()
       default: break
       }
     }
@@ -2711,6 +3011,12 @@ nonisolated extension Colony_V1_SubmitRequest: SwiftProtobuf.Message, SwiftProto
     if self.detached != false {
       try visitor.visitSingularBoolField(value: self.detached, fieldNumber: 4)
     }
+    if self.jobID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.jobID, fieldNumber: 70)
+    }
+    if !self.jobName.isEmpty {
+      try visitor.visitSingularStringField(value: self.jobName, fieldNumber: 71)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -2719,6 +3025,8 @@ nonisolated extension Colony_V1_SubmitRequest: SwiftProtobuf.Message, SwiftProto
     if lhs.tasks != rhs.tasks {return false}
     if lhs.waitMs != rhs.waitMs {return false}
     if lhs.detached != rhs.detached {return false}
+    if lhs.jobID != rhs.jobID {return false}
+    if lhs.jobName != rhs.jobName {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -2726,7 +3034,7 @@ nonisolated extension Colony_V1_SubmitRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Colony_V1_SubmitReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SubmitReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_ids\0\u{1}results\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_ids\0\u{1}results\0\u{4}D\u{1}job_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2736,6 +3044,7 @@ nonisolated extension Colony_V1_SubmitReply: SwiftProtobuf.Message, SwiftProtobu
       switch fieldNumber {
       case 1: try { try decoder.decodeRepeatedUInt64Field(value: &self.taskIds) }()
       case 2: try { try decoder.decodeRepeatedMessageField(value: &self.results) }()
+      case 70: try { try decoder.decodeSingularUInt64Field(value: &self.jobID) }()
       default: break
       }
     }
@@ -2748,12 +3057,16 @@ nonisolated extension Colony_V1_SubmitReply: SwiftProtobuf.Message, SwiftProtobu
     if !self.results.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.results, fieldNumber: 2)
     }
+    if self.jobID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.jobID, fieldNumber: 70)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Colony_V1_SubmitReply, rhs: Colony_V1_SubmitReply) -> Bool {
     if lhs.taskIds != rhs.taskIds {return false}
     if lhs.results != rhs.results {return false}
+    if lhs.jobID != rhs.jobID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3732,7 +4045,7 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
 
 nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".StatusReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}queued\0\u{1}running\0\u{1}succeeded\0\u{1}failed\0\u{3}results_waiting\0\u{3}stale_results_dropped\0\u{3}uptime_seconds\0\u{1}cancelled\0\u{1}retried\0\u{1}waiting\0\u{1}unplaceable\0\u{1}limits\0\u{1}figures\0\u{1}sessions\0\u{3}journal_failure\0\u{3}unplaceable_reasons\0\u{1}allocation\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}nodes\0\u{1}queued\0\u{1}running\0\u{1}succeeded\0\u{1}failed\0\u{3}results_waiting\0\u{3}stale_results_dropped\0\u{3}uptime_seconds\0\u{1}cancelled\0\u{1}retried\0\u{1}waiting\0\u{1}unplaceable\0\u{1}limits\0\u{1}figures\0\u{1}sessions\0\u{3}journal_failure\0\u{3}unplaceable_reasons\0\u{1}allocation\0\u{2}4jobs\0")
 
   fileprivate class _StorageClass {
     var _nodes: [Colony_V1_NodeStatus] = []
@@ -3753,6 +4066,7 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
     var _journalFailure: String = String()
     var _unplaceableReasons: [Colony_V1_Unplaceable] = []
     var _allocation: Colony_V1_AllocationStatus? = nil
+    var _jobs: [Colony_V1_JobSummary] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -3781,6 +4095,7 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
       _journalFailure = source._journalFailure
       _unplaceableReasons = source._unplaceableReasons
       _allocation = source._allocation
+      _jobs = source._jobs
     }
   }
 
@@ -3817,6 +4132,7 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
         case 16: try { try decoder.decodeSingularStringField(value: &_storage._journalFailure) }()
         case 17: try { try decoder.decodeRepeatedMessageField(value: &_storage._unplaceableReasons) }()
         case 18: try { try decoder.decodeSingularMessageField(value: &_storage._allocation) }()
+        case 70: try { try decoder.decodeRepeatedMessageField(value: &_storage._jobs) }()
         default: break
         }
       }
@@ -3883,6 +4199,9 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
       try { if let v = _storage._allocation {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
       } }()
+      if !_storage._jobs.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._jobs, fieldNumber: 70)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -3910,6 +4229,7 @@ nonisolated extension Colony_V1_StatusReply: SwiftProtobuf.Message, SwiftProtobu
         if _storage._journalFailure != rhs_storage._journalFailure {return false}
         if _storage._unplaceableReasons != rhs_storage._unplaceableReasons {return false}
         if _storage._allocation != rhs_storage._allocation {return false}
+        if _storage._jobs != rhs_storage._jobs {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -4816,6 +5136,250 @@ nonisolated extension Colony_V1_ThroughputPoint: SwiftProtobuf.Message, SwiftPro
   public static func ==(lhs: Colony_V1_ThroughputPoint, rhs: Colony_V1_ThroughputPoint) -> Bool {
     if lhs.secondsAgo != rhs.secondsAgo {return false}
     if lhs.finishedPerSecond != rhs.finishedPerSecond {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_JobRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}op\0\u{1}job\0\u{1}from\0\u{3}max_results\0\u{3}wait_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularEnumField(value: &self.op) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.job) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.from) }()
+      case 4: try { try decoder.decodeSingularUInt32Field(value: &self.maxResults) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.waitMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.op != .list {
+      try visitor.visitSingularEnumField(value: self.op, fieldNumber: 1)
+    }
+    if !self.job.isEmpty {
+      try visitor.visitSingularStringField(value: self.job, fieldNumber: 2)
+    }
+    if self.from != 0 {
+      try visitor.visitSingularUInt64Field(value: self.from, fieldNumber: 3)
+    }
+    if self.maxResults != 0 {
+      try visitor.visitSingularUInt32Field(value: self.maxResults, fieldNumber: 4)
+    }
+    if self.waitMs != 0 {
+      try visitor.visitSingularUInt32Field(value: self.waitMs, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_JobRequest, rhs: Colony_V1_JobRequest) -> Bool {
+    if lhs.op != rhs.op {return false}
+    if lhs.job != rhs.job {return false}
+    if lhs.from != rhs.from {return false}
+    if lhs.maxResults != rhs.maxResults {return false}
+    if lhs.waitMs != rhs.waitMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_JobRequest.Op: SwiftProtobuf._ProtoNameProviding {
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0OP_LIST\0\u{1}OP_STATUS\0\u{1}OP_CANCEL\0\u{1}OP_FORGET\0\u{1}OP_RESULTS\0\u{1}OP_WAIT\0")
+}
+
+nonisolated extension Colony_V1_JobReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobReply"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}jobs\0\u{1}results\0\u{1}next\0\u{1}total\0\u{1}ended\0\u{1}cancelled\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.jobs) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.results) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.next) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.total) }()
+      case 5: try { try decoder.decodeSingularBoolField(value: &self.ended) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.cancelled) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.jobs.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.jobs, fieldNumber: 1)
+    }
+    if !self.results.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.results, fieldNumber: 2)
+    }
+    if self.next != 0 {
+      try visitor.visitSingularUInt64Field(value: self.next, fieldNumber: 3)
+    }
+    if self.total != 0 {
+      try visitor.visitSingularUInt64Field(value: self.total, fieldNumber: 4)
+    }
+    if self.ended != false {
+      try visitor.visitSingularBoolField(value: self.ended, fieldNumber: 5)
+    }
+    if self.cancelled != 0 {
+      try visitor.visitSingularUInt64Field(value: self.cancelled, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_JobReply, rhs: Colony_V1_JobReply) -> Bool {
+    if lhs.jobs != rhs.jobs {return false}
+    if lhs.results != rhs.results {return false}
+    if lhs.next != rhs.next {return false}
+    if lhs.total != rhs.total {return false}
+    if lhs.ended != rhs.ended {return false}
+    if lhs.cancelled != rhs.cancelled {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_JobSummary: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobSummary"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}name\0\u{1}detached\0\u{1}state\0\u{1}waiting\0\u{1}queued\0\u{1}running\0\u{1}succeeded\0\u{1}failed\0\u{1}cancelled\0\u{3}age_seconds\0\u{3}elapsed_seconds\0\u{1}failures\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.name) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.detached) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.state) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.waiting) }()
+      case 6: try { try decoder.decodeSingularUInt64Field(value: &self.queued) }()
+      case 7: try { try decoder.decodeSingularUInt64Field(value: &self.running) }()
+      case 8: try { try decoder.decodeSingularUInt64Field(value: &self.succeeded) }()
+      case 9: try { try decoder.decodeSingularUInt64Field(value: &self.failed) }()
+      case 10: try { try decoder.decodeSingularUInt64Field(value: &self.cancelled) }()
+      case 11: try { try decoder.decodeSingularDoubleField(value: &self.ageSeconds) }()
+      case 12: try { try decoder.decodeSingularDoubleField(value: &self.elapsedSeconds) }()
+      case 13: try { try decoder.decodeRepeatedMessageField(value: &self.failures) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.id != 0 {
+      try visitor.visitSingularUInt64Field(value: self.id, fieldNumber: 1)
+    }
+    if !self.name.isEmpty {
+      try visitor.visitSingularStringField(value: self.name, fieldNumber: 2)
+    }
+    if self.detached != false {
+      try visitor.visitSingularBoolField(value: self.detached, fieldNumber: 3)
+    }
+    if self.state != .unspecified {
+      try visitor.visitSingularEnumField(value: self.state, fieldNumber: 4)
+    }
+    if self.waiting != 0 {
+      try visitor.visitSingularUInt64Field(value: self.waiting, fieldNumber: 5)
+    }
+    if self.queued != 0 {
+      try visitor.visitSingularUInt64Field(value: self.queued, fieldNumber: 6)
+    }
+    if self.running != 0 {
+      try visitor.visitSingularUInt64Field(value: self.running, fieldNumber: 7)
+    }
+    if self.succeeded != 0 {
+      try visitor.visitSingularUInt64Field(value: self.succeeded, fieldNumber: 8)
+    }
+    if self.failed != 0 {
+      try visitor.visitSingularUInt64Field(value: self.failed, fieldNumber: 9)
+    }
+    if self.cancelled != 0 {
+      try visitor.visitSingularUInt64Field(value: self.cancelled, fieldNumber: 10)
+    }
+    if self.ageSeconds.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.ageSeconds, fieldNumber: 11)
+    }
+    if self.elapsedSeconds.bitPattern != 0 {
+      try visitor.visitSingularDoubleField(value: self.elapsedSeconds, fieldNumber: 12)
+    }
+    if !self.failures.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.failures, fieldNumber: 13)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_JobSummary, rhs: Colony_V1_JobSummary) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.name != rhs.name {return false}
+    if lhs.detached != rhs.detached {return false}
+    if lhs.state != rhs.state {return false}
+    if lhs.waiting != rhs.waiting {return false}
+    if lhs.queued != rhs.queued {return false}
+    if lhs.running != rhs.running {return false}
+    if lhs.succeeded != rhs.succeeded {return false}
+    if lhs.failed != rhs.failed {return false}
+    if lhs.cancelled != rhs.cancelled {return false}
+    if lhs.ageSeconds != rhs.ageSeconds {return false}
+    if lhs.elapsedSeconds != rhs.elapsedSeconds {return false}
+    if lhs.failures != rhs.failures {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Colony_V1_JobFailure: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".JobFailure"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}task_id\0\u{1}index\0\u{1}error\0\u{1}reason\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.taskID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.index) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.error) }()
+      case 4: try { try decoder.decodeSingularEnumField(value: &self.reason) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.taskID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.taskID, fieldNumber: 1)
+    }
+    if self.index != 0 {
+      try visitor.visitSingularUInt64Field(value: self.index, fieldNumber: 2)
+    }
+    if !self.error.isEmpty {
+      try visitor.visitSingularStringField(value: self.error, fieldNumber: 3)
+    }
+    if self.reason != .failureUnspecified {
+      try visitor.visitSingularEnumField(value: self.reason, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Colony_V1_JobFailure, rhs: Colony_V1_JobFailure) -> Bool {
+    if lhs.taskID != rhs.taskID {return false}
+    if lhs.index != rhs.index {return false}
+    if lhs.error != rhs.error {return false}
+    if lhs.reason != rhs.reason {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
