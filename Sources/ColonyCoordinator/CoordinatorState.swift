@@ -22,17 +22,17 @@ actor CoordinatorState {
     }
 
     /// Every reply to a pull gets the next sequence number (see CoordinatorCore.nextReplySeq).
-    private func answer(to node: String, _ tasks: [DispatchedTask] = [], cancel: [TaskID] = []) -> PullAnswer {
+    func answer(to node: String, _ tasks: [DispatchedTask] = [], cancel: [TaskID] = []) -> PullAnswer {
         PullAnswer(tasks: tasks, cancel: cancel, seq: core.nextReplySeq(), drainDeadline: core.drainRequest(forNode: node))
     }
 
-    private struct ParkedPull {
+    struct ParkedPull {
         var continuation: CheckedContinuation<PullAnswer, Never>
         var deadline: Double
         var sequence: UInt64
     }
 
-    private struct ParkedFetch {
+    struct ParkedFetch {
         var continuation: CheckedContinuation<(results: [TaskOutcome], unfinished: Int), Never>
         var maxResults: Int
         /// Whether results stay until acknowledged (a client's fetch) or go when handed out.
@@ -42,28 +42,33 @@ actor CoordinatorState {
     }
 
     var core: CoordinatorCore
-    private let store: Store?
+    let store: Store?
     /// The connection each node last pulled on, and back, to map a closed connection to its node.
-    private var pipeOfNode: [String: UInt32] = [:]
-    private var nodeOfPipe: [UInt32: String] = [:]
-    private var parkedPulls: [String: ParkedPull] = [:]
-    private var parkedFetches: [String: [ParkedFetch]] = [:]
-    private var parkedResults: [TaskID: [(continuation: CheckedContinuation<TaskOutcome?, Never>, deadline: Double)]] = [:]
+    var pipeOfNode: [String: UInt32] = [:]
+    var nodeOfPipe: [UInt32: String] = [:]
+    var parkedPulls: [String: ParkedPull] = [:]
+    var parkedFetches: [String: [ParkedFetch]] = [:]
+    var parkedResults: [TaskID: [(continuation: CheckedContinuation<TaskOutcome?, Never>, deadline: Double)]] = [:]
     /// Tasks' live output (see `CoordinatorState+Logs`), and the log reads waiting for more.
     var taskLogs: TaskLogs
     var parkedLogReads: [ParkedLogRead] = []
     var parkedJobReads: [ParkedJobRead] = []
-    private var sequence: UInt64 = 0
+    var sequence: UInt64 = 0
     var closed = false
-    private let clock = ContinuousClock()
-    private let started: ContinuousClock.Instant
+    var window = FigureWindow()
+    /// What the coordinator's own allocator (if any) last said of its node jobs.
+    var allocation: AllocationStatus?
+    /// When `expire` last ran (every 20 ms unless the coordinator itself was held up).
+    var expiredAt = 0.0
+    let clock = ContinuousClock()
+    let started: ContinuousClock.Instant
 
-    private let logger: Logger?
+    let logger: Logger?
 
     /// Why the journal cannot be written, while the state takes no changes (nil: it takes them).
-    private var journalFailure: String?
+    var journalFailure: String?
     /// When the journal was last tried again, while it fails.
-    private var journalRetriedAt = 0.0
+    var journalRetriedAt = 0.0
 
     /// A state over `restored` (a core rebuilt from the store, made with `bounds`: see
     /// `CoordinatorCore.Restoration`) or a new core, journaling to `store` (if any).
@@ -88,7 +93,7 @@ actor CoordinatorState {
         if !records.isEmpty { store.append(records, nextID: core.nextTaskID) }
     }
 
-    private func log(_ events: [CoordinatorCore.Event], to logger: Logger) {
+    func log(_ events: [CoordinatorCore.Event], to logger: Logger) {
         for event in events {
             switch event {
             case .nodeJoined(let name, let host, let threads, let processes):
@@ -123,7 +128,7 @@ actor CoordinatorState {
 
     /// Reloads the state on first seeing a failed commit (reads call it too, so that they never
     /// show a change the journal refused).
-    private func noticeJournalFailure() {
+    func noticeJournalFailure() {
         if let store, journalFailure == nil, let failure = store.failure { reload(after: failure) }
     }
 
@@ -132,7 +137,7 @@ actor CoordinatorState {
     /// from it, as after a restart (nodes re-announce and keep what they run; leases are
     /// made anew). Parked requests are answered empty. Changes are refused until the journal
     /// takes a commit again (`expire` tries once a second).
-    private func reload(after failure: String) {
+    func reload(after failure: String) {
         guard let store else { return }
         logger?.error("journal write failed: refusing changes until it can be written again; reads go on", metadata: [
             "cause": "\(failure)", "journal": "\(store.path)",
@@ -160,11 +165,11 @@ actor CoordinatorState {
         answerAllParked()
     }
 
-    private var journalUnreadable = false
+    var journalUnreadable = false
 
     /// While the journal fails: tries it again once a second; lifts the refusal once it takes
     /// a commit.
-    private func retryJournal() {
+    func retryJournal() {
         guard let store, let failure = journalFailure, !journalUnreadable, now - journalRetriedAt >= 1 else { return }
         journalRetriedAt = now
         if store.retryAfterFailure() {
@@ -175,12 +180,12 @@ actor CoordinatorState {
 
     /// When the tables were last looked at for compaction, and how many tasks the core knew
     /// when memory was last given back.
-    private var compactedAt = 0.0
-    private var knownAtLastTrim = 0
+    var compactedAt = 0.0
+    var knownAtLastTrim = 0
 
     /// Once a second: rebuilds tables a drain left mostly empty, and gives freed memory back
     /// to the system after that or after 10,000 tasks fewer are known than at the last time.
-    private func compactIfDue() {
+    func compactIfDue() {
         guard now - compactedAt >= 1 else { return }
         compactedAt = now
         let known = core.knownTaskCount
@@ -291,245 +296,4 @@ actor CoordinatorState {
 
     func invariantViolations() -> [String] { core.invariantViolations() }
 
-    // MARK: Figures
-
-    private var window = FigureWindow()
-
-    /// Moves the latency samples gathered since the last call into the last minute's window
-    /// (and returns them, for the metrics); `closingSecond` once a second, from the clock.
-    func sampleFigures(closingSecond: Bool) -> (queueWaits: [Double], runTimes: [Double]) {
-        let samples = core.takeLatencySamples()
-        window.absorb(queueWaits: samples.queueWaits, runTimes: samples.runTimes)
-        if closingSecond { window.closeSecond(at: now, finishedTotal: core.finishedTotal) }
-        return samples
-    }
-
-    /// Exact counts and the last minute's figures.
-    func figures(refused: [String: UInt64]) -> (ClusterFigures, ClusterStatus) {
-        noticeJournalFailure()
-        let t = now
-        let finished = core.finishedTotal
-        let figures = ClusterFigures(
-            counts: core.taskCounts(), nodeSlots: core.nodeSlots, recentFailures: core.recentFailures,
-            counters: core.allCounters,
-            finishedPerSecondNow: window.rate(over: 5, finishedTotal: finished, now: t),
-            finishedPerSecondMinute: window.rate(over: 60, finishedTotal: finished, now: t),
-            queueWait: window.percentiles(\.queueWaits), runTime: window.percentiles(\.runTimes),
-            throughput: window.throughput(now: t), refusedRequests: refused, now: t)
-        var status = core.status(now: t)
-        status.journalFailure = journalFailure
-        status.allocation = allocation
-        return (figures, status)
-    }
-
-    func status() -> ClusterStatus {
-        noticeJournalFailure()
-        var status = core.status(now: now)
-        status.journalFailure = journalFailure
-        status.allocation = allocation
-        return status
-    }
-
-    /// What the coordinator's own allocator (if any) last said of its node jobs.
-    private var allocation: AllocationStatus?
-
-    func noteAllocation(_ status: AllocationStatus) { allocation = status }
-
-    /// Answers every parked request whose deadline has passed (empty: the long poll ended).
-    /// When `expire` last ran (every 20 ms unless the coordinator itself was held up).
-    private var expiredAt = 0.0
-
-    func expire() {
-        let t = now
-        // A gap of over a second between ticks means this process was stopped (SIGSTOP, a
-        // paused VM or container): nodes could not be heard meanwhile, so that time does not
-        // count against them (else a coordinator resumed after 5 s would declare every node
-        // lost and run their tasks a second time). `expiredAt` starts at 0, the state's own
-        // start, so a coordinator stopped before its first tick is excused too.
-        if t - expiredAt > 1 {
-            core.excuseSilence(seconds: t - expiredAt)
-            logger?.info("the coordinator was held up; that time does not count against its nodes",
-                         metadata: ["seconds": "\(formatSeconds(((t - expiredAt) * 10).rounded() / 10))"])
-        }
-        expiredAt = t
-        noticeJournalFailure()
-        // While the journal fails, time stands still for the books (a tick's timeouts and
-        // expiries are changes too); parked reads still end.
-        retryJournal()
-        let touched = journalFailure == nil ? core.tick(now: t) : []
-        compactIfDue()
-        for session in touched { answerParkedFetches(session: session) }
-        wakeParkedPulls()
-        for (name, parked) in parkedPulls where parked.deadline <= t {
-            parkedPulls[name] = nil
-            parked.continuation.resume(returning: answer(to: name))
-        }
-        for (id, waiting) in parkedResults {
-            let kept = waiting.filter { $0.deadline > t }
-            for expired in waiting where expired.deadline <= t { expired.continuation.resume(returning: nil) }
-            parkedResults[id] = kept.isEmpty ? nil : kept
-        }
-        for (session, waiting) in parkedFetches {
-            var kept: [ParkedFetch] = []
-            for parked in waiting {
-                if parked.deadline <= t {
-                    parked.continuation.resume(returning: ([], core.unfinished(session: session)))
-                } else {
-                    kept.append(parked)
-                }
-            }
-            parkedFetches[session] = kept.isEmpty ? nil : kept
-        }
-        answerParkedLogReads(now: t)
-        answerParkedJobReads()
-        journal()
-    }
-
-    /// Answers all parked requests and parks no more (shutdown).
-    func close() {
-        closed = true
-        answerAllParked()
-    }
-
-    /// Answers every parked request now, empty.
-    private func answerAllParked() {
-        for (name, parked) in parkedPulls { parked.continuation.resume(returning: answer(to: name)) }
-        parkedPulls = [:]
-        for waiting in parkedResults.values { for parked in waiting { parked.continuation.resume(returning: nil) } }
-        parkedResults = [:]
-        for (session, waiting) in parkedFetches {
-            for parked in waiting { parked.continuation.resume(returning: ([], core.unfinished(session: session))) }
-        }
-        parkedFetches = [:]
-        answerParkedLogReads(now: .infinity)
-        answerParkedJobReads(all: true)
-    }
-
-    func wakeParkedPulls() {
-        guard !parkedPulls.isEmpty else { return }
-        // Oldest parked first, so that idle nodes share new work in the order they asked.
-        for (name, parked) in parkedPulls.sorted(by: { $0.value.sequence < $1.value.sequence }) {
-            let tasks = core.queuedCount > 0 ? core.dispatch(toNode: name, now: now) : []
-            let cancel = core.takeCancellations(forNode: name)
-            if tasks.isEmpty && cancel.isEmpty { continue }
-            parkedPulls[name] = nil
-            parked.continuation.resume(returning: answer(to: name, tasks, cancel: cancel))
-        }
-    }
-
-    // MARK: Counters, limits, cancellation, queries
-
-    func counterAdd(_ name: String, _ delta: Int64, key: String? = nil) throws(CoordinatorCore.Refusal) -> Int64 {
-        try refuseChangesIfJournalFails()
-        defer { journal() }
-        return try core.addToCounter(name, delta, key: key)
-    }
-
-    func counterSet(_ name: String, _ value: Int64, key: String? = nil) throws(CoordinatorCore.Refusal) -> Int64 {
-        try refuseChangesIfJournalFails()
-        defer { journal() }
-        return try core.setCounter(name, value, key: key)
-    }
-
-    func counterCompareAndSet(_ name: String, expected: Int64, new: Int64, key: String? = nil) throws(CoordinatorCore.Refusal) -> (swapped: Bool, value: Int64) {
-        try refuseChangesIfJournalFails()
-        defer { journal() }
-        return try core.compareAndSetCounter(name, expected: expected, new: new, key: key)
-    }
-
-    func counter(_ name: String) -> Int64 {
-        noticeJournalFailure()
-        return core.counter(name)
-    }
-
-    func counters() -> [(name: String, value: Int64)] {
-        noticeJournalFailure()
-        return core.allCounters
-    }
-
-    func setLimit(_ name: String, size: Int) throws(CoordinatorCore.Refusal) {
-        try refuseChangesIfJournalFails()
-        try core.setLimit(name, size: size)
-        journal()
-        wakeParkedPulls()
-    }
-
-    func limits() -> [LimitStatus] {
-        noticeJournalFailure()
-        return core.allLimits
-    }
-
-    /// A connection closed: if a node pulled on it, the node is suspect (see `markSuspect`).
-    func pipeRemoved(_ pipeID: UInt32) {
-        guard let name = nodeOfPipe.removeValue(forKey: pipeID) else { return }
-        pipeOfNode[name] = nil
-        core.markSuspect(node: name, now: now)
-    }
-
-    /// Asks `node` to drain; its parked pull (if any) is answered at once so it learns now.
-    func drain(node: String, deadlineSeconds: Double) -> Bool {
-        guard core.requestDrain(node: node, deadlineSeconds: deadlineSeconds) else { return false }
-        if let parked = parkedPulls.removeValue(forKey: node) {
-            parked.continuation.resume(returning: answer(to: node))
-        }
-        return true
-    }
-
-    func cancel(ids: [TaskID], session: String) throws(CoordinatorCore.Refusal) -> Int {
-        try refuseChangesIfJournalFails()
-        var result = core.cancel(ids, now: now)
-        if !session.isEmpty {
-            let more = core.cancel(session: session, now: now)
-            result.sessions.formUnion(more.sessions)
-            result.cancelled += more.cancelled
-        }
-        for touched in result.sessions { answerParkedFetches(session: touched) }
-        // Tell nodes at once about running tasks to stop.
-        wakeParkedPulls()
-        journal()
-        return result.cancelled
-    }
-
-    func tasks(phase: TaskPhase?, limit: Int) -> [TaskInfo] {
-        noticeJournalFailure()
-        return core.taskInfos(phase: phase, limit: limit)
-    }
-
-    /// The result of one task by id; waits up to `waitSeconds` for it to finish. nil: not
-    /// finished in time. Throws for an id the coordinator does not know.
-    func result(of id: TaskID, waitSeconds: Double) async throws(CoordinatorCore.Refusal) -> TaskOutcome? {
-        try refuseChangesIfJournalFails()
-        if let outcome = core.takeResult(of: id) {
-            journal()
-            return outcome
-        }
-        guard core.knows(id) else {
-            throw .notFound("task \(id) is not known (never submitted, or its result was fetched or expired)")
-        }
-        if waitSeconds <= 0 || closed { return nil }
-        let deadline = now + waitSeconds
-        return await withCheckedContinuation { continuation in
-            parkedResults[id, default: []].append((continuation, deadline))
-        }
-    }
-
-    func answerParkedFetches(session: String) {
-        // Waits for one task by id come first: they asked for that very result.
-        if !parkedResults.isEmpty {
-            for (id, waiting) in parkedResults {
-                guard let outcome = core.takeResult(of: id) else { continue }
-                parkedResults[id] = nil
-                waiting.first?.continuation.resume(returning: outcome)
-                for other in waiting.dropFirst() { other.continuation.resume(returning: nil) }
-            }
-        }
-        guard var waiting = parkedFetches[session] else { return }
-        while !waiting.isEmpty && core.hasResults(session: session) {
-            let parked = waiting.removeFirst()
-            parked.continuation.resume(returning: parked.keepUntilAcked
-                ? core.peekResults(session: session, max: parked.maxResults, acked: [])
-                : core.takeResults(session: session, max: parked.maxResults))
-        }
-        parkedFetches[session] = waiting.isEmpty ? nil : waiting
-    }
 }

@@ -52,16 +52,16 @@ public final class Store: @unchecked Sendable {
     /// Set when the store was opened accepting lost history (the coordinator logs it).
     public let acceptedLoss: JournalLoss?
     /// The lowest next task id recovery may give (see `CommitMark`).
-    private let nextIDFloor: UInt64
+    let nextIDFloor: UInt64
 
-    private let database: Database
-    private let lock: StateFolderLock
-    private let mark: CommitMark
-    private let queue = Mutex(Queue())
-    private let wake = NSCondition()
-    private var writer: Thread?
+    let database: Database
+    let lock: StateFolderLock
+    let mark: CommitMark
+    let queue = Mutex(Queue())
+    let wake = NSCondition()
+    var writer: Thread?
 
-    private struct Queue {
+    struct Queue {
         var pending: [JournalRecord] = []
         var nextID: TaskID = 1
         var appended: UInt64 = 0
@@ -149,72 +149,6 @@ public final class Store: @unchecked Sendable {
         // or a folder from before the side file existed).
         if marked?.commit != held || marked?.nextID != nextIDFloor { mark.record(held, nextID: nextIDFloor, sync: true) }
         queue.withLock { $0.commit = held }
-    }
-
-    /// Reads everything the journal holds (call before the first `append`).
-    public func recover() throws(StoreError) -> RecoveredState {
-        var tasks: [RecoveredTask] = []
-        var state = try recover(expecting: { tasks.reserveCapacity($0) }, jobs: { _ in }, each: { tasks.append($0) })
-        state.tasks = tasks
-        return state
-    }
-
-    /// Like `recover()`, but hands each task to `each` as it is read, in id order, instead of
-    /// keeping them all (the returned state's `tasks` is empty); `expecting` gets their number
-    /// first. With `CoordinatorCore.Restoration`, a coordinator restarts without holding a
-    /// million rows and a million records at once.
-    /// `jobs` gets the jobs held before the first task comes (a task joins its job as it is
-    /// added: `Restoration.add(_:)` each, or the tasks lose their jobs).
-    public func recover(expecting: (Int) -> Void = { _ in }, jobs: ([RecoveredJob]) -> Void,
-                        each: (RecoveredTask) -> Void) throws(StoreError) -> RecoveredState {
-        var state = RecoveredState()
-        if let next = try database.scalarText("SELECT value FROM meta WHERE key = 'next_id'"), let id = TaskID(next) { state.nextID = id }
-        state.nextID = max(state.nextID, nextIDFloor)
-        try database.forEachRow("SELECT name, value FROM counters") { row in state.counters[row.text(0)] = row.int64(1) }
-        try database.forEachRow("SELECT name, size FROM limits") { row in state.limits[row.text(0)] = Int(row.int64(1)) }
-        try database.forEachRow("SELECT name, value FROM limit_high_water") { row in state.limitHighWater[row.text(0)] = Int(row.int64(1)) }
-        try database.forEachRow("SELECT key, value, swapped FROM counter_keys ORDER BY seq") { row in
-            state.counterKeys.append(CounterKey(key: row.text(0), reply: CounterReply(value: row.int64(1), swapped: row.int64(2) != 0)))
-        }
-        try JobTables.recover(from: database, into: &state)
-        jobs(state.jobs)
-        if let count = try database.scalarText("SELECT count(*) FROM tasks").flatMap(Int.init) { expecting(count) }
-        // Consecutive rows mostly share their session: one string kept for the run, not one
-        // per task (a million restored tasks otherwise hold a million copies of it).
-        var lastSession = ""
-        try database.forEachRow("""
-            SELECT id, session, handler, input, priority, uses, after, max_attempts, retry_on_error, timeout, labels, pool,
-                   pool_handler, outcome, attempt, output, error, node, run_micros, key, detached, job, delivered, resources
-            FROM tasks ORDER BY id
-            """) { row in
-            let id = TaskID(bitPattern: row.int64(0))
-            var options = TaskOptions(priority: Int32(truncatingIfNeeded: row.int64(4)), uses: Strings.decode(row.blob(5)),
-                                      after: IDs.decode(row.blob(6)), maxAttempts: Int(row.int64(7)), retryOnError: row.int64(8) != 0,
-                                      timeoutSeconds: row.isNull(9) ? nil : row.double(9))
-            let labelList = Strings.decode(row.blob(10))
-            for pair in stride(from: 0, to: labelList.count - 1, by: 2) { options.requiredLabels[labelList[pair]] = labelList[pair + 1] }
-            options.pool = TaskPool(rawValue: row.text(11)) ?? .automatic
-            if !row.isNull(23) { options.resources = Strings.decode(row.blob(23)).compactMap(ResourceVariant.parse) }
-            var submission = TaskSubmission(handler: row.text(2), input: row.blob(3), options: options,
-                                            poolHandler: row.isNull(12) ? nil : row.text(12), key: row.isNull(19) ? nil : row.text(19),
-                                            detached: row.int64(20) != 0)
-            submission.job = JobID(bitPattern: row.int64(21))
-            var outcome: TaskOutcome?
-            if !row.isNull(13) {
-                // "failed:KIND"; a bare "failed" (older journals) is an `error`.
-                let stored = row.text(13).split(separator: ":", maxSplits: 1).map(String.init)
-                let phase = stored.first ?? ""
-                let failure = phase == "failed" && stored.count == 2 ? FailureKind(rawValue: stored[1]) : nil
-                outcome = TaskOutcome(id: id, attempt: UInt32(truncatingIfNeeded: row.int64(14)), succeeded: phase == "succeeded",
-                                      output: row.blob(15), error: row.text(16), failure: failure, node: row.text(17),
-                                      runMicros: UInt64(bitPattern: row.int64(18)), cancelled: phase == "cancelled")
-            }
-            let session = row.text(1)
-            if session != lastSession { lastSession = session }
-            each(RecoveredTask(id: id, submission: submission, session: lastSession, outcome: outcome, delivered: row.int64(22) != 0))
-        }
-        queue.withLock { $0.nextID = state.nextID }
-        return state
     }
 
     /// Starts the writer thread.
@@ -352,7 +286,7 @@ public final class Store: @unchecked Sendable {
 
     // MARK: Writer
 
-    private func writeLoop() {
+    func writeLoop() {
         var statements: Statements
         do {
             statements = try Statements(database)
@@ -413,7 +347,7 @@ public final class Store: @unchecked Sendable {
 
     /// When the writer last looked at the file's free pages, and how often it looks (set
     /// before `start`).
-    private var vacuumCheckedAt = ContinuousClock.now
+    var vacuumCheckedAt = ContinuousClock.now
     public var vacuumInterval: Duration = .seconds(10)
     /// Free pages handed back per step, so a step never holds the writer up for long.
     static let vacuumPagesPerStep = 4096
@@ -421,7 +355,7 @@ public final class Store: @unchecked Sendable {
     /// Every `vacuumInterval`: when more than half of a file of over 1,024 pages is free (rows deleted as
     /// results went), hands free pages back to the file system, a bounded step at a time, and
     /// cuts the WAL back, so that the journal of a drained million tasks does not stay 128 MB.
-    private func vacuumIfMostlyFree() {
+    func vacuumIfMostlyFree() {
         let now = ContinuousClock.now
         guard now - vacuumCheckedAt >= vacuumInterval, queue.withLock({ $0.failed == nil }) else { return }
         vacuumCheckedAt = now
@@ -445,7 +379,7 @@ public final class Store: @unchecked Sendable {
          try database.scalarText("PRAGMA freelist_count").flatMap(Int.init) ?? 0)
     }
 
-    private func fail(_ reason: String) {
+    func fail(_ reason: String) {
         let waiters = queue.withLock { state -> [CheckedContinuation<Void, any Error>] in
             state.failed = reason
             state.statistics.lastError = reason
@@ -459,159 +393,3 @@ public final class Store: @unchecked Sendable {
     }
 }
 
-/// The writer's prepared statements, one per kind of record.
-private struct Statements {
-    let database: Database
-    let insertTask: Statement
-    let finishTask: Statement
-    let deleteTask: Statement
-    let upsertCounter: Statement
-    let upsertLimit: Statement
-    let setMeta: Statement
-    let insertCounterKey: Statement
-    let deleteCounterKey: Statement
-    let upsertHighWater: Statement
-    let setCommitNumber: Statement
-    let jobs: JobStatements
-
-    init(_ database: Database) throws(StoreError) {
-        self.database = database
-        jobs = try JobStatements(database)
-        insertTask = try database.prepare("""
-            INSERT OR REPLACE INTO tasks(id, session, handler, input, priority, uses, after, max_attempts, retry_on_error,
-                                         timeout, labels, pool, pool_handler, key, detached, job, resources)
-            VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)
-            """)
-        finishTask = try database.prepare("""
-            UPDATE tasks SET outcome = ?2, attempt = ?3, output = ?4, error = ?5, node = ?6, run_micros = ?7 WHERE id = ?1
-            """)
-        deleteTask = try database.prepare("DELETE FROM tasks WHERE id = ?1")
-        upsertCounter = try database.prepare("INSERT OR REPLACE INTO counters(name, value) VALUES(?1, ?2)")
-        upsertLimit = try database.prepare("INSERT OR REPLACE INTO limits(name, size) VALUES(?1, ?2)")
-        setMeta = try database.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('next_id', ?1)")
-        insertCounterKey = try database.prepare("INSERT OR REPLACE INTO counter_keys(key, value, swapped) VALUES(?1, ?2, ?3)")
-        deleteCounterKey = try database.prepare("DELETE FROM counter_keys WHERE key = ?1")
-        upsertHighWater = try database.prepare("INSERT OR REPLACE INTO limit_high_water(name, value) VALUES(?1, ?2)")
-        setCommitNumber = try database.prepare("INSERT OR REPLACE INTO meta(key, value) VALUES('commit', ?1)")
-    }
-
-    func apply(_ record: JournalRecord) throws(StoreError) {
-        switch record {
-        case .submitted(let id, let submission, let session):
-            let options = submission.options
-            let statement = insertTask
-            statement.bind(1, Int64(bitPattern: id))
-            statement.bind(2, session)
-            statement.bind(3, submission.handler)
-            statement.bind(4, submission.input)
-            statement.bind(5, Int64(options.priority))
-            statement.bind(6, Strings.encode(options.uses))
-            statement.bind(7, IDs.encode(options.after))
-            statement.bind(8, Int64(options.maxAttempts))
-            statement.bind(9, Int64(options.retryOnError ? 1 : 0))
-            if let timeout = options.timeoutSeconds { statement.bind(10, timeout) } else { statement.bindNull(10) }
-            statement.bind(11, Strings.encode(options.requiredLabels.sorted { $0.key < $1.key }.flatMap { [$0.key, $0.value] }))
-            statement.bind(12, options.pool.rawValue)
-            if let poolHandler = submission.poolHandler { statement.bind(13, poolHandler) } else { statement.bindNull(13) }
-            if let key = submission.key { statement.bind(14, key) } else { statement.bindNull(14) }
-            statement.bind(15, Int64(submission.detached ? 1 : 0))
-            statement.bind(16, Int64(bitPattern: submission.job))
-            // One `cpus=2,gpus=0.5` per variant: exact decimals, read back by ResourceVariant.parse.
-            if options.resources.isEmpty { statement.bindNull(17) } else { statement.bind(17, Strings.encode(options.resources.map(\.description))) }
-            try statement.run()
-        case .finished(let outcome):
-            let statement = finishTask
-            statement.bind(1, Int64(bitPattern: outcome.id))
-            statement.bind(2, outcome.cancelled ? "cancelled" : outcome.succeeded ? "succeeded"
-                                : outcome.failure.map { "failed:\($0.rawValue)" } ?? "failed")
-            statement.bind(3, Int64(outcome.attempt))
-            statement.bind(4, outcome.output)
-            statement.bind(5, outcome.error)
-            statement.bind(6, outcome.node)
-            statement.bind(7, Int64(bitPattern: outcome.runMicros))
-            try statement.run()
-        case .removed(let id):
-            deleteTask.bind(1, Int64(bitPattern: id))
-            try deleteTask.run()
-        case .counter(let name, let value):
-            upsertCounter.bind(1, name)
-            upsertCounter.bind(2, value)
-            try upsertCounter.run()
-        case .limit(let name, let size):
-            upsertLimit.bind(1, name)
-            upsertLimit.bind(2, Int64(size))
-            try upsertLimit.run()
-        case .counterKey(let key, let reply):
-            insertCounterKey.bind(1, key)
-            insertCounterKey.bind(2, reply.value)
-            insertCounterKey.bind(3, Int64(reply.swapped ? 1 : 0))
-            try insertCounterKey.run()
-        case .limitHighWater(let name, let value):
-            upsertHighWater.bind(1, name)
-            upsertHighWater.bind(2, Int64(value))
-            try upsertHighWater.run()
-        case .counterKeyForgotten(let key):
-            deleteCounterKey.bind(1, key)
-            try deleteCounterKey.run()
-        case .jobMade, .jobCancelled, .jobForgotten, .delivered:
-            try jobs.apply(record)
-        }
-    }
-
-    func setNextID(_ id: TaskID) throws(StoreError) {
-        setMeta.bind(1, String(id))
-        try setMeta.run()
-    }
-
-    func setCommit(_ commit: UInt64) throws(StoreError) {
-        setCommitNumber.bind(1, String(commit))
-        try setCommitNumber.run()
-    }
-
-    func finalize() {
-        for statement in [insertTask, finishTask, deleteTask, upsertCounter, upsertLimit, setMeta, insertCounterKey, deleteCounterKey,
-                          upsertHighWater, setCommitNumber] {
-            statement.finalize()
-        }
-        jobs.finalize()
-    }
-}
-
-/// Lists of strings in one blob: each length-prefixed (`LengthPrefix`), as UTF-8.
-enum Strings {
-    static func encode(_ strings: [String]) -> [UInt8] {
-        var bytes: [UInt8] = []
-        for string in strings {
-            let utf8 = Array(string.utf8)
-            bytes += LengthPrefix.header(utf8.count)
-            bytes += utf8
-        }
-        return bytes
-    }
-
-    static func decode(_ bytes: [UInt8]) -> [String] {
-        var strings: [String] = []
-        var offset = 0
-        while offset + LengthPrefix.headerBytes <= bytes.count {
-            let length = LengthPrefix.length(bytes, at: offset)
-            offset += LengthPrefix.headerBytes
-            guard offset + length <= bytes.count else { break }
-            strings.append(String(decoding: bytes[offset..<offset + length], as: UTF8.self))
-            offset += length
-        }
-        return strings
-    }
-}
-
-/// Lists of task ids in one blob, 8 bytes each (little-endian).
-enum IDs {
-    static func encode(_ ids: [TaskID]) -> [UInt8] {
-        ids.flatMap { id in (0..<8).map { UInt8(truncatingIfNeeded: id >> (8 * $0)) } }
-    }
-
-    static func decode(_ bytes: [UInt8]) -> [TaskID] {
-        stride(from: 0, to: bytes.count - bytes.count % 8, by: 8).map { start in
-            (0..<8).reduce(TaskID(0)) { $0 | TaskID(bytes[start + $1]) << (8 * $1) }
-        }
-    }
-}
