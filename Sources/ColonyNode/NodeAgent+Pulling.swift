@@ -76,34 +76,25 @@ extension NodeAgent {
     /// and a second one only to deliver results (or output, see `outputDue`) while the first is held.
     func nextPull() -> PlannedPull? {
         absorbThreadResults()
-        if backingOff || freeContexts.isEmpty || drained { return nil }
         let threadsIdle = (threadSlots?.isIdle ?? true) && (ioSlots?.isIdle ?? true)
-        // Drained: nothing runs, nothing waits to be delivered, no other pull out. Leave.
-        let leaving = draining && inFlight == 0 && threadsIdle && executingProcesses == 0
-            && processQueue.isEmpty && pendingResults.count <= configuration.resultsPerPullMax
-        if inFlight >= 1 && pendingResults.isEmpty && toReturn.isEmpty && !outputDue { return nil }
-        if inFlight >= 1 && ((threadSlots?.hasQueued ?? false) || !processQueue.isEmpty), let since = pendingSince,
-           ContinuousClock.now - since < configuration.resultLinger {
-            // Busy: let a few more results join this batch (the linger timer sends it).
-            return nil
-        }
+        let situation = PullPlan.Situation(
+            backingOff: backingOff, drained: drained, draining: draining, freeContexts: freeContexts.count, inFlight: inFlight,
+            idle: threadsIdle && executingProcesses == 0 && processQueue.isEmpty,
+            queuedLocally: (threadSlots?.hasQueued ?? false) || !processQueue.isEmpty,
+            pendingResults: pendingResults.count, handBacks: toReturn.count, outputDue: outputDue,
+            oldestResultAge: pendingSince.map { ContinuousClock.now - $0 }, resultLinger: configuration.resultLinger,
+            resultsPerPullMax: configuration.resultsPerPullMax)
+        guard case .send(let leaving) = PullPlan.decide(situation) else { return nil }
         let context = freeContexts.removeLast()
         inFlight += 1
         // Output first: a task's result never reaches the coordinator before its output.
         let output = outbox.isEmpty ? [] : outbox.take()
         if !output.isEmpty { outputSentAt = ContinuousClock.now }
         let outputHeld = outbox.isEmpty ? [] : outbox.pendingTaskIDs
-        var results: [Colony_V1_TaskResult] = []
-        var bytes = 0
-        var taken = 0
-        for result in pendingResults {
-            if !outputHeld.isEmpty && outputHeld.contains(result.id) { break }
-            let size = result.output.count + result.error.utf8.count + 64
-            if taken == configuration.resultsPerPullMax || (taken > 0 && bytes + size > configuration.resultBytesPerPullMax) { break }
-            results.append(result)
-            bytes += size
-            taken += 1
-        }
+        let taken = PullPlan.batch(pendingResults.lazy.map { (bytes: $0.output.count + $0.error.utf8.count + 64,
+                                                               outputHeld: !outputHeld.isEmpty && outputHeld.contains($0.id)) },
+                                   countMax: configuration.resultsPerPullMax, bytesMax: configuration.resultBytesPerPullMax)
+        let results = Array(pendingResults.prefix(taken))
         pendingResults.removeFirst(taken)
         pendingSince = pendingResults.isEmpty ? nil : ContinuousClock.now
         var pull = Colony_V1_PullRequest()
