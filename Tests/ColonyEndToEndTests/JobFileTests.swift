@@ -50,9 +50,14 @@ final class JobFileTests: ClusterTestCase {
         let run = try submitFile(path)
         XCTAssertEqual(run.status, 0, run.stderr)
         XCTAssertEqual(run.stdout, "25\nafter the count\n")
-        let detached = try submitFile(path, wait: false)
+        // `colony job submit`: the same file, its tasks one job under the file's name.
+        let detached = try ClusterHarness.run(["job", "submit", "--coordinator", cluster.url, path], timeout: .seconds(120))
         XCTAssertEqual(detached.status, 0, detached.stderr)
-        XCTAssertEqual(detached.stdout.split(separator: "\n").map { $0.split(separator: "\t")[0] }, ["count", "shout"])
+        let lines = detached.stdout.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
+        XCTAssertEqual(lines.map(\.[0]), ["job", "count", "shout"])
+        let job = try await colony.job("small")
+        XCTAssertEqual(String(job.id), lines[0][1])
+        XCTAssertEqual(job.counts.total, 4, "both runs of the file, each in two waves, went into the one job named small")
         await colony.close()
     }
 

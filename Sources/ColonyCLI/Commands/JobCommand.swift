@@ -16,8 +16,8 @@ struct JobCommand: AsyncParsableCommand {
               id=$(seq 10 | colony map --detach -- sh -c 'echo $(( {} * {} ))')
               colony job wait $id && colony job results $id
             """,
-        subcommands: [JobListCommand.self, JobStatusCommand.self, JobWaitCommand.self, JobResultsCommand.self, JobCancelCommand.self,
-                      JobForgetCommand.self]
+        subcommands: [JobSubmitCommand.self, JobListCommand.self, JobStatusCommand.self, JobWaitCommand.self, JobResultsCommand.self,
+                      JobCancelCommand.self, JobForgetCommand.self]
     )
 }
 
@@ -175,5 +175,24 @@ extension JobTarget {
         } else {
             self = .named(reference)
         }
+    }
+}
+
+/// `colony job submit FILE`: the same as `colony submit-file FILE`.
+struct JobSubmitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "submit",
+        abstract: "Submit the tasks of a job file as one job (the same as colony submit-file).")
+
+    @OptionGroup var client: ClientOptions
+
+    @Argument(help: "The job file (TOML, or YAML for .yaml/.yml).")
+    var file: String
+
+    @Flag(name: .long, help: "Wait for every task and print their outputs; exit 1 if one failed.")
+    var wait = false
+
+    func run() async throws {
+        try await JobFileCommand.run(file: file, wait: wait, client: client)
     }
 }

@@ -27,10 +27,17 @@ struct JobFileCommand: AsyncParsableCommand {
     var wait = false
 
     func run() async throws {
+        try await Self.run(file: file, wait: wait, client: client)
+    }
+
+    /// Submits the file's tasks as one job (named as the file names it); prints the job's id
+    /// and each task's name and id, or with `wait` the outputs.
+    static func run(file: String, wait: Bool, client: ClientOptions) async throws {
         let job = try JobFileCommand.read(file)
         try await withClient(client) { colony in
-            let ids = try await JobFileCommand.submit(job, to: colony, detached: !wait)
+            let (jobID, ids) = try await JobFileCommand.submit(job, to: colony, detached: !wait)
             guard wait else {
+                print("job\t\(jobID)")
                 for (task, id) in zip(job.tasks, ids) { print("\(task.name)\t\(id)") }
                 return
             }
@@ -54,7 +61,7 @@ struct JobFileCommand: AsyncParsableCommand {
     /// Submits the job's tasks, dependencies first (a submit names its dependencies by id);
     /// returns their ids in file order. If the coordinator refuses a later group, the tasks
     /// already submitted are cancelled, so a refused job leaves nothing queued.
-    static func submit(_ job: JobFile, to colony: ColonyClient, detached: Bool) async throws -> [TaskID] {
+    static func submit(_ job: JobFile, to colony: ColonyClient, detached: Bool) async throws -> (job: JobID, ids: [TaskID]) {
         // Every task's resources are read before anything is submitted.
         let resources = try job.tasks.map { task throws -> [ResourceVariant] in
             guard !task.resources.isEmpty else { return [] }
@@ -65,6 +72,8 @@ struct JobFileCommand: AsyncParsableCommand {
             return [variant]
         }
         var ids = [TaskID?](repeating: nil, count: job.tasks.count)
+        // The first wave makes the job (or joins the one the file names); the rest join it.
+        var target: JobTarget = job.name.map { .named($0) } ?? .new
         for wave in job.waves {
             let submissions = wave.map { index in
                 let task = job.tasks[index]
@@ -74,14 +83,17 @@ struct JobFileCommand: AsyncParsableCommand {
                 return TaskSubmission(handler: task.handler, input: task.input, options: options, detached: detached)
             }
             do {
-                for (index, id) in zip(wave, try await colony.submit(submissions)) { ids[index] = id }
+                let submitted = try await colony.submit(submissions, job: target)
+                target = .existing(submitted.job)
+                for (index, id) in zip(wave, submitted.ids) { ids[index] = id }
             } catch {
                 let submitted = ids.compactMap { $0 }
                 if !submitted.isEmpty { _ = try? await colony.cancel(submitted) }
                 throw error
             }
         }
-        return ids.map { $0! }
+        guard case .existing(let jobID) = target else { return (0, []) }
+        return (jobID, ids.map { $0! })
     }
 
     /// Waits for every task; prints their outputs in file order (a command's stdout as it is,
