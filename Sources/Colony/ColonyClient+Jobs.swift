@@ -26,6 +26,20 @@ extension ColonyClient {
 
     public func job(_ id: JobID) async throws(ColonyError) -> JobInfo { try await job(String(id)) }
 
+    /// The ids of a job's tasks, in input order.
+    public func taskIDs(ofJob reference: String) async throws(ColonyError) -> [TaskID] {
+        var ids: [TaskID] = []
+        while true {
+            var request = Colony_V1_JobRequest()
+            request.op = .tasks
+            request.job = reference
+            request.from = UInt64(ids.count)
+            let reply = try await jobRequest(request)
+            ids += reply.taskIds
+            if reply.taskIds.isEmpty || UInt64(ids.count) >= reply.total { return ids }
+        }
+    }
+
     /// Waits for every task of the job to finish (long polls, each up to `poll`); the job then.
     public func wait(forJob reference: String, poll: Duration = .seconds(10)) async throws(ColonyError) -> JobInfo {
         while true {

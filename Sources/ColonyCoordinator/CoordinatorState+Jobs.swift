@@ -36,6 +36,11 @@ extension CoordinatorState {
 
     func jobs(max: Int) -> [JobInfo] { core.jobInfos(now: now, max: max) }
 
+    func jobTaskIDs(_ reference: String, from: Int, max: Int) throws(CoordinatorCore.Refusal) -> (ids: [TaskID], total: Int) {
+        guard let page = core.jobTaskIDs(try job(reference), from: from, max: max) else { throw .notFound("job '\(reference)' is not known") }
+        return page
+    }
+
     func jobInfo(_ reference: String) throws(CoordinatorCore.Refusal) -> JobInfo {
         let id = try job(reference)
         guard let info = core.jobInfo(id, now: now) else { throw .notFound("job '\(reference)' is not known") }

@@ -26,6 +26,13 @@ extension RequestHandler {
             reply.ended = page.ended
         case .wait:
             reply.jobs = [try await state.waitForJob(request.job, waitSeconds: wait).wire]
+        case .tasks:
+            let max = request.maxResults == 0 ? 10_000 : Int(min(request.maxResults, 100_000))
+            guard request.from <= UInt64(Int.max) else { throw .invalidArgument("a task position must be at most \(Int.max)") }
+            let page = try await state.jobTaskIDs(request.job, from: Int(request.from), max: max)
+            reply.taskIds = page.ids
+            reply.next = request.from + UInt64(page.ids.count)
+            reply.total = UInt64(page.total)
         case .UNRECOGNIZED(let raw):
             throw .invalidArgument("unknown job op \(raw)")
         }

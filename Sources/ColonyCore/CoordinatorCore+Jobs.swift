@@ -246,6 +246,14 @@ extension CoordinatorCore {
         return jobNames[reference]
     }
 
+    /// The ids of job `id`'s tasks in input order from position `from` (at most `max`), and
+    /// how many tasks it has; nil for an unknown job.
+    public func jobTaskIDs(_ id: JobID, from: Int, max: Int) -> (ids: [TaskID], total: Int)? {
+        guard let record = jobs[id] else { return nil }
+        let start = Swift.min(Swift.max(0, from), record.taskIDs.count)
+        return (Array(record.taskIDs[start..<Swift.min(record.taskIDs.count, start + Swift.max(0, max))]), record.taskIDs.count)
+    }
+
     public func jobInfo(_ id: JobID, now: Double) -> JobInfo? {
         guard let record = jobs[id] else { return nil }
         var failures: [JobFailure] = []

@@ -17,7 +17,7 @@ struct JobCommand: AsyncParsableCommand {
               colony job wait $id && colony job results $id
             """,
         subcommands: [JobSubmitCommand.self, JobListCommand.self, JobStatusCommand.self, JobWaitCommand.self, JobResultsCommand.self,
-                      JobCancelCommand.self, JobForgetCommand.self]
+                      JobLogsCommand.self, JobCancelCommand.self, JobForgetCommand.self]
     )
 }
 
@@ -194,5 +194,48 @@ struct JobSubmitCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await JobFileCommand.run(file: file, wait: wait, client: client)
+    }
+}
+
+/// `colony job logs ID`: the live output of a job's tasks (all of them, or its N-th).
+struct JobLogsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "logs",
+        abstract: "Print the live output of a job's tasks (see colony logs); --task N for its N-th task only (0 is the first).")
+
+    @OptionGroup var client: ClientOptions
+
+    @Argument(help: "The job's id or name.")
+    var job: String
+
+    @Option(name: .long, help: "Only the task at this position in the job (0 is the first).")
+    var task: Int?
+
+    @Flag(name: .long, help: "Keep printing new output until the tasks have ended.")
+    var follow = false
+
+    @Option(name: .long, help: "Only this stream: stdout or stderr (default: both).")
+    var stream: LogsCommand.StreamChoice?
+
+    func run() async throws {
+        let streams: [LogStream] = switch stream {
+        case .stdout?: [.stdout]
+        case .stderr?: [.stderr]
+        case nil: []
+        }
+        try await withClient(client) { colony in
+            let ids = try await colony.taskIDs(ofJob: job)
+            var chosen = ids
+            if let task {
+                guard ids.indices.contains(task) else {
+                    throw CLIError("job \(job) has \(ids.count) task(s): --task must be 0 to \(max(0, ids.count - 1)), not \(task)")
+                }
+                chosen = [ids[task]]
+            }
+            // A log read names at most 1,000 tasks: larger jobs are read in turns.
+            for start in stride(from: 0, to: chosen.count, by: 1000) {
+                try await LogPrinter.print(colony, taskIDs: Array(chosen[start..<min(chosen.count, start + 1000)]), streams: streams, follow: follow)
+            }
+        }
     }
 }

@@ -2089,6 +2089,10 @@ public nonisolated struct Colony_V1_JobRequest: Sendable {
 
     /// Waits up to `wait_ms` for every task to finish; the job as OP_STATUS.
     case wait // = 5
+
+    /// The ids of its tasks in input order from position `from` (at most `max_results`,
+    /// default 10,000), in JobReply.task_ids; `next` and `total` as for OP_RESULTS.
+    case tasks // = 6
     case UNRECOGNIZED(Int)
 
     public init() {
@@ -2103,6 +2107,7 @@ public nonisolated struct Colony_V1_JobRequest: Sendable {
       case 3: self = .forget
       case 4: self = .results
       case 5: self = .wait
+      case 6: self = .tasks
       default: self = .UNRECOGNIZED(rawValue)
       }
     }
@@ -2115,6 +2120,7 @@ public nonisolated struct Colony_V1_JobRequest: Sendable {
       case .forget: return 3
       case .results: return 4
       case .wait: return 5
+      case .tasks: return 6
       case .UNRECOGNIZED(let i): return i
       }
     }
@@ -2127,6 +2133,7 @@ public nonisolated struct Colony_V1_JobRequest: Sendable {
       .forget,
       .results,
       .wait,
+      .tasks,
     ]
 
   }
@@ -2153,6 +2160,9 @@ public nonisolated struct Colony_V1_JobReply: Sendable {
 
   /// OP_CANCEL: tasks cancelled.
   public var cancelled: UInt64 = 0
+
+  /// OP_TASKS: task ids in input order.
+  public var taskIds: [UInt64] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -5192,12 +5202,12 @@ nonisolated extension Colony_V1_JobRequest: SwiftProtobuf.Message, SwiftProtobuf
 }
 
 nonisolated extension Colony_V1_JobRequest.Op: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0OP_LIST\0\u{1}OP_STATUS\0\u{1}OP_CANCEL\0\u{1}OP_FORGET\0\u{1}OP_RESULTS\0\u{1}OP_WAIT\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0OP_LIST\0\u{1}OP_STATUS\0\u{1}OP_CANCEL\0\u{1}OP_FORGET\0\u{1}OP_RESULTS\0\u{1}OP_WAIT\0\u{1}OP_TASKS\0")
 }
 
 nonisolated extension Colony_V1_JobReply: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".JobReply"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}jobs\0\u{1}results\0\u{1}next\0\u{1}total\0\u{1}ended\0\u{1}cancelled\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}jobs\0\u{1}results\0\u{1}next\0\u{1}total\0\u{1}ended\0\u{1}cancelled\0\u{3}task_ids\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5211,6 +5221,7 @@ nonisolated extension Colony_V1_JobReply: SwiftProtobuf.Message, SwiftProtobuf._
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.total) }()
       case 5: try { try decoder.decodeSingularBoolField(value: &self.ended) }()
       case 6: try { try decoder.decodeSingularUInt64Field(value: &self.cancelled) }()
+      case 7: try { try decoder.decodeRepeatedUInt64Field(value: &self.taskIds) }()
       default: break
       }
     }
@@ -5235,6 +5246,9 @@ nonisolated extension Colony_V1_JobReply: SwiftProtobuf.Message, SwiftProtobuf._
     if self.cancelled != 0 {
       try visitor.visitSingularUInt64Field(value: self.cancelled, fieldNumber: 6)
     }
+    if !self.taskIds.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.taskIds, fieldNumber: 7)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5245,6 +5259,7 @@ nonisolated extension Colony_V1_JobReply: SwiftProtobuf.Message, SwiftProtobuf._
     if lhs.total != rhs.total {return false}
     if lhs.ended != rhs.ended {return false}
     if lhs.cancelled != rhs.cancelled {return false}
+    if lhs.taskIds != rhs.taskIds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
