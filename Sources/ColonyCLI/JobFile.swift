@@ -192,12 +192,39 @@ struct JobFile: Sendable, Equatable {
         do {
             switch format {
             case .toml: document = try TOMLDecoder().decode(Document.self, from: text)
-            case .yaml: document = try YAMLDecoder().decode(Document.self, from: text)
+            case .yaml:
+                try refuseYAMLBombs(text)
+                document = try YAMLDecoder().decode(Document.self, from: text)
             }
+        } catch let refusal as Refusal {
+            throw refusal
         } catch {
             throw refusal(for: error, format: format, text: text)
         }
         return try plan(document)
+    }
+
+    /// Most values a YAML job file may expand to.
+    static let yamlValuesMax = 1_000_000
+
+    /// YAML aliases let a few hundred bytes stand for millions of values (aliases of aliases):
+    /// counts what the document expands to, stopping at the bound, before anything decodes it.
+    /// Syntax errors are left to the decoder, which names their line.
+    private static func refuseYAMLBombs(_ text: String) throws(Refusal) {
+        guard let root = (try? Yams.compose(yaml: text)) ?? nil else { return }
+        var stack = [root]
+        var count = 0
+        while let node = stack.popLast() {
+            count += 1
+            if count > yamlValuesMax {
+                throw Refusal("the YAML expands to more than \(yamlValuesMax) values (aliases of aliases?); write the tasks out")
+            }
+            switch node {
+            case .mapping(let mapping): for (key, value) in mapping { stack.append(key); stack.append(value) }
+            case .sequence(let sequence): stack.append(contentsOf: sequence)
+            case .scalar, .alias: break
+            }
+        }
     }
 
     /// One line for what the decoders threw (Yams wraps the real error in `dataCorrupted`).

@@ -89,11 +89,13 @@ public struct ResourceVariant: Sendable, Hashable {
     /// `cpus=4,gpus=1,mem=8G`: `cpus` is a whole number of slots, the rest amounts.
     public static func parse(_ text: String) -> ResourceVariant? {
         var variant = ResourceVariant()
+        var seenCPUs = false
         for part in text.split(separator: ",", omittingEmptySubsequences: false) {
             let pair = part.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
             guard pair.count == 2, !pair[0].isEmpty, variant.amounts[pair[0]] == nil else { return nil }
             if pair[0] == "cpus" {
-                guard let cpus = Int(pair[1]), cpus >= 1 else { return nil }
+                guard !seenCPUs, let cpus = Int(pair[1]), cpus >= 1 else { return nil }
+                seenCPUs = true
                 variant.cpus = cpus
             } else {
                 guard let amount = ResourceAmount.parse(pair[1]) else { return nil }

@@ -39,6 +39,7 @@ final class ResourceRulesTests: XCTestCase {
         XCTAssertEqual(ResourceVariant.parse("gpus=1,cpus=4"), ResourceVariant(cpus: 4, amounts: ["gpus": one]))
         XCTAssertNil(ResourceVariant.parse("cpus=0"))
         XCTAssertNil(ResourceVariant.parse("gpus"))
+        XCTAssertNil(ResourceVariant.parse("cpus=2,cpus=3"), "a key given twice is refused, cpus too")
     }
 
     func testWholeGPUsAreNeverHandedToTwoTasksAndAThirdWaits() throws {

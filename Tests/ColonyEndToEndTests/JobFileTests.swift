@@ -102,6 +102,10 @@ final class JobFileTests: ClusterTestCase {
         let yamlCases: [(String, String)] = [
             ("tasks:\n  - name: a\n    command: [true\n", "line 3"),
             ("tasks:\n  - name: a\n    comand: [true]\n", "unknown field 'comand' in tasks.0"),
+            // An alias bomb: ten levels of nine aliases each, a few hundred bytes for 9^10 values.
+            ("tasks:\n  - name: a\n    handler: echo\n    input:\n      a0: &a0 [x, x, x, x, x, x, x, x, x]\n"
+                + (1...9).map { "      a\($0): &a\($0) [" + Array(repeating: "*a\($0 - 1)", count: 9).joined(separator: ", ") + "]\n" }.joined(),
+             "the YAML expands to more than 1000000 values"),
         ]
         for (text, expected, suffix) in cases.map({ ($0, $1, "toml") }) + yamlCases.map({ ($0, $1, "yaml") }) {
             let path = try file(text, extension: suffix)

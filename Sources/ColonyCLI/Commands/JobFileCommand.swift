@@ -54,7 +54,9 @@ struct JobFileCommand: AsyncParsableCommand {
         do {
             return try JobFile.parse(text, format: JobFile.Format(path: path))
         } catch {
-            throw CLIError("\(path): \(error.description)")
+            // A decoder may quote a whole line of the file: one line, but not a 200 KB one.
+            let line = error.description
+            throw CLIError("\(path): \(line.count > 400 ? line.prefix(400) + "..." : line)")
         }
     }
 
