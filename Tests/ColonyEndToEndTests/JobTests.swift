@@ -60,11 +60,7 @@ final class JobTests: ClusterTestCase {
         try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--processes", "0", "--name", "n1"])
         let watcher = try await cluster.connect(waitingForNodes: 1)
         _ = try detachedMap(["--job", "nightly"], inputs: Array(repeating: "5", count: 4))
-        let deadline = ContinuousClock.now + .seconds(20)
-        while try await watcher.job("nightly").counts.running == 0 {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("the job did not start") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await eventually("the job 'nightly' running") { try await watcher.job("nightly").counts.running > 0 }
         let running = try colony(["job", "forget", "--coordinator", cluster.url, "nightly"])
         XCTAssertNotEqual(running.status, 0, "a running job is not forgotten")
         let cancel = try colony(["job", "cancel", "--coordinator", cluster.url, "nightly"])
@@ -100,11 +96,7 @@ final class JobTests: ClusterTestCase {
         try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--processes", "0", "--name", "n1"])
         let before = try await cluster.connect(waitingForNodes: 1)
         let id = try detachedMap(["--job", "durable"], inputs: inputs)
-        let deadline = ContinuousClock.now + .seconds(20)
-        while try await before.job(id).counts.succeeded < 3 {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("the job did not progress") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await eventually("3 tasks of the job done") { try await before.job(id).counts.succeeded >= 3 }
         await before.close()
         kill(coordinator.processIdentifier, SIGKILL)
         coordinator.waitUntilExit()

@@ -41,11 +41,7 @@ final class ResourceTests: ClusterTestCase {
 
     /// Waits until `condition` holds, or fails after `limit`.
     private func waitUntil(_ what: String, limit: Duration = .seconds(15), _ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + limit
-        while !condition() {
-            guard ContinuousClock.now < deadline else { throw CLIFailure("\(what): not within \(limit)") }
-            try await Task.sleep(for: .milliseconds(20))
-        }
+        try await eventually(timeout: limit, what) { condition() }
     }
 
     /// Fails if `condition` comes true within `window` (what must not happen while it holds).

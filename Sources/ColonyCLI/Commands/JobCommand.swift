@@ -218,11 +218,7 @@ struct JobLogsCommand: AsyncParsableCommand {
     var stream: LogsCommand.StreamChoice?
 
     func run() async throws {
-        let streams: [LogStream] = switch stream {
-        case .stdout?: [.stdout]
-        case .stderr?: [.stderr]
-        case nil: []
-        }
+        let streams = LogsCommand.StreamChoice.streams(stream)
         try await withClient(client) { colony in
             let ids = try await colony.taskIDs(ofJob: job)
             var chosen = ids

@@ -31,6 +31,15 @@ struct LogsCommand: AsyncParsableCommand {
 
     enum StreamChoice: String, ExpressibleByArgument, CaseIterable {
         case stdout, stderr
+
+        /// What `--stream` asks the coordinator for (nil, no flag: both).
+        static func streams(_ choice: StreamChoice?) -> [LogStream] {
+            switch choice {
+            case .stdout?: [.stdout]
+            case .stderr?: [.stderr]
+            case nil: []
+            }
+        }
     }
 
     func validate() throws {
@@ -39,11 +48,7 @@ struct LogsCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let streams: [LogStream] = switch stream {
-        case .stdout?: [.stdout]
-        case .stderr?: [.stderr]
-        case nil: []
-        }
+        let streams = StreamChoice.streams(stream)
         try await withClient(client) { colony in
             try await LogPrinter.print(colony, taskIDs: ids, streams: streams, follow: follow)
         }
