@@ -314,14 +314,7 @@ extension NodeAgent {
         statistics.failedPulls += 1
         failuresInARow += 1
         lastPullFailure = reason
-        // Draining with nothing left to run or hand back: no need to wait for the coordinator
-        // to say goodbye; it sees the node gone (its connection closes).
-        if draining && !drained && running.isEmpty && pendingResults.isEmpty && toReturn.isEmpty
-            && unacknowledged.values.allSatisfy({ $0.results.isEmpty && $0.returned.isEmpty }) {
-            drained = true
-            configuration.log("node \(configuration.name) drained; the coordinator did not answer its goodbye (\(reason)), nothing was left to hand back")
-            socket?.close()
-        }
+        leaveIfNothingIsOwed(because: "the coordinator did not answer its goodbye (\(reason))")
         if !Task.isCancelled && !drained {
             if statistics.failedPulls == 1 || statistics.failedPulls % 20 == 0 {
                 configuration.log("node \(configuration.name): \(reason); retrying")
@@ -333,6 +326,26 @@ extension NodeAgent {
         freeContexts.append(plan.context)
         inFlight -= 1
         wake.notify()
+    }
+
+    /// Draining with nothing left to run or hand back: no need to wait for the coordinator to
+    /// answer a goodbye (or a long poll it will never answer); it sees the node gone when the
+    /// connection closes, and a pull nng resends to a restarted coordinator finds the node gone.
+    func leaveIfNothingIsOwed(because reason: String) {
+        guard draining && !drained && running.isEmpty && pendingResults.isEmpty && toReturn.isEmpty
+            && unacknowledged.values.allSatisfy({ $0.results.isEmpty && $0.returned.isEmpty }) else { return }
+        drained = true
+        configuration.log("node \(configuration.name) drained; \(reason), nothing was left to hand back")
+        socket?.close()
+        wake.notify()
+    }
+
+    func connectionChanged(_ event: PipeEvent) {
+        switch event.kind {
+        case .added: connections.insert(event.pipeID)
+        case .removed: connections.remove(event.pipeID)
+        }
+        if connections.isEmpty { leaveIfNothingIsOwed(because: "its connection to the coordinator closed") }
     }
 
     /// A process-pool task ended (the slots' pools report through their outboxes).

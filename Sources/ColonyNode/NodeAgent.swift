@@ -85,6 +85,9 @@ public actor NodeAgent {
     var unacknowledged: [ObjectIdentifier: (results: [Colony_V1_TaskResult], returned: [UInt64])] = [:]
     /// The socket of `run`, so that a drain that gives up can end pulls in flight at once.
     var socket: Socket?
+    /// The socket's open connections (nng pipe ids): none means the coordinator is not there
+    /// to answer the pull in flight, so a draining node owing nothing need not wait for it.
+    var connections: Set<UInt32> = []
 
     /// Whether a look at the local queues for stranded tasks is scheduled.
     var strandCheckArmed = false
@@ -114,6 +117,7 @@ public actor NodeAgent {
         draining = true
         configuration.log("node \(configuration.name) draining: \((threadSlots?.busy ?? 0) + (ioSlots?.busy ?? 0) + executingProcesses) task(s) running, deadline \(deadline)")
         handBackQueued()
+        if connections.isEmpty { leaveIfNothingIsOwed(because: "the coordinator is not connected") }
         let handBack = configuration.drainHandBack
         Task {
             try? await Task.sleep(for: deadline)
@@ -188,6 +192,7 @@ public actor NodeAgent {
         try socket.setReconnectTimes(minimum: .milliseconds(50), maximum: .seconds(2))
         // Resending is ours to do (with the results put back), not nng's.
         try socket.setRequestResendTime(nil)
+        let connectionEvents = try socket.pipeEvents()
         try socket.dial(configuration.coordinatorURL, waitForConnection: false, tls: configuration.tls)
         freeContexts = [try socket.openContext(), try socket.openContext()]
         let pool = ThreadPoolExecutor(threads: max(1, configuration.threads), name: "colony-\(configuration.name)")
@@ -238,6 +243,11 @@ public actor NodeAgent {
                 group.addTask {
                     await self.pullLoop()
                     tick.finish()
+                    // Ends the connection events' stream too.
+                    socket.close()
+                }
+                group.addTask {
+                    for await event in connectionEvents { await self.connectionChanged(event) }
                 }
                 // Start queued process-pool tasks whenever a child is free: on every dispatch and
                 // every finish (the thread pool's slots start their own).
