@@ -56,7 +56,7 @@ let package = Package(
             .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
         // The node side: handlers (`TaskHandler`), the pools, the pull loop. Node executables import it.
-        .target(name: "ColonyNode", dependencies: ["NNG", "ColonyModel", "ColonyWire"]),
+        .target(name: "ColonyNode", dependencies: ["NNG", "ColonyModel", "ColonyWire", "Colony"]),
         // The client library: a client only (it never builds the coordinator or the journal).
         .target(name: "Colony", dependencies: ["NNG", "ColonyModel", "ColonyWire"]),
         .target(name: "ColonyCLI", dependencies: [

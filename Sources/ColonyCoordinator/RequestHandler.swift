@@ -204,6 +204,7 @@ public final class RequestHandler: Sendable {
                 let wait = min(Double(pull.waitMs) / 1000, bounds.longPollSecondsMax)
                 var announcement = NodeAnnouncement(wire: pull.node, prefetch: pull.prefetch, processPrefetch: pull.processPrefetch)
                 if pull.hasFigures { announcement.figures = NodeFigures(wire: pull.figures) }
+                announcement.waiting = Set(pull.waiting)
                 // Before the results: a task's output is in its log once it is seen finished.
                 if !pull.output.isEmpty { await state.appendOutput(Self.outputChunks(pull.output)) }
                 let answer = try await state.pull(node: announcement, brief: pull.node.brief,

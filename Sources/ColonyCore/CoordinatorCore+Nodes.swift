@@ -241,7 +241,8 @@ extension CoordinatorCore {
     /// Leases queued tasks to `name`, up to the free capacity of each of its pools, best first.
     public mutating func dispatch(toNode name: String, now: Double = 0) -> [DispatchedTask] {
         guard let node = nodes[name] else { return [] }
-        nodes[name]!.heldBeforeDispatch = node.holdingWithCpus
+        nodes[name]!.heldBeforeDispatch = node.occupyingWithCpus
+        nodes[name]!.waitingAtDispatch = node.announcement.waiting.isEmpty ? PoolCounts() : node.waitingSlots
         var free = PoolCounts(thread: node.freeSlots(.thread), process: node.freeSlots(.process), io: node.freeSlots(.io))
         // Capacity without the prefetch: all that tasks of long or unmeasured handlers may take.
         var slotsFree = PoolCounts(thread: node.freeSlots(.thread, prefetching: false), process: node.freeSlots(.process, prefetching: false),
@@ -267,6 +268,7 @@ extension CoordinatorCore {
                         record!.submittedAt, record!.options.uses, record!.options.after, record!.job)
             }
             countJob(handing.job, running: 1)
+            handing.0.job = handing.job
             if handing.0.attempt == 1 { figures.sample(queueWait: now - handing.submittedAt) }
             figures.dispatched += 1
             for parent in handing.after {

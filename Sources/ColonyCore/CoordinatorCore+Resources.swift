@@ -185,6 +185,17 @@ extension CoordinatorCore.NodeRecord {
         held.io += resourceUse.extraCpus.io
         return held
     }
+
+    /// Slots held per pool, without those of tasks that wait for their subtasks.
+    var occupyingWithCpus: CoordinatorCore.PoolCounts {
+        var held = holdingWithCpus
+        guard !announcement.waiting.isEmpty else { return held }
+        let waiting = waitingSlots
+        held.thread -= waiting.thread
+        held.process -= waiting.process
+        held.io -= waiting.io
+        return held
+    }
 }
 
 extension CoordinatorCore {

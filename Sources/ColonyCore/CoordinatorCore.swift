@@ -214,6 +214,9 @@ public struct CoordinatorCore: Sendable {
         /// not excused for it (see `excuseSilence`).
         var suspect = false
         var heldBeforeDispatch = PoolCounts()
+        /// The slots its waiting tasks gave up when dispatch last looked at it: a task that
+        /// stops waiting takes its slot back without a dispatch adding to the node.
+        var waitingAtDispatch = PoolCounts()
         /// Resources held by live attempts that asked for more than one plain slot, and their sum.
         var grants: [TaskID: ResourceGrant] = [:]
         var resourceUse = ResourceUse()
@@ -224,13 +227,25 @@ public struct CoordinatorCore: Sendable {
         /// `prefetching`) minus what it holds.
         func freeSlots(_ pool: TaskPool, prefetching: Bool = true) -> Int {
             if announcement.draining { return 0 }
+            let waiting = announcement.waiting.isEmpty ? 0 : waitingSlots[pool]
             switch pool {
             case .process:
-                return max(0, announcement.processSlots + (prefetching ? announcement.processPrefetch : 0) - holdingProcess - resourceUse.extraCpus.process)
-            case .io: return max(0, announcement.ioSlots - holdingIO - resourceUse.extraCpus.io)
+                return max(0, announcement.processSlots + (prefetching ? announcement.processPrefetch : 0) - holdingProcess - resourceUse.extraCpus.process + waiting)
+            case .io: return max(0, announcement.ioSlots - holdingIO - resourceUse.extraCpus.io + waiting)
             case .thread, .automatic:
-                return max(0, announcement.threadSlots + (prefetching ? announcement.prefetch : 0) - holdingThread - resourceUse.extraCpus.thread)
+                return max(0, announcement.threadSlots + (prefetching ? announcement.prefetch : 0) - holdingThread - resourceUse.extraCpus.thread + waiting)
             }
+        }
+
+        /// Slots per pool given up by its leased tasks that wait for tasks they submitted
+        /// (derived from the latest pull, so a lease that ends stops counting at once).
+        var waitingSlots: PoolCounts {
+            var slots = PoolCounts()
+            for id in announcement.waiting {
+                guard let pool = leasePool[id] else { continue }
+                slots[pool] += grants[id]?.cpus ?? 1
+            }
+            return slots
         }
 
         /// Counts a lease taken (`delta` 1) or let go (-1) in `pool`.

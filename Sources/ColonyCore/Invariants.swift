@@ -19,7 +19,10 @@ extension CoordinatorCore {
             // reported restored tasks running; dispatch must never add to that.
             let threadCapacity = node.announcement.threadSlots + node.announcement.prefetch
             let processCapacity = node.announcement.processSlots + node.announcement.processPrefetch
-            let held = node.holdingWithCpus
+            var held = node.holdingWithCpus
+            held.thread -= node.waitingAtDispatch.thread
+            held.process -= node.waitingAtDispatch.process
+            held.io -= node.waitingAtDispatch.io
             if held.thread > max(threadCapacity, node.heldBeforeDispatch.thread)
                 || held.process > max(processCapacity, node.heldBeforeDispatch.process)
                 || held.io > max(node.announcement.ioSlots, node.heldBeforeDispatch.io) {

@@ -106,6 +106,8 @@ public struct DispatchedTask: Sendable, Equatable {
     public var cpus = 1
     /// The named resources it was given, with their ids.
     public var resources: [AssignedResource] = []
+    /// The job it belongs to (tasks it submits join it).
+    public var job: JobID = 0
     public init(id: TaskID, handler: String, input: [UInt8], attempt: UInt32, dependencies: [TaskID: [UInt8]] = [:], timeoutSeconds: Double? = nil,
                 pool: TaskPool = .thread) {
         self.pool = pool
@@ -210,9 +212,11 @@ public struct NodeAnnouncement: Sendable, Equatable {
     public var resources: [String: ResourceOffer] = [:]
     /// Its latest figures, if it sends them.
     public var figures: NodeFigures?
+    /// Its tasks that wait for tasks they submitted: they hold no slot while they wait.
+    public var waiting: Set<TaskID> = []
 
     /// The same node, as far as what it describes once per connection goes (not prefetch,
-    /// draining or figures, which every pull carries).
+    /// draining, figures or waiting tasks, which every pull carries).
     public func describesTheSame(as other: NodeAnnouncement) -> Bool {
         name == other.name && host == other.host && threadSlots == other.threadSlots && pid == other.pid
             && processSlots == other.processSlots && handlers == other.handlers && processHandlers == other.processHandlers
@@ -226,6 +230,7 @@ public struct NodeAnnouncement: Sendable, Equatable {
         node.processPrefetch = brief.processPrefetch
         node.draining = brief.draining
         node.figures = brief.figures
+        node.waiting = brief.waiting
         return node
     }
     public init(name: String, host: String, threadSlots: Int, handlers: [String] = [], pid: Int = 0, prefetch: Int = 0,

@@ -82,6 +82,7 @@ extension NodeAgent {
             idle: threadsIdle && executingProcesses == 0 && processQueue.isEmpty,
             queuedLocally: (threadSlots?.hasQueued ?? false) || !processQueue.isEmpty,
             pendingResults: pendingResults.count, handBacks: toReturn.count, outputDue: outputDue,
+            waitingChanged: (subtasks?.waiting ?? []) != waitingSent,
             oldestResultAge: pendingSince.map { ContinuousClock.now - $0 }, resultLinger: configuration.resultLinger,
             resultsPerPullMax: configuration.resultsPerPullMax)
         guard case .send(let leaving) = PullPlan.decide(situation) else { return nil }
@@ -118,6 +119,8 @@ extension NodeAgent {
         pull.node = info
         pull.figures = currentFigures()
         pull.returned = toReturn
+        waitingSent = subtasks?.waiting ?? []
+        pull.waiting = Array(waitingSent)
         toReturn = []
         pull.leaving = leaving && pendingResults.isEmpty
         pull.results = results

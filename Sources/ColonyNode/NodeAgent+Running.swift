@@ -28,7 +28,7 @@ extension NodeAgent {
     /// by the stop's reason).
     static func execute(_ task: Colony_V1_Task, registry: HandlerRegistry, nodeName: String, outputBytesMax: Int,
                         stop: StopSignal, poolKind: TaskPool,
-                        output: (@Sendable (Colony_V1_OutputChunk) -> Void)? = nil) async -> Colony_V1_TaskResult {
+                        output: (@Sendable (Colony_V1_OutputChunk) -> Void)? = nil, subtasks: SubtaskLink? = nil) async -> Colony_V1_TaskResult {
         var result = Colony_V1_TaskResult()
         result.id = task.id
         result.attempt = task.attempt
@@ -45,6 +45,8 @@ extension NodeAgent {
                                   dependencyOutputs: task.dependencies.mapValues { Array($0) }, pool: poolKind)
         context.output = output.map { TaskOutputSink(taskID: task.id, attempt: task.attempt, deliver: $0) }
         context.resources = task.assignedResources
+        context.jobID = task.jobID
+        context.subtasks = subtasks
         // Inline, in the caller's task: a stop cancels that task (see ThreadSlots), and a
         // handler that never suspends never leaves its thread.
         let outcome: Result<[UInt8], any Error>

@@ -88,6 +88,10 @@ public actor NodeAgent {
     /// The socket's open connections (nng pipe ids): none means the coordinator is not there
     /// to answer the pull in flight, so a draining node owing nothing need not wait for it.
     var connections: Set<UInt32> = []
+    /// Handlers' submits and waits for their subtasks; `waitingSent`: the waiting tasks the
+    /// last pull told the coordinator of.
+    var subtasks: SubtaskLink?
+    var waitingSent: Set<UInt64> = []
 
     /// Whether a look at the local queues for stranded tasks is scheduled.
     var strandCheckArmed = false
@@ -211,18 +215,22 @@ public actor NodeAgent {
         let outputBytesMax = configuration.outputBytesMax
         let wake = self.wake
         let outbox = self.outbox
+        let subtasks = SubtaskLink(url: configuration.coordinatorURL, token: configuration.token, tls: configuration.tls) { wake.notify() }
+        self.subtasks = subtasks
         let slots = ThreadSlots(slots: configuration.threads, executor: pool, resultsReady: { wake.notify() }) { task, stop in
             await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax, stop: stop, poolKind: .thread,
-                               output: outbox.add)
+                               output: outbox.add, subtasks: subtasks)
         }
+        subtasks.attach(slots, for: .thread)
         threadSlots = slots
         slots.start()
         let ioSlots = configuration.ioSlots > 0
             ? ThreadSlots(slots: configuration.ioSlots, executor: nil, resultsReady: { wake.notify() }) { task, stop in
                 await Self.execute(task, registry: registry, nodeName: nodeName, outputBytesMax: outputBytesMax, stop: stop, poolKind: .io,
-                                   output: outbox.add)
+                                   output: outbox.add, subtasks: subtasks)
             }
             : nil
+        if let ioSlots { subtasks.attach(ioSlots, for: .io) }
         self.ioSlots = ioSlots
         ioSlots?.start()
         defer {
@@ -243,6 +251,7 @@ public actor NodeAgent {
                 group.addTask {
                     await self.pullLoop()
                     tick.finish()
+                    await subtasks.close()
                     // Ends the connection events' stream too.
                     socket.close()
                 }

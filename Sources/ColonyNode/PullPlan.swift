@@ -19,6 +19,8 @@ struct PullPlan {
         var handBacks = 0
         /// Live output is due to the coordinator.
         var outputDue = false
+        /// Tasks started or stopped waiting for their subtasks since the last pull.
+        var waitingChanged = false
         /// How long the oldest pending result has waited, if any does.
         var oldestResultAge: Duration?
         var resultLinger: Duration = .milliseconds(2)
@@ -37,7 +39,7 @@ struct PullPlan {
         if s.backingOff || s.freeContexts == 0 || s.drained { return .wait }
         // Drained: nothing runs, nothing waits to be delivered, no other pull out. Leave.
         let mayLeave = s.draining && s.inFlight == 0 && s.idle && s.pendingResults <= s.resultsPerPullMax
-        if s.inFlight >= 1 && s.pendingResults == 0 && s.handBacks == 0 && !s.outputDue { return .wait }
+        if s.inFlight >= 1 && s.pendingResults == 0 && s.handBacks == 0 && !s.outputDue && !s.waitingChanged { return .wait }
         // Busy: let a few more results join this batch (the linger timer sends it).
         if s.inFlight >= 1 && s.queuedLocally, let age = s.oldestResultAge, age < s.resultLinger { return .wait }
         return .send(mayLeave: mayLeave)

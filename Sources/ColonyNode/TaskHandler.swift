@@ -18,6 +18,11 @@ public struct TaskContext: Sendable {
     /// The named resources the coordinator gave this attempt (`gpus` with the ids it may
     /// use); empty when it asked for none.
     public internal(set) var resources: [AssignedResource] = []
+    /// The job it belongs to (0 when unknown, e.g. a handler called directly): tasks it
+    /// submits join it.
+    public internal(set) var jobID: JobID = 0
+    /// How it submits tasks and waits for them (nil: it cannot, e.g. in the process pool).
+    var subtasks: SubtaskLink?
     let recorder: CounterRecorder
     /// Where live output goes while the attempt runs (nil: nowhere, e.g. a handler called directly).
     var output: TaskOutputSink?

@@ -29,6 +29,10 @@ final class ThreadSlots: Sendable {
         var taskID: UInt64
         var stop: StopSignal
         var cpus = 1
+        /// It waits for tasks it submitted: its slots are free for others meanwhile.
+        var waiting = false
+        /// It waited once: another worker took its slot, so its own worker ends with it.
+        var gaveUpWorker = false
     }
 
     private struct State {
@@ -43,9 +47,11 @@ final class ThreadSlots: Sendable {
         /// Slots held by running tasks beyond their worker's own (a task of N cpus holds N):
         /// the workers of those slots stay idle until it ends.
         var heldExtra = 0
+        /// Slots given back by running tasks that wait for their subtasks (see `SubtaskLink`).
+        var waitingHeld = 0
 
         func fits(_ task: Colony_V1_Task, slots: Int) -> Bool {
-            running.count + heldExtra + task.slotsHeld <= slots
+            running.count + heldExtra - waitingHeld + task.slotsHeld <= slots
         }
 
         /// Marks `task` taken by worker `number`.
@@ -106,18 +112,23 @@ final class ThreadSlots: Sendable {
             watchdog?.cancel()
             // Read under the lock that `stop` cancels under: a stop either hit this run (and
             // the worker ends) or finds the task finished.
-            let (first, cancelled, handOuts) = state.withLock { state -> (Bool, Bool, [(CheckedContinuation<Taken?, Never>, Taken)]) in
-                let cpus = state.running.removeValue(forKey: number)?.cpus ?? 1
+            let (first, cancelled, ended, handOuts) = state.withLock { state -> (Bool, Bool, Bool, [(CheckedContinuation<Taken?, Never>, Taken)]) in
+                let ran = state.running.removeValue(forKey: number)
+                let cpus = ran?.cpus ?? 1
                 let cancelled = Task.isCancelled
-                if cancelled { state.workers[number] = nil }
+                // A worker whose task waited for subtasks was replaced then: it ends here.
+                let ended = ran?.gaveUpWorker ?? false
+                if cancelled || ended { state.workers[number] = nil }
+                if ran?.waiting ?? false { state.waitingHeld -= cpus }
                 state.outbox.append(result)
-                guard cpus > 1 else { return (state.outbox.count == 1, cancelled, []) }
-                // Its extra slots are free again: their idle workers may start queued tasks.
+                guard cpus > 1 || ended else { return (state.outbox.count == 1, cancelled, ended, []) }
+                // Its slots are free again: idle workers may start queued tasks.
                 state.heldExtra -= cpus - 1
-                return (state.outbox.count == 1, cancelled, state.handOut(slots: slots))
+                return (state.outbox.count == 1, cancelled, ended, state.handOut(slots: slots))
             }
             for (worker, taken) in handOuts { worker.resume(returning: taken) }
             if first { resultsReady() }
+            if ended { return }
             if cancelled {
                 // Cancelled to stop its handler: a fresh worker takes the slot.
                 startWorker()
@@ -194,6 +205,26 @@ final class ThreadSlots: Sendable {
             running.stop.stop(reason: reason, kind: kind)
             state.workers[number]?.cancel()
         }
+    }
+
+    /// Task `id` waits (`true`) for tasks it submitted, or stops waiting: while it waits its
+    /// slots are free, and the first time another worker is started to use them (its own is
+    /// busy awaiting). Once it stops waiting it runs on beside them until one ends.
+    func setWaiting(_ id: UInt64, _ waiting: Bool) {
+        let slots = self.slots
+        let (handOuts, startAnother) = state.withLock { state -> ([(CheckedContinuation<Taken?, Never>, Taken)], Bool) in
+            guard let number = state.running.first(where: { $0.value.taskID == id })?.key,
+                  state.running[number]!.waiting != waiting else { return ([], false) }
+            let cpus = state.running[number]!.cpus
+            state.running[number]!.waiting = waiting
+            state.waitingHeld += waiting ? cpus : -cpus
+            guard waiting else { return ([], false) }
+            let first = !state.running[number]!.gaveUpWorker
+            state.running[number]!.gaveUpWorker = true
+            return (state.handOut(slots: slots), first)
+        }
+        for (worker, taken) in handOuts { worker.resume(returning: taken) }
+        if startAnother { startWorker() }
     }
 
     /// Stops every running task with `reason`.

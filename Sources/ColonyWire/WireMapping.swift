@@ -101,6 +101,7 @@ extension DispatchedTask {
         task.pool = pool.wire
         if cpus > 1 { task.cpus = UInt32(clamping: cpus) }
         task.resources = resources.map(\.wire)
+        task.jobID = job
         return task
     }
 }

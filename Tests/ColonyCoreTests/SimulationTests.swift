@@ -91,6 +91,12 @@ final class SimulationTests: XCTestCase {
                 }
             }
             nodes[index].running = kept
+            // Some running tasks start or stop waiting for subtasks: their slots are free meanwhile.
+            var waiting = nodes[index].announcement.waiting.intersection(kept.map(\.task.id))
+            for entry in kept where roll(6) == 0 {
+                if waiting.remove(entry.task.id) == nil { waiting.insert(entry.task.id) }
+            }
+            nodes[index].announcement.waiting = waiting
             if roll(10) == 0, let duplicate = outcomes.first { outcomes.append(duplicate) }
             do {
                 _ = try core.report(node: nodes[index].announcement, results: outcomes, now: now,
@@ -116,11 +122,16 @@ final class SimulationTests: XCTestCase {
                 if task.pool == .automatic { return "task \(task.id) dispatched without a pool" }
                 nodes[index].running.append((task, now + Double(roll(5)) * 0.1))
             }
+            // Tasks waiting for subtasks hold no slot; one that stops waiting takes its slot back
+            // beside what took it, so only a pool that was just given tasks must not be overfull.
             let announcement = nodes[index].announcement
-            let inThreads = nodes[index].running.filter { $0.task.pool == .thread }.count
-            let inIO = nodes[index].running.filter { $0.task.pool == .io }.count
-            let inProcesses = nodes[index].running.count - inThreads - inIO
-            if inThreads > announcement.threadSlots || inProcesses > announcement.processSlots || inIO > announcement.ioSlots {
+            let occupying = nodes[index].running.filter { !announcement.waiting.contains($0.task.id) }
+            let inThreads = occupying.filter { $0.task.pool == .thread }.count
+            let inIO = occupying.filter { $0.task.pool == .io }.count
+            let inProcesses = occupying.count - inThreads - inIO
+            let got = Set(dispatched.map(\.pool))
+            if (got.contains(.thread) && inThreads > announcement.threadSlots) || (got.contains(.process) && inProcesses > announcement.processSlots)
+                || (got.contains(.io) && inIO > announcement.ioSlots) {
                 return "node \(index) holds \(inThreads)+\(inProcesses)+\(inIO) tasks with "
                     + "\(announcement.threadSlots)+\(announcement.processSlots)+\(announcement.ioSlots) slots"
             }

@@ -20,6 +20,8 @@ final class PullPlanTests: XCTestCase {
         XCTAssertEqual(PullPlan.decide(Situation(inFlight: 1, pendingResults: 1)), .send(mayLeave: false))
         XCTAssertEqual(PullPlan.decide(Situation(inFlight: 1, handBacks: 2)), .send(mayLeave: false))
         XCTAssertEqual(PullPlan.decide(Situation(inFlight: 1, outputDue: true)), .send(mayLeave: false))
+        XCTAssertEqual(PullPlan.decide(Situation(inFlight: 1, waitingChanged: true)), .send(mayLeave: false),
+                       "a task that starts waiting for its subtasks gives its slot back now, not at the next long poll")
     }
 
     func testABusyNodeLetsResultsLingerIntoOneBatch() {

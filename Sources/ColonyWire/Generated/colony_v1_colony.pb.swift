@@ -799,6 +799,9 @@ public nonisolated struct Colony_V1_Task: Sendable {
   /// CUDA_VISIBLE_DEVICES.
   public var resources: [Colony_V1_AssignedResource] = []
 
+  /// The job it belongs to: tasks it submits (TaskContext.submit) join that job.
+  public var jobID: UInt64 = 0
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -1008,6 +1011,15 @@ public nonisolated struct Colony_V1_PullRequest: @unchecked Sendable {
   public var hasFigures: Bool {_storage._figures != nil}
   /// Clears the value of `figures`. Subsequent reads from it will return its default value.
   public mutating func clearFigures() {_uniqueStorage()._figures = nil}
+
+  /// Tasks of this node that wait for tasks they submitted (TaskContext.results, .map), all
+  /// of them, in every pull: they hold none of their pool's slots while they wait (their named
+  /// resources stay held), so their subtasks can run on this node too. Ids the node does not
+  /// lease are ignored.
+  public var waiting: [UInt64] {
+    get {_storage._waiting}
+    set {_uniqueStorage()._waiting = newValue}
+  }
 
   /// Output of running tasks (exec commands' stdout and stderr, handler log lines) since the
   /// node's last pull, oldest first: at most 64 KiB kept per task and stream between pulls
@@ -3084,7 +3096,7 @@ nonisolated extension Colony_V1_SubmitReply: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Colony_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Task"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}handler\0\u{1}input\0\u{1}attempt\0\u{1}dependencies\0\u{3}timeout_ms\0\u{1}pool\0\u{2}+cpus\0\u{1}resources\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}handler\0\u{1}input\0\u{1}attempt\0\u{1}dependencies\0\u{3}timeout_ms\0\u{1}pool\0\u{2}+cpus\0\u{1}resources\0\u{3}job_id\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3101,6 +3113,7 @@ nonisolated extension Colony_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Mess
       case 7: try { try decoder.decodeSingularEnumField(value: &self.pool) }()
       case 50: try { try decoder.decodeSingularUInt32Field(value: &self.cpus) }()
       case 51: try { try decoder.decodeRepeatedMessageField(value: &self.resources) }()
+      case 52: try { try decoder.decodeSingularUInt64Field(value: &self.jobID) }()
       default: break
       }
     }
@@ -3134,6 +3147,9 @@ nonisolated extension Colony_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if !self.resources.isEmpty {
       try visitor.visitRepeatedMessageField(value: self.resources, fieldNumber: 51)
     }
+    if self.jobID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.jobID, fieldNumber: 52)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -3147,6 +3163,7 @@ nonisolated extension Colony_V1_Task: SwiftProtobuf.Message, SwiftProtobuf._Mess
     if lhs.pool != rhs.pool {return false}
     if lhs.cpus != rhs.cpus {return false}
     if lhs.resources != rhs.resources {return false}
+    if lhs.jobID != rhs.jobID {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -3354,7 +3371,7 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}results\0\u{1}running\0\u{3}wait_ms\0\u{1}prefetch\0\u{3}acked_dispatch_seq\0\u{3}process_prefetch\0\u{1}returned\0\u{1}leaving\0\u{1}figures\0\u{2}P\u{1}output\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}results\0\u{1}running\0\u{3}wait_ms\0\u{1}prefetch\0\u{3}acked_dispatch_seq\0\u{3}process_prefetch\0\u{1}returned\0\u{1}leaving\0\u{1}figures\0\u{1}waiting\0\u{2}O\u{1}output\0")
 
   fileprivate class _StorageClass {
     var _node: Colony_V1_NodeInfo? = nil
@@ -3367,6 +3384,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
     var _returned: [UInt64] = []
     var _leaving: Bool = false
     var _figures: Colony_V1_NodeFigures? = nil
+    var _waiting: [UInt64] = []
     var _output: [Colony_V1_OutputChunk] = []
 
       // This property is used as the initial default value for new instances of the type.
@@ -3388,6 +3406,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
       _returned = source._returned
       _leaving = source._leaving
       _figures = source._figures
+      _waiting = source._waiting
       _output = source._output
     }
   }
@@ -3417,6 +3436,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
         case 8: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._returned) }()
         case 9: try { try decoder.decodeSingularBoolField(value: &_storage._leaving) }()
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._figures) }()
+        case 11: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._waiting) }()
         case 90: try { try decoder.decodeRepeatedMessageField(value: &_storage._output) }()
         default: break
         }
@@ -3460,6 +3480,9 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
       try { if let v = _storage._figures {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
       } }()
+      if !_storage._waiting.isEmpty {
+        try visitor.visitPackedUInt64Field(value: _storage._waiting, fieldNumber: 11)
+      }
       if !_storage._output.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._output, fieldNumber: 90)
       }
@@ -3482,6 +3505,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
         if _storage._returned != rhs_storage._returned {return false}
         if _storage._leaving != rhs_storage._leaving {return false}
         if _storage._figures != rhs_storage._figures {return false}
+        if _storage._waiting != rhs_storage._waiting {return false}
         if _storage._output != rhs_storage._output {return false}
         return true
       }

@@ -1,0 +1,83 @@
+import Colony
+import ColonyNode
+import Foundation
+import XCTest
+
+/// Tasks submitting tasks: a handler submits tasks into its own job through its context and
+/// waits for them without holding its slot, so a tree of tasks runs on one node of one slot.
+final class SubtaskTests: ClusterTestCase {
+    override func setUpWithError() throws {
+        try super.setUpWithError()
+        try cluster.startCoordinator()
+    }
+
+    private func startNode(threads: Int, ioSlots: Int = 0) -> Task<Void, any Error> {
+        var configuration = NodeConfiguration(coordinatorURL: cluster.url, name: "tree-node", threads: threads)
+        configuration.ioSlots = ioSlots
+        let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: [AnyTaskHandler(TreeSum())]))
+        return Task { try await node.run() }
+    }
+
+    /// Depth 3: 15 tasks, 7 of them parents waiting at once, on a node with one thread slot.
+    /// Before parents gave their slot back, the root held the only slot for ever.
+    func testATreeOfTasksRunsOnOneSlotAndEveryTaskIsInTheRootsJob() async throws {
+        let node = startNode(threads: 1)
+        defer { node.cancel() }
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let (job, ids) = try await colony.submit([TaskSubmission(handler: TreeSum.name, input: Array(#"{"depth":3,"value":1}"#.utf8))],
+                                                 job: .named("tree"))
+        let done = try await eventually(timeout: .seconds(30), "the tree's 15 tasks finish", { try await colony.job(job) },
+                                        until: { $0.counts.succeeded == 15 })
+        XCTAssertEqual(done.state, .succeeded)
+        XCTAssertEqual(done.counts.failed, 0)
+        let sum = try await colony.result(of: ids[0]).value(as: Int.self)
+        XCTAssertEqual(sum, 8, "eight leaves of value 1")
+        let status = try await colony.status()
+        XCTAssertEqual(status.running, 0)
+        await colony.close()
+    }
+
+    /// The io pool gives its slots back the same way.
+    func testATreeRunsInTheIOPoolToo() async throws {
+        let node = startNode(threads: 0, ioSlots: 1)
+        defer { node.cancel() }
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        var options = TaskOptions()
+        options.pool = .io
+        let id = try await colony.submit(TreeSum.name, input: TreeSum.Input(depth: 2, value: 3, pool: "io"), options: options)
+        let result = try await eventually(timeout: .seconds(30), "the io tree finishes", firstOf: { try await colony.fetchResult(of: id) })
+        XCTAssertEqual(try result.value(as: Int.self), 12)
+        await colony.close()
+    }
+
+    /// A context made outside a node (or in a process-pool child) cannot submit: one clear line.
+    func testAContextWithoutANodeRefusesToSubmitInOneLine() async throws {
+        let context = TaskContext(taskID: 7, attempt: 1, nodeName: "none", pool: .process)
+        do {
+            _ = try await context.submit([TaskSubmission(handler: "echo", input: [])])
+            XCTFail("submitted without a node")
+        } catch {
+            XCTAssertEqual("\(error)".split(separator: "\n").count, 1)
+            XCTAssertTrue("\(error)".contains("only handlers in a node's thread or io pool can"), "\(error)")
+        }
+    }
+}
+
+/// Sums `value` over the leaves of a binary tree of tasks `depth` levels deep.
+private struct TreeSum: TaskHandler {
+    static let name = "tree-sum"
+    struct Input: Codable, Sendable {
+        var depth: Int
+        var value: Int
+        var pool: String?
+    }
+
+    func run(_ input: Input, context: TaskContext) async throws -> Int {
+        guard input.depth > 0 else { return input.value }
+        let child = Input(depth: input.depth - 1, value: input.value, pool: input.pool)
+        var options = TaskOptions()
+        if input.pool == "io" { options.pool = .io }
+        let sums = try await context.map(Self.name, [child, child], as: Int.self, options: options)
+        return sums.reduce(0, +)
+    }
+}
