@@ -21,7 +21,7 @@ struct NodeCommand: AsyncParsableCommand {
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Option(name: .long, help: "Io-pool slots: handlers that mostly wait (fetch, sleep, and handlers declaring the io pool) running at once without holding a thread (0: none; they then use --threads).")
-    var ioSlots: Int = 256
+    var ioSlots: Int = 1024
 
     @Option(name: .long, help: "This node's unique name (default: HOST-PID).")
     var name: String?
@@ -70,6 +70,10 @@ struct NodeCommand: AsyncParsableCommand {
         configuration.tls = try client.tls()
         configuration.processes = processPool.configuration
         configuration.ioSlots = ioSlots
+        let openFiles = OpenFileLimit.raiseToHard()
+        if ioSlots + 256 > openFiles {
+            logger.warning("--io-slots \(ioSlots) may run out of open files (the limit is \(openFiles): ulimit -n); fetches past it fail with 'too many open files'")
+        }
         let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: CustomHandlers.registered, allowExec: allowExec))
         let drainTimeout = try SecondsRange.drainDeadline.duration(self.drainTimeout, "--drain-timeout")
         // First signal: drain (finish or hand back, then leave, exit 0). Second: stop now.
