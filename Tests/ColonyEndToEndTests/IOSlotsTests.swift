@@ -42,6 +42,32 @@ final class IOSlotsTests: ClusterTestCase {
         XCTAssertEqual(node?.busyIO, 0, "every io slot is free again")
     }
 
+    /// A node started under a low soft limit of open files (1024 is common) raises it to the
+    /// hard limit, so its default 1024 io slots can each hold a socket, and says so when
+    /// the hard limit is too low for its io slots.
+    func testANodeRaisesItsOpenFilesLimitAndWarnsWhenItsIOSlotsDoNotFit() async throws {
+        try cluster.startCoordinator()
+        let log = NSTemporaryDirectory() + "colony-nofile-\(UUID().uuidString).log"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let colony = ClusterHarness.colonyExecutable.path
+        let node = Process()
+        node.executableURL = URL(fileURLWithPath: "/bin/sh")
+        node.arguments = ["-c", "ulimit -Sn 300 && ulimit -Hn 4096 && exec \"$0\" node --coordinator \"$1\" --threads 1 --processes 0 --name nofile --io-slots 3900 2>\"$2\"",
+                          colony, cluster.url, log]
+        try node.run()
+        defer {
+            kill(node.processIdentifier, SIGKILL)
+            node.waitUntilExit()
+        }
+        let client = try await cluster.connect(waitingForNodes: 1)
+        await client.close()
+        let limits = try String(contentsOfFile: "/proc/\(node.processIdentifier)/limits", encoding: .utf8)
+        let line = limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }.map(String.init) ?? ""
+        XCTAssertEqual(line.split(separator: " ", omittingEmptySubsequences: true).suffix(3).prefix(2), ["4096", "4096"], line)
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        XCTAssertTrue(text.contains("--io-slots 3900 may run out of open files (the limit is 4096"), text)
+    }
+
     func testAWaitingFetchInTheIOPoolIsCancelledOrTimedOutAndFreesItsSlot() async throws {
         let server = try HTTPServer(url: "http://127.0.0.1:0")
         let (requests, requestArrived) = AsyncStream<Void>.makeStream()
