@@ -192,7 +192,8 @@ public actor ColonyClient {
         try await results(of: [id])[0]
     }
 
-    /// Waits for the results of `ids`, returned in the same order.
+    /// Waits for the results of `ids`, returned in the same order; throws `.cancelled` when
+    /// the waiting task is cancelled.
     public func results(of ids: [TaskID]) async throws(ColonyError) -> [TaskResult] {
         if isClosed { throw .closed }
         let gather = Gather(ids: ids)
@@ -204,7 +205,18 @@ public actor ColonyClient {
             }
         }
         if !gather.isComplete { ensurePump() }
-        return try await gather.wait()
+        // A cancelled waiter (a handler stopped while it waits for its subtasks) stops waiting.
+        do {
+            return try await withTaskCancellationHandler {
+                try await gather.wait()
+            } onCancel: {
+                gather.fail(.cancelled)
+            }
+        } catch let error as ColonyError {
+            throw error
+        } catch {
+            throw .transport("\(error)")
+        }
     }
 
     /// Runs one task and decodes its output (submit and wait, in one round trip when the

@@ -26,6 +26,8 @@ public enum ColonyError: Error, Sendable, CustomStringConvertible {
     case notFound(String)
     /// The client was closed.
     case closed
+    /// The task waiting was cancelled: the wait ended, the tasks it waited for go on.
+    case cancelled
     /// The peer spoke something other than Colony's protocol.
     case protocolViolation(String)
     /// A transport error not covered above.
@@ -44,6 +46,7 @@ public enum ColonyError: Error, Sendable, CustomStringConvertible {
         case .notFound(let message): message
         case .unknownTask(let id): "task \(id) is not known to this client's session (result already fetched?)"
         case .closed: "the client is closed"
+        case .cancelled: "the wait for results was cancelled"
         case .protocolViolation(let what): "protocol error: \(what)"
         case .transport(let what): what
         }

@@ -12,10 +12,14 @@ final class SubtaskTests: ClusterTestCase {
     }
 
     private func startNode(threads: Int, ioSlots: Int = 0) -> Task<Void, any Error> {
+        startAgent(threads: threads, ioSlots: ioSlots).running
+    }
+
+    private func startAgent(threads: Int, ioSlots: Int = 0) -> (agent: NodeAgent, running: Task<Void, any Error>) {
         var configuration = NodeConfiguration(coordinatorURL: cluster.url, name: "tree-node", threads: threads)
         configuration.ioSlots = ioSlots
-        let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: [AnyTaskHandler(TreeSum())]))
-        return Task { try await node.run() }
+        let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: [AnyTaskHandler(TreeSum()), AnyTaskHandler(WaitForSleep())]))
+        return (node, Task { try await node.run() })
     }
 
     /// Depth 3: 15 tasks, 7 of them parents waiting at once, on a node with one thread slot.
@@ -50,6 +54,27 @@ final class SubtaskTests: ClusterTestCase {
         await colony.close()
     }
 
+    /// A parent stopped while it waits (here its timeout) stops waiting at once: it fails with
+    /// the stop's reason, and its worker does not hang on the wait; its subtask goes on.
+    func testAParentStoppedWhileItWaitsEndsWithTheStopsReason() async throws {
+        let (agent, node) = startAgent(threads: 2)
+        defer { node.cancel() }
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        var options = TaskOptions()
+        options.timeoutSeconds = 1
+        let parent = try await colony.submit(WaitForSleep.name, input: 30.0, options: options)
+        let result = try await colony.result(of: parent)
+        XCTAssertFalse(result.succeeded)
+        XCTAssertEqual(result.failure, .timeout, result.error)
+        XCTAssertTrue(result.error.contains("timed out after 1 s"), result.error)
+        // The node ended the parent itself (before, its handler waited out the 30 s sleep and
+        // only the coordinator's timeout grace failed it).
+        try await eventually(timeout: .seconds(10), "only the subtask runs on the node") { await agent.stats().running == 1 }
+        let child = try await eventually("the subtask still runs", firstOf: { try await colony.tasks(in: .running).first })
+        XCTAssertEqual(child.handler, "sleep")
+        await colony.close()
+    }
+
     /// A context made outside a node (or in a process-pool child) cannot submit: one clear line.
     func testAContextWithoutANodeRefusesToSubmitInOneLine() async throws {
         let context = TaskContext(taskID: 7, attempt: 1, nodeName: "none", pool: .process)
@@ -79,5 +104,14 @@ private struct TreeSum: TaskHandler {
         if input.pool == "io" { options.pool = .io }
         let sums = try await context.map(Self.name, [child, child], as: Int.self, options: options)
         return sums.reduce(0, +)
+    }
+}
+
+/// Submits one `sleep` of `input` seconds and waits for it.
+private struct WaitForSleep: TaskHandler {
+    static let name = "wait-for-sleep"
+
+    func run(_ input: Double, context: TaskContext) async throws -> Double {
+        try await context.map("sleep", [input], as: Double.self)[0]
     }
 }
