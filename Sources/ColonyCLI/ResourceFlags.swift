@@ -5,7 +5,7 @@ import Foundation
 
 /// `--cpus`, `--resource` and `--resource-variant` of `colony submit` and `colony map`.
 struct ResourceFlags: ParsableArguments {
-    @Option(name: .long, help: "Slots of its pool the task holds while it runs (default 1).")
+    @Option(name: .long, parsing: .unconditional, help: "Slots of its pool the task holds while it runs (default 1).")
     var cpus: Int?
 
     @Option(name: .long, help: "A resource the task needs, NAME=AMOUNT: gpus=1, gpus=0.5 (shares one GPU), mem=8G (repeatable).")

@@ -206,6 +206,20 @@ final class BadInputTests: ClusterTestCase {
         try assertRefusedInOneLine(["map", "--coordinator", cluster.url, "--chunk-size", "0", "--", "true"], naming: "--chunk-size")
     }
 
+    /// A negative number reaches the flag's own check (one line naming it) instead of being
+    /// read as a flag (`Missing value for '--cpus <cpus>'` and the usage, as `--cpus -1` got).
+    func testNegativeCountsAreRefusedInOneLineNamingTheFlag() throws {
+        let url = cluster.url
+        for (arguments, flag) in [(["submit", "echo", "1", "--cpus", "-1"], "--cpus"), (["submit", "echo", "1", "--retries", "-1"], "--retries"),
+                                  (["node", "--threads", "-1"], "--threads"), (["node", "--io-slots", "-2"], "--io-slots"),
+                                  (["node", "--processes", "-1"], "--processes"), (["node", "--max-tasks-per-child", "-1"], "--max-tasks-per-child"),
+                                  (["map", "--pipe", "-N", "-3", "--", "cat"], "-N"), (["up", "--tasks", "-1"], "--tasks"),
+                                  (["coordinator", "--listen", url, "--contexts", "-1"], "--contexts")] {
+            let withURL = arguments[0] == "coordinator" || arguments[0] == "up" ? arguments : arguments + ["--coordinator", url]
+            try assertRefusedInOneLine(withURL, naming: flag)
+        }
+    }
+
     func testNamesWithControlCharactersAreRefusedAndTheLogStaysOneLinePerEvent() async throws {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("colony-coordinator-\(UUID().uuidString).log")
         defer { try? FileManager.default.removeItem(at: log) }

@@ -15,7 +15,7 @@ struct AllocationOptions: ParsableArguments {
     @Option(name: .long, help: "Submit node jobs to this workload manager while tasks are queued and no node has a free slot (slurm: sbatch, squeue and scancel on PATH).")
     var allocate: Manager?
 
-    @Option(name: .long, help: "--allocate: most node jobs at once.")
+    @Option(name: .long, parsing: .unconditional, help: "--allocate: most node jobs at once.")
     var allocateMax: Int = 4
 
     @Option(name: .long, parsing: .unconditional, help: "--allocate: more sbatch arguments for each node job, split at spaces (e.g. '--partition=cpu --time=02:00:00 --cpus-per-task=16').")

@@ -21,7 +21,7 @@ struct CoordinatorCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Where to listen (tcp://HOST:PORT, ipc:///path, inproc://name).")
     var listen: String = ColonyURL.defaultCoordinator
 
-    @Option(name: .long, help: "Contexts (requests served at once) opened at start; parked long polls hold one each, so more are opened whenever few are free, up to 65536.")
+    @Option(name: .long, parsing: .unconditional, help: "Contexts (requests served at once) opened at start; parked long polls hold one each, so more are opened whenever few are free, up to 65536.")
     var contexts: Int = 256
 
     @OptionGroup var tokenSource: TokenOptions

@@ -208,7 +208,7 @@ struct JobLogsCommand: AsyncParsableCommand {
     @Argument(help: "The job's id or name.")
     var job: String
 
-    @Option(name: .long, help: "Only the task at this position in the job (0 is the first).")
+    @Option(name: .long, parsing: .unconditional, help: "Only the task at this position in the job (0 is the first).")
     var task: Int?
 
     @Flag(name: .long, help: "Keep printing new output until the tasks have ended.")

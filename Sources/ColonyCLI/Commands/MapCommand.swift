@@ -67,7 +67,7 @@ struct MapCommand: AsyncParsableCommand {
     @Option(name: .long, help: "With --pipe: chunks of whole lines up to this size, e.g. 1M (default) or 512K.")
     var block: String?
 
-    @Option(name: .customShort("N"), help: "With --pipe: chunks of this many lines.")
+    @Option(name: .customShort("N"), parsing: .unconditional, help: "With --pipe: chunks of this many lines.")
     var lineCount: Int?
 
     @Option(name: .long, help: "With --pipe: the first this many lines are a header, repeated at the start of every chunk.")

@@ -17,10 +17,10 @@ struct NodeCommand: AsyncParsableCommand {
 
     @OptionGroup var client: ClientOptions
 
-    @Option(name: .long, help: "Thread-pool slots: handlers running at once (default: the number of cores).")
+    @Option(name: .long, parsing: .unconditional, help: "Thread-pool slots: handlers running at once (default: the number of cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
-    @Option(name: .long, help: "Io-pool slots: handlers that mostly wait (fetch, sleep, and handlers declaring the io pool) running at once without holding a thread (0: none; they then use --threads).")
+    @Option(name: .long, parsing: .unconditional, help: "Io-pool slots: handlers that mostly wait (fetch, sleep, and handlers declaring the io pool) running at once without holding a thread (0: none; they then use --threads).")
     var ioSlots: Int = 1024
 
     @Option(name: .long, help: "This node's unique name (default: HOST-PID).")
@@ -88,13 +88,13 @@ struct NodeCommand: AsyncParsableCommand {
 
 /// The process-pool flags of `colony node` (and `colony up`).
 struct ProcessPoolFlags: ParsableArguments {
-    @Option(name: .long, help: "Process-pool slots: long-lived child processes, one task each at a time, for tasks that may crash, leak or need killing (default: the number of cores; 0: none).")
+    @Option(name: .long, parsing: .unconditional, help: "Process-pool slots: long-lived child processes, one task each at a time, for tasks that may crash, leak or need killing (default: the number of cores; 0: none).")
     var processes: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @Option(name: .long, help: "Address-space limit of each child in bytes (suffixes K, M, G); a task that exceeds it fails, the child is replaced.")
     var childMemoryLimit: String?
 
-    @Option(name: .long, help: "Replace a child after this many tasks (against slow leaks).")
+    @Option(name: .long, parsing: .unconditional, help: "Replace a child after this many tasks (against slow leaks).")
     var maxTasksPerChild: Int?
 
     @Option(name: .long, parsing: .unconditional, help: "Seconds a new child may take to start before it is killed and reported.")

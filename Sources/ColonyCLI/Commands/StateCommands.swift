@@ -236,7 +236,7 @@ struct TaskOptionFlags: ParsableArguments {
     @Option(name: .long, help: "A task id that must succeed first (repeatable).")
     var after: [UInt64] = []
 
-    @Option(name: .long, help: "Retry a failed handler this many times (with back-off).")
+    @Option(name: .long, parsing: .unconditional, help: "Retry a failed handler this many times (with back-off).")
     var retries: Int = 0
 
     @Option(name: .long, parsing: .unconditional, help: "Seconds an attempt may run.")

@@ -25,17 +25,17 @@ struct UpCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Where the coordinator listens (default tcp://127.0.0.1:7411; a free port if that is taken).")
     var listen: String?
 
-    @Option(name: .long, help: "Thread-pool slots of the local node (default: the number of cores).")
+    @Option(name: .long, parsing: .unconditional, help: "Thread-pool slots of the local node (default: the number of cores).")
     var threads: Int = ProcessInfo.processInfo.activeProcessorCount
 
     @OptionGroup var processPool: ProcessPoolFlags
 
     @OptionGroup var tokenSource: TokenOptions
 
-    @Option(name: .long, help: "Count the primes below this number.")
+    @Option(name: .long, parsing: .unconditional, help: "Count the primes below this number.")
     var limit: Int = 2_000_000
 
-    @Option(name: .long, help: "Split the demo into this many tasks.")
+    @Option(name: .long, parsing: .unconditional, help: "Split the demo into this many tasks.")
     var tasks: Int = 64
 
     @Flag(name: .long, help: "Keep the coordinator and node running after the demo (until Ctrl-C).")
