@@ -34,7 +34,7 @@ def test_a_python_exception_fails_the_task_with_its_message(python_cluster):
 def test_an_unknown_handler_in_a_batch_fails_its_task(python_cluster):
     with colony.Colony(python_cluster.url) as client:
         spec = client._spec("batch", b'{"handler":"nope","inputs":[1]}', 0, (), (), 0, None, None, None, None)
-        [task_id] = client._submit_specs([spec])
+        _, [task_id] = client._submit_specs([spec])
         with pytest.raises(colony.TaskFailed) as failure:
             client.result(task_id, wait=5)
     assert "unknown handler 'nope' on node python" in failure.value.reason

@@ -7,7 +7,7 @@ import time
 import pynng
 
 from . import colony_pb2 as pb
-from .errors import Closed, ProtocolViolation, Refused, TimedOut, Unavailable, Unreachable, BadInput
+from .errors import Closed, NotFound, ProtocolViolation, Refused, TimedOut, Unavailable, Unreachable, BadInput
 
 PROTOCOL_VERSION = 1
 MESSAGE_BYTES_MAX = 16 << 20
@@ -160,6 +160,8 @@ class Connection:
             code, message = envelope.error.code, envelope.error.message
             if code == pb.ErrorReply.CODE_UNAVAILABLE:
                 raise Unavailable(f"coordinator refused the request for now: {message}", code)
+            if code == pb.ErrorReply.CODE_NOT_FOUND:
+                raise NotFound(message, code)
             raise Refused(f"coordinator refused the request: {message}", code)
         if kind is None:
             raise ProtocolViolation(f"protocol error: empty reply from {self.url}")

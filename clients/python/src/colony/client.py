@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from . import colony_pb2 as pb
 from ._wire import Connection
+from .jobs import JobsMixin, submit_target
 from .errors import (BadInput, BadOutput, Closed, ColonyError, FailureKind, TaskFailed, TimedOut, Unavailable, Unreachable,
                      UnknownTask)
 
@@ -73,11 +74,12 @@ def encode_input(value, raw):
 
 class TaskFuture(cf.Future):
     """A concurrent.futures.Future for one task; `task_id` is its id at the coordinator.
-    `cancel()` cancels the task in the cluster too."""
+    `cancel()` cancels the task in the cluster too. `job_id`: the job it belongs to."""
 
     def __init__(self, client, task_id, raw=False, unpack=None):
         super().__init__()
         self.task_id = task_id
+        self.job_id = 0
         self._client = client
         self._raw = raw
         self._unpack = unpack
@@ -190,7 +192,7 @@ class Status:
                    wire.journal_failure, wire.uptime_seconds, wire)
 
 
-class Colony:
+class Colony(JobsMixin):
     """A connection to a Colony coordinator, used like a concurrent.futures executor whose
     functions are handlers registered on the cluster's nodes.
 
@@ -251,17 +253,19 @@ class Colony:
     # -- submitting -------------------------------------------------------------------------
 
     def submit(self, handler, input=None, *, raw=False, priority=0, uses=(), after=(), retries=0, timeout=None,
-               labels=None, pool=None, key=None):
+               labels=None, pool=None, key=None, job=None):
         """Queues one task; returns a TaskFuture whose result is the handler's output.
 
         priority: higher first. uses: names of cluster limits held while it runs. after: tasks
         (futures or ids) that must succeed first. retries: attempts after a failure. timeout:
         seconds per attempt. labels: what a node must offer. pool: "thread" or "process".
-        key: idempotency key (default: SESSION#N)."""
+        key: idempotency key (default: SESSION#N). job: the job it joins, by id (int) or name
+        (made if new; default: a new job); the future's `job_id` says which."""
         spec = self._spec(handler, encode_input(input, raw), priority, uses, after, retries, timeout, labels, pool, key)
-        task_id = self._submit_specs([spec])[0]
-        future = TaskFuture(self, task_id, raw)
-        self._wait_for(task_id, future)
+        job_id, ids = self._submit_specs([spec], job)
+        future = TaskFuture(self, ids[0], raw)
+        future.job_id = job_id
+        self._wait_for(future.task_id, future)
         return future
 
     def run(self, handler, input=None, *, raw=False, timeout=None):
@@ -329,13 +333,15 @@ class Colony:
     def _submit_map(self, handler, inputs, chunksize, raw, options):
         if not isinstance(chunksize, int) or chunksize < 1:
             raise BadInput(f"bad input: chunksize must be an integer >= 1, not {chunksize!r}")
+        job = options.pop("job", None)
         option_args = self._options(**options)
         encoded = [encode_input(value, raw) for value in inputs]
         if chunksize == 1:
             specs = [self._spec(handler, data, *option_args) for data in encoded]
-            ids = self._submit_specs(specs)
+            job_id, ids = self._submit_specs(specs, job)
             futures = [TaskFuture(self, task_id, raw) for task_id in ids]
             for future in futures:
+                future.job_id = job_id
                 self._wait_for(future.task_id, future)
             return futures, [None] * len(futures)
         if raw:
@@ -349,10 +355,11 @@ class Colony:
             spec.pool_handler = handler
             specs.append(spec)
             sizes.append(len(chunk))
-        ids = self._submit_specs(specs)
+        job_id, ids = self._submit_specs(specs, job)
         futures = []
         for task_id, size in zip(ids, sizes):
             future = TaskFuture(self, task_id, unpack=lambda result, size=size: unpack_batch(result, size))
+            future.job_id = job_id
             self._wait_for(task_id, future)
             futures.append(future)
         return futures, sizes
@@ -387,9 +394,12 @@ class Colony:
         spec.key = key
         return spec
 
-    def _submit_specs(self, specs):
-        """Submits in messages of at most TASKS_PER_SUBMIT tasks / SUBMIT_BYTES_MAX bytes, sent
-        in parallel; returns the ids in order."""
+    def _submit_specs(self, specs, job=None):
+        """Submits in messages of at most TASKS_PER_SUBMIT tasks / SUBMIT_BYTES_MAX bytes into
+        `job` (None: a new one), the first alone and the rest in parallel joining the job it
+        made; returns the job's id and the ids in order."""
+        first = pb.SubmitRequest(session=self.session)
+        submit_target(first, job)
         chunks, start, size = [], 0, 0
         for index, spec in enumerate(specs):
             spec_size = len(spec.input) + len(spec.handler) + 64
@@ -399,21 +409,22 @@ class Colony:
             size += spec_size
         chunks.append(specs[start:])
 
-        def send(chunk):
-            reply = self._connection.request("submit", pb.SubmitRequest(session=self.session, tasks=chunk), "submit_reply")
+        def send(chunk, request):
+            request.tasks.extend(chunk)
+            reply = self._connection.request("submit", request, "submit_reply")
             if len(reply.task_ids) != len(chunk):
                 raise ColonyError(f"protocol error: the coordinator answered a submit of {len(chunk)} tasks with {len(reply.task_ids)} ids")
-            return list(reply.task_ids)
+            return reply.job_id, list(reply.task_ids)
 
         if self._closed:
             raise Closed("the client is closed")
-        if len(chunks) == 1:
-            ids = send(chunks[0])
-        else:
-            ids = [task_id for part in self._senders.map(send, chunks) for task_id in part]
+        job_id, ids = send(chunks[0], first)
+        if len(chunks) > 1:
+            rest = self._senders.map(lambda chunk: send(chunk, pb.SubmitRequest(session=self.session, job_id=job_id))[1], chunks[1:])
+            ids += [task_id for part in rest for task_id in part]
         with self._lock:
             self._generation += 1
-        return ids
+        return job_id, ids
 
     # -- results ----------------------------------------------------------------------------
 

@@ -44,6 +44,10 @@ class Refused(ColonyError):
         self.code = code
 
 
+class NotFound(Refused):
+    """The task or job named is not known to the coordinator (never made, or forgotten)."""
+
+
 class Unavailable(Refused):
     """The coordinator takes no changes for now (its journal cannot be written), and stayed so
     for the client's whole patience. Nothing was applied; the same request may succeed later."""
