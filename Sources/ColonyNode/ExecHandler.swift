@@ -155,6 +155,11 @@ public struct ExecHandler: TaskHandler {
         // What the coordinator gave this attempt wins over the task's own env: two tasks on
         // one node must never be pointed at the same GPU by mistake.
         environment.merge(context.resourceEnvironment) { $1 }
+        // Who runs: a command may add tasks to its own job (`colony submit --job "$COLONY_JOB_ID"`,
+        // the node exports COLONY_COORDINATOR).
+        environment["COLONY_TASK_ID"] = String(context.taskID)
+        environment["COLONY_ATTEMPT"] = String(context.attempt)
+        if context.jobID != 0 { environment["COLONY_JOB_ID"] = String(context.jobID) }
         let clock = ContinuousClock()
         let started = clock.now
         if stdin != nil { Self.brokenPipesIgnored }

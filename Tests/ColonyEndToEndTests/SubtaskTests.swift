@@ -75,6 +75,28 @@ final class SubtaskTests: ClusterTestCase {
         await colony.close()
     }
 
+    /// An exec command knows its task and job and where its coordinator is, so `colony submit
+    /// --job "$COLONY_JOB_ID"` in it adds to its own job (in the process pool and on threads).
+    func testACommandAddsTasksToItsOwnJob() async throws {
+        try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--processes", "1", "--name", "exec-node", "--allow-exec"])
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let script = #""$0" submit --job "$COLONY_JOB_ID" echo '"from the command"' >/dev/null && echo "$COLONY_TASK_ID $COLONY_ATTEMPT""#
+        for pool in [TaskPool.process, .thread] {
+            var options = TaskOptions()
+            options.pool = pool
+            let input = try JSONSerialization.data(withJSONObject: ["argv": ["sh", "-c", script, ClusterHarness.colonyExecutable.path],
+                                                                    "failUnlessZero": true])
+            let (job, ids) = try await colony.submit([TaskSubmission(handler: "exec", input: Array(input), options: options)], job: .new)
+            let report = try await colony.result(of: ids[0])
+            XCTAssertTrue(report.succeeded, report.error)
+            XCTAssertTrue(report.outputText.contains(#""stdout":"\#(ids[0]) 1\n""#), report.outputText)
+            let done = try await eventually("the command's task joins its job and runs", { try await colony.job(job) },
+                                            until: { $0.counts.succeeded == 2 })
+            XCTAssertEqual(done.counts.total, 2, "\(pool)")
+        }
+        await colony.close()
+    }
+
     /// A context made outside a node (or in a process-pool child) cannot submit: one clear line.
     func testAContextWithoutANodeRefusesToSubmitInOneLine() async throws {
         let context = TaskContext(taskID: 7, attempt: 1, nodeName: "none", pool: .process)

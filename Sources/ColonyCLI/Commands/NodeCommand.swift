@@ -70,6 +70,8 @@ struct NodeCommand: AsyncParsableCommand {
         configuration.tls = try client.tls()
         configuration.processes = processPool.configuration
         configuration.ioSlots = ioSlots
+        // Commands the node runs (exec) reach its coordinator with `colony` as they are.
+        setenv("COLONY_COORDINATOR", url, 1)
         let openFiles = OpenFileLimit.raiseToHard()
         if ioSlots + 256 > openFiles {
             logger.warning("--io-slots \(ioSlots) may run out of open files (the limit is \(openFiles): ulimit -n); fetches past it fail with 'too many open files'")
