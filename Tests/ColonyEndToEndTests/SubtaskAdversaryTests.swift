@@ -26,7 +26,7 @@ final class SubtaskAdversaryTests: ClusterTestCase {
     private static let all: [AnyTaskHandler] = [AnyTaskHandler(AdvTree()), AnyTaskHandler(AdvFan()), AnyTaskHandler(AdvParent()),
                                                 AnyTaskHandler(AdvSlow()), AnyTaskHandler(AdvCounted()), AnyTaskHandler(AdvLender()),
                                                 AnyTaskHandler(AdvEdgeCases()), AnyTaskHandler(AdvLateSubmit()),
-                                                AnyTaskHandler(AdvTwoWaits())]
+                                                AnyTaskHandler(AdvTwoWaits()), AnyTaskHandler(AdvSubmitAndEnd())]
 
     // MARK: 1. Deep and wide trees, and a parent whose node is lost
 
@@ -134,6 +134,24 @@ final class SubtaskAdversaryTests: ClusterTestCase {
         XCTAssertTrue(root.succeeded, root.error)
         XCTAssertEqual(done.counts.cancelled, 0, "\(done)")
         XCTAssertEqual(done.state, .succeeded, "\(done)")
+        await colony.close()
+    }
+
+    /// FINDING (skipped unless COLONY_ADVERSARY_FINDINGS=1): a parent that submits its
+    /// children and ends without waiting (fire and forget, as a crawler would) leaves them
+    /// in its node's session, which nothing fetches from: on a live node, the session
+    /// timeout cancels those still queued or running, and the job ends `failed`.
+    func testChildrenSubmittedWithoutWaitingAreNotCancelledByTheNodesSessionTimeout() async throws {
+        try XCTSkipUnless(ProcessInfo.processInfo.environment["COLONY_ADVERSARY_FINDINGS"] == "1", "a known finding (see the doc comment)")
+        try cluster.start(["coordinator", "--listen", cluster.url, "--state", ":memory:", "--session-timeout", "2"])
+        let (_, node) = startAgent("forget", threads: 4, Self.all)
+        defer { node.cancel() }
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let (job, ids) = try await colony.submit([TaskSubmission(handler: AdvSubmitAndEnd.name, input: Array("5".utf8))], job: .named("forget"))
+        let root = try await colony.result(of: ids[0])
+        XCTAssertTrue(root.succeeded, root.error)
+        let done = try await eventually(timeout: .seconds(30), "the job ends", { try await colony.job(job) }, until: { $0.state != .running })
+        XCTAssertEqual(done.counts, JobCounts(succeeded: 4), "\(done)")
         await colony.close()
     }
 
@@ -501,6 +519,15 @@ private struct AdvTwoWaits: TaskHandler {
         async let one = context.map(AdvSlow.name, [seconds], as: Double.self)
         async let two = context.map(AdvSlow.name, [seconds, seconds], as: Double.self)
         return try await one.count + two.count
+    }
+}
+
+/// Submits three children of `input` seconds and ends without waiting for them.
+private struct AdvSubmitAndEnd: TaskHandler {
+    static let name = "adv-submit-and-end"
+    func run(_ seconds: Double, context: TaskContext) async throws -> Int {
+        let input = Array("\(seconds)".utf8)
+        return try await context.submit((0..<3).map { _ in TaskSubmission(handler: AdvSlow.name, input: input) }).count
     }
 }
 
