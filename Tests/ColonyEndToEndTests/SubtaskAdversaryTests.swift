@@ -27,7 +27,8 @@ final class SubtaskAdversaryTests: ClusterTestCase {
                                                 AnyTaskHandler(AdvSlow()), AnyTaskHandler(AdvCounted()), AnyTaskHandler(AdvLender()),
                                                 AnyTaskHandler(AdvEdgeCases()), AnyTaskHandler(AdvLateSubmit()),
                                                 AnyTaskHandler(AdvTwoWaits()), AnyTaskHandler(AdvSubmitAndEnd()),
-                                                AnyTaskHandler(AdvUsesLimit()), AnyTaskHandler(AdvIOLender())]
+                                                AnyTaskHandler(AdvUsesLimit()), AnyTaskHandler(AdvIOLender()),
+                                                AnyTaskHandler(AdvWaitForID())]
 
     // MARK: 1. Deep and wide trees, and a parent whose node is lost
 
@@ -153,6 +154,36 @@ final class SubtaskAdversaryTests: ClusterTestCase {
         XCTAssertTrue(root.succeeded, root.error)
         let done = try await eventually(timeout: .seconds(30), "the job ends", { try await colony.job(job) }, until: { $0.state != .running })
         XCTAssertEqual(done.counts, JobCounts(succeeded: 4), "\(done)")
+        await colony.close()
+    }
+
+    /// The coordinator is killed (SIGKILL) and restarted from its state folder while a parent
+    /// waits for its children: the node's link reconnects, the parent gets their results and
+    /// the job ends succeeded, the parent run once.
+    func testAParentWaitingThroughACoordinatorRestartGetsItsChildrensResults() async throws {
+        let state = NSTemporaryDirectory() + "colony-adv-restart-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let coordinator = try cluster.startCoordinator(stateDirectory: state)
+        let (agent, node) = startAgent("restart", threads: 2, Self.all)
+        defer { node.cancel() }
+        var colony = try await cluster.connect(waitingForNodes: 1)
+        let input = AdvParent.Input(children: 2, seconds: 2)
+        let (job, ids) = try await colony.submit([TaskSubmission(handler: AdvParent.name, input: Array(try JSONEncoder().encode(input)))],
+                                                 job: .named("restart"))
+        try await eventually("the parent waits and its children run", { try await colony.job(job) },
+                             until: { $0.counts.total == 3 && $0.counts.running == 3 })
+        kill(coordinator.processIdentifier, SIGKILL)
+        coordinator.waitUntilExit()
+        await colony.close()
+        try cluster.startCoordinator(stateDirectory: state)
+        colony = try await cluster.connect(waitingForNodes: 1)
+        let done = try await eventually(timeout: .seconds(40), "the job ends", { try await colony.job(job) }, until: { $0.state != .running })
+        XCTAssertEqual(done.state, .succeeded, "\(done)")
+        XCTAssertEqual(done.counts, JobCounts(succeeded: 3), "\(done)")
+        let parent = try await eventually(timeout: .seconds(10), "the parent's result", firstOf: { try await colony.fetchResult(of: ids[0]) })
+        XCTAssertEqual(try parent.value(as: Int.self), 2, parent.error)
+        XCTAssertEqual(Probes.parentRuns.load(ordering: .relaxed), 1)
+        try await eventually("the node runs nothing") { await agent.stats().running == 0 }
         await colony.close()
     }
 
@@ -391,6 +422,23 @@ final class SubtaskAdversaryTests: ClusterTestCase {
         await colony.close()
     }
 
+    /// A handler that waits for a task it did not submit (another client's) fails at once in
+    /// one line: a node's session sees only the results of its own handlers' tasks.
+    func testWaitingForAnotherClientsTaskFailsInOneLine() async throws {
+        try cluster.startCoordinator()
+        let (agent, node) = startAgent("foreign", threads: 2, Self.all)
+        defer { node.cancel() }
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let foreign = try await colony.submit(AdvSlow.name, input: 1.0)
+        let waiter = try await colony.submit(AdvWaitForID.name, input: foreign)
+        let result = try await eventually(timeout: .seconds(15), "the waiter ends", firstOf: { try await colony.fetchResult(of: waiter) })
+        XCTAssertFalse(result.succeeded)
+        XCTAssertEqual(result.error.split(separator: "\n").count, 1, result.error)
+        XCTAssertTrue(result.error.contains("task \(foreign) is not known to this client's session"), result.error)
+        try await eventually(timeout: .seconds(10), "no worker left running") { await agent.stats().running == 0 }
+        await colony.close()
+    }
+
     // MARK: 6. More io slots than open files
 
     /// A node of 5,000 io slots under a hard limit of 1,024 open files warns once and works:
@@ -571,6 +619,14 @@ private struct AdvIOLender: TaskHandler {
     static var defaultPool: TaskPool { .io }
     func run(_ input: AdvLender.Input, context: TaskContext) async throws -> Int {
         try await AdvLender().run(input, context: context)
+    }
+}
+
+/// Waits for the task whose id is its input; returns whether it succeeded.
+private struct AdvWaitForID: TaskHandler {
+    static let name = "adv-wait-for-id"
+    func run(_ id: UInt64, context: TaskContext) async throws -> Bool {
+        try await context.results(of: [id])[0].succeeded
     }
 }
 
