@@ -219,6 +219,27 @@ final class SubtaskAdversaryTests: ClusterTestCase {
         await colony.close()
     }
 
+    /// FINDING (skipped unless COLONY_ADVERSARY_FINDINGS=1): the cluster report counts
+    /// waiting parents as tasks queued on the node (`prefetched`), and a node whose every
+    /// slot holds a waiting parent as full (`busyThreads`), which `colony top` shows and the
+    /// Slurm allocation policy reads as a full pool (`aPoolIsFull`).
+    func testTheReportDoesNotCountWaitingParentsAsBusyOrQueuedOnTheNode() async throws {
+        try XCTSkipUnless(ProcessInfo.processInfo.environment["COLONY_ADVERSARY_FINDINGS"] == "1", "a known finding (see the doc comment)")
+        try cluster.startCoordinator()
+        let (_, node) = startAgent("report", threads: 2, Self.all)
+        defer { node.cancel() }
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        // The root waits; its two leaves run, one on each slot.
+        let input = Array(#"{"depth":1,"leafSeconds":30}"#.utf8)
+        let (job, _) = try await colony.submit([TaskSubmission(handler: AdvTree.name, input: input)], job: .named("report"))
+        try await eventually("the parent waits and both leaves run", { try await colony.job(job) }, until: { $0.counts.running == 3 })
+        try await eventually("the node reports the leaves' slots busy", { try await colony.report().nodes.first }, until: { $0?.running == 3 })
+        let seen = try await colony.report().nodes.first
+        XCTAssertEqual(seen?.prefetched, 0, "nothing is queued on the node: \(String(describing: seen))")
+        _ = try await colony.cancel(job: "\(job)")
+        await colony.close()
+    }
+
     // MARK: 3. Lending io slots and slots of many cpus
 
     /// Two parents in the io pool of one io slot, their children in the one thread slot: both
