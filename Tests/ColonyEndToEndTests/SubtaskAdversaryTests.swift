@@ -53,6 +53,24 @@ final class SubtaskAdversaryTests: ClusterTestCase {
         await colony.close()
     }
 
+    /// Depth 10: 2,047 tasks, 1,023 parents waiting at once (each one a parked worker and a
+    /// pending wait on the node's one client), on two thread slots.
+    func testATreeTenLevelsDeepRunsOnTwoThreadSlots() async throws {
+        try cluster.startCoordinator()
+        let (agent, node) = startAgent("deeper", threads: 2, Self.all)
+        defer { node.cancel() }
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let (job, ids) = try await colony.submit([TaskSubmission(handler: AdvTree.name, input: Array(#"{"depth":10,"leafSeconds":0}"#.utf8))],
+                                                 job: .named("deeper"))
+        let done = try await eventually(timeout: .seconds(120), "the tree's 2,047 tasks finish", { try await colony.job(job) },
+                                        until: { $0.counts.finished == 2047 })
+        XCTAssertEqual(done.counts, JobCounts(succeeded: 2047))
+        let leaves = try await colony.result(of: ids[0]).value(as: Int.self)
+        XCTAssertEqual(leaves, 1024)
+        try await eventually("the node runs nothing") { await agent.stats().running == 0 }
+        await colony.close()
+    }
+
     /// One parent fans out 2,000 children (the submit goes in several batches) and sums them.
     func testAParentFansOutTwoThousandChildren() async throws {
         try cluster.startCoordinator()
@@ -386,6 +404,20 @@ final class SubtaskAdversaryTests: ClusterTestCase {
 
     // MARK: 5. Bad input
 
+    /// A child that fails fails its parent's `map` with one line naming the child and its error.
+    func testAFailedChildFailsItsParentsMapInOneLine() async throws {
+        try cluster.startCoordinator()
+        let (_, node) = startAgent("edges", threads: 1, Self.all)
+        defer { node.cancel() }
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let id = try await colony.submit([TaskSubmission(handler: AdvEdgeCases.name, input: Array(#""failing""#.utf8))])[0]
+        let result = try await eventually(timeout: .seconds(10), "the parent ends", firstOf: { try await colony.fetchResult(of: id) })
+        XCTAssertFalse(result.succeeded)
+        XCTAssertEqual(result.error.split(separator: "\n").count, 1, result.error)
+        XCTAssertTrue(result.error.contains("boom"), result.error)
+        await colony.close()
+    }
+
     /// `map` over no inputs returns none at once, as do `submit([])` and `results(of: [])`.
     func testMapOverNoInputsReturnsAtOnce() async throws {
         try cluster.startCoordinator()
@@ -661,7 +693,8 @@ private struct AdvUsesLimit: TaskHandler {
     }
 }
 
-/// `"empty"`: maps, submits and waits for nothing; `"unknown"`: maps over a handler no node has.
+/// `"empty"`: maps, submits and waits for nothing; `"failing"`: maps `fail` over `"boom"`;
+/// `"unknown"`: maps over a handler no node has.
 private struct AdvEdgeCases: TaskHandler {
     static let name = "adv-edge-cases"
     func run(_ which: String, context: TaskContext) async throws -> String {
@@ -671,6 +704,8 @@ private struct AdvEdgeCases: TaskHandler {
             let ids = try await context.submit([])
             let results = try await context.results(of: [])
             return "\(mapped.count) \(ids.count) \(results.count)"
+        case "failing":
+            return "\(try await context.map("fail", ["boom"], as: String.self))"
         default:
             return "\(try await context.map("adv-no-such-handler", [1], as: Int.self))"
         }
