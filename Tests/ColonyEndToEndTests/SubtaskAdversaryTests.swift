@@ -1,6 +1,7 @@
 import Colony
 import ColonyNode
 import Foundation
+import NNG
 import Synchronization
 import XCTest
 
@@ -522,6 +523,48 @@ final class SubtaskAdversaryTests: ClusterTestCase {
         let warnings = text.split(separator: "\n").filter { $0.contains("open files") }
         XCTAssertEqual(warnings.count, 1, text)
         XCTAssertTrue(warnings.first?.contains("--io-slots 5000") ?? false, text)
+        await colony.close()
+    }
+
+    /// The same node with 1,100 fetches in flight at once, past its 1,024 open files: each
+    /// ends (those past the limit fail in one line), and the node stays and keeps working.
+    func testANodePastItsOpenFilesLimitFailsTheExtraFetchesAndKeepsWorking() async throws {
+        try cluster.startCoordinator()
+        let server = try HTTPServer(url: "http://127.0.0.1:0")
+        try server.route("/hold") { _ in
+            try? await Task.sleep(for: .seconds(3))
+            return HTTPResponse(text: "held")
+        }
+        try server.start()
+        defer { server.stop() }
+        let url = "http://127.0.0.1:\(try XCTUnwrap(server.boundPort))/hold"
+        let log = NSTemporaryDirectory() + "colony-adv-nofile-\(UUID().uuidString).log"
+        defer { try? FileManager.default.removeItem(atPath: log) }
+        let node = Process()
+        node.executableURL = URL(fileURLWithPath: "/bin/sh")
+        node.arguments = ["-c", "ulimit -Sn 1024 && ulimit -Hn 1024 && exec \"$0\" node --coordinator \"$1\" --threads 1 --processes 0 --name nofile --io-slots 5000 2>\"$2\"",
+                          ClusterHarness.colonyExecutable.path, cluster.url, log]
+        try node.run()
+        defer {
+            kill(node.processIdentifier, SIGKILL)
+            node.waitUntilExit()
+        }
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let input = Array(#"{"url":"\#(url)","timeout_s":20}"#.utf8)
+        let (job, _) = try await colony.submit((0..<1100).map { _ in TaskSubmission(handler: "fetch", input: input) }, job: .named("fetches"))
+        let done = try await eventually(timeout: .seconds(90), "1,100 fetches end", { try await colony.job(job) },
+                                        until: { $0.counts.finished == 1100 })
+        XCTAssertTrue(node.isRunning)
+        XCTAssertGreaterThan(done.counts.succeeded, 800, "\(done)")
+        for failure in done.failures {
+            XCTAssertEqual(failure.error.split(separator: "\n").count, 1, failure.error)
+            XCTAssertTrue(failure.error.hasSuffix("connect: Out of files"), failure.error)
+        }
+        // The warning names the error those fetches fail with.
+        let warning = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").first { $0.contains("open files") } ?? ""
+        XCTAssertTrue(warning.contains("fail with 'Out of files'"), String(warning))
+        let echoed = try await colony.run("echo", input: 7, as: Int.self)
+        XCTAssertEqual(echoed, 7, "the node still works")
         await colony.close()
     }
 }
