@@ -14,7 +14,9 @@ import Synchronization
 final class SubtaskLink: Sendable {
     private struct State {
         var client: ColonyClient?
-        var waiting: Set<UInt64> = []
+        /// Waits in progress per task: a handler may wait for several sets at once (`async
+        /// let`), and its slots stay lent until the last of them ends.
+        var waiting: [UInt64: Int] = [:]
         var slots: [TaskPool: ThreadSlots] = [:]
         var closed = false
     }
@@ -40,7 +42,7 @@ final class SubtaskLink: Sendable {
     }
 
     /// The tasks waiting for their subtasks now.
-    var waiting: Set<UInt64> { state.withLock { $0.waiting } }
+    var waiting: Set<UInt64> { state.withLock { Set($0.waiting.keys) } }
 
     func client() throws(ColonyError) -> ColonyClient {
         let existing = state.withLock { state -> ColonyClient?? in state.closed ? .some(nil) : .some(state.client) }
@@ -60,16 +62,24 @@ final class SubtaskLink: Sendable {
 
     /// Runs `body` (a wait for subtasks) with task `id`'s slots given back.
     func whileWaiting<T: Sendable>(task id: UInt64, pool: TaskPool, _ body: () async throws(ColonyError) -> T) async throws(ColonyError) -> T {
-        let slots = state.withLock { state -> ThreadSlots? in
-            state.waiting.insert(id)
-            return state.slots[pool]
+        // The slots change under the lock, so that the first wait's start and the last one's
+        // end reach them in that order.
+        let first = state.withLock { state -> Bool in
+            state.waiting[id, default: 0] += 1
+            guard state.waiting[id] == 1 else { return false }
+            state.slots[pool]?.setWaiting(id, true)
+            return true
         }
-        slots?.setWaiting(id, true)
-        changed()
+        if first { changed() }
         defer {
-            state.withLock { _ = $0.waiting.remove(id) }
-            slots?.setWaiting(id, false)
-            changed()
+            let last = state.withLock { state -> Bool in
+                state.waiting[id, default: 1] -= 1
+                guard state.waiting[id] == 0 else { return false }
+                state.waiting[id] = nil
+                state.slots[pool]?.setWaiting(id, false)
+                return true
+            }
+            if last { changed() }
         }
         return try await body()
     }

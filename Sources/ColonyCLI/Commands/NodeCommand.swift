@@ -74,7 +74,7 @@ struct NodeCommand: AsyncParsableCommand {
         setenv("COLONY_COORDINATOR", url, 1)
         let openFiles = OpenFileLimit.raiseToHard()
         if ioSlots + 256 > openFiles {
-            logger.warning("--io-slots \(ioSlots) may run out of open files (the limit is \(openFiles): ulimit -n); fetches past it fail with 'too many open files'")
+            logger.warning("--io-slots \(ioSlots) may run out of open files (the limit is \(openFiles): ulimit -n); fetches past it fail with 'Out of files'")
         }
         let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: CustomHandlers.registered, allowExec: allowExec))
         let drainTimeout = try SecondsRange.drainDeadline.duration(self.drainTimeout, "--drain-timeout")
