@@ -49,15 +49,9 @@ struct BenchPipeWorkloads {
 
     func run(_ colony: ColonyClient) async throws -> Figures {
         var figures = Figures()
-        let server = try HTTPServer(url: "http://127.0.0.1:0")
-        try server.route("/slow") { _ in
-            try? await Task.sleep(for: .milliseconds(Self.answerDelayMilliseconds))
-            return HTTPResponse(text: "ok")
-        }
-        try server.start()
+        let server = try SlowHTTPServer(delayMilliseconds: Self.answerDelayMilliseconds)
         defer { server.stop() }
-        guard let port = server.boundPort else { throw CLIError("W8: the HTTP server has no port") }
-        let url = "http://127.0.0.1:\(port)/slow"
+        let url = server.url
         let clock = ContinuousClock()
 
         // W8
