@@ -220,7 +220,7 @@ actor CoordinatorState {
     /// description is the one it sent last on the same connection (`pipeID`). Unknown there
     /// (a restarted coordinator, a reconnected node), the answer asks for the description.
     func pull(node: NodeAnnouncement, brief: Bool = false, results: [TaskOutcome], running: Set<TaskID>?, ackedReplySeq: UInt64,
-              returned: [TaskID] = [], leaving: Bool = false, pipeID: UInt32 = 0,
+              returned: [TaskID] = [], leaving: Bool = false, pipeID: UInt32 = 0, subtaskSession: String = "",
               waitSeconds: Double) async throws(CoordinatorCore.Refusal) -> PullAnswer {
         try refuseChangesIfJournalFails()
         var node = node
@@ -243,6 +243,7 @@ actor CoordinatorState {
         }
         let sessions = try core.report(node: node, results: results, now: now, running: running, ackedReplySeq: ackedReplySeq,
                                        returned: returned, leaving: leaving)
+        if !subtaskSession.isEmpty { core.noteHeard(session: subtaskSession, now: now) }
         for session in sessions { answerParkedFetches(session: session) }
         journal()
         if let previous = parkedPulls.removeValue(forKey: node.name) {

@@ -211,7 +211,7 @@ public final class RequestHandler: Sendable {
                                                   results: pull.results.map(TaskOutcome.init(wire:)),
                                                   running: pull.ackedDispatchSeq > 0 ? Set(pull.running) : nil,
                                                   ackedReplySeq: pull.ackedDispatchSeq, returned: pull.returned, leaving: pull.leaving,
-                                                  pipeID: pipeID, waitSeconds: wait)
+                                                  pipeID: pipeID, subtaskSession: pull.subtaskSession, waitSeconds: wait)
                 var reply = Colony_V1_PullReply()
                 if answer.describe {
                     reply.describe = true

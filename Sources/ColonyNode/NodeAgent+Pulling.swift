@@ -121,6 +121,7 @@ extension NodeAgent {
         pull.returned = toReturn
         waitingSent = subtasks?.waiting ?? []
         pull.waiting = Array(waitingSent)
+        if let session = subtasks?.session { pull.subtaskSession = session }
         toReturn = []
         pull.leaving = leaving && pendingResults.isEmpty
         pull.results = results

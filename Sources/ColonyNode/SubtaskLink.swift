@@ -41,6 +41,10 @@ final class SubtaskLink: Sendable {
         state.withLock { $0.slots[pool] = slots }
     }
 
+    /// The session of the link's client, once it has one: every pull names it, so the tasks
+    /// handlers submit live as long as the node (see `PullRequest.subtask_session`).
+    var session: String? { state.withLock { $0.client?.session } }
+
     /// The tasks waiting for their subtasks now.
     var waiting: Set<UInt64> { state.withLock { Set($0.waiting.keys) } }
 

@@ -1021,6 +1021,14 @@ public nonisolated struct Colony_V1_PullRequest: @unchecked Sendable {
     set {_uniqueStorage()._waiting = newValue}
   }
 
+  /// The session of the node's own client (the tasks its handlers submit), if it has one: each
+  /// pull counts as hearing from it, so tasks a handler submits and does not wait for are not
+  /// cancelled by the session timeout while the node lives.
+  public var subtaskSession: String {
+    get {_storage._subtaskSession}
+    set {_uniqueStorage()._subtaskSession = newValue}
+  }
+
   /// Output of running tasks (exec commands' stdout and stderr, handler log lines) since the
   /// node's last pull, oldest first: at most 64 KiB kept per task and stream between pulls
   /// (older bytes are dropped, leaving a gap in offsets), at most 1 MiB per pull. A task's
@@ -3371,7 +3379,7 @@ nonisolated extension Colony_V1_NodeInfo: SwiftProtobuf.Message, SwiftProtobuf._
 
 nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PullRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}results\0\u{1}running\0\u{3}wait_ms\0\u{1}prefetch\0\u{3}acked_dispatch_seq\0\u{3}process_prefetch\0\u{1}returned\0\u{1}leaving\0\u{1}figures\0\u{1}waiting\0\u{2}O\u{1}output\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}node\0\u{1}results\0\u{1}running\0\u{3}wait_ms\0\u{1}prefetch\0\u{3}acked_dispatch_seq\0\u{3}process_prefetch\0\u{1}returned\0\u{1}leaving\0\u{1}figures\0\u{1}waiting\0\u{3}subtask_session\0\u{2}N\u{1}output\0")
 
   fileprivate class _StorageClass {
     var _node: Colony_V1_NodeInfo? = nil
@@ -3385,6 +3393,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
     var _leaving: Bool = false
     var _figures: Colony_V1_NodeFigures? = nil
     var _waiting: [UInt64] = []
+    var _subtaskSession: String = String()
     var _output: [Colony_V1_OutputChunk] = []
 
       // This property is used as the initial default value for new instances of the type.
@@ -3407,6 +3416,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
       _leaving = source._leaving
       _figures = source._figures
       _waiting = source._waiting
+      _subtaskSession = source._subtaskSession
       _output = source._output
     }
   }
@@ -3437,6 +3447,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
         case 9: try { try decoder.decodeSingularBoolField(value: &_storage._leaving) }()
         case 10: try { try decoder.decodeSingularMessageField(value: &_storage._figures) }()
         case 11: try { try decoder.decodeRepeatedUInt64Field(value: &_storage._waiting) }()
+        case 12: try { try decoder.decodeSingularStringField(value: &_storage._subtaskSession) }()
         case 90: try { try decoder.decodeRepeatedMessageField(value: &_storage._output) }()
         default: break
         }
@@ -3483,6 +3494,9 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
       if !_storage._waiting.isEmpty {
         try visitor.visitPackedUInt64Field(value: _storage._waiting, fieldNumber: 11)
       }
+      if !_storage._subtaskSession.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._subtaskSession, fieldNumber: 12)
+      }
       if !_storage._output.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._output, fieldNumber: 90)
       }
@@ -3506,6 +3520,7 @@ nonisolated extension Colony_V1_PullRequest: SwiftProtobuf.Message, SwiftProtobu
         if _storage._leaving != rhs_storage._leaving {return false}
         if _storage._figures != rhs_storage._figures {return false}
         if _storage._waiting != rhs_storage._waiting {return false}
+        if _storage._subtaskSession != rhs_storage._subtaskSession {return false}
         if _storage._output != rhs_storage._output {return false}
         return true
       }
