@@ -11,6 +11,9 @@ extension ClusterFigures {
             let node = slots[reply.nodes[index].info.name]
             reply.nodes[index].runningProcess = UInt32(clamping: node?.processBusy ?? 0)
             reply.nodes[index].runningIo = UInt32(clamping: node?.ioBusy ?? 0)
+            reply.nodes[index].waitingThread = UInt32(clamping: node?.threadWaiting ?? 0)
+            reply.nodes[index].waitingProcess = UInt32(clamping: node?.processWaiting ?? 0)
+            reply.nodes[index].waitingIo = UInt32(clamping: node?.ioWaiting ?? 0)
         }
         var figures = Colony_V1_Figures()
         figures.submitted = counts.submitted

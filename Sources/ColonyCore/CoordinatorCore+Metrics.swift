@@ -132,15 +132,22 @@ extension CoordinatorCore {
         public var processBusy: Int
         public var ioSlots: Int
         public var ioBusy: Int
+        /// Slots lent by tasks waiting for their subtasks, by pool (not busy).
+        public var threadWaiting = 0
+        public var processWaiting = 0
+        public var ioWaiting = 0
     }
 
     public var nodeSlots: [NodeSlots] {
         nodes.values.sorted { $0.announcement.name < $1.announcement.name }.map { node in
-            NodeSlots(name: node.announcement.name, threadSlots: node.announcement.threadSlots,
-                      threadBusy: min(node.holdingThread, node.announcement.threadSlots),
-                      processSlots: node.announcement.processSlots,
-                      processBusy: min(node.holdingProcess, node.announcement.processSlots),
-                      ioSlots: node.announcement.ioSlots, ioBusy: min(node.holdingIO, node.announcement.ioSlots))
+            let waiting = node.announcement.waiting.isEmpty ? PoolCounts() : node.waitingSlots
+            var slots = NodeSlots(name: node.announcement.name, threadSlots: node.announcement.threadSlots,
+                                  threadBusy: min(max(0, node.holdingThread - waiting.thread), node.announcement.threadSlots),
+                                  processSlots: node.announcement.processSlots,
+                                  processBusy: min(max(0, node.holdingProcess - waiting.process), node.announcement.processSlots),
+                                  ioSlots: node.announcement.ioSlots, ioBusy: min(max(0, node.holdingIO - waiting.io), node.announcement.ioSlots))
+            (slots.threadWaiting, slots.processWaiting, slots.ioWaiting) = (waiting.thread, waiting.process, waiting.io)
+            return slots
         }
     }
 }

@@ -121,6 +121,11 @@ public struct ClusterReport: Codable, Sendable, Equatable {
     /// The newest jobs first (absent in reports of coordinators without jobs).
     public var jobs: [Job]?
 
+    /// A node's tasks that wait for their subtasks: leased to it, but holding no slot.
+    static func waiting(_ node: Colony_V1_NodeStatus) -> Int {
+        Int(node.waitingThread) + Int(node.waitingProcess) + Int(node.waitingIo)
+    }
+
     /// Reads a status reply (one that asked for figures: without them the figures are zero).
     public init(wire: Colony_V1_StatusReply) {
         let figures = wire.figures
@@ -151,10 +156,11 @@ public struct ClusterReport: Codable, Sendable, Equatable {
             Node(name: node.info.name, host: node.info.host, threads: Int(node.info.threadSlots),
                  processes: Int(node.info.processSlots), ioSlots: Int(node.info.ioSlots), running: Int(node.running),
                  runningProcess: Int(node.runningProcess), runningIO: Int(node.runningIo),
-                 busyThreads: min(max(0, Int(node.running) - Int(node.runningProcess) - Int(node.runningIo)), Int(node.info.threadSlots)),
+                 busyThreads: min(max(0, Int(node.running) - Int(node.runningProcess) - Int(node.runningIo) - Self.waiting(node)),
+                                  Int(node.info.threadSlots)),
                  busyProcesses: min(Int(node.runningProcess), Int(node.info.processSlots)),
                  busyIO: min(Int(node.runningIo), Int(node.info.ioSlots)),
-                 prefetched: max(0, Int(node.running) - Int(node.runningProcess) - Int(node.runningIo) - Int(node.info.threadSlots))
+                 prefetched: max(0, Int(node.running) - Int(node.runningProcess) - Int(node.runningIo) - Self.waiting(node) - Int(node.info.threadSlots))
                     + max(0, Int(node.runningProcess) - Int(node.info.processSlots)),
                  completed: node.completed, failed: node.failed, lastSeenS: Double(node.lastSeenMsAgo) / 1000,
                  draining: node.info.draining, handlers: node.info.handlers,

@@ -1341,6 +1341,23 @@ public nonisolated struct Colony_V1_NodeStatus: @unchecked Sendable {
     set {_uniqueStorage()._runningIo = newValue}
   }
 
+  /// Of `running`, tasks waiting for tasks they submitted (PullRequest.waiting), by pool: they
+  /// hold no slot (they lent it), so they are neither busy slots nor tasks queued on the node.
+  public var waitingThread: UInt32 {
+    get {_storage._waitingThread}
+    set {_uniqueStorage()._waitingThread = newValue}
+  }
+
+  public var waitingProcess: UInt32 {
+    get {_storage._waitingProcess}
+    set {_uniqueStorage()._waitingProcess = newValue}
+  }
+
+  public var waitingIo: UInt32 {
+    get {_storage._waitingIo}
+    set {_uniqueStorage()._waitingIo = newValue}
+  }
+
   /// Named resources its attempts hold now (fixed point, see ResourceAmount), by name; of
   /// NodeInfo.resources. Absent: none held.
   public var resourcesHeld: Dictionary<String,UInt64> {
@@ -3968,7 +3985,7 @@ nonisolated extension Colony_V1_StatusRequest: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".NodeStatus"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}info\0\u{1}running\0\u{1}completed\0\u{1}failed\0\u{3}last_seen_ms_ago\0\u{3}running_process\0\u{1}figures\0\u{3}running_io\0\u{4}*resources_held\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}info\0\u{1}running\0\u{1}completed\0\u{1}failed\0\u{3}last_seen_ms_ago\0\u{3}running_process\0\u{1}figures\0\u{3}running_io\0\u{3}waiting_thread\0\u{3}waiting_process\0\u{3}waiting_io\0\u{4}'resources_held\0")
 
   fileprivate class _StorageClass {
     var _info: Colony_V1_NodeInfo? = nil
@@ -3979,6 +3996,9 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
     var _runningProcess: UInt32 = 0
     var _figures: Colony_V1_NodeFigures? = nil
     var _runningIo: UInt32 = 0
+    var _waitingThread: UInt32 = 0
+    var _waitingProcess: UInt32 = 0
+    var _waitingIo: UInt32 = 0
     var _resourcesHeld: Dictionary<String,UInt64> = [:]
 
       // This property is used as the initial default value for new instances of the type.
@@ -3998,6 +4018,9 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
       _runningProcess = source._runningProcess
       _figures = source._figures
       _runningIo = source._runningIo
+      _waitingThread = source._waitingThread
+      _waitingProcess = source._waitingProcess
+      _waitingIo = source._waitingIo
       _resourcesHeld = source._resourcesHeld
     }
   }
@@ -4025,6 +4048,9 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
         case 6: try { try decoder.decodeSingularUInt32Field(value: &_storage._runningProcess) }()
         case 7: try { try decoder.decodeSingularMessageField(value: &_storage._figures) }()
         case 8: try { try decoder.decodeSingularUInt32Field(value: &_storage._runningIo) }()
+        case 9: try { try decoder.decodeSingularUInt32Field(value: &_storage._waitingThread) }()
+        case 10: try { try decoder.decodeSingularUInt32Field(value: &_storage._waitingProcess) }()
+        case 11: try { try decoder.decodeSingularUInt32Field(value: &_storage._waitingIo) }()
         case 50: try { try decoder.decodeMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: &_storage._resourcesHeld) }()
         default: break
         }
@@ -4062,6 +4088,15 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
       if _storage._runningIo != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._runningIo, fieldNumber: 8)
       }
+      if _storage._waitingThread != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._waitingThread, fieldNumber: 9)
+      }
+      if _storage._waitingProcess != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._waitingProcess, fieldNumber: 10)
+      }
+      if _storage._waitingIo != 0 {
+        try visitor.visitSingularUInt32Field(value: _storage._waitingIo, fieldNumber: 11)
+      }
       if !_storage._resourcesHeld.isEmpty {
         try visitor.visitMapField(fieldType: SwiftProtobuf._ProtobufMap<SwiftProtobuf.ProtobufString,SwiftProtobuf.ProtobufUInt64>.self, value: _storage._resourcesHeld, fieldNumber: 50)
       }
@@ -4082,6 +4117,9 @@ nonisolated extension Colony_V1_NodeStatus: SwiftProtobuf.Message, SwiftProtobuf
         if _storage._runningProcess != rhs_storage._runningProcess {return false}
         if _storage._figures != rhs_storage._figures {return false}
         if _storage._runningIo != rhs_storage._runningIo {return false}
+        if _storage._waitingThread != rhs_storage._waitingThread {return false}
+        if _storage._waitingProcess != rhs_storage._waitingProcess {return false}
+        if _storage._waitingIo != rhs_storage._waitingIo {return false}
         if _storage._resourcesHeld != rhs_storage._resourcesHeld {return false}
         return true
       }
