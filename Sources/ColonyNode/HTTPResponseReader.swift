@@ -171,20 +171,38 @@ struct HTTPResponseReader {
     }
 
     private static func parseHead(_ bytes: ArraySlice<UInt8>) throws(Failure) -> Head {
-        let text = String(decoding: bytes, as: UTF8.self)
-        var lines = text.components(separatedBy: "\r\n").filter { !$0.isEmpty }
-        guard !lines.isEmpty else { throw .malformed("no status line") }
-        let statusLine = lines.removeFirst()
+        // On bytes, not Foundation strings: splitting the head as a String was a twentieth of
+        // a small fetch's CPU time on the node.
+        var lines: [ArraySlice<UInt8>] = []
+        var start = bytes.startIndex
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            if bytes[index] == 13, index + 1 < bytes.endIndex, bytes[index + 1] == 10 {
+                if index > start { lines.append(bytes[start..<index]) }
+                index += 2
+                start = index
+            } else {
+                index += 1
+            }
+        }
+        if start < bytes.endIndex { lines.append(bytes[start...]) }
+        guard let first = lines.first else { throw .malformed("no status line") }
+        let statusLine = String(decoding: first, as: UTF8.self)
         let parts = statusLine.split(separator: " ", maxSplits: 2)
         guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let status = Int(parts[1]), (100...999).contains(status) else {
             throw .malformed("status line '\(statusLine.prefix(80))'")
         }
         var headers: [String: String] = [:]
-        for line in lines {
-            guard let colon = line.firstIndex(of: ":") else { throw .malformed("header line '\(line.prefix(80))'") }
-            let name = line[..<colon].lowercased()
-            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            headers[name] = headers[name].map { "\($0), \(value)" } ?? value
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else {
+                throw .malformed("header line '\(String(decoding: line, as: UTF8.self).prefix(80))'")
+            }
+            let name = String(decoding: line[..<colon], as: UTF8.self).lowercased()
+            var value = line[(colon + 1)...]
+            while let byte = value.first, byte == 32 || byte == 9 { value = value.dropFirst() }
+            while let byte = value.last, byte == 32 || byte == 9 { value = value.dropLast() }
+            let text = String(decoding: value, as: UTF8.self)
+            headers[name] = headers[name].map { "\($0), \(text)" } ?? text
         }
         return Head(status: status, headers: headers)
     }
