@@ -11,6 +11,15 @@ import XCTest
 ///
 /// Each test runs in-process node agents (custom handlers) against a real coordinator process.
 final class SubtaskAdversaryTests: ClusterTestCase {
+    /// The node runs nothing, and the coordinator counts none of its slots busy.
+    private func assertNothingRuns(_ agent: NodeAgent, _ colony: ColonyClient, file: StaticString = #filePath, line: UInt = #line) async throws {
+        try await eventually("the node runs nothing") { await agent.stats().running == 0 }
+        let node = try await colony.report().nodes.first
+        XCTAssertEqual(node?.running, 0, file: file, line: line)
+        XCTAssertEqual(node?.busyThreads, 0, file: file, line: line)
+        XCTAssertEqual(node?.busyIO, 0, file: file, line: line)
+    }
+
     override func setUpWithError() throws {
         try super.setUpWithError()
         Probes.reset()
@@ -47,10 +56,7 @@ final class SubtaskAdversaryTests: ClusterTestCase {
         XCTAssertEqual(done.counts, JobCounts(succeeded: 127))
         let leaves = try await colony.result(of: ids[0]).value(as: Int.self)
         XCTAssertEqual(leaves, 64)
-        try await eventually("the node runs nothing") { await agent.stats().running == 0 }
-        let report = try await colony.report()
-        XCTAssertEqual(report.nodes.first?.running, 0)
-        XCTAssertEqual(report.nodes.first?.busyThreads, 0)
+        try await assertNothingRuns(agent, colony)
         await colony.close()
     }
 
@@ -68,7 +74,7 @@ final class SubtaskAdversaryTests: ClusterTestCase {
         XCTAssertEqual(done.counts, JobCounts(succeeded: 2047))
         let leaves = try await colony.result(of: ids[0]).value(as: Int.self)
         XCTAssertEqual(leaves, 1024)
-        try await eventually("the node runs nothing") { await agent.stats().running == 0 }
+        try await assertNothingRuns(agent, colony)
         await colony.close()
     }
 
@@ -85,7 +91,7 @@ final class SubtaskAdversaryTests: ClusterTestCase {
         XCTAssertEqual(done.counts, JobCounts(succeeded: 2001))
         let sum = try await colony.result(of: ids[0]).value(as: Int.self)
         XCTAssertEqual(sum, 1999 * 2000 / 2)
-        try await eventually("the node runs nothing") { await agent.stats().running == 0 }
+        try await assertNothingRuns(agent, colony)
         await colony.close()
     }
 
@@ -201,7 +207,7 @@ final class SubtaskAdversaryTests: ClusterTestCase {
         let parent = try await eventually(timeout: .seconds(10), "the parent's result", firstOf: { try await colony.fetchResult(of: ids[0]) })
         XCTAssertEqual(try parent.value(as: Int.self), 2, parent.error)
         XCTAssertEqual(Probes.parentRuns.load(ordering: .relaxed), 1)
-        try await eventually("the node runs nothing") { await agent.stats().running == 0 }
+        try await assertNothingRuns(agent, colony)
         await colony.close()
     }
 
@@ -279,10 +285,7 @@ final class SubtaskAdversaryTests: ClusterTestCase {
         XCTAssertEqual(Probes.children.most, 1, "one thread slot: one child at a time")
         XCTAssertEqual(Probes.lenders.most, 2, "the second parent started in the io slot the first lent")
         XCTAssertLessThanOrEqual(Probes.active.most, 1 + 1 + 2, "slots plus the waiting parents, at most")
-        try await eventually("the node runs nothing") { await agent.stats().running == 0 }
-        let report = try await colony.report()
-        XCTAssertEqual(report.nodes.first?.busyIO, 0)
-        XCTAssertEqual(report.nodes.first?.busyThreads, 0)
+        try await assertNothingRuns(agent, colony)
         await colony.close()
     }
 
@@ -307,9 +310,7 @@ final class SubtaskAdversaryTests: ClusterTestCase {
         XCTAssertTrue(lateResults.allSatisfy(\.succeeded))
         XCTAssertEqual(Probes.children.most, 2, "both slots lent while the parent waited, and no more")
         XCTAssertLessThanOrEqual(Probes.active.most, 2, "after its wait the parent holds both slots: nothing ran beside it")
-        try await eventually("the node runs nothing") { await agent.stats().running == 0 }
-        let report = try await colony.report()
-        XCTAssertEqual(report.nodes.first?.busyThreads, 0)
+        try await assertNothingRuns(agent, colony)
         await colony.close()
     }
 
@@ -325,7 +326,7 @@ final class SubtaskAdversaryTests: ClusterTestCase {
         let id = try await colony.submit([TaskSubmission(handler: AdvTwoWaits.name, input: Array("0.5".utf8))])[0]
         let result = try await eventually(timeout: .seconds(20), "the parent of two waits ends", firstOf: { try await colony.fetchResult(of: id) })
         XCTAssertEqual(try result.value(as: Int.self), 3, result.error)
-        try await eventually("the node runs nothing") { await agent.stats().running == 0 }
+        try await assertNothingRuns(agent, colony)
         await colony.close()
     }
 
