@@ -54,6 +54,12 @@ public final class Socket: @unchecked Sendable {
         pipeEventsBox.withLock { $0?.finish() }
     }
 
+    /// Ends the stream of `pipeEvents` now, as `close` does once `nng_close` returned (for a
+    /// caller that stops waiting for a close that hangs).
+    public func endPipeEvents() {
+        pipeEventsBox.withLock { $0?.finish() }
+    }
+
     /// Runs `call` (an nng_ctx_* call on one of this socket's contexts) unless the socket is
     /// closing, and never while `nng_close` runs; false when it did not run.
     func whileOpen(_ call: () -> Void) -> Bool {
