@@ -52,6 +52,8 @@ extension ColonyClient {
             replyBytes = try await context.request(bytes, timeout: patience)
         } catch {
             if isClosed || error.isClosed { throw .closed }
+            // The calling task was stopped before its request went out (nothing was sent).
+            if error.isCancelled { throw .cancelled }
             if error.isTimeout {
                 throw .timedOut("no reply from the coordinator at \(url) within \(Self.format(patience)) (the client's patience: --patience or COLONY_PATIENCE)")
             }

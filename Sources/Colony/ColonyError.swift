@@ -26,7 +26,8 @@ public enum ColonyError: Error, Sendable, CustomStringConvertible {
     case notFound(String)
     /// The client was closed.
     case closed
-    /// The task waiting was cancelled: the wait ended, the tasks it waited for go on.
+    /// The calling task was cancelled: a wait for results ended (the tasks it waited for go
+    /// on), or a request was not sent.
     case cancelled
     /// The peer spoke something other than Colony's protocol.
     case protocolViolation(String)
@@ -46,7 +47,7 @@ public enum ColonyError: Error, Sendable, CustomStringConvertible {
         case .notFound(let message): message
         case .unknownTask(let id): "task \(id) is not known to this client's session (result already fetched?)"
         case .closed: "the client is closed"
-        case .cancelled: "the wait for results was cancelled"
+        case .cancelled: "cancelled: the calling task was stopped"
         case .protocolViolation(let what): "protocol error: \(what)"
         case .transport(let what): what
         }

@@ -469,6 +469,7 @@ final class SubtaskAdversaryTests: ClusterTestCase {
         let stopped = try XCTUnwrap(Probes.stoppedSubmitOutcome.withLock { $0 })
         XCTAssertEqual(stopped.split(separator: "\n").count, 1, stopped)
         XCTAssertNotEqual(stopped, "submitted")
+        XCTAssertTrue(stopped.contains("cancelled: the calling task was stopped"), stopped)
         let done = try await colony.job(job)
         XCTAssertEqual(done.counts, JobCounts(cancelled: 1), "the refused submit added nothing")
         try await eventually(timeout: .seconds(10), "no worker left running") { await agent.stats().running == 0 }
