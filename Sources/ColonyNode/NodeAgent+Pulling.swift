@@ -82,7 +82,7 @@ extension NodeAgent {
             idle: threadsIdle && executingProcesses == 0 && processQueue.isEmpty,
             queuedLocally: (threadSlots?.hasQueued ?? false) || !processQueue.isEmpty,
             pendingResults: pendingResults.count, handBacks: toReturn.count, outputDue: outputDue,
-            waitingChanged: (subtasks?.waiting ?? []) != waitingSent,
+            waitingChanged: (subtasks?.changes ?? 0) != waitingChangesSent,
             oldestResultAge: pendingSince.map { ContinuousClock.now - $0 }, resultLinger: configuration.resultLinger,
             resultsPerPullMax: configuration.resultsPerPullMax)
         guard case .send(let leaving) = PullPlan.decide(situation) else { return nil }
@@ -119,9 +119,12 @@ extension NodeAgent {
         pull.node = info
         pull.figures = currentFigures()
         pull.returned = toReturn
-        waitingSent = subtasks?.waiting ?? []
-        pull.waiting = Array(waitingSent)
-        if let session = subtasks?.session { pull.subtaskSession = session }
+        if let link = subtasks {
+            let (changes, waiting, session) = link.forPull()
+            waitingChangesSent = changes
+            pull.waiting = waiting
+            if let session { pull.subtaskSession = session }
+        }
         toReturn = []
         pull.leaving = leaving && pendingResults.isEmpty
         pull.results = results

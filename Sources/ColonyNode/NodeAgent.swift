@@ -88,10 +88,10 @@ public actor NodeAgent {
     /// The socket's open connections (nng pipe ids): none means the coordinator is not there
     /// to answer the pull in flight, so a draining node owing nothing need not wait for it.
     var connections: Set<UInt32> = []
-    /// Handlers' submits and waits for their subtasks; `waitingSent`: the waiting tasks the
-    /// last pull told the coordinator of.
+    /// Handlers' submits and waits for their subtasks; `waitingChangesSent`: how many changes
+    /// of the waiting set the last pull told the coordinator of.
     var subtasks: SubtaskLink?
-    var waitingSent: Set<UInt64> = []
+    var waitingChangesSent: UInt64 = 0
 
     /// Whether a look at the local queues for stranded tasks is scheduled.
     var strandCheckArmed = false

@@ -19,6 +19,9 @@ final class SubtaskLink: Sendable {
         var waiting: [UInt64: Int] = [:]
         var slots: [TaskPool: ThreadSlots] = [:]
         var closed = false
+        /// Bumped whenever a task starts or stops waiting: the pull loop compares a number per
+        /// pull instead of building the set.
+        var changes: UInt64 = 0
     }
 
     private let state = Mutex(State())
@@ -41,12 +44,16 @@ final class SubtaskLink: Sendable {
         state.withLock { $0.slots[pool] = slots }
     }
 
-    /// The session of the link's client, once it has one: every pull names it, so the tasks
-    /// handlers submit live as long as the node (see `PullRequest.subtask_session`).
-    var session: String? { state.withLock { $0.client?.session } }
+    /// How many times the waiting set changed so far.
+    var changes: UInt64 { state.withLock { $0.changes } }
 
-    /// The tasks waiting for their subtasks now.
-    var waiting: Set<UInt64> { state.withLock { Set($0.waiting.keys) } }
+    /// What a pull carries, in one look: the tasks waiting for their subtasks now, the count
+    /// of changes it reflects, and the session of the link's client once it has one (every
+    /// pull names it, so the tasks handlers submit live as long as the node; see
+    /// `PullRequest.subtask_session`).
+    func forPull() -> (changes: UInt64, waiting: [UInt64], session: String?) {
+        state.withLock { ($0.changes, Array($0.waiting.keys), $0.client?.session) }
+    }
 
     func client() throws(ColonyError) -> ColonyClient {
         let existing = state.withLock { state -> ColonyClient?? in state.closed ? .some(nil) : .some(state.client) }
@@ -71,6 +78,7 @@ final class SubtaskLink: Sendable {
         let first = state.withLock { state -> Bool in
             state.waiting[id, default: 0] += 1
             guard state.waiting[id] == 1 else { return false }
+            state.changes += 1
             state.slots[pool]?.setWaiting(id, true)
             return true
         }
@@ -80,6 +88,7 @@ final class SubtaskLink: Sendable {
                 state.waiting[id, default: 1] -= 1
                 guard state.waiting[id] == 0 else { return false }
                 state.waiting[id] = nil
+                state.changes += 1
                 state.slots[pool]?.setWaiting(id, false)
                 return true
             }
