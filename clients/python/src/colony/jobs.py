@@ -76,8 +76,7 @@ def submit_target(request, job):
     """Sets the job a SubmitRequest joins: an id (int) or a name (str); None: a new job."""
     if job is None:
         return
-    if isinstance(job, bool) or not isinstance(job, (int, str)) or job == "" or (isinstance(job, int) and job <= 0):
-        raise BadInput(f"bad input: job is an id (an integer above 0) or a name (a non-empty string), not {job!r}")
+    job_reference(job)
     if isinstance(job, int) or job.isdigit():
         request.job_id = int(job)
     else:
