@@ -102,19 +102,13 @@ public final class Coordinator: Sendable {
                 openContexts(step, in: &group, grow: grow)
             }
             await state.close()
-            let socket = self.socket
-            if !(await BoundedClose.run(waitingAtMost: Self.closeWaitMax, { socket.close() })) {
-                configuration.logger?.warning("closing the coordinator's socket did not end within \(Self.closeWaitMax) (an nng 1.5.2 hang); stopping anyway")
-                // Its pipe events would end with the close: end them here, so the stop goes on.
-                socket.endPipeEvents()
+            if !socket.close() {
+                configuration.logger?.warning("closing the coordinator's socket did not end within \(Socket.closeWaitMax) (an nng 1.5.2 hang); stopping anyway")
             }
             // Commits what is queued, so a clean stop loses nothing either.
             store?.close()
         }
     }
-
-    /// The longest a stop waits for the socket to close (see `BoundedClose`).
-    static let closeWaitMax = Duration.seconds(5)
 
     /// Fewer contexts than this waiting for requests opens more.
     static let contextsSpare = 4

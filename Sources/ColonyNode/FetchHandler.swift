@@ -214,6 +214,11 @@ public struct FetchHandler: TaskHandler {
             }
             return ValidationFailure("\(name): \(error)")
         }
+        // Waits for an open file rather than failing with EMFILE (see `OpenFilePermits`).
+        guard let files = try await OpenFilePermits.shared.take(request.saveTo == nil ? 1 : 2, until: deadline) else {
+            throw ValidationFailure("\(name): timed out after \(formatSeconds(request.input.timeoutSeconds ?? 30)) s waiting for an open file (the node's limit: ulimit -n)")
+        }
+        defer { OpenFilePermits.shared.give(files) }
         let connection: HTTPClientConnection
         do {
             connection = try await HTTPClientConnection.connect(url.absoluteString,

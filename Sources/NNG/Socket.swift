@@ -40,24 +40,31 @@ public final class Socket: @unchecked Sendable {
         close()
     }
 
+    /// The longest `close` waits for nng's close (see there).
+    public static let closeWaitMax = Duration.seconds(5)
+
     /// Closes the socket; pending sends and receives fail with `isClosed`. Idempotent.
-    public func close() {
+    ///
+    /// Waits for `nng_close` at most `closeWaitMax`: nng 1.5.2's can hang for good when it
+    /// races a REQ or REP context between its send and its receive (nanomsg/nng#1813, fixed
+    /// in later releases; seen in a node stopped with pulls in flight, and in `colony bench`'s
+    /// coordinator). Past the bound the close goes on on its own thread, the pipe events end
+    /// here, and this returns false: a stop must end even then.
+    @discardableResult
+    public func close() -> Bool {
         // nng 1.5.2 panics ("pthread_mutex_lock: Invalid argument") when a call on one of the
         // socket's contexts (nng_ctx_send, _recv, _close) runs during nng_close. Each side
         // announces itself, then looks at the other (sequentially consistent, so at least one
         // sees the other): a context call that sees the socket closing does not run (see
         // `whileOpen`); a close that sees a context call under way waits for it to return.
-        if closed.exchange(true, ordering: .sequentiallyConsistent) { return }
+        if closed.exchange(true, ordering: .sequentiallyConsistent) { return true }
         while contextCalls.load(ordering: .sequentiallyConsistent) > 0 { sched_yield() }
-        nng_close(raw)
-        // Pipe callbacks have stopped once nng_close returned, so the stream can end here.
+        let raw = self.raw
+        let inTime = BoundedCall.run(waitingAtMost: Self.closeWaitMax) { nng_close(raw) }
+        // Pipe callbacks have stopped once nng_close returned, so the stream can end here
+        // (and past the bound it must, for whoever waits on it).
         pipeEventsBox.withLock { $0?.finish() }
-    }
-
-    /// Ends the stream of `pipeEvents` now, as `close` does once `nng_close` returned (for a
-    /// caller that stops waiting for a close that hangs).
-    public func endPipeEvents() {
-        pipeEventsBox.withLock { $0?.finish() }
+        return inTime
     }
 
     /// Runs `call` (an nng_ctx_* call on one of this socket's contexts) unless the socket is

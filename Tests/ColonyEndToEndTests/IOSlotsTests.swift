@@ -65,7 +65,7 @@ final class IOSlotsTests: ClusterTestCase {
         let line = limits.split(separator: "\n").first { $0.hasPrefix("Max open files") }.map(String.init) ?? ""
         XCTAssertEqual(line.split(separator: " ", omittingEmptySubsequences: true).suffix(3).prefix(2), ["4096", "4096"], line)
         let text = try String(contentsOfFile: log, encoding: .utf8)
-        XCTAssertTrue(text.contains("--io-slots 3900 may run out of open files (the limit is 4096"), text)
+        XCTAssertTrue(text.contains("--io-slots 3900 is more than the open files allow (the limit is 4096: ulimit -n): at most 3840 fetches connect at once"), text)
     }
 
     func testAWaitingFetchInTheIOPoolIsCancelledOrTimedOutAndFreesItsSlot() async throws {

@@ -526,9 +526,10 @@ final class SubtaskAdversaryTests: ClusterTestCase {
         await colony.close()
     }
 
-    /// The same node with 1,100 fetches in flight at once, past its 1,024 open files: each
-    /// ends (those past the limit fail in one line), and the node stays and keeps working.
-    func testANodePastItsOpenFilesLimitFailsTheExtraFetchesAndKeepsWorking() async throws {
+    /// The same node with 1,100 fetches at once, past its 1,024 open files: those past the
+    /// limit wait for a file instead of failing with EMFILE (where nng 1.5.2 once kept a node's
+    /// fetches past their timeouts for good), so every one succeeds and the node keeps working.
+    func testFetchesPastANodesOpenFilesLimitWaitForAFileAndAllSucceed() async throws {
         try cluster.startCoordinator()
         let server = try HTTPServer(url: "http://127.0.0.1:0")
         try server.route("/hold") { _ in
@@ -552,17 +553,13 @@ final class SubtaskAdversaryTests: ClusterTestCase {
         let colony = try await cluster.connect(waitingForNodes: 1)
         let input = Array(#"{"url":"\#(url)","timeout_s":20}"#.utf8)
         let (job, _) = try await colony.submit((0..<1100).map { _ in TaskSubmission(handler: "fetch", input: input) }, job: .named("fetches"))
-        let done = try await eventually(timeout: .seconds(90), "1,100 fetches end", { try await colony.job(job) },
+        let done = try await eventually(timeout: .seconds(60), "1,100 fetches end", { try await colony.job(job) },
                                         until: { $0.counts.finished == 1100 })
         XCTAssertTrue(node.isRunning)
-        XCTAssertGreaterThan(done.counts.succeeded, 800, "\(done)")
-        for failure in done.failures {
-            XCTAssertEqual(failure.error.split(separator: "\n").count, 1, failure.error)
-            XCTAssertTrue(failure.error.hasSuffix("connect: Out of files"), failure.error)
-        }
-        // The warning names the error those fetches fail with.
+        XCTAssertEqual(done.counts.succeeded, 1100, "\(done.failures.prefix(3))")
+        // The warning says how many connect at once.
         let warning = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").first { $0.contains("open files") } ?? ""
-        XCTAssertTrue(warning.contains("fail with 'Out of files'"), String(warning))
+        XCTAssertTrue(warning.contains("at most 768 fetches connect at once"), String(warning))
         let echoed = try await colony.run("echo", input: 7, as: Int.self)
         XCTAssertEqual(echoed, 7, "the node still works")
         await colony.close()

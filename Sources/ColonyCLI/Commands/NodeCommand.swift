@@ -73,8 +73,8 @@ struct NodeCommand: AsyncParsableCommand {
         // Commands the node runs (exec) reach its coordinator with `colony` as they are.
         setenv("COLONY_COORDINATOR", url, 1)
         let openFiles = OpenFileLimit.raiseToHard()
-        if ioSlots + 256 > openFiles {
-            logger.warning("--io-slots \(ioSlots) may run out of open files (the limit is \(openFiles): ulimit -n); fetches past it fail with 'Out of files'")
+        if ioSlots + OpenFileLimit.reserved > openFiles {
+            logger.warning("--io-slots \(ioSlots) is more than the open files allow (the limit is \(openFiles): ulimit -n): at most \(OpenFileLimit.fetchConnections(under: openFiles)) fetches connect at once, the others wait for a file")
         }
         let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: CustomHandlers.registered, allowExec: allowExec))
         let drainTimeout = try SecondsRange.drainDeadline.duration(self.drainTimeout, "--drain-timeout")
