@@ -189,8 +189,21 @@ extension ColonyClient {
     func deliver(_ result: TaskResult) {
         if let gather = waiting.removeValue(forKey: result.id) {
             gather.deliver(result)
-        } else {
+        } else if unwanted.remove(result.id) == nil {
             arrived[result.id] = result
         }
     }
+
+    /// The results of `ids` will not be asked for (their submitter ended without waiting for
+    /// them): drops those that arrived and, as they come, the others. Without it, results a
+    /// waiter's fetch brings along for tasks nobody waits for would be kept for the life of
+    /// the client (a node's link for handlers' subtasks lives as long as the node).
+    public func forget(_ ids: [TaskID]) {
+        for id in ids where waiting[id] == nil {
+            if arrived.removeValue(forKey: id) == nil { unwanted.insert(id) }
+        }
+    }
+
+    /// Results that arrived and wait for someone to ask for them.
+    public var resultsHeld: Int { arrived.count }
 }

@@ -52,6 +52,8 @@ public actor ColonyClient {
     var contextWaiters: [CheckedContinuation<Context, Never>] = []
     var waiting: [TaskID: Gather] = [:]
     var arrived: [TaskID: TaskResult] = [:]
+    /// Tasks whose results nobody will ask for (see `forget`): dropped when they arrive.
+    var unwanted: Set<TaskID> = []
     var pumpRunning = false
     var submitGeneration: UInt64 = 0
     var runCounter: UInt64 = 0
@@ -198,6 +200,7 @@ public actor ColonyClient {
         if isClosed { throw .closed }
         let gather = Gather(ids: ids)
         for id in ids {
+            unwanted.remove(id)
             if let result = arrived.removeValue(forKey: id) {
                 gather.deliver(result)
             } else {

@@ -80,6 +80,7 @@ extension NodeAgent {
         }
         let elapsed = clock.now - start
         result.runMicros = elapsed.inMicroseconds
+        subtasks?.ended(task: task.id)
         return result
     }
 }

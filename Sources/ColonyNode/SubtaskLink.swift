@@ -22,6 +22,9 @@ final class SubtaskLink: Sendable {
         /// Bumped whenever a task starts or stops waiting: the pull loop compares a number per
         /// pull instead of building the set.
         var changes: UInt64 = 0
+        /// Per running task: what it submitted, and what of that it waited for.
+        var submitted: [UInt64: [TaskID]] = [:]
+        var awaited: [UInt64: Set<TaskID>] = [:]
     }
 
     private let state = Mutex(State())
@@ -95,6 +98,34 @@ final class SubtaskLink: Sendable {
             if last { changed() }
         }
         return try await body()
+    }
+
+    /// Task `task` submitted `ids`.
+    func noteSubmitted(_ ids: [TaskID], by task: UInt64) {
+        state.withLock { $0.submitted[task, default: []].append(contentsOf: ids) }
+    }
+
+    /// Task `task` waits for `ids`.
+    func noteAwaited(_ ids: [TaskID], by task: UInt64) {
+        state.withLock { $0.awaited[task, default: []].formUnion(ids) }
+    }
+
+    /// Task `task` ended: the results of what it submitted and never waited for will not be
+    /// asked for, so the client stops keeping them (see `ColonyClient.forget`).
+    func ended(task: UInt64) {
+        let (client, unwanted) = state.withLock { state -> (ColonyClient?, [TaskID]) in
+            guard let submitted = state.submitted.removeValue(forKey: task) else { return (nil, []) }
+            let awaited = state.awaited.removeValue(forKey: task) ?? []
+            return (state.client, submitted.filter { !awaited.contains($0) })
+        }
+        guard let client, !unwanted.isEmpty else { return }
+        Task { await client.forget(unwanted) }
+    }
+
+    /// Results the link's client holds that nobody asked for yet.
+    func resultsHeld() async -> Int {
+        guard let client = state.withLock({ $0.client }) else { return 0 }
+        return await client.resultsHeld
     }
 
     /// Closes the connection (the node stops).

@@ -9,7 +9,9 @@ extension TaskContext {
     /// A retried task submits its tasks again.
     public func submit(_ tasks: [TaskSubmission]) async throws(ColonyError) -> [TaskID] {
         let link = try requireSubtasks()
-        return try await link.client().submit(tasks, job: jobID == 0 ? .new : .existing(jobID)).ids
+        let ids = try await link.client().submit(tasks, job: jobID == 0 ? .new : .existing(jobID)).ids
+        link.noteSubmitted(ids, by: taskID)
+        return ids
     }
 
     /// Waits for the results of `ids` (in order, failed ones included), giving this task's
@@ -19,6 +21,7 @@ extension TaskContext {
     public func results(of ids: [TaskID]) async throws(ColonyError) -> [TaskResult] {
         let link = try requireSubtasks()
         let client = try link.client()
+        link.noteAwaited(ids, by: taskID)
         return try await link.whileWaiting(task: taskID, pool: pool) { () async throws(ColonyError) -> [TaskResult] in
             try await client.results(of: ids)
         }

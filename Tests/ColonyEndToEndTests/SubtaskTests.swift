@@ -1,5 +1,5 @@
 import Colony
-import ColonyNode
+@testable import ColonyNode
 import Foundation
 import XCTest
 
@@ -18,7 +18,7 @@ final class SubtaskTests: ClusterTestCase {
     private func startAgent(threads: Int, ioSlots: Int = 0) -> (agent: NodeAgent, running: Task<Void, any Error>) {
         var configuration = NodeConfiguration(coordinatorURL: cluster.url, name: "tree-node", threads: threads)
         configuration.ioSlots = ioSlots
-        let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: [AnyTaskHandler(TreeSum()), AnyTaskHandler(WaitForSleep())]))
+        let node = NodeAgent(configuration: configuration, handlers: .builtIn(plus: [AnyTaskHandler(TreeSum()), AnyTaskHandler(WaitForSleep()), AnyTaskHandler(FireAndForget())]))
         return (node, Task { try await node.run() })
     }
 
@@ -38,6 +38,23 @@ final class SubtaskTests: ClusterTestCase {
         XCTAssertEqual(sum, 8, "eight leaves of value 1")
         let status = try await colony.status()
         XCTAssertEqual(status.running, 0)
+        await colony.close()
+    }
+
+    /// A handler that submits tasks and ends without waiting for them: a later wait on the
+    /// node (whose fetch brings every result of the node's session) keeps none of their
+    /// results. Before, the node's client kept them for the life of the node.
+    func testResultsOfSubtasksNobodyWaitsForAreNotKept() async throws {
+        let (agent, node) = startAgent(threads: 1)
+        defer { node.cancel() }
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let (fired, _) = try await colony.submit([TaskSubmission(handler: FireAndForget.name, input: Array("20".utf8))], job: .named("fire"))
+        try await eventually(timeout: .seconds(30), "the 21 tasks finish", { try await colony.job(fired) }, until: { $0.counts.succeeded == 21 })
+        let (tree, _) = try await colony.submit([TaskSubmission(handler: TreeSum.name, input: Array(#"{"depth":1,"value":1}"#.utf8))], job: .named("tree"))
+        try await eventually(timeout: .seconds(30), "the tree finishes", { try await colony.job(tree) }, until: { $0.counts.succeeded == 3 })
+        let held = await agent.subtasks
+        let link = try XCTUnwrap(held)
+        try await eventually(timeout: .seconds(5), "the node's client keeps no result", { await link.resultsHeld() == 0 })
         await colony.close()
     }
 
@@ -126,6 +143,15 @@ private struct TreeSum: TaskHandler {
         if input.pool == "io" { options.pool = .io }
         let sums = try await context.map(Self.name, [child, child], as: Int.self, options: options)
         return sums.reduce(0, +)
+    }
+}
+
+/// Submits `input` echo tasks and ends without waiting for them.
+private struct FireAndForget: TaskHandler {
+    static let name = "fire-and-forget"
+
+    func run(_ input: Int, context: TaskContext) async throws -> Int {
+        try await context.submit((0..<input).map { TaskSubmission(handler: "echo", input: Array("\($0)".utf8)) }).count
     }
 }
 
