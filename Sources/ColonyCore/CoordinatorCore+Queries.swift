@@ -51,7 +51,7 @@ extension CoordinatorCore {
         var reasons: [String: Int] = [:]
         if !nodes.isEmpty {
             for entry in ready.classes {
-                if let reason = whyUnplaceable(entry.key) { reasons[reason, default: 0] += entry.count }
+                if let reason = whyUnplaceable(entry.key) ?? whyStuckOnALimit(entry.key) { reasons[reason, default: 0] += entry.count }
             }
         }
         status.unplaceable = reasons.values.reduce(0, +)
@@ -90,6 +90,29 @@ extension CoordinatorCore {
             return "no node with the handler '\(key.handler)'\(key.labels.isEmpty ? "" : " and its labels") has slots in \(pool)"
         }
         return Self.resourcesReason(key.resources)
+    }
+
+    /// Why tasks of this class may never start although a node could run them: a limit they
+    /// use is full and every task holding it waits for its subtasks (a task keeps its limits
+    /// while it waits, so a parent holding a limit its children need waits for ever); nil
+    /// otherwise.
+    func whyStuckOnALimit(_ key: ReadyQueue.ClassKey) -> String? {
+        for limit in key.uses where (limitInUse[limit] ?? 0) >= (limitSizes[limit] ?? 0) {
+            var holders: [TaskID] = []
+            var allWait = true
+            for node in nodes.values {
+                for id in node.leased.keys where tasks[id]?.options.uses.contains(limit) == true {
+                    holders.append(id)
+                    if !node.announcement.waiting.contains(id) { allWait = false }
+                }
+                // A lease a lost node still owes holds the limit too, and is not waiting.
+                if node.abandoned.contains(where: { $0.uses.contains(limit) }) { allWait = false }
+            }
+            guard allWait, !holders.isEmpty else { continue }
+            let named = holders.sorted().prefix(5).map(String.init).joined(separator: ", ") + (holders.count > 5 ? ", ..." : "")
+            return "the limit '\(limit)' is held only by tasks waiting for their subtasks (\(named)); a task keeps its limits while it waits, so if they wait for these, they wait for ever"
+        }
+        return nil
     }
 
     /// Adds a run time of `handler` to its average (or `replacing` it by at least `micros`).
