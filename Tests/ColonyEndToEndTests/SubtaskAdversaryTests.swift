@@ -350,17 +350,24 @@ final class SubtaskAdversaryTests: ClusterTestCase {
     /// waits for ever, silently (the README names only resources as held while waiting).
     func testAParentHoldingALimitItsChildrenUseDoesNotWaitForEver() async throws {
         try XCTSkipUnless(ProcessInfo.processInfo.environment["COLONY_ADVERSARY_FINDINGS"] == "1", "a known finding (see the doc comment)")
-        try cluster.startCoordinator()
-        let (_, node) = startAgent("limits", threads: 2, Self.all)
+        let (node, colony, options) = try await startWithLimitDB()
         defer { node.cancel() }
-        let colony = try await cluster.connect(waitingForNodes: 1)
-        try await colony.setLimit("db", size: 1)
-        var options = TaskOptions()
-        options.uses = ["db"]
         let id = try await colony.submit([TaskSubmission(handler: AdvUsesLimit.name, input: Array("1".utf8), options: options)])[0]
         let result = try await eventually(timeout: .seconds(15), "the parent ends (succeeds or fails in one line)", firstOf: { try await colony.fetchResult(of: id) })
         XCTAssertEqual(result.error.split(separator: "\n").count, result.succeeded ? 0 : 1, result.error)
         await colony.close()
+    }
+
+    /// A coordinator with the limit `db` of size 1, a node of 2 threads, a client, and the
+    /// options of a task that uses `db`.
+    private func startWithLimitDB() async throws -> (node: Task<Void, any Error>, colony: ColonyClient, options: TaskOptions) {
+        try cluster.startCoordinator()
+        let (_, node) = startAgent("limits", threads: 2, Self.all)
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        try await colony.setLimit("db", size: 1)
+        var options = TaskOptions()
+        options.uses = ["db"]
+        return (node, colony, options)
     }
 
     /// Until the finding above is fixed, the status says why: children stuck on a limit held
@@ -368,13 +375,8 @@ final class SubtaskAdversaryTests: ClusterTestCase {
     /// holder (`colony status`, `colony top`, and the one-line notice of `submit --wait`). A
     /// limit held by a task that runs (does not wait) gives no such reason.
     func testTheStatusNamesALimitHeldOnlyByWaitingTasks() async throws {
-        try cluster.startCoordinator()
-        let (_, node) = startAgent("limits", threads: 2, Self.all)
+        let (node, colony, options) = try await startWithLimitDB()
         defer { node.cancel() }
-        let colony = try await cluster.connect(waitingForNodes: 1)
-        try await colony.setLimit("db", size: 1)
-        var options = TaskOptions()
-        options.uses = ["db"]
         let (busy, _) = try await colony.submit([TaskSubmission(handler: "sleep", input: Array("0.6".utf8), options: options),
                                                        TaskSubmission(handler: "echo", input: Array("1".utf8), options: options)], job: .named("busy"))
         try await eventually("the sleep holds the limit", { try await colony.status() }, until: { $0.running == 1 && $0.queued == 1 })
