@@ -316,12 +316,9 @@ extension CoordinatorCore {
         let tasks = self.tasks
         let runMicros = handlerRunMicros
         let shortMax = bounds.prefetchRunMicrosMax
-        let labels = node.announcement.labels
         let popped = ready.pop(
             eligible: { key in
-                guard key.uses.allSatisfy({ (inUse[$0] ?? 0) < (sizes[$0] ?? 0) }),
-                      key.labels.allSatisfy({ labels[$0.key] == $0.value }),
-                      let pool = node.pool(for: key) else { return false }
+                guard let pool = Self.pool(for: key, on: node, limitsInUse: inUse, limitSizes: sizes) else { return false }
                 if !key.resources.isEmpty {
                     // Never prefetched: it must fit in free slots, beside its named resources.
                     return fitting.map { Self.firstFitting(key.resources, slotsFree: slotsFree[pool], in: $0) != nil } ?? false

@@ -63,6 +63,14 @@ extension CoordinatorCore {
     /// What node `name` last described itself as (nil: not a live node).
     public func announcement(ofNode name: String) -> NodeAnnouncement? { nodes[name]?.announcement }
 
+    /// The pool in which `node` would run tasks of class `key` now: nil when a limit they use is
+    /// full, the node lacks one of their labels, or it has no pool for them.
+    static func pool(for key: ReadyQueue.ClassKey, on node: NodeRecord, limitsInUse inUse: [String: Int], limitSizes sizes: [String: Int]) -> TaskPool? {
+        guard key.uses.allSatisfy({ (inUse[$0] ?? 0) < (sizes[$0] ?? 0) }),
+              key.labels.allSatisfy({ node.announcement.labels[$0.key] == $0.value }) else { return nil }
+        return node.pool(for: key)
+    }
+
     /// Why no live node can run tasks of this class: the first of handler, labels and pool
     /// that none of them offers, or nil when one can.
     func whyUnplaceable(_ key: ReadyQueue.ClassKey) -> String? {

@@ -37,12 +37,9 @@ extension CoordinatorCore {
         let sizes = limitSizes
         let inUse = limitInUse
         let tasks = self.tasks
-        let labels = node.announcement.labels
         let head = ready.head(
             eligible: { key in
-                guard key.uses.allSatisfy({ (inUse[$0] ?? 0) < (sizes[$0] ?? 0) }),
-                      key.labels.allSatisfy({ labels[$0.key] == $0.value }),
-                      let pool = node.pool(for: key) else { return false }
+                guard let pool = Self.pool(for: key, on: node, limitsInUse: inUse, limitSizes: sizes) else { return false }
                 return key.resources.isEmpty || node.firstPossible(key.resources, pool: pool) != nil
             },
             isLive: { tasks[$0]?.state == .queued })

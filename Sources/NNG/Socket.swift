@@ -42,14 +42,21 @@ public final class Socket: @unchecked Sendable {
 
     /// The longest `close` waits for nng's close (see there).
     public static let closeWaitMax = Duration.seconds(5)
+    /// The wait once a close has hung: nng 1.5.2's reaper thread is then stuck for good, and
+    /// every later close in the process hangs too (each socket's close waits for its pipes to
+    /// be reaped), so waiting the whole bound again would only make every stop 5 s slower.
+    static let closeWaitAfterAHang = Duration.milliseconds(50)
+    /// A close in this process has hung (see `closeWaitAfterAHang`).
+    static let aCloseHung = Atomic<Bool>(false)
 
     /// Closes the socket; pending sends and receives fail with `isClosed`. Idempotent.
     ///
     /// Waits for `nng_close` at most `closeWaitMax`: nng 1.5.2's can hang for good when it
     /// races a REQ or REP context between its send and its receive (nanomsg/nng#1813, fixed
     /// in later releases; seen in a node stopped with pulls in flight, and in `colony bench`'s
-    /// coordinator). Past the bound the close goes on on its own thread, the pipe events end
-    /// here, and this returns false: a stop must end even then.
+    /// coordinator); its reaper thread then stays stuck and every later close hangs as well.
+    /// Past the bound the close goes on on its own thread, the pipe events end here, and this
+    /// returns false: a stop must end even then.
     @discardableResult
     public func close() -> Bool {
         // nng 1.5.2 panics ("pthread_mutex_lock: Invalid argument") when a call on one of the
@@ -60,7 +67,9 @@ public final class Socket: @unchecked Sendable {
         if closed.exchange(true, ordering: .sequentiallyConsistent) { return true }
         while contextCalls.load(ordering: .sequentiallyConsistent) > 0 { sched_yield() }
         let raw = self.raw
-        let inTime = BoundedCall.run(waitingAtMost: Self.closeWaitMax) { nng_close(raw) }
+        let limit = Self.aCloseHung.load(ordering: .relaxed) ? Self.closeWaitAfterAHang : Self.closeWaitMax
+        let inTime = BoundedCall.run(waitingAtMost: limit) { nng_close(raw) }
+        if !inTime { Self.aCloseHung.store(true, ordering: .relaxed) }
         // Pipe callbacks have stopped once nng_close returned, so the stream can end here
         // (and past the bound it must, for whoever waits on it).
         pipeEventsBox.withLock { $0?.finish() }
