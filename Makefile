@@ -14,7 +14,10 @@ up:
 test:
 	./scripts/install-deps.sh --for-tests
 	swift build --build-tests
-	swift test --skip-build --disable-swift-testing
+	# The NNG wrapper's tests in a process of their own: nng's state is process-wide, and a
+	# close that nng 1.5.2 leaves hanging in an end-to-end test would stall theirs.
+	swift test --skip-build --disable-swift-testing --filter '^NNGTests\.'
+	swift test --skip-build --disable-swift-testing --skip '^NNGTests\.'
 	bash deploy/netns/chaos.sh
 	bash deploy/ssh/test-launch.sh
 	bash deploy/container/test-cluster.sh

@@ -274,7 +274,16 @@ public actor NodeAgent {
                 }
             }
         } onCancel: {
-            socket.close()
+            // Not at once: closing a REQ socket while a pull is in flight can leave nng 1.5.2's
+            // reaper stuck for the rest of the process (see Socket.close). Cancelled, the pull
+            // loop sends no more pulls and ends once the one in flight is answered, which a live
+            // coordinator does within the long poll; the socket is then closed with nothing in
+            // flight. One that does not answer is cut off after that grace.
+            let grace = Duration.milliseconds(Int(configuration.longPollMilliseconds)) + .milliseconds(500)
+            Task.detached {
+                try? await Task.sleep(for: grace)
+                socket.close()
+            }
         }
         startTick = nil
         if let drainGaveUp { throw drainGaveUp }
