@@ -31,6 +31,20 @@ final class BoundedCallTests: XCTestCase {
         let socket = try Socket(.rep)
         let events = try socket.pipeEvents()
         XCTAssertTrue(socket.close())
-        for await _ in events {}
+        // Fails (instead of hanging) when the stream does not end within 5 s.
+        let ended = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                for await _ in events {}
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(5))
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        XCTAssertTrue(ended, "the pipe events did not end with the close")
     }
 }
