@@ -90,7 +90,7 @@ let package = Package(
         // by scripts/fuzz.sh.
         .target(name: "ColonyFuzzing", dependencies: ["ColonyModel", "ColonyCoordinator", "ColonyWire"], path: "Fuzz/Harness"),
         .executableTarget(name: "colony-fuzz", dependencies: ["ColonyFuzzing"], path: "Fuzz/Main"),
-        .testTarget(name: "NNGTests", dependencies: ["NNG"]),
+        .testTarget(name: "NNGTests", dependencies: ["NNG", "CNNG"]),
         .testTarget(name: "ColonyWireTests", dependencies: ["ColonyModel", "ColonyWire", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .testTarget(name: "ColonyCoreTests", dependencies: ["ColonyModel", "ColonyCore", "ColonySimulation"]),
         .testTarget(name: "ColonyStoreTests", dependencies: ["ColonyModel", "ColonyStore", "ColonyCore"]),

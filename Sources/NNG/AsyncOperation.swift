@@ -76,6 +76,10 @@ final class AsyncOperation: @unchecked Sendable {
                     continuation.resume(returning: Outcome(code: Int32(NNG_ECANCELED.rawValue), failedInFirstStep: true))
                 } else {
                     start(aio)
+                    // A cancellation that came after `started` was set but before `start` handed
+                    // the aio to nng cancelled nothing (nng 1.5 keeps no cancel for an aio it
+                    // has not been given): cancel again now that nng has it.
+                    if state.withLock({ $0.cancelled && $0.cancellable && $0.started }) { nng_aio_cancel(aio) }
                 }
             }
         } onCancel: {
