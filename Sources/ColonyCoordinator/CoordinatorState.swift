@@ -243,7 +243,7 @@ actor CoordinatorState {
         }
         let sessions = try core.report(node: node, results: results, now: now, running: running, ackedReplySeq: ackedReplySeq,
                                        returned: returned, leaving: leaving)
-        if !subtaskSession.isEmpty { core.noteHeard(session: subtaskSession, now: now) }
+        if !subtaskSession.isEmpty { core.noteHeard(session: subtaskSession, now: now, fromNodesPull: true) }
         for session in sessions { answerParkedFetches(session: session) }
         journal()
         if let previous = parkedPulls.removeValue(forKey: node.name) {

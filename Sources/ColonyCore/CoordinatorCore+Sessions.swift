@@ -3,10 +3,12 @@ import ColonyModel
 /// Client sessions: when their clients were last heard from, and what happens to the work of
 /// one that went away (see `Bounds.sessionIdleSeconds`).
 extension CoordinatorCore {
-    /// The session's client was heard from (a fetch; submits and cancels note it themselves).
-    public mutating func noteHeard(session: String, now: Double) {
+    /// The session's client was heard from (a fetch; submits and cancels note it themselves),
+    /// or, `fromNodesPull`, the node whose handlers submit in it pulled.
+    public mutating func noteHeard(session: String, now: Double, fromNodesPull: Bool = false) {
         guard sessions[session] != nil else { return }
         sessions[session]!.lastHeard = now
+        if fromNodesPull { sessions[session]!.ofNodeHandlers = true }
     }
 
     /// Cancels the unfinished tasks and drops the results of sessions not heard from for
@@ -19,10 +21,23 @@ extension CoordinatorCore {
                 sessions[session]!.lastHeard = now
                 continue
             }
-            if !record.detached && now - heard > bounds.sessionIdleSeconds { idle.append((session, now - heard)) }
+            if !record.detached && !record.resultsUnwanted && now - heard > bounds.sessionIdleSeconds { idle.append((session, now - heard)) }
         }
         var touched: Set<String> = []
         for (session, idleSeconds) in idle.sorted(by: { $0.session < $1.session }) {
+            if sessions[session]!.ofNodeHandlers {
+                // Subtasks of a node that is gone: the root's client and the job still want
+                // them done (a parent retried elsewhere submits its own again), so they are
+                // not cancelled; only their results, which nobody will read, are dropped.
+                let dropped = sessions[session]!.finished
+                sessions[session]!.finished = []
+                sessions[session]!.resultsUnwanted = true
+                for entry in dropped { forget(entry.outcome.id) }
+                resultsWaiting -= dropped.count
+                if sessions[session]!.unfinished == 0 { sessions[session] = nil }
+                note(.sessionAbandoned(session: session, idleSeconds: idleSeconds, tasksCancelled: 0, resultsDropped: dropped.count))
+                continue
+            }
             let cancelled = cancel(session: session, now: now)
             touched.formUnion(cancelled.sessions)
             let dropped = sessions.removeValue(forKey: session)?.finished ?? []

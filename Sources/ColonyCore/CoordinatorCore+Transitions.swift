@@ -143,6 +143,14 @@ extension CoordinatorCore {
                 finish(child, phase: cascade, error: "dependency \(id) \(phase == .cancelled ? "was cancelled" : "failed")", failure: .dependency, now: now)
             }
         }
+        if sessions[task.session]!.resultsUnwanted, let index = sessions[task.session]!.finished.lastIndex(where: { $0.outcome.id == id }) {
+            // See `SessionRecord.resultsUnwanted`.
+            sessions[task.session]!.finished.remove(at: index)
+            resultsWaiting -= 1
+            if sessions[task.session]!.unfinished == 0 && sessions[task.session]!.finished.isEmpty { sessions[task.session] = nil }
+            forget(id)
+            return nil
+        }
         return task.session
     }
 

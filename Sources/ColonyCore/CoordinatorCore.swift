@@ -291,6 +291,12 @@ public struct CoordinatorCore: Sendable {
         var lastHeard: Double?
         /// Exempt from the session timeout (see `TaskSubmission.detached`).
         var detached = false
+        /// The session of a node's handlers (named by the node's pulls): its tasks are
+        /// subtasks. Gone idle (the node is gone, and with it the attempts that would read
+        /// the results), its tasks go on as their jobs' work and their results are dropped.
+        var ofNodeHandlers = false
+        /// Set when such a session went idle: results arriving are dropped.
+        var resultsUnwanted = false
     }
 
     public let bounds: Bounds

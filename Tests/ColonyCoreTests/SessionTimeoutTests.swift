@@ -44,6 +44,44 @@ final class SessionTimeoutTests: XCTestCase {
         XCTAssertTrue(core.invariantViolations().isEmpty, "\(core.invariantViolations())")
     }
 
+    /// The session of a node's handlers (its pulls name it) idles when the node is gone: its
+    /// subtasks are not cancelled, its waiting result and those still to come are dropped,
+    /// and the session goes with its last task.
+    func testANodesHandlerSessionGoneIdleKeepsItsTasksAndDropsTheirResults() throws {
+        var core = core(idleSeconds: 10)
+        let ids = try core.submit((0..<3).map { TaskSubmission(handler: "echo", input: [UInt8($0)]) }, session: "handlers", now: 0)
+        core.noteHeard(session: "handlers", now: 0, fromNodesPull: true)
+        let node = NodeAnnouncement(name: "n", host: "h", threadSlots: 2)
+        _ = try core.report(node: node, results: [], now: 0)
+        let leased = core.dispatch(toNode: "n", now: 0).map(\.id)
+        XCTAssertEqual(leased, [ids[0], ids[1]])
+        _ = try core.report(node: node, results: [TaskOutcome(id: ids[0], attempt: 1, succeeded: true, output: [0], node: "n")], now: 1)
+        XCTAssertEqual(core.status(now: 1).resultsWaiting, 1)
+        _ = core.takeEvents()
+        // The node that runs them is another, alive one (only the submitting node is gone).
+        _ = try core.report(node: node, results: [], now: 12)
+        _ = core.tick(now: 12)
+        var status = core.status(now: 12)
+        XCTAssertEqual(status.cancelled, 0, "a lost node's subtasks are the job's work: they go on")
+        XCTAssertEqual(status.resultsWaiting, 0, "the result nobody will read was dropped")
+        XCTAssertEqual(status.running + status.queued, 2)
+        XCTAssertTrue(core.takeEvents().contains { if case .sessionAbandoned(session: "handlers", _, 0, 1) = $0 { true } else { false } })
+        _ = try core.report(node: node, results: [], now: 30)
+        _ = core.tick(now: 30)
+        XCTAssertEqual(core.status(now: 30).running + core.status(now: 30).queued, 2, "still not cancelled on later ticks")
+        _ = try core.report(node: node, results: [TaskOutcome(id: ids[1], attempt: 1, succeeded: true, output: [1], node: "n")], now: 31)
+        _ = try core.report(node: node, results: [], now: 31)
+        let last = core.dispatch(toNode: "n", now: 31).map(\.id)
+        XCTAssertEqual(last, [ids[2]])
+        _ = try core.report(node: node, results: [TaskOutcome(id: ids[2], attempt: 1, succeeded: true, output: [2], node: "n")], now: 32)
+        status = core.status(now: 32)
+        XCTAssertEqual(status.succeeded, 3)
+        XCTAssertEqual(status.resultsWaiting, 0, "results arriving later are dropped too")
+        XCTAssertNil(status.sessions.first { $0.session == "handlers" }, "the session went with its last task")
+        XCTAssertFalse(core.knows(ids[2]))
+        XCTAssertTrue(core.invariantViolations().isEmpty, "\(core.invariantViolations())")
+    }
+
     func testASessionThatIsHeardFromStays() throws {
         var core = core(idleSeconds: 10)
         _ = try core.submit([TaskSubmission(handler: "echo", input: [1])], session: "s", now: 0)
