@@ -31,6 +31,9 @@ let package = Package(
             providers: [.apt(["libnng-dev"])]
         ),
         .target(name: "NNG", dependencies: ["CNNG"]),
+        // Plain TCP connections waited on with epoll (the plain-http fetch path).
+        .target(name: "CSockets"),
+        .target(name: "Sockets", dependencies: ["CSockets"]),
         .systemLibrary(
             name: "CSQLite",
             providers: [.apt(["libsqlite3-dev"])]
@@ -56,7 +59,7 @@ let package = Package(
             .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
         // The node side: handlers (`TaskHandler`), the pools, the pull loop. Node executables import it.
-        .target(name: "ColonyNode", dependencies: ["NNG", "ColonyModel", "ColonyWire", "Colony"]),
+        .target(name: "ColonyNode", dependencies: ["NNG", "Sockets", "ColonyModel", "ColonyWire", "Colony"]),
         // The client library: a client only (it never builds the coordinator or the journal).
         .target(name: "Colony", dependencies: ["NNG", "ColonyModel", "ColonyWire"]),
         .target(name: "ColonyCLI", dependencies: [
@@ -91,6 +94,7 @@ let package = Package(
         .target(name: "ColonyFuzzing", dependencies: ["ColonyModel", "ColonyCoordinator", "ColonyWire"], path: "Fuzz/Harness"),
         .executableTarget(name: "colony-fuzz", dependencies: ["ColonyFuzzing"], path: "Fuzz/Main"),
         .testTarget(name: "NNGTests", dependencies: ["NNG", "CNNG"]),
+        .testTarget(name: "SocketsTests", dependencies: ["Sockets"]),
         .testTarget(name: "ColonyWireTests", dependencies: ["ColonyModel", "ColonyWire", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .testTarget(name: "ColonyCoreTests", dependencies: ["ColonyModel", "ColonyCore", "ColonySimulation"]),
         .testTarget(name: "ColonyStoreTests", dependencies: ["ColonyModel", "ColonyStore", "ColonyCore"]),

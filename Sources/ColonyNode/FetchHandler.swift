@@ -201,30 +201,25 @@ public struct FetchHandler: TaskHandler {
     private func exchange(url: URL, method: String, headers: [(String, String)], body: [UInt8], request: Request,
                           deadline: ContinuousClock.Instant) async throws -> Answer {
         let name = "fetch \(url.absoluteString)"
-        func remaining() throws -> Int32 {
-            let left = deadline - ContinuousClock.now
-            guard left > .zero else { throw ValidationFailure("\(name): timed out after \(formatSeconds(request.input.timeoutSeconds ?? 30)) s") }
-            return Int32(clamping: left.inMillisecondsRoundedUp)
-        }
-        func failure(_ error: NNGError) -> any Error {
-            if error.isCancelled { return CancellationError() }
-            if error.isTimeout { return ValidationFailure("\(name): timed out after \(formatSeconds(request.input.timeoutSeconds ?? 30)) s") }
-            if error.isTLSFailure {
-                return ValidationFailure("\(name): TLS failed: the server's certificate is not trusted here or not for this host (\(error.reason))")
+        let timedOut = ValidationFailure("\(name): timed out after \(formatSeconds(request.input.timeoutSeconds ?? 30)) s")
+        func failure(_ error: FetchConnection.Failure) -> any Error {
+            switch error {
+            case .cancelled: CancellationError()
+            case .timedOut: timedOut
+            case .untrusted(let reason):
+                ValidationFailure("\(name): TLS failed: the server's certificate is not trusted here or not for this host (\(reason))")
+            case .failed(let line): ValidationFailure("\(name): \(line)")
             }
-            return ValidationFailure("\(name): \(error)")
         }
         // Waits for an open file rather than failing with EMFILE (see `OpenFilePermits`).
         guard let files = try await OpenFilePermits.shared.take(request.saveTo == nil ? 1 : 2, until: deadline) else {
             throw ValidationFailure("\(name): timed out after \(formatSeconds(request.input.timeoutSeconds ?? 30)) s waiting for an open file (the node's limit: ulimit -n)")
         }
         defer { OpenFilePermits.shared.give(files) }
-        let connection: HTTPClientConnection
+        let connection: FetchConnection
         do {
-            connection = try await HTTPClientConnection.connect(url.absoluteString,
-                                                                 certificateAuthorityFile: url.scheme == "https" ? Self.certificateAuthorityFile : nil,
-                                                                 timeoutMilliseconds: try remaining())
-        } catch let error as NNGError {
+            connection = try await FetchConnection.open(url, certificateAuthorityFile: Self.certificateAuthorityFile, until: deadline)
+        } catch {
             throw failure(error)
         }
         defer { connection.close() }
@@ -234,10 +229,9 @@ public struct FetchHandler: TaskHandler {
         var kept: [UInt8] = []
         var bytes = 0
         do {
-            try await connection.write(Self.requestHead(url: url, method: method, headers: headers, bodyCount: body.count) + body,
-                                       timeoutMilliseconds: try remaining())
+            try await connection.write(Self.requestHead(url: url, method: method, headers: headers, bodyCount: body.count) + body, until: deadline)
             while !reader.isComplete {
-                let arrived = try await connection.read(timeoutMilliseconds: try remaining())
+                let arrived = try await connection.read(until: deadline)
                 let part: [UInt8]
                 if arrived.isEmpty {
                     try reader.finish()
@@ -257,7 +251,7 @@ public struct FetchHandler: TaskHandler {
                 }
                 if arrived.isEmpty { break }
             }
-        } catch let error as NNGError {
+        } catch let error as FetchConnection.Failure {
             throw failure(error)
         } catch let error as HTTPResponseReader.Failure {
             throw ValidationFailure("\(name): \(error)")

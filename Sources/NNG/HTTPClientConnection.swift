@@ -2,7 +2,8 @@ import CNNG
 import Synchronization
 
 /// One HTTP client connection (plain TCP or TLS) from nng's supplemental HTTP client: bytes
-/// out, bytes in, each step an aio awaited without holding a thread.
+/// out, bytes in, each step an aio awaited without holding a thread. `fetch` uses it for
+/// https (nng's TLS); plain http goes over `Sockets`, which costs fewer thread wake-ups.
 ///
 /// It moves bytes only. The caller writes the request and parses the response itself, so that
 /// it sees every header and can stop reading a body at its own bound (nng's

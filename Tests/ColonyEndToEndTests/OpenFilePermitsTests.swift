@@ -10,19 +10,16 @@ final class OpenFilePermitsTests: XCTestCase {
         let far = ContinuousClock.now + .seconds(30)
         let first = try await permits.take(2, until: far)
         XCTAssertEqual(first, 2)
-        let order = Arrivals()
-        let waiters = (1...3).map { index in
-            Task {
-                let taken = try await permits.take(1, until: far)
-                order.list.withLock { $0.append(index) }
-                return taken
-            }
+        // Each waiter arrives once the one before waits (tasks start in no set order).
+        var waiters: [Task<Int?, any Error>] = []
+        for index in 1...3 {
+            waiters.append(Task { try await permits.take(1, until: far) })
+            try await eventually("waiter \(index) waits", { permits.waiting == index })
         }
-        try await eventually("three wait", { permits.waiting == 3 })
         permits.give(2)
         let a = try await waiters[0].value, b = try await waiters[1].value
-        XCTAssertEqual([a, b], [1, 1])
-        XCTAssertEqual(order.list.withLock { $0 }, [1, 2])
+        XCTAssertEqual([a, b], [1, 1], "the first two to arrive are let in")
+        XCTAssertEqual(permits.waiting, 1, "the third still waits")
         permits.give(1)
         let c = try await waiters[2].value
         XCTAssertEqual(c, 1)
@@ -59,8 +56,4 @@ final class OpenFilePermitsTests: XCTestCase {
         let taken = try await permits.take(2, until: .now + .seconds(1))
         XCTAssertEqual(taken, 1)
     }
-}
-
-private final class Arrivals: Sendable {
-    let list = Mutex<[Int]>([])
 }

@@ -30,8 +30,9 @@ struct BenchCommand: AsyncParsableCommand {
                 `xargs -P2 -n1` and GNU `parallel -j2` on the same inputs. A peer's figure counts
                 only when it is the program named and printed every input once; otherwise
                 peers_not_counted says why (in --json, an object of figure key to reason).
-            W8: 400 fetches from a local server answering after 50 ms on the node (in its 256 io slots),
-                wall time, beside Python ThreadPoolExecutor(32) + urllib and asyncio (bench/io_peers.py).
+            W8: 400 fetches from a local server answering after 50 ms on the node (in its io slots),
+                median wall of 5 runs, beside Python ThreadPoolExecutor(32) + urllib and asyncio
+                (bench/io_peers.py, each the median of 5 runs too).
             W9: the mean of 10,000,000 numbers in 10 chunks through `colony map --pipe` (awk),
                 wall time, beside Python ProcessPoolExecutor(2) over the same chunks.
             """

@@ -1,0 +1,2 @@
+// Headers only (see include/CSockets.h); SwiftPM needs one source file.
+#include "CSockets.h"

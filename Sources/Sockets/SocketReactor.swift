@@ -1,0 +1,154 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import CSockets
+import Synchronization
+
+/// One thread that waits on epoll for the sockets of plain-http fetches and resumes the Swift
+/// task waiting on each, so that many connections wait at once without holding a thread.
+///
+/// Why not nng's HTTP client for plain http: each of its steps (resolve, connect, write,
+/// read, close) crosses three or four of nng's threads, and at 400 fetches at once those
+/// wake-ups were half of a node's CPU (docs/BENCHMARKS.md, W8). Here a step that can go on
+/// at once does so on the caller's thread; one that must wait costs one wake-up of this
+/// thread and one resume. HTTPS stays with nng (its TLS).
+///
+/// A wait may end `ready` without the socket being ready (an event meant for an earlier
+/// wait on the same descriptor): callers retry their call and wait again on EAGAIN.
+final class SocketReactor: @unchecked Sendable {
+    static let shared = SocketReactor()
+
+    enum Readiness: Sendable {
+        case ready, timedOut, cancelled
+    }
+
+    private struct Waiter {
+        var token: UInt64
+        var deadline: ContinuousClock.Instant
+        var continuation: CheckedContinuation<Readiness, Never>
+    }
+
+    private struct State {
+        var waiters: [Int32: Waiter] = [:]
+        /// The waiters' deadlines, earliest first; an entry whose waiter is gone (resumed,
+        /// cancelled) stays until it comes first or the heap is rebuilt.
+        var deadlines = DeadlineHeap()
+        /// Descriptors added to the epoll set (each is armed one-shot per wait).
+        var added: Set<Int32> = []
+        var nextToken: UInt64 = 0
+        /// When the loop's current epoll_wait ends on its own; nil: not before an event.
+        var loopWakes: ContinuousClock.Instant?
+    }
+
+    private let epoll: Int32
+    private let wakeFD: Int32
+    private let state = Mutex(State())
+
+    private init() {
+        epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
+        wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
+        precondition(epoll >= 0 && wakeFD >= 0, "cannot create an epoll set: \(String(cString: strerror(errno)))")
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.fd = wakeFD
+        _ = epoll_ctl(epoll, EPOLL_CTL_ADD, wakeFD, &event)
+        let thread = Thread { [self] in loop() }
+        thread.name = "colony:sockets"
+        thread.start()
+    }
+
+    /// Waits until `fd` is readable (`EPOLLIN`) or writable (`EPOLLOUT`), `deadline` passes
+    /// or the task is cancelled.
+    func wait(_ fd: Int32, for events: UInt32, until deadline: ContinuousClock.Instant) async -> Readiness {
+        let token = state.withLock { state -> UInt64 in
+            state.nextToken += 1
+            return state.nextToken
+        }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Readiness, Never>) in
+                enum Step { case now(Readiness), arm(add: Bool, wakeLoop: Bool) }
+                let step = state.withLock { state -> Step in
+                    if Task.isCancelled { return .now(.cancelled) }
+                    if deadline <= .now { return .now(.timedOut) }
+                    state.waiters[fd] = Waiter(token: token, deadline: deadline, continuation: continuation)
+                    state.deadlines.push(DeadlineHeap.Entry(deadline: deadline, fd: fd, token: token))
+                    if state.deadlines.count > 64 && state.deadlines.count > 4 * state.waiters.count {
+                        state.deadlines = DeadlineHeap(state.waiters.map { DeadlineHeap.Entry(deadline: $0.value.deadline, fd: $0.key, token: $0.value.token) })
+                    }
+                    let add = state.added.insert(fd).inserted
+                    // The loop must wake earlier than it planned only for an earlier deadline.
+                    let wakeLoop = state.loopWakes.map { deadline < $0 } ?? true
+                    if wakeLoop { state.loopWakes = deadline }
+                    return .arm(add: add, wakeLoop: wakeLoop)
+                }
+                switch step {
+                case .now(let readiness):
+                    continuation.resume(returning: readiness)
+                case .arm(let add, let wakeLoop):
+                    var event = epoll_event()
+                    event.events = events | EPOLLONESHOT.rawValue | EPOLLRDHUP.rawValue
+                    event.data.fd = fd
+                    _ = epoll_ctl(epoll, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &event)
+                    if wakeLoop { _ = eventfd_write(wakeFD, 1) }
+                }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> Waiter? in
+                guard let waiter = state.waiters[fd], waiter.token == token else { return nil }
+                state.waiters[fd] = nil
+                return waiter
+            }
+            waiter?.continuation.resume(returning: .cancelled)
+        }
+    }
+
+    /// Takes `fd` out of the epoll set before it is closed (its number may be reused at once).
+    /// No wait on it may be in progress.
+    func forget(_ fd: Int32) {
+        let added = state.withLock { $0.added.remove(fd) != nil }
+        if added { _ = epoll_ctl(epoll, EPOLL_CTL_DEL, fd, nil) }
+    }
+
+    private func loop() {
+        var events = [epoll_event](repeating: epoll_event(), count: 256)
+        var due: [(CheckedContinuation<Readiness, Never>, Readiness)] = []
+        while true {
+            let timeout = state.withLock { state -> Int32 in
+                // The first live deadline (entries of waiters gone are dropped on the way).
+                while let first = state.deadlines.first, state.waiters[first.fd]?.token != first.token { state.deadlines.pop() }
+                let earliest = state.deadlines.first?.deadline
+                state.loopWakes = earliest
+                guard let earliest else { return -1 }
+                let left = earliest - .now
+                if left <= .zero { return 0 }
+                let (seconds, attoseconds) = left.components
+                return Int32(clamping: seconds * 1_000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
+            }
+            let count = epoll_wait(epoll, &events, Int32(events.count), timeout)
+            state.withLock { state in
+                if count > 0 {
+                    for event in events[0..<Int(count)] {
+                        let fd = event.data.fd
+                        if fd == wakeFD {
+                            var value: eventfd_t = 0
+                            _ = eventfd_read(wakeFD, &value)
+                        } else if let waiter = state.waiters.removeValue(forKey: fd) {
+                            due.append((waiter.continuation, .ready))
+                        }
+                    }
+                }
+                let now = ContinuousClock.now
+                while let first = state.deadlines.first, first.deadline <= now {
+                    state.deadlines.pop()
+                    if let waiter = state.waiters[first.fd], waiter.token == first.token {
+                        state.waiters[first.fd] = nil
+                        due.append((waiter.continuation, .timedOut))
+                    }
+                }
+            }
+            for (continuation, readiness) in due { continuation.resume(returning: readiness) }
+            due.removeAll(keepingCapacity: true)
+        }
+    }
+}
