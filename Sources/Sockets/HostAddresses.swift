@@ -7,8 +7,8 @@ import Synchronization
 /// The socket addresses a host name and port stand for.
 ///
 /// An address given as digits is parsed where it is. A name goes to getaddrinfo, which
-/// blocks (DNS), so it runs on a thread of its own; a lookup still going at the deadline is
-/// left to finish there and its answer dropped.
+/// blocks (DNS), so it runs on one of a few resolver threads; a lookup still going at the
+/// deadline is left to finish there and its answer dropped.
 enum HostAddresses {
     struct Address: @unchecked Sendable {
         var family: Int32
@@ -54,27 +54,64 @@ enum HostAddresses {
     /// getaddrinfo on a thread of its own, awaited until `deadline`.
     private static func lookUp(_ name: String, port: Int, until deadline: ContinuousClock.Instant) async throws(SocketError) -> [Address] {
         let operation = "resolve \(name)"
-        let outcome = Mutex<CheckedContinuation<Result<[Address], SocketError>, Never>?>(nil)
-        let finish: @Sendable (Result<[Address], SocketError>) -> Void = { result in
-            outcome.withLock { continuation in
-                continuation?.resume(returning: result)
-                continuation = nil
-            }
-        }
+        let lookup = PendingLookup()
         let result = await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Result<[Address], SocketError>, Never>) in
-                outcome.withLock { $0 = continuation }
-                if Task.isCancelled { return finish(.failure(SocketError(operation, .cancelled))) }
-                Thread.detachNewThread { finish(blockingLookUp(name, port: port, operation: operation)) }
-                Task {
-                    try? await Task.sleep(until: deadline, clock: .continuous)
-                    finish(.failure(SocketError(operation, .timedOut)))
-                }
+                lookup.wait(continuation)
+                if Task.isCancelled { return lookup.finish(.failure(SocketError(operation, .cancelled))) }
+                Resolvers.shared.enqueue(until: deadline) { lookup.finish(blockingLookUp(name, port: port, operation: operation)) }
+                lookup.setTimer(Task {
+                    guard (try? await Task.sleep(until: deadline, clock: .continuous)) != nil else { return }
+                    lookup.finish(.failure(SocketError(operation, .timedOut)))
+                })
             }
         } onCancel: {
-            finish(.failure(SocketError(operation, .cancelled)))
+            lookup.finish(.failure(SocketError(operation, .cancelled)))
         }
         return try result.get()
+    }
+
+    /// One lookup's waiter, ended by whichever comes first: the answer, the deadline or a
+    /// cancellation. The deadline's timer is cancelled when it is not the first.
+    private final class PendingLookup: Sendable {
+        private struct State {
+            var continuation: CheckedContinuation<Result<[Address], SocketError>, Never>?
+            var timer: Task<Void, Never>?
+            /// The first result, kept when it came before the waiter (a cancellation can).
+            var result: Result<[Address], SocketError>?
+        }
+
+        private let state = Mutex(State())
+
+        func wait(_ continuation: CheckedContinuation<Result<[Address], SocketError>, Never>) {
+            let early = state.withLock { state -> Result<[Address], SocketError>? in
+                if state.result == nil { state.continuation = continuation }
+                return state.result
+            }
+            if let early { continuation.resume(returning: early) }
+        }
+
+        func setTimer(_ timer: Task<Void, Never>) {
+            let finished = state.withLock { state -> Bool in
+                if state.result == nil { state.timer = timer }
+                return state.result != nil
+            }
+            if finished { timer.cancel() }
+        }
+
+        func finish(_ result: Result<[Address], SocketError>) {
+            let (continuation, timer) = state.withLock { state -> (CheckedContinuation<Result<[Address], SocketError>, Never>?, Task<Void, Never>?) in
+                guard state.result == nil else { return (nil, nil) }
+                state.result = result
+                defer {
+                    state.continuation = nil
+                    state.timer = nil
+                }
+                return (state.continuation, state.timer)
+            }
+            timer?.cancel()
+            continuation?.resume(returning: result)
+        }
     }
 
     private static func blockingLookUp(_ name: String, port: Int, operation: String) -> Result<[Address], SocketError> {
@@ -100,5 +137,65 @@ enum HostAddresses {
         }
         guard !addresses.isEmpty else { return .failure(SocketError(operation, .unresolved("no address"))) }
         return .success(addresses)
+    }
+}
+
+/// At most `threads` getaddrinfo calls at once, on threads started as needed and ended when
+/// nothing waits: a nameserver that stops answering (glibc tries for 10-30 s) holds those
+/// threads, not one per fetch. A lookup whose deadline passed while it queued is skipped (its
+/// waiter has timed out already).
+final class Resolvers: Sendable {
+    static let shared = Resolvers(threads: 8)
+
+    private struct Job {
+        var deadline: ContinuousClock.Instant
+        var run: @Sendable () -> Void
+    }
+
+    private struct State {
+        var queue: [Job] = []
+        var head = 0
+        var running = 0
+    }
+
+    private let threads: Int
+    private let state = Mutex(State())
+
+    init(threads: Int) {
+        self.threads = threads
+    }
+
+    func enqueue(until deadline: ContinuousClock.Instant, _ run: @escaping @Sendable () -> Void) {
+        let start = state.withLock { state -> Bool in
+            state.queue.append(Job(deadline: deadline, run: run))
+            guard state.running < threads else { return false }
+            state.running += 1
+            return true
+        }
+        if start { Thread.detachNewThread { [self] in work() } }
+    }
+
+    private func work() {
+        while let job = next() {
+            if ContinuousClock.now < job.deadline { job.run() }
+        }
+    }
+
+    private func next() -> Job? {
+        state.withLock { state in
+            guard state.head < state.queue.count else {
+                state.queue.removeAll()
+                state.head = 0
+                state.running -= 1
+                return nil
+            }
+            let job = state.queue[state.head]
+            state.head += 1
+            if state.head >= 1_024 && state.head * 2 >= state.queue.count {
+                state.queue.removeFirst(state.head)
+                state.head = 0
+            }
+            return job
+        }
     }
 }

@@ -21,6 +21,8 @@ final class SocketReactor: @unchecked Sendable {
 
     enum Readiness: Sendable {
         case ready, timedOut, cancelled
+        /// epoll refused the descriptor (an errno value).
+        case failed(Int32)
     }
 
     private struct Waiter {
@@ -67,11 +69,13 @@ final class SocketReactor: @unchecked Sendable {
         }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Readiness, Never>) in
-                enum Step { case now(Readiness), arm(add: Bool, wakeLoop: Bool) }
+                enum Step { case now(Readiness), arm(add: Bool, wakeLoop: Bool, replaced: Waiter?) }
                 let step = state.withLock { state -> Step in
                     if Task.isCancelled { return .now(.cancelled) }
                     if deadline <= .now { return .now(.timedOut) }
-                    state.waiters[fd] = Waiter(token: token, deadline: deadline, continuation: continuation)
+                    // One wait per descriptor: a second one (a misuse) ends the first rather
+                    // than leaving it waiting for ever.
+                    let replaced = state.waiters.updateValue(Waiter(token: token, deadline: deadline, continuation: continuation), forKey: fd)
                     state.deadlines.push(DeadlineHeap.Entry(deadline: deadline, fd: fd, token: token))
                     if state.deadlines.count > 64 && state.deadlines.count > 4 * state.waiters.count {
                         state.deadlines = DeadlineHeap(state.waiters.map { DeadlineHeap.Entry(deadline: $0.value.deadline, fd: $0.key, token: $0.value.token) })
@@ -80,16 +84,27 @@ final class SocketReactor: @unchecked Sendable {
                     // The loop must wake earlier than it planned only for an earlier deadline.
                     let wakeLoop = state.loopWakes.map { deadline < $0 } ?? true
                     if wakeLoop { state.loopWakes = deadline }
-                    return .arm(add: add, wakeLoop: wakeLoop)
+                    return .arm(add: add, wakeLoop: wakeLoop, replaced: replaced)
                 }
                 switch step {
                 case .now(let readiness):
                     continuation.resume(returning: readiness)
-                case .arm(let add, let wakeLoop):
+                case .arm(let add, let wakeLoop, let replaced):
+                    replaced?.continuation.resume(returning: .cancelled)
                     var event = epoll_event()
                     event.events = events | EPOLLONESHOT.rawValue | EPOLLRDHUP.rawValue
                     event.data.fd = fd
-                    _ = epoll_ctl(epoll, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &event)
+                    if epoll_ctl(epoll, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &event) != 0 {
+                        let code = errno
+                        let waiter = state.withLock { state -> Waiter? in
+                            if add { state.added.remove(fd) }
+                            guard let waiter = state.waiters[fd], waiter.token == token else { return nil }
+                            state.waiters[fd] = nil
+                            return waiter
+                        }
+                        waiter?.continuation.resume(returning: .failed(code))
+                        return
+                    }
                     if wakeLoop { _ = eventfd_write(wakeFD, 1) }
                 }
             }
@@ -103,11 +118,12 @@ final class SocketReactor: @unchecked Sendable {
         }
     }
 
-    /// Takes `fd` out of the epoll set before it is closed (its number may be reused at once).
-    /// No wait on it may be in progress.
+    /// Takes `fd` out of the epoll set before it is closed (its number may be reused at once);
+    /// a wait on it still in progress (a misuse) ends cancelled.
     func forget(_ fd: Int32) {
-        let added = state.withLock { $0.added.remove(fd) != nil }
+        let (added, waiter) = state.withLock { ($0.added.remove(fd) != nil, $0.waiters.removeValue(forKey: fd)) }
         if added { _ = epoll_ctl(epoll, EPOLL_CTL_DEL, fd, nil) }
+        waiter?.continuation.resume(returning: .cancelled)
     }
 
     private func loop() {
@@ -123,6 +139,7 @@ final class SocketReactor: @unchecked Sendable {
                 let left = earliest - .now
                 if left <= .zero { return 0 }
                 let (seconds, attoseconds) = left.components
+                if seconds >= Int64(Int32.max / 1_000) { return Int32.max }
                 return Int32(clamping: seconds * 1_000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
             }
             let count = epoll_wait(epoll, &events, Int32(events.count), timeout)

@@ -27,6 +27,7 @@ public final class TCPConnection: @unchecked Sendable {
     /// Connects to `host` (a name, or an IPv4 or IPv6 address, brackets allowed) on `port`,
     /// trying each address the name resolves to in turn.
     public static func connect(host: String, port: Int, until deadline: ContinuousClock.Instant) async throws(SocketError) -> TCPConnection {
+        try checkStillWanted(until: deadline, "connect")
         let addresses = try await HostAddresses.resolve(host, port: port, until: deadline)
         var lastError = SocketError("connect", .system(EADDRNOTAVAIL))
         for address in addresses {
@@ -56,13 +57,7 @@ public final class TCPConnection: @unchecked Sendable {
         // Looked at before waiting: on loopback the handshake is often over by now.
         var waits = false
         while true {
-            if waits {
-                switch await SocketReactor.shared.wait(fd, for: EPOLLOUT.rawValue, until: deadline) {
-                case .timedOut: throw SocketError("connect", .timedOut)
-                case .cancelled: throw SocketError("connect", .cancelled)
-                case .ready: break
-                }
-            }
+            if waits { try await wait(fd, for: EPOLLOUT.rawValue, until: deadline, "connect") }
             waits = true
             var failure: Int32 = 0
             var length = socklen_t(MemoryLayout<Int32>.size)
@@ -79,10 +74,29 @@ public final class TCPConnection: @unchecked Sendable {
         }
     }
 
+    /// Waits for `events` on the socket; throws what ended the wait unless it is ready.
+    private static func wait(_ fd: Int32, for events: UInt32, until deadline: ContinuousClock.Instant, _ operation: String) async throws(SocketError) {
+        switch await SocketReactor.shared.wait(fd, for: events, until: deadline) {
+        case .ready: return
+        case .timedOut: throw SocketError(operation, .timedOut)
+        case .cancelled: throw SocketError(operation, .cancelled)
+        case .failed(let code): throw .system(operation, code)
+        }
+    }
+
+    /// Throws when the deadline passed or the task is cancelled: checked before every step,
+    /// since a step that can go on at once (data keeps arriving) never waits, and so never
+    /// meets them in `SocketReactor.wait`.
+    private static func checkStillWanted(until deadline: ContinuousClock.Instant, _ operation: String) throws(SocketError) {
+        if Task.isCancelled { throw SocketError(operation, .cancelled) }
+        if ContinuousClock.now >= deadline { throw SocketError(operation, .timedOut) }
+    }
+
     /// Writes all of `bytes`.
     public func write(_ bytes: [UInt8], until deadline: ContinuousClock.Instant) async throws(SocketError) {
         var sent = 0
         while sent < bytes.count {
+            try Self.checkStillWanted(until: deadline, "send the request")
             let n = bytes.withUnsafeBytes { raw in send(fd, raw.baseAddress! + sent, raw.count - sent, Int32(MSG_NOSIGNAL)) }
             if n > 0 {
                 sent += n
@@ -90,11 +104,7 @@ public final class TCPConnection: @unchecked Sendable {
             }
             guard n < 0, errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else { throw .system("send the request") }
             if errno == EINTR { continue }
-            switch await SocketReactor.shared.wait(fd, for: EPOLLOUT.rawValue, until: deadline) {
-            case .timedOut: throw SocketError("send the request", .timedOut)
-            case .cancelled: throw SocketError("send the request", .cancelled)
-            case .ready: continue
-            }
+            try await Self.wait(fd, for: EPOLLOUT.rawValue, until: deadline, "send the request")
         }
     }
 
@@ -102,15 +112,12 @@ public final class TCPConnection: @unchecked Sendable {
     /// when the peer closed the connection.
     public func read(until deadline: ContinuousClock.Instant) async throws(SocketError) -> [UInt8] {
         while true {
+            try Self.checkStillWanted(until: deadline, "read the response")
             let n = recv(fd, buffer.baseAddress, buffer.count, 0)
             if n >= 0 { return Array(UnsafeRawBufferPointer(rebasing: buffer[..<n])) }
             guard errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else { throw .system("read the response") }
             if errno == EINTR { continue }
-            switch await SocketReactor.shared.wait(fd, for: EPOLLIN.rawValue, until: deadline) {
-            case .timedOut: throw SocketError("read the response", .timedOut)
-            case .cancelled: throw SocketError("read the response", .cancelled)
-            case .ready: continue
-            }
+            try await Self.wait(fd, for: EPOLLIN.rawValue, until: deadline, "read the response")
         }
     }
 

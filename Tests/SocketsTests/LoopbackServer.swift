@@ -5,12 +5,13 @@ import Foundation
 
 /// A blocking TCP server on 127.0.0.1 for the tests (its job is syscalls): each connection
 /// on a thread of its own reads what arrives, waits `delay`, answers `answer` (unless nil:
-/// then it stays silent until the connection closes) and closes.
+/// then it stays silent until the connection closes) and closes; or, `streams`, sends bytes
+/// until the connection closes.
 final class LoopbackServer: @unchecked Sendable {
     let port: Int
     private let listener: Int32
 
-    init(answer: [UInt8]?, delay: Duration = .zero) throws {
+    init(answer: [UInt8]?, delay: Duration = .zero, streams: Bool = false) throws {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var one: Int32 = 1
         _ = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -34,7 +35,10 @@ final class LoopbackServer: @unchecked Sendable {
                 Thread.detachNewThread {
                     var buffer = [UInt8](repeating: 0, count: 4096)
                     _ = recv(connection, &buffer, buffer.count, 0)
-                    if let answer {
+                    if streams {
+                        let chunk = [UInt8](repeating: 120, count: 65_536)
+                        while (chunk.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) > 0 {}
+                    } else if let answer {
                         if delay > .zero { Thread.sleep(forTimeInterval: Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18) }
                         _ = answer.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
                     } else {

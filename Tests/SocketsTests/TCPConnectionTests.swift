@@ -1,5 +1,5 @@
 import Foundation
-import Sockets
+@testable import Sockets
 import XCTest
 
 /// Plain TCP connections waited on with epoll: many at once, deadlines, cancellation, errors
@@ -73,6 +73,59 @@ final class TCPConnectionTests: XCTestCase {
         try await waitForOpenSockets(before, "every cancelled connection's descriptor is closed")
     }
 
+    /// Data that keeps arriving never makes a read wait, so the deadline and a cancellation
+    /// are checked before every step, not only in waits.
+    func testAStreamThatNeverEndsMeetsItsDeadlineAndItsCancellation() async throws {
+        let server = try LoopbackServer(answer: nil, streams: true)
+        defer { server.stop() }
+        let start = clock.now
+        do {
+            _ = try await slowReader(port: server.port, until: start + .milliseconds(300))
+            XCTFail("an endless stream ended")
+        } catch let error as SocketError {
+            XCTAssertEqual(error.reason, .timedOut, "\(error)")
+        }
+        XCTAssertLessThan(clock.now - start, .seconds(5))
+        let port = server.port
+        let reading = Task<Int, any Error> { try await slowReader(port: port, until: ContinuousClock.now + .seconds(60)) }
+        try await Task.sleep(for: .milliseconds(100))  // some bytes have arrived; more keep coming
+        let cancelledAt = clock.now
+        reading.cancel()
+        do {
+            _ = try await reading.value
+            XCTFail("an endless stream ended")
+        } catch let error as SocketError {
+            XCTAssertEqual(error.reason, .cancelled, "\(error)")
+        }
+        XCTAssertLessThan(clock.now - cancelledAt, .seconds(2))
+    }
+
+    /// Lookups of names run on a few threads; a lookup whose deadline passed while it queued
+    /// is not run.
+    func testNameLookupsShareAFewThreadsAndSkipWhatExpiredInTheQueue() async throws {
+        let resolvers = Resolvers(threads: 2)
+        let gate = DispatchSemaphore(value: 0)
+        let ran = OrderBox()
+        let running = OrderBox()
+        for index in 0..<2 {
+            resolvers.enqueue(until: .now + .seconds(30)) {
+                running.append(index)
+                gate.wait()
+                ran.append(index)
+            }
+        }
+        resolvers.enqueue(until: .now + .milliseconds(50)) { ran.append(99) }
+        resolvers.enqueue(until: .now + .seconds(30)) { ran.append(2) }
+        try await eventuallyTrue { running.values.count == 2 }
+        try await Task.sleep(for: .milliseconds(100))  // the third one's deadline passes in the queue
+        XCTAssertEqual(running.values.count, 2, "no third thread")
+        gate.signal()
+        gate.signal()
+        try await eventuallyTrue { ran.values.contains(2) }
+        XCTAssertFalse(ran.values.contains(99), "an expired lookup is skipped")
+        XCTAssertEqual(Set(ran.values), [0, 1, 2])
+    }
+
     func testFailuresAreOneLineNamingTheStep() async throws {
         let server = try LoopbackServer(answer: nil)
         let port = server.port
@@ -121,6 +174,29 @@ private func waitForOpenSockets(_ count: Int, _ what: String) async throws {
             return
         }
         try await Task.sleep(for: .milliseconds(10))
+    }
+}
+
+/// Reads slower than the server sends (1 ms per read), so that data is always there and a
+/// read never waits; gives up after 5,000 reads (several seconds).
+private func slowReader(port: Int, until deadline: ContinuousClock.Instant) async throws -> Int {
+    let connection = try await TCPConnection.connect(host: "127.0.0.1", port: port, until: deadline)
+    defer { connection.close() }
+    try await connection.write(Array("hello".utf8), until: deadline)
+    var total = 0
+    for _ in 0..<5_000 {
+        total += try await connection.read(until: deadline).count
+        usleep(1_000)
+    }
+    return total
+}
+
+/// Waits until `condition` holds, failing after 10 s.
+private func eventuallyTrue(_ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while !condition() {
+        guard ContinuousClock.now < deadline else { return XCTFail("not within 10 s") }
+        try await Task.sleep(for: .milliseconds(5))
     }
 }
 
