@@ -121,7 +121,7 @@ final class TCPConnectionTests: XCTestCase {
         XCTAssertEqual(running.values.count, 2, "no third thread")
         gate.signal()
         gate.signal()
-        try await eventuallyTrue { ran.values.contains(2) }
+        try await eventuallyTrue { Set(ran.values).isSuperset(of: [0, 1, 2]) }
         XCTAssertFalse(ran.values.contains(99), "an expired lookup is skipped")
         XCTAssertEqual(Set(ran.values), [0, 1, 2])
     }
