@@ -154,6 +154,9 @@ public struct FetchHandler: TaskHandler {
                   let host = url.host, !host.isEmpty else {
                 throw ValidationFailure("fetch: '\(input.url.prefix(200))' is not an http:// or https:// URL")
             }
+            if let port = url.port, !(1...65_535).contains(port) {
+                throw ValidationFailure("fetch: '\(input.url.prefix(200))' has port \(port), not 1-65535")
+            }
             self.url = url
             let method = (input.method ?? "GET").uppercased()
             guard !method.isEmpty, method.utf8.allSatisfy({ (65...90).contains($0) || $0 == 45 || $0 == 95 }) else {

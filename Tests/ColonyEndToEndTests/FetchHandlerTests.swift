@@ -146,6 +146,13 @@ final class FetchHandlerTests: ClusterTestCase {
         XCTAssertTrue(error.hasPrefix("fetch http://127.0.0.1:\(port)/x: connect: "), error)
         let bad = await failure(.init(url: "ftp://example.com/x"))
         XCTAssertEqual(bad, "fetch: 'ftp://example.com/x' is not an http:// or https:// URL")
+        let badPort = await failure(.init(url: "http://127.0.0.1:99999/x"))
+        XCTAssertEqual(badPort, "fetch: 'http://127.0.0.1:99999/x' has port 99999, not 1-65535")
+        let unresolved = await failure(.init(url: "http://no-such-host.invalid/x", timeoutSeconds: 5))
+        // glibc's reason, or the timeout where a nameserver is configured but does not answer.
+        XCTAssertTrue(unresolved.hasPrefix("fetch http://no-such-host.invalid/x: resolve no-such-host.invalid: ")
+                      || unresolved == "fetch http://no-such-host.invalid/x: timed out after 5 s", unresolved)
+        XCTAssertEqual(unresolved.split(separator: "\n").count, 1, unresolved)
     }
 
     func testAnUnknownFieldIsRefusedByTheNode() async throws {
