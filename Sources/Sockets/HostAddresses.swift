@@ -14,6 +14,21 @@ enum HostAddresses {
         var family: Int32
         var storage: sockaddr_storage
         var length: socklen_t
+
+        init(family: Int32, storage: sockaddr_storage, length: socklen_t) {
+            self.family = family
+            self.storage = storage
+            self.length = length
+        }
+
+        /// From a `sockaddr_in` or `sockaddr_in6`.
+        init<Specific>(_ family: Int32, _ specific: Specific) {
+            var storage = sockaddr_storage()
+            withUnsafeBytes(of: specific) { source in
+                withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: source) }
+            }
+            self.init(family: family, storage: storage, length: socklen_t(MemoryLayout<Specific>.size))
+        }
     }
 
     static func resolve(_ host: String, port: Int, until deadline: ContinuousClock.Instant) async throws(SocketError) -> [Address] {
@@ -25,28 +40,22 @@ enum HostAddresses {
     }
 
     private static func numeric(_ name: String, port: Int) -> Address? {
-        var storage = sockaddr_storage()
+        let networkPort = in_port_t(UInt16(port).bigEndian)
         var v4 = in_addr()
         if inet_pton(AF_INET, name, &v4) == 1 {
             var address = sockaddr_in()
             address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
+            address.sin_port = networkPort
             address.sin_addr = v4
-            withUnsafeBytes(of: address) { source in
-                withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: source) }
-            }
-            return Address(family: AF_INET, storage: storage, length: socklen_t(MemoryLayout<sockaddr_in>.size))
+            return Address(AF_INET, address)
         }
         var v6 = in6_addr()
         if inet_pton(AF_INET6, name, &v6) == 1 {
             var address = sockaddr_in6()
             address.sin6_family = sa_family_t(AF_INET6)
-            address.sin6_port = in_port_t(UInt16(port).bigEndian)
+            address.sin6_port = networkPort
             address.sin6_addr = v6
-            withUnsafeBytes(of: address) { source in
-                withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: source) }
-            }
-            return Address(family: AF_INET6, storage: storage, length: socklen_t(MemoryLayout<sockaddr_in6>.size))
+            return Address(AF_INET6, address)
         }
         return nil
     }
