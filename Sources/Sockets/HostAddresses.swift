@@ -8,8 +8,16 @@ import Synchronization
 ///
 /// An address given as digits is parsed where it is. A name goes to getaddrinfo, which
 /// blocks (DNS), so it runs on one of a few resolver threads; a lookup still going at the
-/// deadline is left to finish there and its answer dropped.
+/// deadline is left to finish there and its answer dropped. Answers are kept for
+/// `cacheSeconds` (curl keeps them 60 s), so a crawl of one host asks DNS once, not once per
+/// fetch: lookups queued behind the first look in the cache again before they run.
 enum HostAddresses {
+    static let cacheSeconds = 30
+    static let cacheEntriesMax = 1_024
+    private static let cache = Mutex<[String: (addresses: [Address], until: ContinuousClock.Instant)]>([:])
+    /// getaddrinfo calls made (the cache's test reads it).
+    static let lookupsMade = Atomic<Int>(0)
+
     struct Address: @unchecked Sendable {
         var family: Int32
         var storage: sockaddr_storage
@@ -36,6 +44,7 @@ enum HostAddresses {
         if name.hasPrefix("["), name.hasSuffix("]") { name = String(name.dropFirst().dropLast()) }
         guard (0...65_535).contains(port) else { throw SocketError("resolve \(host)", .system(EINVAL)) }
         if let address = numeric(name, port: port) { return [address] }
+        if let cached = cached(name, port: port) { return cached }
         return try await lookUp(name, port: port, until: deadline)
     }
 
@@ -68,7 +77,7 @@ enum HostAddresses {
             await withCheckedContinuation { (continuation: CheckedContinuation<Result<[Address], SocketError>, Never>) in
                 lookup.wait(continuation)
                 if Task.isCancelled { return lookup.finish(.failure(SocketError(operation, .cancelled))) }
-                Resolvers.shared.enqueue(until: deadline) { lookup.finish(blockingLookUp(name, port: port, operation: operation)) }
+                Resolvers.shared.enqueue(until: deadline) { lookup.finish(cachedOrLookedUp(name, port: port, operation: operation)) }
                 lookup.setTimer(Task {
                     guard (try? await Task.sleep(until: deadline, clock: .continuous)) != nil else { return }
                     lookup.finish(.failure(SocketError(operation, .timedOut)))
@@ -123,11 +132,38 @@ enum HostAddresses {
         }
     }
 
+    private static func cached(_ name: String, port: Int) -> [Address]? {
+        let key = "\(name) \(port)"
+        return cache.withLock { cache in
+            guard let entry = cache[key] else { return nil }
+            guard ContinuousClock.now < entry.until else {
+                cache[key] = nil
+                return nil
+            }
+            return entry.addresses
+        }
+    }
+
+    private static func cachedOrLookedUp(_ name: String, port: Int, operation: String) -> Result<[Address], SocketError> {
+        if let cached = cached(name, port: port) { return .success(cached) }
+        let result = blockingLookUp(name, port: port, operation: operation)
+        if case .success(let addresses) = result {
+            cache.withLock { cache in
+                // A full cache starts over rather than tracking ages: names past a thousand
+                // are a crawl of many hosts, where each is asked for rarely anyway.
+                if cache.count >= cacheEntriesMax { cache.removeAll(keepingCapacity: true) }
+                cache["\(name) \(port)"] = (addresses, ContinuousClock.now + .seconds(cacheSeconds))
+            }
+        }
+        return result
+    }
+
     private static func blockingLookUp(_ name: String, port: Int, operation: String) -> Result<[Address], SocketError> {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_flags = AI_ADDRCONFIG
         var found: UnsafeMutablePointer<addrinfo>?
+        lookupsMade.add(1, ordering: .relaxed)
         let rv = getaddrinfo(name, "\(port)", &hints, &found)
         guard rv == 0 else {
             if rv == EAI_SYSTEM { return .failure(.system(operation)) }

@@ -126,6 +126,30 @@ final class TCPConnectionTests: XCTestCase {
         XCTAssertEqual(Set(ran.values), [0, 1, 2])
     }
 
+    /// Two hundred connections to one name at once ask getaddrinfo a few times (those that
+    /// started before the first answer), not two hundred; later ones ask the cache.
+    func testANameIsLookedUpOnceForManyConnections() async throws {
+        let server = try LoopbackServer(answer: Array("ok".utf8))
+        defer { server.stop() }
+        let before = HostAddresses.lookupsMade.load(ordering: .relaxed)
+        let port = server.port
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<200 {
+                group.addTask {
+                    let connection = try await TCPConnection.connect(host: "localhost", port: port, until: .now + .seconds(20))
+                    connection.close()
+                }
+            }
+            try await group.waitForAll()
+        }
+        let made = HostAddresses.lookupsMade.load(ordering: .relaxed) - before
+        XCTAssertGreaterThanOrEqual(made, 1)
+        XCTAssertLessThanOrEqual(made, 8, "at most one per resolver thread before the first answer")
+        let connection = try await TCPConnection.connect(host: "localhost", port: port, until: .now + .seconds(20))
+        connection.close()
+        XCTAssertEqual(HostAddresses.lookupsMade.load(ordering: .relaxed) - before, made, "the next one asks the cache")
+    }
+
     func testFailuresAreOneLineNamingTheStep() async throws {
         let server = try LoopbackServer(answer: nil)
         let port = server.port
