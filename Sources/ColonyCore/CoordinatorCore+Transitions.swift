@@ -119,9 +119,13 @@ extension CoordinatorCore {
                                   cancelled: phase == .cancelled)
         if journaling { journal.append(.finished(outcome)) }
         if task.job != 0 { jobTaskFinished(task.job, index: task.jobIndex, outcome: outcome, phase: phase, now: now) }
-        sessions[task.session, default: SessionRecord()].finished.append(FinishedResult(outcome: outcome, finishedAt: now))
+        // A session whose results nobody will read (`SessionRecord.resultsUnwanted`) files none.
+        let unwanted = sessions[task.session]?.resultsUnwanted ?? false
+        if !unwanted {
+            sessions[task.session, default: SessionRecord()].finished.append(FinishedResult(outcome: outcome, finishedAt: now))
+            resultsWaiting += 1
+        }
         sessions[task.session]!.unfinished -= 1
-        resultsWaiting += 1
         // Parents: this task no longer needs their outputs.
         for parent in Set(task.after) { releaseReader(parent) }
         // Children: ready, or failed in cascade.
@@ -143,10 +147,7 @@ extension CoordinatorCore {
                 finish(child, phase: cascade, error: "dependency \(id) \(phase == .cancelled ? "was cancelled" : "failed")", failure: .dependency, now: now)
             }
         }
-        if sessions[task.session]!.resultsUnwanted, let index = sessions[task.session]!.finished.lastIndex(where: { $0.outcome.id == id }) {
-            // See `SessionRecord.resultsUnwanted`.
-            sessions[task.session]!.finished.remove(at: index)
-            resultsWaiting -= 1
+        if unwanted {
             if sessions[task.session]!.unfinished == 0 && sessions[task.session]!.finished.isEmpty { sessions[task.session] = nil }
             forget(id)
             return nil

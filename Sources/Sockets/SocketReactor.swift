@@ -38,7 +38,6 @@ final class SocketReactor: @unchecked Sendable {
         var deadlines = DeadlineHeap()
         /// Descriptors added to the epoll set (each is armed one-shot per wait).
         var added: Set<Int32> = []
-        var nextToken: UInt64 = 0
         /// When the loop's current epoll_wait ends on its own; nil: not before an event.
         var loopWakes: ContinuousClock.Instant?
     }
@@ -46,6 +45,8 @@ final class SocketReactor: @unchecked Sendable {
     private let epoll: Int32
     private let wakeFD: Int32
     private let state = Mutex(State())
+    /// Tells a wait's own entries from a later wait's on the same descriptor.
+    private let nextToken = Atomic<UInt64>(0)
 
     private init() {
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -63,10 +64,7 @@ final class SocketReactor: @unchecked Sendable {
     /// Waits until `fd` is readable (`EPOLLIN`) or writable (`EPOLLOUT`), `deadline` passes
     /// or the task is cancelled.
     func wait(_ fd: Int32, for events: UInt32, until deadline: ContinuousClock.Instant) async -> Readiness {
-        let token = state.withLock { state -> UInt64 in
-            state.nextToken += 1
-            return state.nextToken
-        }
+        let token = nextToken.add(1, ordering: .relaxed).newValue
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Readiness, Never>) in
                 enum Step { case now(Readiness), arm(add: Bool, wakeLoop: Bool, replaced: Waiter?) }
