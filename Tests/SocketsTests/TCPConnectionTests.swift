@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 @testable import Sockets
 import XCTest
 
@@ -87,8 +88,9 @@ final class TCPConnectionTests: XCTestCase {
         }
         XCTAssertLessThan(clock.now - start, .seconds(5))
         let port = server.port
-        let reading = Task<Int, any Error> { try await slowReader(port: port, until: ContinuousClock.now + .seconds(60)) }
-        try await Task.sleep(for: .milliseconds(100))  // some bytes have arrived; more keep coming
+        let arrived = ArrivalFlag()
+        let reading = Task<Int, any Error> { try await slowReader(port: port, until: ContinuousClock.now + .seconds(60), arrived: arrived) }
+        try await eventuallyTrue { arrived.value.load(ordering: .acquiring) }  // bytes arrive, and more keep coming
         let cancelledAt = clock.now
         reading.cancel()
         do {
@@ -203,13 +205,14 @@ private func waitForOpenSockets(_ count: Int, _ what: String) async throws {
 
 /// Reads slower than the server sends (1 ms per read), so that data is always there and a
 /// read never waits; gives up after 5,000 reads (several seconds).
-private func slowReader(port: Int, until deadline: ContinuousClock.Instant) async throws -> Int {
+private func slowReader(port: Int, until deadline: ContinuousClock.Instant, arrived: ArrivalFlag? = nil) async throws -> Int {
     let connection = try await TCPConnection.connect(host: "127.0.0.1", port: port, until: deadline)
     defer { connection.close() }
     try await connection.write(Array("hello".utf8), until: deadline)
     var total = 0
     for _ in 0..<5_000 {
         total += try await connection.read(until: deadline).count
+        arrived?.value.store(true, ordering: .releasing)
         usleep(1_000)
     }
     return total
@@ -222,6 +225,10 @@ private func eventuallyTrue(_ condition: () -> Bool) async throws {
         guard ContinuousClock.now < deadline else { return XCTFail("not within 10 s") }
         try await Task.sleep(for: .milliseconds(5))
     }
+}
+
+private final class ArrivalFlag: Sendable {
+    let value = Atomic<Bool>(false)
 }
 
 private final class OrderBox: @unchecked Sendable {
