@@ -1,2 +1,7 @@
-// Headers only (see include/CSockets.h); SwiftPM needs one source file.
+#define _GNU_SOURCE
+#include <sys/socket.h>
 #include "CSockets.h"
+
+int csockets_accept_nonblocking(int fd) {
+    return accept4(fd, 0, 0, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}

@@ -48,6 +48,16 @@ enum HostAddresses {
         return try await lookUp(name, port: port, until: deadline)
     }
 
+    /// The addresses of `host` (digits, brackets allowed, or a name looked up on the caller's
+    /// thread): for a listener, and a client's first connection, made once.
+    static func resolveNow(_ host: String, port: Int) throws(SocketError) -> [Address] {
+        var name = host
+        if name.hasPrefix("["), name.hasSuffix("]") { name = String(name.dropFirst().dropLast()) }
+        guard (0...65_535).contains(port) else { throw SocketError("listen on \(host):\(port)", .system(EINVAL)) }
+        if let address = numeric(name, port: port) { return [address] }
+        return try blockingLookUp(name, port: port, operation: "resolve \(host)").get()
+    }
+
     private static func numeric(_ name: String, port: Int) -> Address? {
         let networkPort = in_port_t(UInt16(port).bigEndian)
         var v4 = in_addr()

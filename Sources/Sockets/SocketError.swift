@@ -11,6 +11,12 @@ public struct SocketError: Error, CustomStringConvertible, Sendable, Equatable {
         case system(Int32)
         /// The host name did not resolve (getaddrinfo's message).
         case unresolved(String)
+        /// The peer does not speak Colony's framing (what it sent first).
+        case notColony([UInt8])
+        /// The peer announced a frame larger than allowed (its size, the bound).
+        case frameTooLarge(Int, Int)
+        /// The connection closed before the reply came.
+        case connectionClosed
     }
 
     public let operation: String
@@ -29,6 +35,11 @@ public struct SocketError: Error, CustomStringConvertible, Sendable, Equatable {
         case .cancelled: "\(operation): cancelled"
         case .system(let code): "\(operation): \(String(cString: strerror(code)))"
         case .unresolved(let message): "\(operation): \(message)"
+        case .notColony(let first):
+            first.starts(with: [0, 0x53, 0x50, 0]) ? "\(operation): the peer speaks nng's protocol, not colony:// (use its tcp:// address)"
+                : "\(operation): the peer does not speak colony:// (it sent \(first.prefix(8).map { String($0, radix: 16) }.joined(separator: " ")))"
+        case .frameTooLarge(let size, let bound): "\(operation): the peer sent a frame of \(size) bytes, over the \(bound)-byte bound"
+        case .connectionClosed: "\(operation): the connection closed"
         }
     }
 }

@@ -27,7 +27,7 @@ final class SocketReactor: @unchecked Sendable {
 
     private struct Waiter {
         var token: UInt64
-        var deadline: ContinuousClock.Instant
+        var deadline: ContinuousClock.Instant?
         var continuation: CheckedContinuation<Readiness, Never>
     }
 
@@ -62,23 +62,27 @@ final class SocketReactor: @unchecked Sendable {
     }
 
     /// Waits until `fd` is readable (`EPOLLIN`) or writable (`EPOLLOUT`), `deadline` passes
-    /// or the task is cancelled.
-    func wait(_ fd: Int32, for events: UInt32, until deadline: ContinuousClock.Instant) async -> Readiness {
+    /// (nil: none, as for a connection waiting for its peer's next message) or the task is
+    /// cancelled.
+    func wait(_ fd: Int32, for events: UInt32, until deadline: ContinuousClock.Instant?) async -> Readiness {
         let token = nextToken.add(1, ordering: .relaxed).newValue
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Readiness, Never>) in
                 enum Step { case now(Readiness), arm(add: Bool, wakeLoop: Bool, replaced: Waiter?) }
                 let step = state.withLock { state -> Step in
                     if Task.isCancelled { return .now(.cancelled) }
-                    if deadline <= .now { return .now(.timedOut) }
+                    if let deadline, deadline <= .now { return .now(.timedOut) }
                     // One wait per descriptor: a second one (a misuse) ends the first rather
                     // than leaving it waiting for ever.
                     let replaced = state.waiters.updateValue(Waiter(token: token, deadline: deadline, continuation: continuation), forKey: fd)
+                    let add = state.added.insert(fd).inserted
+                    guard let deadline else { return .arm(add: add, wakeLoop: false, replaced: replaced) }
                     state.deadlines.push(DeadlineHeap.Entry(deadline: deadline, fd: fd, token: token))
                     if state.deadlines.count > 64 && state.deadlines.count > 4 * state.waiters.count {
-                        state.deadlines = DeadlineHeap(state.waiters.map { DeadlineHeap.Entry(deadline: $0.value.deadline, fd: $0.key, token: $0.value.token) })
+                        state.deadlines = DeadlineHeap(state.waiters.compactMap { waiter in
+                            waiter.value.deadline.map { DeadlineHeap.Entry(deadline: $0, fd: waiter.key, token: waiter.value.token) }
+                        })
                     }
-                    let add = state.added.insert(fd).inserted
                     // The loop must wake earlier than it planned only for an earlier deadline.
                     let wakeLoop = state.loopWakes.map { deadline < $0 } ?? true
                     if wakeLoop { state.loopWakes = deadline }

@@ -121,6 +121,12 @@ public final class TCPConnection: @unchecked Sendable {
         }
     }
 
+    /// Hands the descriptor to a new owner (`FrameConnection`): this object no longer closes it.
+    func releaseDescriptor() -> Int32 {
+        closed.withLock { $0 = true }
+        return fd
+    }
+
     /// Closes the connection; idempotent. No step may be in progress.
     public func close() {
         guard !closed.withLock({ let was = $0; $0 = true; return was }) else { return }

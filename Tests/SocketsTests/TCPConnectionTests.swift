@@ -219,7 +219,7 @@ private func slowReader(port: Int, until deadline: ContinuousClock.Instant, arri
 }
 
 /// Waits until `condition` holds, failing after 10 s.
-private func eventuallyTrue(_ condition: () -> Bool) async throws {
+func eventuallyTrue(_ condition: () -> Bool) async throws {
     let deadline = ContinuousClock.now + .seconds(10)
     while !condition() {
         guard ContinuousClock.now < deadline else { return XCTFail("not within 10 s") }

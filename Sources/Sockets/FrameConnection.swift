@@ -1,0 +1,263 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CSockets
+import Synchronization
+
+/// A TCP connection carrying Colony's frames (`colony://`): each side first sends
+/// `FrameFormat.hello`, then frames of an id and a payload, in either direction, any number in
+/// flight. Reads are awaited one after the other (one reader); sends may come from many tasks
+/// at once and go out whole, in the order they were made.
+///
+/// Why not nng for this: every nng message crosses three or four of nng's threads on each
+/// side, which cost a request/reply on loopback about 235 µs here against 20-30 µs for the
+/// same bytes on a socket waited on by `SocketReactor` (docs/BENCHMARKS.md, #15).
+public final class FrameConnection: @unchecked Sendable {
+    private let fd: Int32
+    /// The same socket under a second number, so that a send waiting for room and the
+    /// reader waiting for data are two waits (the reactor keeps one per descriptor).
+    private let writeFD: Int32
+    public let frameBytesMax: Int
+    private let buffer: UnsafeMutableRawBufferPointer
+    /// Read but not yet split into frames (the reader's alone).
+    private var inbound: [UInt8] = []
+    private var helloSeen = false
+    private let outgoing = Mutex(Outgoing())
+
+    private struct Outgoing {
+        var bytes: [UInt8] = []
+        /// A task is writing `bytes` out; others only append.
+        var writing = false
+        var failure: SocketError?
+        /// `close` was called; the descriptors go when no writer holds them.
+        var closing = false
+    }
+
+    /// How long a send may wait for the peer to make room before the connection is given up.
+    public static let sendStallMax = Duration.seconds(30)
+
+    /// Takes over `fd` (a connected TCP socket) and sends the hello.
+    init(fd: Int32, frameBytesMax: Int) {
+        self.fd = fd
+        writeFD = dup(fd)
+        self.frameBytesMax = frameBytesMax
+        buffer = .allocate(byteCount: 64 << 10, alignment: 1)
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        var one: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        outgoing.withLock { $0.bytes = FrameFormat.hello }
+    }
+
+    deinit {
+        close()
+        buffer.deallocate()
+    }
+
+    /// Connects to `host:port` and says hello (the peer's hello is checked by the first read).
+    public static func connect(host: String, port: Int, frameBytesMax: Int, until deadline: ContinuousClock.Instant) async throws(SocketError) -> FrameConnection {
+        let connection = try await TCPConnection.connect(host: host, port: port, until: deadline)
+        let framed = FrameConnection(fd: connection.releaseDescriptor(), frameBytesMax: frameBytesMax)
+        try framed.flush()
+        return framed
+    }
+
+    /// Connects to `host:port` on the caller's thread, waiting at most `timeout` (a client's
+    /// first connection, which must fail at once, with the reason, when nothing listens).
+    public static func connectNow(host: String, port: Int, frameBytesMax: Int, timeout: Duration) throws(SocketError) -> FrameConnection {
+        let deadline = ContinuousClock.now + timeout
+        var lastError = SocketError("connect", .system(EADDRNOTAVAIL))
+        for address in try HostAddresses.resolveNow(host, port: port) {
+            let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { throw .system("connect") }
+            var storage = address.storage
+            let started = withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, address.length) }
+            }
+            var failure: Int32 = started == 0 ? 0 : errno
+            if failure == EINPROGRESS {
+                var poll = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                let (seconds, attoseconds) = (deadline - .now).components
+                let left = max(0, seconds * 1_000 + attoseconds / 1_000_000_000_000_000 + 1)
+                if Glibc.poll(&poll, 1, Int32(clamping: left)) == 1 {
+                    var length = socklen_t(MemoryLayout<Int32>.size)
+                    failure = 0
+                    _ = getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length)
+                } else {
+                    _ = Glibc.close(fd)
+                    throw SocketError("connect", .timedOut)
+                }
+            }
+            if failure == 0 {
+                let framed = FrameConnection(fd: fd, frameBytesMax: frameBytesMax)
+                try framed.flush()
+                return framed
+            }
+            _ = Glibc.close(fd)
+            lastError = .system("connect", failure)
+        }
+        throw lastError
+    }
+
+    /// Frames that arrived, at least one (waiting for it until `deadline`, nil: no deadline);
+    /// empty when the peer closed the connection.
+    public func readFrames(until deadline: ContinuousClock.Instant? = nil) async throws(SocketError) -> [FrameFormat.Frame] {
+        if outgoing.withLock({ $0.closing }) { throw SocketError("read a frame", .connectionClosed) }
+        while true {
+            if !helloSeen {
+                if inbound.count >= FrameFormat.hello.count {
+                    guard inbound.starts(with: FrameFormat.hello) else {
+                        throw SocketError("read a frame", .notColony(Array(inbound.prefix(FrameFormat.hello.count))))
+                    }
+                    inbound.removeFirst(FrameFormat.hello.count)
+                    helloSeen = true
+                } else if !inbound.isEmpty && !FrameFormat.hello.starts(with: inbound) {
+                    throw SocketError("read a frame", .notColony(inbound))
+                }
+            }
+            if helloSeen {
+                let (frames, used) = try FrameFormat.split(inbound, frameBytesMax: frameBytesMax)
+                if !frames.isEmpty {
+                    inbound.removeFirst(used)
+                    return frames
+                }
+            }
+            if Task.isCancelled { throw SocketError("read a frame", .cancelled) }
+            let n = recv(fd, buffer.baseAddress, buffer.count, 0)
+            if n > 0 {
+                inbound.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+                continue
+            }
+            if n == 0 { return [] }
+            guard errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else { throw .system("read a frame") }
+            if errno == EINTR { continue }
+            switch await SocketReactor.shared.wait(fd, for: EPOLLIN.rawValue, until: deadline) {
+            case .ready: continue
+            case .timedOut: throw SocketError("read a frame", .timedOut)
+            case .cancelled: throw SocketError("read a frame", .cancelled)
+            case .failed(let code): throw .system("read a frame", code)
+            }
+        }
+    }
+
+    /// Sends one frame. It goes out at once when the socket has room (the usual case);
+    /// otherwise a task of its own writes it, so that cancelling the caller never cuts a
+    /// frame in half. Throws when the connection failed before (the frame is not sent).
+    public func send(id: UInt64, _ payload: [UInt8]) throws(SocketError) {
+        let start = outgoing.withLock { state -> Result<Bool, SocketError> in
+            if let failure = state.failure { return .failure(failure) }
+            FrameFormat.append(id: id, payload, to: &state.bytes)
+            if state.writing { return .success(false) }
+            state.writing = true
+            return .success(true)
+        }
+        if try start.get() { try flush() }
+    }
+
+    /// Writes what is queued; the caller holds `writing`. What cannot go at once is left to a
+    /// task that waits for room.
+    private func flush() throws(SocketError) {
+        while true {
+            guard var bytes = takeQueued() else { return }
+            let sent = bytes.withUnsafeBytes { raw in Glibc.send(fd, raw.baseAddress!, raw.count, Int32(MSG_NOSIGNAL)) }
+            if sent == bytes.count { continue }
+            if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+                let failure = SocketError.system("send a frame")
+                fail(failure)
+                throw failure
+            }
+            bytes.removeFirst(max(0, sent))
+            Task.detached { await self.flushWaiting(bytes) }
+            return
+        }
+    }
+
+    /// What is queued, taken by the writer; nil (and the writer steps down, closing the
+    /// descriptors if `close` came meanwhile) when nothing is.
+    private func takeQueued() -> [UInt8]? {
+        let (taken, release) = outgoing.withLock { state -> ([UInt8]?, Bool) in
+            if state.bytes.isEmpty || state.failure != nil {
+                state.bytes = []
+                state.writing = false
+                return (nil, state.closing)
+            }
+            let taken = state.bytes
+            state.bytes = []
+            return (taken, false)
+        }
+        if release { releaseDescriptors() }
+        return taken
+    }
+
+    /// Writes `bytes`, then whatever was queued meanwhile, waiting for room as needed.
+    private func flushWaiting(_ first: [UInt8]) async {
+        var bytes = first
+        var offset = 0
+        var deadline = ContinuousClock.now + Self.sendStallMax
+        while true {
+            if offset == bytes.count {
+                guard let more = takeQueued() else { return }
+                bytes = more
+                offset = 0
+            }
+            let sent = bytes.withUnsafeBytes { raw in Glibc.send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL)) }
+            if sent > 0 {
+                offset += sent
+                deadline = ContinuousClock.now + Self.sendStallMax
+                continue
+            }
+            if sent < 0 && errno == EINTR { continue }
+            guard sent < 0, errno == EAGAIN || errno == EWOULDBLOCK else {
+                fail(.system("send a frame"))
+                _ = takeQueued()
+                return
+            }
+            let failure: SocketError? = switch await SocketReactor.shared.wait(writeFD, for: EPOLLOUT.rawValue, until: deadline) {
+            case .ready: nil
+            case .timedOut: SocketError("send a frame", .timedOut)
+            case .cancelled: SocketError("send a frame", .cancelled)
+            case .failed(let code): .system("send a frame", code)
+            }
+            if let failure {
+                fail(failure)
+                _ = takeQueued()
+                return
+            }
+        }
+    }
+
+    /// A send failed: later sends throw, and the reader sees the connection end.
+    private func fail(_ failure: SocketError) {
+        outgoing.withLock { state in
+            if state.failure == nil { state.failure = failure }
+            state.bytes = []
+        }
+        _ = shutdown(fd, Int32(SHUT_RDWR))
+    }
+
+    /// Ends the connection for both sides at once (a read in progress returns, the peer sees
+    /// it closed); `close` still frees it.
+    public func shutDown() {
+        _ = shutdown(fd, Int32(SHUT_RDWR))
+    }
+
+    /// Closes the connection; idempotent. No read may be in progress; a send still being
+    /// written out is cut off, and the descriptors are freed when its writer lets go.
+    public func close() {
+        let releaseNow = outgoing.withLock { state -> Bool in
+            if state.closing { return false }
+            state.closing = true
+            if state.failure == nil { state.failure = SocketError("send a frame", .system(EBADF)) }
+            state.bytes = []
+            return !state.writing
+        }
+        _ = shutdown(fd, Int32(SHUT_RDWR))
+        if releaseNow { releaseDescriptors() }
+    }
+
+    private func releaseDescriptors() {
+        SocketReactor.shared.forget(fd)
+        SocketReactor.shared.forget(writeFD)
+        _ = Glibc.close(writeFD)
+        _ = Glibc.close(fd)
+    }
+}

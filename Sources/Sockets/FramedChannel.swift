@@ -1,0 +1,208 @@
+import Synchronization
+
+/// A client's way to a `colony://` server: requests and their replies over one
+/// `FrameConnection`, any number in flight, matched by id.
+///
+/// It behaves as nng's REQ socket did for Colony, so the client and the node keep their
+/// rules: the connection is kept (re-made after a loss, with back-off), and a request that had
+/// no reply when its connection was lost is sent again on the next one (Colony's requests are
+/// idempotent: keys, acknowledgements). A request waits for a connection, its reply, its
+/// deadline or its task's cancellation, whichever comes first.
+public final class FramedChannel: Sendable {
+    /// The connection came or went (a node reads these as nng's pipe events).
+    public enum Event: Sendable, Equatable { case connected, disconnected }
+
+    public let host: String
+    public let port: Int
+    public let frameBytesMax: Int
+    private let reconnectMin: Duration
+    private let reconnectMax: Duration
+    private let state = Mutex(State())
+    public let events: AsyncStream<Event>
+    private let eventSink: AsyncStream<Event>.Continuation
+
+    private struct Pending {
+        var payload: [UInt8]
+        var deadline: ContinuousClock.Instant
+        var continuation: CheckedContinuation<Result<[UInt8], SocketError>, Never>?
+        /// The outcome, when it came before the requester began to wait.
+        var outcome: Result<[UInt8], SocketError>?
+    }
+
+    private struct State {
+        var connection: FrameConnection?
+        var pending: [UInt64: Pending] = [:]
+        var nextID: UInt64 = 1
+        var closed = false
+        var sweeping = false
+        var keeper: Task<Void, Never>?
+    }
+
+    /// Connects now, on the caller's thread, within `timeout` (throws the reason when nothing
+    /// listens or the peer does not speak colony://), then keeps the connection.
+    public convenience init(host: String, port: Int, frameBytesMax: Int, timeout: Duration,
+                reconnectMin: Duration = .milliseconds(50), reconnectMax: Duration = .seconds(2)) throws(SocketError) {
+        try self.init(host: host, port: port, frameBytesMax: frameBytesMax, reconnectMin: reconnectMin, reconnectMax: reconnectMax,
+                      first: FrameConnection.connectNow(host: host, port: port, frameBytesMax: frameBytesMax, timeout: timeout))
+    }
+
+    /// Connects in the background, as long as it takes (a node started before its coordinator).
+    public convenience init(connectingLaterTo host: String, port: Int, frameBytesMax: Int,
+                            reconnectMin: Duration = .milliseconds(50), reconnectMax: Duration = .seconds(2)) {
+        // Never throws: there is no first connection to make.
+        try! self.init(host: host, port: port, frameBytesMax: frameBytesMax, reconnectMin: reconnectMin, reconnectMax: reconnectMax, first: nil)
+    }
+
+    private init(host: String, port: Int, frameBytesMax: Int, reconnectMin: Duration, reconnectMax: Duration, first: FrameConnection?) throws(SocketError) {
+        self.host = host
+        self.port = port
+        self.frameBytesMax = frameBytesMax
+        self.reconnectMin = reconnectMin
+        self.reconnectMax = reconnectMax
+        (events, eventSink) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .bufferingNewest(64))
+        let keeper = Task { [self] in await keep(first) }
+        state.withLock { $0.keeper = keeper }
+    }
+
+    deinit { close() }
+
+    /// Sends `payload` and waits for its reply until `deadline`.
+    public func request(_ payload: [UInt8], until deadline: ContinuousClock.Instant) async throws(SocketError) -> [UInt8] {
+        guard payload.count <= frameBytesMax else { throw SocketError("send a frame", .frameTooLarge(payload.count, frameBytesMax)) }
+        let registered = state.withLock { state -> (id: UInt64, connection: FrameConnection?, sweep: Bool)? in
+            if state.closed { return nil }
+            let id = state.nextID
+            state.nextID += 1
+            state.pending[id] = Pending(payload: payload, deadline: deadline)
+            let sweep = !state.sweeping
+            state.sweeping = true
+            return (id, state.connection, sweep)
+        }
+        guard let registered else { throw SocketError("send the request", .connectionClosed) }
+        if registered.sweep { Task { await sweepDeadlines() } }
+        // A failed send is not this request's failure: the connection is going, and the next
+        // one carries it again.
+        try? registered.connection?.send(id: registered.id, payload)
+        let id = registered.id
+        let outcome = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Result<[UInt8], SocketError>, Never>) in
+                let now = state.withLock { state -> Result<[UInt8], SocketError>? in
+                    guard var pending = state.pending[id] else { return .failure(SocketError("wait for the reply", .cancelled)) }
+                    if let outcome = pending.outcome {
+                        state.pending[id] = nil
+                        return outcome
+                    }
+                    pending.continuation = continuation
+                    state.pending[id] = pending
+                    return nil
+                }
+                if let now { continuation.resume(returning: now) }
+            }
+        } onCancel: {
+            end(id, .failure(SocketError("wait for the reply", .cancelled)))
+        }
+        return try outcome.get()
+    }
+
+    /// Ends the request `id` with `outcome` (its reply, a timeout, a cancellation).
+    private func end(_ id: UInt64, _ outcome: Result<[UInt8], SocketError>) {
+        let continuation = state.withLock { state -> CheckedContinuation<Result<[UInt8], SocketError>, Never>? in
+            guard var pending = state.pending[id] else { return nil }
+            guard let continuation = pending.continuation else {
+                if pending.outcome == nil { pending.outcome = outcome }
+                state.pending[id] = pending
+                return nil
+            }
+            state.pending[id] = nil
+            return continuation
+        }
+        continuation?.resume(returning: outcome)
+    }
+
+    /// Ends requests whose deadline passed (every 20 ms while any is waiting).
+    private func sweepDeadlines() async {
+        while true {
+            try? await Task.sleep(for: .milliseconds(20))
+            let now = ContinuousClock.now
+            let expired = state.withLock { state -> [UInt64]? in
+                if state.pending.isEmpty || state.closed {
+                    state.sweeping = false
+                    return nil
+                }
+                return state.pending.compactMap { $0.value.deadline <= now && $0.value.outcome == nil ? $0.key : nil }
+            }
+            guard let expired else { return }
+            for id in expired { end(id, .failure(SocketError("wait for the reply", .timedOut))) }
+        }
+    }
+
+    /// Keeps a connection until `close`: reads replies, and after a loss connects again
+    /// (back-off from `reconnectMin` to `reconnectMax`) and sends what had no reply.
+    private func keep(_ first: FrameConnection?) async {
+        var connection = first
+        var failures = 0
+        while !Task.isCancelled {
+            if connection == nil {
+                do {
+                    connection = try await FrameConnection.connect(host: host, port: port, frameBytesMax: frameBytesMax,
+                                                                   until: .now + .seconds(10))
+                } catch {
+                    failures += 1
+                    await pause(failures)
+                    continue
+                }
+            }
+            guard let current = connection else { continue }
+            let unanswered = state.withLock { state -> [(UInt64, [UInt8])]? in
+                if state.closed { return nil }
+                state.connection = current
+                return state.pending.filter { $0.value.outcome == nil }.sorted { $0.key < $1.key }.map { ($0.key, $0.value.payload) }
+            }
+            guard let unanswered else { break }
+            eventSink.yield(.connected)
+            for (id, payload) in unanswered { try? current.send(id: id, payload) }
+            var lostBecause: SocketError?
+            do {
+                while true {
+                    let frames = try await current.readFrames()
+                    if frames.isEmpty { break }
+                    failures = 0
+                    for frame in frames { end(frame.id, .success(frame.payload)) }
+                }
+            } catch {
+                lostBecause = error
+            }
+            state.withLock { $0.connection = nil }
+            current.close()
+            connection = nil
+            eventSink.yield(.disconnected)
+            if case .notColony = lostBecause?.reason, let lostBecause {
+                // Not a passing fault: what waits would only time out; say why now.
+                for id in state.withLock({ Array($0.pending.keys) }) { end(id, .failure(lostBecause)) }
+            }
+            failures += 1
+            await pause(failures)
+        }
+        state.withLock { $0.connection?.close() }
+    }
+
+    private func pause(_ failures: Int) async {
+        let factor = min(1 << min(failures - 1, 20), 1 << 20)
+        try? await Task.sleep(for: min(reconnectMax, reconnectMin * factor))
+    }
+
+    /// Ends every request (`connectionClosed`) and the connection; idempotent.
+    public func close() {
+        let (waiting, keeper, connection) = state.withLock { state in
+            if state.closed { return ([UInt64](), Task<Void, Never>?.none, FrameConnection?.none) }
+            state.closed = true
+            let taken = (Array(state.pending.keys), state.keeper, state.connection)
+            state.keeper = nil
+            return taken
+        }
+        keeper?.cancel()
+        connection?.shutDown()
+        for id in waiting { end(id, .failure(SocketError("wait for the reply", .connectionClosed))) }
+        eventSink.finish()
+    }
+}
