@@ -48,7 +48,7 @@ let package = Package(
         // The core driven at cluster scale on simulated time (the scale test and `colony bench`).
         .target(name: "ColonySimulation", dependencies: ["ColonyModel", "ColonyCore"]),
         .target(name: "ColonyCoordinator", dependencies: [
-            "NNG", "ColonyModel", "ColonyWire", "ColonyCore", "ColonyStore",
+            "NNG", "Sockets", "ColonyModel", "ColonyWire", "ColonyCore", "ColonyStore",
             .product(name: "CoreMetrics", package: "swift-metrics"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -61,7 +61,7 @@ let package = Package(
         // The node side: handlers (`TaskHandler`), the pools, the pull loop. Node executables import it.
         .target(name: "ColonyNode", dependencies: ["NNG", "Sockets", "ColonyModel", "ColonyWire", "Colony"]),
         // The client library: a client only (it never builds the coordinator or the journal).
-        .target(name: "Colony", dependencies: ["NNG", "ColonyModel", "ColonyWire"]),
+        .target(name: "Colony", dependencies: ["NNG", "Sockets", "ColonyModel", "ColonyWire"]),
         .target(name: "ColonyCLI", dependencies: [
             "NNG",
             "Colony",

@@ -49,15 +49,17 @@ extension ColonyClient {
         defer { releaseContext(context) }
         let replyBytes: [UInt8]
         do {
-            replyBytes = try await context.request(bytes, timeout: patience)
+            replyBytes = try await context.request(bytes, timeout: patience, url: url)
         } catch {
-            if isClosed || error.isClosed { throw .closed }
-            // The calling task was stopped before its request went out (nothing was sent).
-            if error.isCancelled { throw .cancelled }
-            if error.isTimeout {
+            if isClosed { throw .closed }
+            switch error {
+            case .closed: throw .closed
+            // The calling task was stopped (on nng: before its request went out).
+            case .cancelled: throw .cancelled
+            case .timedOut, .lost:
                 throw .timedOut("no reply from the coordinator at \(url) within \(Self.format(patience)) (the client's patience: --patience or COLONY_PATIENCE)")
+            case .failed(let failure): throw failure
             }
-            throw ColonyURL.describe(error, url: url)
         }
         let envelope: Colony_V1_Envelope
         do {
@@ -76,21 +78,17 @@ extension ColonyClient {
         return reply
     }
 
-    func acquireContext() async throws(ColonyError) -> Context {
+    func acquireContext() async throws(ColonyError) -> Requester {
         if let context = idleContexts.popLast() { return context }
         if openedContexts < options.concurrentRequests {
-            do {
-                let context = try socket.openContext()
-                openedContexts += 1
-                return context
-            } catch {
-                throw .transport("cannot open a request context: \(error)")
-            }
+            let context = try link.openRequester()
+            openedContexts += 1
+            return context
         }
         return await withCheckedContinuation { contextWaiters.append($0) }
     }
 
-    func releaseContext(_ context: Context) {
+    func releaseContext(_ context: Requester) {
         if contextWaiters.isEmpty {
             idleContexts.append(context)
         } else {

@@ -46,10 +46,10 @@ public actor ColonyClient {
     /// fetch failed.
     static let retryBackoff = Backoff(baseSeconds: 0.05, maxSeconds: 0.25)
 
-    let socket: Socket
-    var idleContexts: [Context] = []
+    let link: CoordinatorLink
+    var idleContexts: [Requester] = []
     var openedContexts = 0
-    var contextWaiters: [CheckedContinuation<Context, Never>] = []
+    var contextWaiters: [CheckedContinuation<Requester, Never>] = []
     var waiting: [TaskID: Gather] = [:]
     var arrived: [TaskID: TaskResult] = [:]
     /// Tasks whose results nobody will ask for (see `forget`): dropped when they arrive.
@@ -70,14 +70,7 @@ public actor ColonyClient {
         self.url = url
         self.options = options
         self.session = UUID().uuidString
-        do {
-            socket = try Socket(.req)
-            try socket.setReceiveMaxBytes(colonyMessageBytesMax)
-            try socket.setReconnectTimes(minimum: .milliseconds(50), maximum: .seconds(2))
-            try socket.dial(url, waitForConnection: true, tls: options.tls)
-        } catch {
-            throw ColonyURL.describe(error, url: url)
-        }
+        link = try CoordinatorLink(url: url, tls: options.tls, waitForConnection: true, onLoss: .resend)
     }
 
     /// Fails every wait and closes the connection, once the requests in flight (at most a
@@ -95,7 +88,7 @@ public actor ColonyClient {
         while openedContexts > idleContexts.count && ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(2))
         }
-        socket.close()
+        link.close()
     }
 
     // MARK: Submitting

@@ -1,5 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ColonyModel
 import NNG
+import Sockets
 
 /// Everything the Colony client can fail with. `description` is one line for users.
 public enum ColonyError: Error, Sendable, CustomStringConvertible {
@@ -57,7 +61,7 @@ public enum ColonyError: Error, Sendable, CustomStringConvertible {
 /// Checks Colony URLs before nng sees them, so that users get a sentence instead of
 /// "Invalid argument".
 public enum ColonyURL {
-    public static let supportedSchemes = ["tcp", "tcp4", "tcp6", "ipc", "inproc", "tls+tcp", "ws", "wss"]
+    public static let supportedSchemes = ["tcp", "tcp4", "tcp6", "ipc", "inproc", "tls+tcp", "ws", "wss", "colony"]
 
     /// The default coordinator address.
     public static let defaultCoordinator = "tcp://127.0.0.1:7411"
@@ -72,7 +76,7 @@ public enum ColonyURL {
             throw .invalidURL(url, reason: "unknown scheme '\(scheme)' (use one of \(supportedSchemes.joined(separator: ", ")))")
         }
         guard !rest.isEmpty else { throw .invalidURL(url, reason: "no address after '\(scheme)://'") }
-        if scheme.hasPrefix("tcp") || scheme == "tls+tcp" || scheme.hasPrefix("ws") {
+        if scheme.hasPrefix("tcp") || scheme == "tls+tcp" || scheme.hasPrefix("ws") || scheme == "colony" {
             let hostPort = rest.split(separator: "/", maxSplits: 1).first.map(String.init) ?? rest
             guard let colon = hostPort.lastIndex(of: ":"), let port = Int(hostPort[hostPort.index(after: colon)...]),
                   (0...65535).contains(port)
@@ -94,6 +98,19 @@ public enum ColonyURL {
         var host = String(hostPort[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         return host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    /// Maps an error of Colony's own transport (`colony://`) on `url` to a user-facing error.
+    public static func describe(_ error: SocketError, url: String) -> ColonyError {
+        switch error.reason {
+        case .system(ECONNREFUSED): .unreachable(url: url, reason: "connection refused")
+        case .system(EADDRINUSE): .transport("cannot listen on \(url): address already in use")
+        case .unresolved(let reason): .invalidURL(url, reason: reason)
+        case .timedOut: .unreachable(url: url, reason: "no connection within the time allowed")
+        case .cancelled: .cancelled
+        case .notColony: .protocolViolation("\(url): \(error)")
+        default: .transport("\(url): \(error)")
+        }
     }
 
     /// Maps an nng error from dialling or listening on `url` to a user-facing error.

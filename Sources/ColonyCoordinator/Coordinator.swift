@@ -4,18 +4,24 @@ import ColonyStore
 import ColonyWire
 import Logging
 import NNG
+import Sockets
 import Synchronization
 
 /// The coordinator: a REP socket served by many contexts at once (nng's async-server
-/// pattern), in front of `CoordinatorState`.
+/// pattern) and/or a `colony://` listener (Colony's own framing, many requests in flight per
+/// connection), in front of `CoordinatorState`.
 ///
 /// Every request gets exactly one reply. Bytes that are not a valid envelope get an error
 /// reply and change nothing.
 public final class Coordinator: Sendable {
     /// How the coordinator listens and what it accepts.
     public struct Configuration: Sendable {
-        /// Where to listen, e.g. `tcp://0.0.0.0:7411`.
+        /// Where to listen: nng's `tcp://0.0.0.0:7411` (or `tls+tcp://`, `ipc://`, ...), or
+        /// Colony's own framing on TCP, `colony://0.0.0.0:7412` (the hot path's transport:
+        /// no TLS; a token still applies).
         public var listenURL: String
+        /// A second address, of the other kind (nng or `colony://`): both are served at once.
+        public var alsoListenURL: String?
         /// Contexts opened at start. Parked long polls (node pulls, client waits) each hold
         /// one, so whenever fewer than `contextsSpare` wait for requests, more are opened, up
         /// to `contextsMax`: a crowd of long polls never keeps a node's pull waiting in nng's
@@ -47,9 +53,18 @@ public final class Coordinator: Sendable {
         }
     }
 
+    /// Why the coordinator could not listen.
+    public enum ListenFailure: Error, Sendable {
+        case nng(NNGError, url: String)
+        case framed(SocketError, url: String)
+        /// Two addresses of one kind, or a `colony://` URL without HOST:PORT.
+        case badAddresses(String)
+    }
+
     public let configuration: Configuration
-    private let socket: Socket
-    private let listener: Listener
+    private let socket: Socket?
+    private let listener: Listener?
+    private let framedListener: TCPListener?
     private let handler: RequestHandler
     private var state: CoordinatorState { handler.state }
     /// The request handling behind the socket, for other ways in (the HTTP API).
@@ -61,12 +76,39 @@ public final class Coordinator: Sendable {
     /// With a `store`, the coordinator starts from `restored` (a core rebuilt from the store
     /// with `CoordinatorCore.Restoration`, made with `configuration.coreBounds`) and answers a
     /// request only once the state changes it made are committed to the store.
-    public init(configuration: Configuration, store: Store? = nil, restored: CoordinatorCore? = nil) throws(NNGError) {
+    public init(configuration: Configuration, store: Store? = nil, restored: CoordinatorCore? = nil) throws(ListenFailure) {
         self.configuration = configuration
         self.store = store
-        socket = try Socket(.rep)
-        try socket.setReceiveMaxBytes(configuration.messageBytesMax)
-        listener = try socket.listen(configuration.listenURL, tls: configuration.tls)
+        let urls = [configuration.listenURL] + (configuration.alsoListenURL.map { [$0] } ?? [])
+        let framedURLs = urls.filter { $0.hasPrefix(FramedAddress.scheme) }
+        let nngURLs = urls.filter { !$0.hasPrefix(FramedAddress.scheme) }
+        guard framedURLs.count <= 1, nngURLs.count <= 1 else {
+            throw .badAddresses("give one nng address (tcp://, tls+tcp://, ipc://) and at most one colony:// address, not \(urls.joined(separator: " and "))")
+        }
+        if let url = nngURLs.first {
+            do {
+                let socket = try Socket(.rep)
+                try socket.setReceiveMaxBytes(configuration.messageBytesMax)
+                listener = try socket.listen(url, tls: configuration.tls)
+                self.socket = socket
+            } catch {
+                throw .nng(error, url: url)
+            }
+        } else {
+            socket = nil
+            listener = nil
+        }
+        if let url = framedURLs.first {
+            guard let address = FramedAddress(url: url) else { throw .badAddresses("\(url): expected colony://HOST:PORT") }
+            do {
+                framedListener = try TCPListener(host: address.host, port: address.port)
+            } catch {
+                socket?.close()
+                throw .framed(error, url: url)
+            }
+        } else {
+            framedListener = nil
+        }
         var bounds = RequestHandler.Bounds()
         bounds.messageBytesMax = configuration.messageBytesMax
         bounds.longPollSecondsMax = configuration.longPollSecondsMax
@@ -77,8 +119,13 @@ public final class Coordinator: Sendable {
         store?.start()
     }
 
-    /// The TCP port bound (useful when listening on port 0).
-    public var boundPort: Int? { listener.boundPort }
+    /// The TCP port bound for `listenURL` (useful when listening on port 0).
+    public var boundPort: Int? {
+        configuration.listenURL.hasPrefix(FramedAddress.scheme) ? framedListener?.port : listener?.boundPort
+    }
+
+    /// The TCP port bound for the `colony://` address, if there is one.
+    public var framedBoundPort: Int? { framedListener?.port }
 
     /// Serves requests until the surrounding task is cancelled; then answers parked requests
     /// and closes the socket.
@@ -87,9 +134,10 @@ public final class Coordinator: Sendable {
         await withDiscardingTaskGroup { group in
             openContexts(configuration.contexts, in: &group, grow: grow)
             group.addTask { await self.expireLoop() }
+            if let framedListener { group.addTask { await self.serveFramed(framedListener) } }
             // A node's connection that closes (its process died: the kernel closed the socket)
             // makes it suspect at once; it has a moment to reconnect before its work moves.
-            if let events = try? socket.pipeEvents() {
+            if let events = try? socket?.pipeEvents() {
                 group.addTask {
                     for await event in events where event.kind == .removed {
                         await self.handler.connectionClosed(pipeID: event.pipeID)
@@ -102,7 +150,8 @@ public final class Coordinator: Sendable {
                 openContexts(step, in: &group, grow: grow)
             }
             await state.close()
-            if !socket.close() {
+            framedListener?.close()
+            if let socket, !socket.close() {
                 configuration.logger?.warning("closing the coordinator's socket did not end within \(Socket.closeWaitMax) (an nng 1.5.2 hang); stopping anyway")
             }
             // Commits what is queued, so a clean stop loses nothing either.
@@ -118,7 +167,7 @@ public final class Coordinator: Sendable {
 
     private func openContexts(_ count: Int, in group: inout DiscardingTaskGroup, grow: AsyncStream<Void>.Continuation) {
         for _ in 0..<count {
-            guard openCount.load(ordering: .relaxed) < configuration.contextsMax, let context = try? socket.openContext() else { return }
+            guard openCount.load(ordering: .relaxed) < configuration.contextsMax, let context = try? socket?.openContext() else { return }
             openCount.add(1, ordering: .relaxed)
             group.addTask { await self.serve(context, grow: grow) }
         }
@@ -165,4 +214,60 @@ public final class Coordinator: Sendable {
             }
         }
     }
+
+    // MARK: colony://
+
+    /// Connections of `colony://` get pipe ids of their own, above nng's (which stay below 2^31).
+    private let framedConnections = Atomic<UInt32>(0)
+    /// Most requests one `colony://` connection may have in flight; past it the coordinator
+    /// reads no more of it until some are answered (TCP then holds the sender back).
+    static let framedRequestsInFlightMax = 16_384
+
+    private func serveFramed(_ listener: TCPListener) async {
+        await withDiscardingTaskGroup { connections in
+            while !Task.isCancelled {
+                do throws(SocketError) {
+                    let connection = try await listener.accept(frameBytesMax: configuration.messageBytesMax)
+                    let pipeID = 0x8000_0000 | (framedConnections.add(1, ordering: .relaxed).newValue & 0x7fff_ffff)
+                    connections.addTask { await self.serve(connection, pipeID: pipeID) }
+                } catch {
+                    if error.reason == .cancelled || error.reason == .connectionClosed { return }
+                    configuration.logger?.warning("colony:// stopped accepting connections: \(error)")
+                    return
+                }
+            }
+        }
+    }
+
+    /// Answers one connection's requests, each as soon as it is handled (long polls park
+    /// without holding up the others), until the peer closes it or the coordinator stops.
+    private func serve(_ connection: FrameConnection, pipeID: UInt32) async {
+        let inFlight = InFlightCount()
+        await withDiscardingTaskGroup { requests in
+            while true {
+                let frames: [FrameFormat.Frame]
+                do { frames = try await connection.readFrames() } catch { break }
+                if frames.isEmpty { break }
+                for frame in frames {
+                    inFlight.value.add(1, ordering: .relaxed)
+                    requests.addTask {
+                        let reply = await self.handler.handle(frame.payload, pipeID: pipeID)
+                        // A peer that has gone only costs its reply.
+                        try? connection.send(id: frame.id, reply)
+                        inFlight.value.subtract(1, ordering: .relaxed)
+                    }
+                }
+                while inFlight.value.load(ordering: .relaxed) >= Self.framedRequestsInFlightMax && !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(1))
+                }
+            }
+        }
+        connection.close()
+        await handler.connectionClosed(pipeID: pipeID)
+    }
+}
+
+/// Requests of one `colony://` connection being handled.
+private final class InFlightCount: Sendable {
+    let value = Atomic<Int>(0)
 }

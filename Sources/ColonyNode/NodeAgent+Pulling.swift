@@ -1,3 +1,4 @@
+import Colony
 import ColonyModel
 import ColonyWire
 import Foundation
@@ -9,7 +10,7 @@ extension NodeAgent {
     // MARK: Pulling
 
     struct PlannedPull: Sendable {
-        var context: Context
+        var context: Requester
         var bytes: [UInt8]
         var results: [Colony_V1_TaskResult]
         var returned: [UInt64] = []
@@ -150,7 +151,7 @@ extension NodeAgent {
         // down, and a node with nothing left to hand back need not wait for it.
         let timeout = plan.leaving ? .seconds(2) : configuration.requestTimeout + .milliseconds(Int(configuration.longPollMilliseconds))
         do {
-            let replyBytes = try await plan.context.request(plan.bytes, timeout: timeout)
+            let replyBytes = try await plan.context.request(plan.bytes, timeout: timeout, url: configuration.coordinatorURL)
             let envelope = try Wire.decode(replyBytes)
             switch envelope.body {
             case .pullReply(let reply) where reply.describe:
@@ -169,7 +170,7 @@ extension NodeAgent {
         }
     }
 
-    func accepted(_ tasks: [Colony_V1_Task], cancel: [UInt64], seq: UInt64, context: Context, leaving: Bool = false) {
+    func accepted(_ tasks: [Colony_V1_Task], cancel: [UInt64], seq: UInt64, context: Requester, leaving: Bool = false) {
         failuresInARow = 0
         unacknowledged[ObjectIdentifier(context)] = nil
         highestReplySeq = max(highestReplySeq, seq)
@@ -343,16 +344,13 @@ extension NodeAgent {
             && unacknowledged.values.allSatisfy({ $0.results.isEmpty && $0.returned.isEmpty }) else { return }
         drained = true
         configuration.log("node \(configuration.name) drained; \(reason), nothing was left to hand back")
-        socket?.close()
+        link?.close()
         wake.notify()
     }
 
-    func connectionChanged(_ event: PipeEvent) {
-        switch event.kind {
-        case .added: connections.insert(event.pipeID)
-        case .removed: connections.remove(event.pipeID)
-        }
-        if connections.isEmpty { leaveIfNothingIsOwed(because: "its connection to the coordinator closed") }
+    func connectionChanged(_ isConnected: Bool) {
+        connected = isConnected
+        if !connected { leaveIfNothingIsOwed(because: "its connection to the coordinator closed") }
     }
 
     /// A process-pool task ended (the slots' pools report through their outboxes).

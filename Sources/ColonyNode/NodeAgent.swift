@@ -1,3 +1,4 @@
+import Colony
 import ColonyModel
 import ColonyWire
 import Foundation
@@ -33,7 +34,7 @@ public actor NodeAgent {
     /// attempt still running when the coordinator re-leased the task (it had declared this
     /// node lost) is stopped and its result counts for nothing here.
     var running: [UInt64: UInt32] = [:]
-    var freeContexts: [Context] = []
+    var freeContexts: [Requester] = []
     var inFlight = 0
     var backingOff = false
     var statistics = Statistics()
@@ -83,11 +84,11 @@ public actor NodeAgent {
     var failuresInARow = 0
     /// What pulls in flight carry (by context), not yet taken by the coordinator.
     var unacknowledged: [ObjectIdentifier: (results: [Colony_V1_TaskResult], returned: [UInt64])] = [:]
-    /// The socket of `run`, so that a drain that gives up can end pulls in flight at once.
-    var socket: Socket?
-    /// The socket's open connections (nng pipe ids): none means the coordinator is not there
-    /// to answer the pull in flight, so a draining node owing nothing need not wait for it.
-    var connections: Set<UInt32> = []
+    /// The link of `run`, so that a drain that gives up can end pulls in flight at once.
+    var link: CoordinatorLink?
+    /// Whether the link is connected: not means the coordinator is not there to answer the
+    /// pull in flight, so a draining node owing nothing need not wait for it.
+    var connected = false
     /// Handlers' submits and waits for their subtasks; `waitingChangesSent`: how many changes
     /// of the waiting set the last pull told the coordinator of.
     var subtasks: SubtaskLink?
@@ -121,7 +122,7 @@ public actor NodeAgent {
         draining = true
         configuration.log("node \(configuration.name) draining: \((threadSlots?.busy ?? 0) + (ioSlots?.busy ?? 0) + executingProcesses) task(s) running, deadline \(deadline)")
         handBackQueued()
-        if connections.isEmpty { leaveIfNothingIsOwed(because: "the coordinator is not connected") }
+        if !connected { leaveIfNothingIsOwed(because: "the coordinator is not connected") }
         let handBack = configuration.drainHandBack
         Task {
             try? await Task.sleep(for: deadline)
@@ -141,7 +142,7 @@ public actor NodeAgent {
         drainGaveUp = DrainIncomplete(node: configuration.name, coordinator: configuration.coordinatorURL,
                                       tasks: returned + running.count, results: results.count, lastFailure: lastPullFailure)
         drained = true
-        socket?.close()
+        link?.close()
         wake.notify()
     }
 
@@ -190,15 +191,11 @@ public actor NodeAgent {
 
     /// Runs the node until the surrounding task is cancelled.
     public func run() async throws {
-        let socket = try Socket(.req)
-        self.socket = socket
-        try socket.setReceiveMaxBytes(colonyMessageBytesMax)
-        try socket.setReconnectTimes(minimum: .milliseconds(50), maximum: .seconds(2))
-        // Resending is ours to do (with the results put back), not nng's.
-        try socket.setRequestResendTime(nil)
-        let connectionEvents = try socket.pipeEvents()
-        try socket.dial(configuration.coordinatorURL, waitForConnection: false, tls: configuration.tls)
-        freeContexts = [try socket.openContext(), try socket.openContext()]
+        // Resending is ours to do (with the results put back), not the link's.
+        let link = try CoordinatorLink(url: configuration.coordinatorURL, tls: configuration.tls, waitForConnection: false, onLoss: .fail)
+        self.link = link
+        let connectionEvents = link.connectionEvents()
+        freeContexts = [try link.openRequester(), try link.openRequester()]
         let pool = ThreadPoolExecutor(threads: max(1, configuration.threads), name: "colony-\(configuration.name)")
         if configuration.processes.size > 0 {
             // A child that found no child-mode hook in its main would start a node of its own.
@@ -238,7 +235,7 @@ public actor NodeAgent {
             ioSlots?.shutdown()
             pool.shutdown()
             processPool?.shutdown()
-            socket.close()
+            link.close()
         }
         let (ticks, tick) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         startTick = tick
@@ -253,7 +250,7 @@ public actor NodeAgent {
                     tick.finish()
                     await subtasks.close()
                     // Ends the connection events' stream too.
-                    socket.close()
+                    link.close()
                 }
                 group.addTask {
                     for await event in connectionEvents { await self.connectionChanged(event) }
@@ -282,7 +279,7 @@ public actor NodeAgent {
             let grace = Duration.milliseconds(Int(configuration.longPollMilliseconds)) + .milliseconds(500)
             Task.detached {
                 try? await Task.sleep(for: grace)
-                socket.close()
+                link.close()
             }
         }
         startTick = nil

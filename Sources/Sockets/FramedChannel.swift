@@ -15,6 +15,9 @@ public final class FramedChannel: Sendable {
     public let host: String
     public let port: Int
     public let frameBytesMax: Int
+    /// Whether requests in flight when the connection is lost go again on the next one (else
+    /// they fail with `connectionClosed`).
+    public let resendsAfterLoss: Bool
     private let reconnectMin: Duration
     private let reconnectMax: Duration
     private let state = Mutex(State())
@@ -40,21 +43,25 @@ public final class FramedChannel: Sendable {
 
     /// Connects now, on the caller's thread, within `timeout` (throws the reason when nothing
     /// listens or the peer does not speak colony://), then keeps the connection.
-    public convenience init(host: String, port: Int, frameBytesMax: Int, timeout: Duration,
-                reconnectMin: Duration = .milliseconds(50), reconnectMax: Duration = .seconds(2)) throws(SocketError) {
-        try self.init(host: host, port: port, frameBytesMax: frameBytesMax, reconnectMin: reconnectMin, reconnectMax: reconnectMax,
+    public convenience init(host: String, port: Int, frameBytesMax: Int, timeout: Duration, resendsAfterLoss: Bool = true,
+                            reconnectMin: Duration = .milliseconds(50), reconnectMax: Duration = .seconds(2)) throws(SocketError) {
+        try self.init(host: host, port: port, frameBytesMax: frameBytesMax, resendsAfterLoss: resendsAfterLoss,
+                      reconnectMin: reconnectMin, reconnectMax: reconnectMax,
                       first: FrameConnection.connectNow(host: host, port: port, frameBytesMax: frameBytesMax, timeout: timeout))
     }
 
     /// Connects in the background, as long as it takes (a node started before its coordinator).
-    public convenience init(connectingLaterTo host: String, port: Int, frameBytesMax: Int,
+    public convenience init(connectingLaterTo host: String, port: Int, frameBytesMax: Int, resendsAfterLoss: Bool = true,
                             reconnectMin: Duration = .milliseconds(50), reconnectMax: Duration = .seconds(2)) {
         // Never throws: there is no first connection to make.
-        try! self.init(host: host, port: port, frameBytesMax: frameBytesMax, reconnectMin: reconnectMin, reconnectMax: reconnectMax, first: nil)
+        try! self.init(host: host, port: port, frameBytesMax: frameBytesMax, resendsAfterLoss: resendsAfterLoss,
+                       reconnectMin: reconnectMin, reconnectMax: reconnectMax, first: nil)
     }
 
-    private init(host: String, port: Int, frameBytesMax: Int, reconnectMin: Duration, reconnectMax: Duration, first: FrameConnection?) throws(SocketError) {
+    private init(host: String, port: Int, frameBytesMax: Int, resendsAfterLoss: Bool, reconnectMin: Duration, reconnectMax: Duration,
+                 first: FrameConnection?) throws(SocketError) {
         self.host = host
+        self.resendsAfterLoss = resendsAfterLoss
         self.port = port
         self.frameBytesMax = frameBytesMax
         self.reconnectMin = reconnectMin
@@ -172,7 +179,11 @@ public final class FramedChannel: Sendable {
             } catch {
                 lostBecause = error
             }
-            state.withLock { $0.connection = nil }
+            let inFlight = state.withLock { state -> [UInt64] in
+                state.connection = nil
+                return resendsAfterLoss ? [] : Array(state.pending.keys)
+            }
+            for id in inFlight { end(id, .failure(SocketError("wait for the reply", .connectionClosed))) }
             current.close()
             connection = nil
             eventSink.yield(.disconnected)
@@ -190,6 +201,9 @@ public final class FramedChannel: Sendable {
         let factor = min(1 << min(failures - 1, 20), 1 << 20)
         try? await Task.sleep(for: min(reconnectMax, reconnectMin * factor))
     }
+
+    /// Whether `close` was called.
+    public var isClosed: Bool { state.withLock { $0.closed } }
 
     /// Ends every request (`connectionClosed`) and the connection; idempotent.
     public func close() {

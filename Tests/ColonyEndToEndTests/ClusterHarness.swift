@@ -9,8 +9,9 @@ final class ClusterHarness: @unchecked Sendable {
     private(set) var processes: [Process] = []
     let url: String
 
-    init() throws {
-        url = "tcp://127.0.0.1:\(try Self.freePort())"
+    /// - Parameter scheme: `tcp` (nng) or `colony` (Colony's own framing).
+    init(scheme: String = "tcp") throws {
+        url = "\(scheme)://127.0.0.1:\(try Self.freePort())"
     }
 
     /// The `colony` executable built beside the tests (or $COLONY_BIN).

@@ -18,8 +18,12 @@ struct CoordinatorCommand: AsyncParsableCommand {
         abstract: "Run a coordinator: it queues tasks and hands them to nodes that pull."
     )
 
-    @Option(name: .long, help: "Where to listen (tcp://HOST:PORT, ipc:///path, inproc://name).")
-    var listen: String = ColonyURL.defaultCoordinator
+    @Option(name: .long, help: "Where to listen (tcp://HOST:PORT, tls+tcp://, ipc:///path, or colony://HOST:PORT for Colony's own faster framing on TCP); twice to serve an nng address and a colony:// one at once.")
+    var listen: [String] = []
+
+    /// The addresses to listen on (the default when none is given); the first is the one
+    /// shown and handed to allocated nodes.
+    var listenURLs: [String] { listen.isEmpty ? [ColonyURL.defaultCoordinator] : listen }
 
     @Option(name: .long, parsing: .unconditional, help: "Contexts (requests served at once) opened at start; parked long polls hold one each, so more are opened whenever few are free, up to 65536.")
     var contexts: Int = 256
@@ -59,13 +63,17 @@ struct CoordinatorCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        try ColonyURL.validate(listen)
+        let urls = listenURLs
+        guard urls.count <= 2 else { throw CLIError("--listen: at most two addresses (one nng, one colony://), got \(urls.count)") }
+        for url in urls { try ColonyURL.validate(url) }
+        let listen = urls[0]
         var configuration = Coordinator.Configuration(listenURL: listen)
+        configuration.alsoListenURL = urls.count > 1 ? urls[1] : nil
         configuration.contexts = contexts
         configuration.coreBounds.nodeTimeoutSeconds = nodeTimeout
         configuration.coreBounds.sessionIdleSeconds = sessionTimeout
-        configuration.token = try tokenSource.tokenForListening(on: listen)
-        configuration.tls = try tlsFiles.forListening(listen)
+        for url in urls { configuration.token = try tokenSource.tokenForListening(on: url) }
+        configuration.tls = try urls.compactMap { try tlsFiles.forListening($0) }.first
         logging.bootstrap()
         let logger = Logger(label: "colony.coordinator")
         configuration.logger = logger
@@ -101,10 +109,14 @@ struct CoordinatorCommand: AsyncParsableCommand {
             coordinator = try Coordinator(configuration: configuration, store: store, restored: restored)
         } catch {
             store?.close()
-            throw ColonyURL.describe(error, url: listen)
+            throw error.userError
         }
         let shown = coordinator.boundPort.map { port in listen.replacingOccurrences(of: ":0", with: ":\(port)") } ?? listen
         logger.info("colony coordinator listening on \(shown)")
+        if let also = configuration.alsoListenURL {
+            let port = also.hasPrefix(FramedAddress.scheme) ? coordinator.framedBoundPort : nil
+            logger.info("colony coordinator listening on \(port.map { also.replacingOccurrences(of: ":0", with: ":\($0)") } ?? also)")
+        }
         var frontend: HTTPFrontend?
         if let metricsListen, let registry {
             let started = try startHTTPFrontend(metricsListen, coordinator: coordinator, registry: registry,

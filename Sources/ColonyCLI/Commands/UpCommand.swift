@@ -103,10 +103,10 @@ struct UpCommand: AsyncParsableCommand {
             do {
                 return try Coordinator(configuration: configuration)
             } catch {
-                throw ColonyURL.describe(error, url: "tcp://127.0.0.1:0")
+                throw error.userError
             }
         } catch {
-            throw ColonyURL.describe(error, url: requested)
+            throw error.userError
         }
     }
 

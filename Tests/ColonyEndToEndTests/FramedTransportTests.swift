@@ -1,0 +1,128 @@
+import Colony
+import ColonyModel
+import ColonyNode
+import Foundation
+import XCTest
+
+/// Colony's own framing (`colony://`) end to end: real coordinator, node and client processes
+/// on it, beside nng on the same coordinator, through a coordinator killed and restarted, a
+/// node killed, and addresses that are wrong.
+final class FramedTransportTests: XCTestCase {
+    private var cluster: ClusterHarness!
+
+    override func setUpWithError() throws {
+        cluster = try ClusterHarness(scheme: "colony")
+    }
+
+    override func tearDown() {
+        cluster.stopAll()
+    }
+
+    func testOneCoordinatorServesColonyAndNNGAtOnce() async throws {
+        let nngURL = "tcp://127.0.0.1:\(try ClusterHarness.freePort())"
+        try cluster.start(["coordinator", "--listen", cluster.url, "--listen", nngURL, "--state", ":memory:"])
+        // One node on each transport, one thread each: a map of 40 sleeps needs both.
+        try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--name", "framed"])
+        try cluster.start(["node", "--coordinator", nngURL, "--threads", "1", "--name", "nng"])
+        let colony = try await cluster.connect(waitingForNodes: 2)
+        let results = try await colony.mapResults("sleep", Array(repeating: 0.02, count: 40))
+        XCTAssertTrue(results.allSatisfy(\.succeeded))
+        XCTAssertEqual(Set(results.map(\.node)), ["framed", "nng"], "both nodes ran tasks")
+        await colony.close()
+        // The CLI on either address sees the same cluster.
+        let inputs = NSTemporaryDirectory() + "colony-framed-inputs-\(UUID().uuidString)"
+        try "1\n2\n3\n".write(toFile: inputs, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: inputs) }
+        for url in [cluster.url, nngURL] {
+            let map = try ClusterHarness.run(["map", "--coordinator", url, "--handler", "echo", "--inputs", inputs])
+            XCTAssertEqual(map.status, 0, map.stderr)
+            XCTAssertEqual(map.stdout, "1\n2\n3\n")
+        }
+    }
+
+    func testAMapOnColonyRidesThroughACoordinatorKilledAndRestarted() async throws {
+        let state = NSTemporaryDirectory() + "colony-framed-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let coordinator = try cluster.startCoordinator(stateDirectory: state)
+        try cluster.start(["node", "--coordinator", cluster.url, "--threads", "2", "--processes", "2", "--allow-exec", "--name", "n1"])
+        let probe = try await cluster.connect(waitingForNodes: 1)
+        await probe.close()
+
+        let count = 1500
+        let outputPath = state + "-map.out"
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+        defer { try? FileManager.default.removeItem(atPath: outputPath) }
+        let map = Process()
+        map.executableURL = ClusterHarness.colonyExecutable
+        map.arguments = ["map", "--coordinator", cluster.url, "--", "sh", "-c", "echo {}"]
+        let input = Pipe()
+        map.standardInput = input
+        map.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
+        map.standardError = FileHandle.nullDevice
+        try map.run()
+        try input.fileHandleForWriting.write(contentsOf: Data((1...count).map(String.init).joined(separator: "\n").utf8 + [10]))
+        try input.fileHandleForWriting.close()
+
+        let printed = { (try? String(contentsOfFile: outputPath, encoding: .utf8))?.split(separator: "\n").count ?? 0 }
+        try await eventually(timeout: .seconds(60), "100 outputs printed (or the map ended)", { (printed(), map.isRunning) },
+                             until: { $0.0 >= 100 || !$0.1 })
+        kill(coordinator.processIdentifier, SIGKILL)
+        coordinator.waitUntilExit()
+        let printedAtCrash = printed()
+        try cluster.startCoordinator(stateDirectory: state)
+        do {
+            try await map.waitForExit(within: .seconds(120), "colony map finishing after the restart")
+        } catch {
+            map.terminate()
+            throw error
+        }
+        XCTAssertEqual(map.terminationStatus, 0)
+        XCTAssertLessThan(printedAtCrash, count, "the crash came mid-run")
+        let lines = try String(contentsOfFile: outputPath, encoding: .utf8).split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines, (1...count).map(String.init), "every output once, in input order")
+    }
+
+    func testANodeKilledOnColonyHasItsTaskRunElsewhere() async throws {
+        // A long node timeout: only the closed connection can make the coordinator act soon.
+        try cluster.start(["coordinator", "--listen", cluster.url, "--state", ":memory:", "--node-timeout", "60"])
+        let doomed = try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--name", "doomed"])
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        let id = try await colony.submit("sleep", input: 1.0)
+        try await eventually("the task running on doomed", { try await colony.status().running }, until: { $0 == 1 })
+        try cluster.start(["node", "--coordinator", cluster.url, "--threads", "1", "--name", "survivor"])
+        try await eventually("survivor joined", { try await colony.status().nodes.count }, until: { $0 == 2 })
+        let killedAt = ContinuousClock.now
+        kill(doomed.processIdentifier, SIGKILL)
+        doomed.waitUntilExit()
+        let result = try await colony.result(of: id)
+        XCTAssertTrue(result.succeeded, result.error)
+        XCTAssertEqual(result.node, "survivor")
+        XCTAssertLessThan(ContinuousClock.now - killedAt, .seconds(30), "moved on the closed connection, not the 60 s node timeout")
+        await colony.close()
+    }
+
+    func testWrongAddressesGetOneLineAndStartNothing() throws {
+        // A colony:// client at an nng port.
+        let nngURL = "tcp://127.0.0.1:\(try ClusterHarness.freePort())"
+        try cluster.start(["coordinator", "--listen", nngURL, "--state", ":memory:"])
+        try eventuallyBlocking("the nng coordinator answering", { try ClusterHarness.run(["status", "--coordinator", nngURL]).status }, until: { $0 == 0 })
+        let mixedUp = try ClusterHarness.run(["status", "--coordinator", nngURL.replacingOccurrences(of: "tcp://", with: "colony://")], timeout: .seconds(60))
+        XCTAssertNotEqual(mixedUp.status, 0)
+        XCTAssertTrue(mixedUp.stderr.contains("speaks nng's protocol, not colony:// (use its tcp:// address)"), mixedUp.stderr)
+        XCTAssertEqual(mixedUp.stderr.split(separator: "\n").count, 1, mixedUp.stderr)
+
+        let refusals: [([String], String)] = [
+            (["coordinator", "--listen", "colony://127.0.0.1", "--state", ":memory:"], "expected HOST:PORT"),
+            (["coordinator", "--listen", "tcp://127.0.0.1:0", "--listen", "ipc:///tmp/x", "--state", ":memory:"], "one nng address"),
+            (["coordinator", "--listen", "colony://127.0.0.1:0", "--listen", "colony://127.0.0.1:0", "--state", ":memory:"], "at most one colony:// address"),
+            (["status", "--coordinator", "colony://127.0.0.1:1", "--tls-ca", "/etc/hostname"], "colony:// has no TLS"),
+            (["status", "--coordinator", cluster.url], "nothing listening at \(cluster.url) (connection refused)"),
+        ]
+        for (arguments, expected) in refusals {
+            let run = try ClusterHarness.run(arguments, timeout: .seconds(30))
+            XCTAssertNotEqual(run.status, 0, arguments.joined(separator: " "))
+            XCTAssertTrue(run.stderr.contains(expected), "\(arguments.joined(separator: " ")): \(run.stderr)")
+            XCTAssertEqual(run.stderr.split(separator: "\n").count, 1, run.stderr)
+        }
+    }
+}
