@@ -151,6 +151,7 @@ public final class Coordinator: Sendable {
             }
             await state.close()
             framedListener?.close()
+            closeFramedConnections()
             if let socket, !socket.close() {
                 configuration.logger?.warning("closing the coordinator's socket did not end within \(Socket.closeWaitMax) (an nng 1.5.2 hang); stopping anyway")
             }
@@ -219,6 +220,8 @@ public final class Coordinator: Sendable {
 
     /// Connections of `colony://` get pipe ids of their own, above nng's (which stay below 2^31).
     private let framedConnections = Atomic<UInt32>(0)
+    /// The open `colony://` connections, by pipe id.
+    private let framedOpen = Mutex<[UInt32: FrameConnection]>([:])
     /// Most requests one `colony://` connection may have in flight; past it the coordinator
     /// reads no more of it until some are answered (TCP then holds the sender back).
     static let framedRequestsInFlightMax = 16_384
@@ -239,31 +242,39 @@ public final class Coordinator: Sendable {
         }
     }
 
-    /// Answers one connection's requests, each as soon as it is handled (long polls park
-    /// without holding up the others), until the peer closes it or the coordinator stops.
+    /// Answers one connection's requests, each on a task of its own as soon as it is
+    /// handled (long polls park without holding up the others), until the peer closes it or
+    /// the coordinator stops. Frames are taken on the reactor's thread (see `FrameConnection`).
     private func serve(_ connection: FrameConnection, pipeID: UInt32) async {
+        framedOpen.withLock { $0[pipeID] = connection }
         let inFlight = InFlightCount()
-        await withDiscardingTaskGroup { requests in
-            while true {
-                let frames: [FrameFormat.Frame]
-                do { frames = try await connection.readFrames() } catch { break }
-                if frames.isEmpty { break }
+        let handler = self.handler
+        await withCheckedContinuation { (ended: CheckedContinuation<Void, Never>) in
+            connection.startReading(onFrames: { frames in
                 for frame in frames {
-                    inFlight.value.add(1, ordering: .relaxed)
-                    requests.addTask {
-                        let reply = await self.handler.handle(frame.payload, pipeID: pipeID)
+                    guard inFlight.value.add(1, ordering: .relaxed).newValue <= Self.framedRequestsInFlightMax else {
+                        inFlight.value.subtract(1, ordering: .relaxed)
+                        try? connection.send(id: frame.id, Wire.errorReply(.unavailable, "more than \(Self.framedRequestsInFlightMax) requests in flight on one connection; nothing was applied"))
+                        continue
+                    }
+                    Task {
+                        let reply = await handler.handle(frame.payload, pipeID: pipeID)
                         // A peer that has gone only costs its reply.
                         try? connection.send(id: frame.id, reply)
                         inFlight.value.subtract(1, ordering: .relaxed)
                     }
                 }
-                while inFlight.value.load(ordering: .relaxed) >= Self.framedRequestsInFlightMax && !Task.isCancelled {
-                    try? await Task.sleep(for: .milliseconds(1))
-                }
-            }
+            }, onEnd: { _ in ended.resume() })
         }
+        framedOpen.withLock { $0[pipeID] = nil }
         connection.close()
         await handler.connectionClosed(pipeID: pipeID)
+    }
+
+    /// Ends every `colony://` connection (the coordinator is stopping; parked requests have
+    /// been answered).
+    private func closeFramedConnections() {
+        for connection in framedOpen.withLock({ Array($0.values) }) { connection.shutDown() }
     }
 }
 

@@ -6,8 +6,9 @@ import Synchronization
 
 /// A TCP connection carrying Colony's frames (`colony://`): each side first sends
 /// `FrameFormat.hello`, then frames of an id and a payload, in either direction, any number in
-/// flight. Reads are awaited one after the other (one reader); sends may come from many tasks
-/// at once and go out whole, in the order they were made.
+/// flight. What arrives is read on `SocketReactor`'s thread and handed to the connection's
+/// owner (`startReading`); sends may come from many tasks at once and go out whole, in the
+/// order they were made.
 ///
 /// Why not nng for this: every nng message crosses three or four of nng's threads on each
 /// side, which cost a request/reply on loopback about 235 µs here against 20-30 µs for the
@@ -19,10 +20,18 @@ public final class FrameConnection: @unchecked Sendable {
     private let writeFD: Int32
     public let frameBytesMax: Int
     private let buffer: UnsafeMutableRawBufferPointer
-    /// Read but not yet split into frames (the reader's alone).
-    private var inbound: [UInt8] = []
-    private var helloSeen = false
+    private let reading = Mutex(Reading())
     private let outgoing = Mutex(Outgoing())
+
+    private struct Reading {
+        /// Read but not yet split into frames.
+        var inbound: [UInt8] = []
+        var helloSeen = false
+        /// The peer closed, a read failed, or `close` was called: no more reads.
+        var ended = false
+        var onFrames: (@Sendable ([FrameFormat.Frame]) -> Void)?
+        var onEnd: (@Sendable (SocketError?) -> Void)?
+    }
 
     private struct Outgoing {
         var bytes: [UInt8] = []
@@ -98,45 +107,96 @@ public final class FrameConnection: @unchecked Sendable {
         throw lastError
     }
 
-    /// Frames that arrived, at least one (waiting for it until `deadline`, nil: no deadline);
-    /// empty when the peer closed the connection.
-    public func readFrames(until deadline: ContinuousClock.Instant? = nil) async throws(SocketError) -> [FrameFormat.Frame] {
-        if outgoing.withLock({ $0.closing }) { throw SocketError("read a frame", .connectionClosed) }
-        while true {
-            if !helloSeen {
-                if inbound.count >= FrameFormat.hello.count {
-                    guard inbound.starts(with: FrameFormat.hello) else {
-                        throw SocketError("read a frame", .notColony(Array(inbound.prefix(FrameFormat.hello.count))))
-                    }
-                    inbound.removeFirst(FrameFormat.hello.count)
-                    helloSeen = true
-                } else if !inbound.isEmpty && !FrameFormat.hello.starts(with: inbound) {
-                    throw SocketError("read a frame", .notColony(inbound))
+    /// Hands every frame that arrives to `onFrames`, in order, on the reactor's thread (it
+    /// must not block: resume a waiter, start a task), then once `onEnd`: nil when the peer
+    /// closed the connection, else why reading stopped (a bad hello, a frame over the bound,
+    /// a failed read). Call once.
+    public func startReading(onFrames: @escaping @Sendable ([FrameFormat.Frame]) -> Void, onEnd: @escaping @Sendable (SocketError?) -> Void) {
+        let ended = reading.withLock { state -> Bool in
+            state.onFrames = onFrames
+            state.onEnd = onEnd
+            return state.ended
+        }
+        if ended { return onEnd(SocketError("read a frame", .connectionClosed)) }
+        do {
+            // Level-triggered: bytes that came before the watch are reported at once.
+            try SocketReactor.shared.watch(fd) { [weak self] in self?.readable() }
+        } catch {
+            endReading(error)
+        }
+    }
+
+    /// Most bytes read per turn of the reactor, so one busy connection does not hold it.
+    private static let readTurnBytesMax = 1 << 20
+
+    /// The socket has data (or an end): reads what is there, splits it, hands it on.
+    private func readable() {
+        var frames: [FrameFormat.Frame] = []
+        var end: SocketError??
+        let deliver = reading.withLock { state -> (@Sendable ([FrameFormat.Frame]) -> Void)? in
+            guard !state.ended else { return nil }
+            var taken = 0
+            while taken < Self.readTurnBytesMax {
+                let n = recv(fd, buffer.baseAddress, buffer.count, 0)
+                if n > 0 {
+                    state.inbound.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[..<n]))
+                    taken += n
+                    continue
                 }
-            }
-            if helloSeen {
-                let (frames, used) = try FrameFormat.split(inbound, frameBytesMax: frameBytesMax)
-                if !frames.isEmpty {
-                    inbound.removeFirst(used)
-                    return frames
+                if n == 0 {
+                    end = .some(nil)
+                } else if errno == EINTR {
+                    continue
+                } else if errno != EAGAIN && errno != EWOULDBLOCK {
+                    end = .some(.system("read a frame"))
                 }
+                break
             }
-            if Task.isCancelled { throw SocketError("read a frame", .cancelled) }
-            let n = recv(fd, buffer.baseAddress, buffer.count, 0)
-            if n > 0 {
-                inbound.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[..<n]))
-                continue
+            do throws(SocketError) {
+                frames = try Self.split(&state, frameBytesMax: frameBytesMax)
+            } catch {
+                end = .some(error)
             }
-            if n == 0 { return [] }
-            guard errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR else { throw .system("read a frame") }
-            if errno == EINTR { continue }
-            switch await SocketReactor.shared.wait(fd, for: EPOLLIN.rawValue, until: deadline) {
-            case .ready: continue
-            case .timedOut: throw SocketError("read a frame", .timedOut)
-            case .cancelled: throw SocketError("read a frame", .cancelled)
-            case .failed(let code): throw .system("read a frame", code)
+            if end != nil { state.ended = true }
+            return state.onFrames
+        }
+        if !frames.isEmpty { deliver?(frames) }
+        if let end { finishReading(end) }
+    }
+
+    /// Takes the hello and the whole frames off the front of what was read.
+    private static func split(_ state: inout Reading, frameBytesMax: Int) throws(SocketError) -> [FrameFormat.Frame] {
+        if !state.helloSeen {
+            let hello = FrameFormat.hello
+            if state.inbound.count >= hello.count {
+                guard state.inbound.starts(with: hello) else { throw SocketError("read a frame", .notColony(Array(state.inbound.prefix(hello.count)))) }
+                state.inbound.removeFirst(hello.count)
+                state.helloSeen = true
+            } else {
+                if !hello.starts(with: state.inbound) { throw SocketError("read a frame", .notColony(state.inbound)) }
+                return []
             }
         }
+        let (frames, used) = try FrameFormat.split(state.inbound, frameBytesMax: frameBytesMax)
+        if used > 0 { state.inbound.removeFirst(used) }
+        return frames
+    }
+
+    /// Reading stopped (`reason` nil: the peer closed): no more watching, and the owner hears it once.
+    private func endReading(_ reason: SocketError?) {
+        reading.withLock { $0.ended = true }
+        finishReading(reason)
+    }
+
+    private func finishReading(_ reason: SocketError?) {
+        SocketReactor.shared.forget(fd)
+        let onEnd = reading.withLock { state -> (@Sendable (SocketError?) -> Void)? in
+            let onEnd = state.onEnd
+            state.onEnd = nil
+            state.onFrames = nil
+            return onEnd
+        }
+        onEnd?(reason)
     }
 
     /// Sends one frame. It goes out at once when the socket has room (the usual case);
@@ -240,9 +300,16 @@ public final class FrameConnection: @unchecked Sendable {
         _ = shutdown(fd, Int32(SHUT_RDWR))
     }
 
-    /// Closes the connection; idempotent. No read may be in progress; a send still being
-    /// written out is cut off, and the descriptors are freed when its writer lets go.
+    /// Closes the connection; idempotent. Reading ends (`onEnd` hears `connectionClosed`);
+    /// a send still being written out is cut off, and the descriptors are freed when its
+    /// writer lets go.
     public func close() {
+        let wasReading = reading.withLock { state -> Bool in
+            let was = !state.ended && state.onEnd != nil
+            state.ended = true
+            return was
+        }
+        if wasReading { finishReading(SocketError("read a frame", .connectionClosed)) }
         let releaseNow = outgoing.withLock { state -> Bool in
             if state.closing { return false }
             state.closing = true

@@ -153,6 +153,7 @@ public final class FramedChannel: Sendable {
                 do {
                     connection = try await FrameConnection.connect(host: host, port: port, frameBytesMax: frameBytesMax,
                                                                    until: .now + .seconds(10))
+                    failures = 0
                 } catch {
                     failures += 1
                     await pause(failures)
@@ -167,17 +168,12 @@ public final class FramedChannel: Sendable {
             }
             guard let unanswered else { break }
             eventSink.yield(.connected)
-            for (id, payload) in unanswered { try? current.send(id: id, payload) }
-            var lostBecause: SocketError?
-            do {
-                while true {
-                    let frames = try await current.readFrames()
-                    if frames.isEmpty { break }
-                    failures = 0
+            // Replies are matched on the reactor's thread, which resumes each requester itself.
+            let lostBecause: SocketError? = await withCheckedContinuation { ended in
+                current.startReading(onFrames: { [self] frames in
                     for frame in frames { end(frame.id, .success(frame.payload)) }
-                }
-            } catch {
-                lostBecause = error
+                }, onEnd: { ended.resume(returning: $0) })
+                for (id, payload) in unanswered { try? current.send(id: id, payload) }
             }
             let inFlight = state.withLock { state -> [UInt64] in
                 state.connection = nil

@@ -5,8 +5,9 @@ import Foundation
 import CSockets
 import Synchronization
 
-/// One thread that waits on epoll for the sockets of plain-http fetches and resumes the Swift
-/// task waiting on each, so that many connections wait at once without holding a thread.
+/// One thread that waits on epoll for the sockets of plain-http fetches and of `colony://`
+/// connections and resumes the Swift task waiting on each (or reads a watched connection
+/// itself), so that many connections wait at once without holding a thread.
 ///
 /// Why not nng's HTTP client for plain http: each of its steps (resolve, connect, write,
 /// read, close) crosses three or four of nng's threads, and at 400 fetches at once those
@@ -33,6 +34,9 @@ final class SocketReactor: @unchecked Sendable {
 
     private struct State {
         var waiters: [Int32: Waiter] = [:]
+        /// Descriptors watched for as long as they are open: their handler runs on this
+        /// thread whenever they are readable (see `watch`).
+        var watched: [Int32: @Sendable () -> Void] = [:]
         /// The waiters' deadlines, earliest first; an entry whose waiter is gone (resumed,
         /// cancelled) stays until it comes first or the heap is rebuilt.
         var deadlines = DeadlineHeap()
@@ -120,10 +124,36 @@ final class SocketReactor: @unchecked Sendable {
         }
     }
 
+    /// Runs `readable` on the reactor's thread each time `fd` has data (or its peer closed or
+    /// failed), until `forget(fd)`. Why not a wait: a connection that reads on this thread and
+    /// resumes its requesters itself costs one thread wake-up per message, not two (this
+    /// thread's, then the reading task's). `readable` must not block: it reads until EAGAIN.
+    /// No one-shot `wait` may be made on a watched descriptor.
+    func watch(_ fd: Int32, readable: @escaping @Sendable () -> Void) throws(SocketError) {
+        let add = state.withLock { state -> Bool in
+            state.watched[fd] = readable
+            return state.added.insert(fd).inserted
+        }
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
+        event.data.fd = fd
+        if epoll_ctl(epoll, add ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &event) != 0 {
+            let code = errno
+            state.withLock { state in
+                state.watched[fd] = nil
+                if add { state.added.remove(fd) }
+            }
+            throw .system("watch a connection", code)
+        }
+    }
+
     /// Takes `fd` out of the epoll set before it is closed (its number may be reused at once);
-    /// a wait on it still in progress (a misuse) ends cancelled.
+    /// a wait on it still in progress (a misuse) ends cancelled, a watch ends.
     func forget(_ fd: Int32) {
-        let (added, waiter) = state.withLock { ($0.added.remove(fd) != nil, $0.waiters.removeValue(forKey: fd)) }
+        let (added, waiter) = state.withLock { state in
+            state.watched[fd] = nil
+            return (state.added.remove(fd) != nil, state.waiters.removeValue(forKey: fd))
+        }
         if added { _ = epoll_ctl(epoll, EPOLL_CTL_DEL, fd, nil) }
         waiter?.continuation.resume(returning: .cancelled)
     }
@@ -131,6 +161,7 @@ final class SocketReactor: @unchecked Sendable {
     private func loop() {
         var events = [epoll_event](repeating: epoll_event(), count: 256)
         var due: [(CheckedContinuation<Readiness, Never>, Readiness)] = []
+        var readable: [@Sendable () -> Void] = []
         while true {
             let timeout = state.withLock { state -> Int32 in
                 // The first live deadline (entries of waiters gone are dropped on the way).
@@ -152,6 +183,8 @@ final class SocketReactor: @unchecked Sendable {
                         if fd == wakeFD {
                             var value: eventfd_t = 0
                             _ = eventfd_read(wakeFD, &value)
+                        } else if let handler = state.watched[fd] {
+                            readable.append(handler)
                         } else if let waiter = state.waiters.removeValue(forKey: fd) {
                             due.append((waiter.continuation, .ready))
                         }
@@ -168,6 +201,8 @@ final class SocketReactor: @unchecked Sendable {
             }
             for (continuation, readiness) in due { continuation.resume(returning: readiness) }
             due.removeAll(keepingCapacity: true)
+            for handler in readable { handler() }
+            readable.removeAll(keepingCapacity: true)
         }
     }
 }

@@ -27,14 +27,14 @@ final class FrameServer: Sendable {
                     while let connection = try? await listener.accept(frameBytesMax: 1 << 24) {
                         accepted.value.add(1, ordering: .relaxed)
                         group.addTask {
-                            await withDiscardingTaskGroup { requests in
-                                while let frames = try? await connection.readFrames(), !frames.isEmpty {
+                            await withCheckedContinuation { (ended: CheckedContinuation<Void, Never>) in
+                                connection.startReading(onFrames: { frames in
                                     for frame in frames {
-                                        requests.addTask {
+                                        Task {
                                             if let reply = await answer(frame.payload) { try? connection.send(id: frame.id, reply) }
                                         }
                                     }
-                                }
+                                }, onEnd: { _ in ended.resume() })
                             }
                             connection.close()
                         }

@@ -12,33 +12,28 @@ extension BenchCommand {
     /// Colony's NNG wrapper, with the replier in a child process (`colony bench-echo-server`
     /// would be one more command; the coordinator answers a malformed request with an error
     /// reply, which is exactly an echo of the cheapest kind).
-    func nngRoundTripFloor() async throws -> [(String, Double)] {
-        let port = try freeTCPPort()
-        let url = "tcp://127.0.0.1:\(port)"
+    func roundTripFloor(_ transport: BenchTransport) async throws -> [(String, Double)] {
+        let url = "\(transport.scheme)://127.0.0.1:\(try freeTCPPort())"
         let server = try spawn(try currentExecutable(), ["coordinator", "--listen", url, "--state", ":memory:"])
         defer { stop(server) }
-        let socket = try Socket(.req)
-        defer { socket.close() }
-        var connected = false
-        for _ in 0..<100 where !connected {
-            if (try? socket.dial(url)) != nil {
-                connected = true
-            } else {
-                try await Task.sleep(for: .milliseconds(50))
-            }
+        var link: CoordinatorLink?
+        for _ in 0..<100 where link == nil {
+            link = try? CoordinatorLink(url: url, tls: nil, waitForConnection: true, onLoss: .resend)
+            if link == nil { try await Task.sleep(for: .milliseconds(50)) }
         }
-        guard connected else { throw CLIError("W0: the echo peer did not start") }
-        let context = try socket.openContext()
+        guard let link else { throw CLIError("W0: the echo peer did not start") }
+        defer { link.close() }
+        let requester = try link.openRequester()
         let payload = [UInt8](repeating: 0xAB, count: 64)
         let clock = ContinuousClock()
         var samples: [Double] = []
         for i in 0..<2200 {
             let t0 = clock.now
-            _ = try await context.request(payload, timeout: .seconds(5))
+            _ = try await requester.request(payload, timeout: .seconds(5), url: url)
             if i >= 200 { samples.append((clock.now - t0).inSeconds * 1e6) }
         }
         samples.sort()
-        return [("w0_nng_rtt_p50_us", percentile(samples, 0.5)), ("w0_nng_rtt_p99_us", percentile(samples, 0.99))]
+        return [("w0_\(transport.rawValue)_rtt_p50_us", percentile(samples, 0.5)), ("w0_\(transport.rawValue)_rtt_p99_us", percentile(samples, 0.99))]
     }
 
     /// W5b and W5c on 2 nodes x 2 thread slots. W5b: after a burst of 2,000 echo tasks (which

@@ -53,6 +53,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "W6: number of commands (for Colony and each peer).")
     var w6Tasks = 2_000
 
+    @Option(name: .long, help: "The transport between client, coordinator and node: nng (tcp://) or colony (colony://, Colony's own framing).")
+    var transport: BenchTransport = .nng
+
     @Option(name: .long, help: "Thread slots of the benchmark node.")
     var threads = 2
 
@@ -89,7 +92,7 @@ struct BenchCommand: AsyncParsableCommand {
             return
         }
         let port = try freeTCPPort()
-        let url = "tcp://127.0.0.1:\(port)"
+        let url = "\(transport.scheme)://127.0.0.1:\(port)"
         let executable = try currentExecutable()
         let coordinator = try spawn(executable, ["coordinator", "--listen", url, "--state", ":memory:"])
         defer { stop(coordinator) }
@@ -101,9 +104,10 @@ struct BenchCommand: AsyncParsableCommand {
         try await waitForNode(colony)
         var figures: [(String, Double)] = []
 
-        // W0: the floor under W2 on this box: one nng request/reply round trip through the
-        // same wrapper (REQ context here, REP context in the coordinator's serving pattern).
-        figures.append(contentsOf: try await nngRoundTripFloor())
+        // W0: the floor under W2 on this box: one request/reply round trip to a coordinator
+        // (answering an empty request) over each transport, through the client's own link.
+        figures.append(contentsOf: try await roundTripFloor(.nng))
+        figures.append(contentsOf: try await roundTripFloor(.colony))
 
         // Warm-up: first connections, allocations, JIT-free but cache-cold paths.
         _ = try await colony.map("echo", Array(0..<2000), as: Int.self)
@@ -263,4 +267,11 @@ extension ColonyClient {
             }
         }
     }
+}
+
+/// The transport `colony bench` measures Colony on.
+enum BenchTransport: String, ExpressibleByArgument, CaseIterable {
+    case nng, colony
+
+    var scheme: String { self == .nng ? "tcp" : "colony" }
 }
