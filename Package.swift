@@ -100,7 +100,7 @@ let package = Package(
         .testTarget(name: "ColonyStoreTests", dependencies: ["ColonyModel", "ColonyStore", "ColonyCore"]),
         .testTarget(name: "ColonyFuzzingTests", dependencies: ["ColonyFuzzing"]),
         .testTarget(name: "ColonyEndToEndTests", dependencies: [
-            "Colony", "ColonyModel", "ColonyCore", "ColonyNode", "ColonyCoordinator", "ColonyStore", "ColonyHTTP", "ColonyCLI", "NNG", "ColonyWire",
+            "Colony", "ColonyModel", "ColonyCore", "ColonyNode", "ColonyCoordinator", "ColonyStore", "ColonyHTTP", "ColonyCLI", "NNG", "ColonyWire", "Sockets",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -33,7 +33,9 @@ public final class CoordinatorLink: Sendable {
         self.url = url
         if let address = FramedAddress(url: url) {
             if tls != nil { throw .invalidURL(url, reason: "colony:// has no TLS; use tls+tcp:// for an encrypted connection") }
-            let frameBytesMax = colonyMessageBytesMax + 1024
+            // Replies: a pull's tasks are cut at 8 MiB of inputs, but one task with its
+            // dependencies' outputs may carry more; the coordinator is not an adversary here.
+            let frameBytesMax = 4 * colonyMessageBytesMax
             guard waitForConnection else {
                 way = .framed(FramedChannel(connectingLaterTo: address.host, port: address.port, frameBytesMax: frameBytesMax,
                                             resendsAfterLoss: onLoss == .resend))

@@ -249,6 +249,8 @@ public final class Coordinator: Sendable {
         framedOpen.withLock { $0[pipeID] = connection }
         let inFlight = InFlightCount()
         let handler = self.handler
+        // Cancelled (the coordinator stops): the connection ends once parked requests are
+        // answered (`closeFramedConnections`), not before.
         await withCheckedContinuation { (ended: CheckedContinuation<Void, Never>) in
             connection.startReading(onFrames: { frames in
                 for frame in frames {

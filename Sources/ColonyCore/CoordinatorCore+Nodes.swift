@@ -248,6 +248,7 @@ extension CoordinatorCore {
         var slotsFree = PoolCounts(thread: node.freeSlots(.thread, prefetching: false), process: node.freeSlots(.process, prefetching: false),
                                    io: node.freeSlots(.io, prefetching: false))
         var handed: [DispatchedTask] = []
+        var handedBytes = 0
         // Only while tasks that ask for resources are queued: their fit, and the reservation
         // that keeps the oldest of them from starving.
         var fitting: FreeResources?
@@ -256,7 +257,7 @@ extension CoordinatorCore {
             fitting = FreeResources(offer: node.announcement.resources, use: node.resourceUse)
             head = reserveForBlockedHead(node: node, free: &free, slotsFree: &slotsFree, fitting: &fitting!)
         }
-        while free.any {
+        while free.any && handedBytes < bounds.dispatchBytesMax {
             guard let (id, pool, variant) = popReady(for: node, free: free, slotsFree: slotsFree, fitting: fitting) else { break }
             var handing = Self.inPlace(&self.tasks[id]) { record -> (DispatchedTask, submittedAt: Double, uses: [String], after: [TaskID], job: JobID) in
                 record!.attempt += 1
@@ -294,6 +295,7 @@ extension CoordinatorCore {
                 handing.0.resources = grant.resources
                 cpus = variant.cpus
             }
+            handedBytes += handing.0.input.count + handing.0.dependencies.values.reduce(0) { $0 + $1.count }
             handed.append(handing.0)
             free[pool] = max(0, free[pool] - cpus)
             slotsFree[pool] = max(0, slotsFree[pool] - cpus)

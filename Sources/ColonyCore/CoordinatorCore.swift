@@ -44,6 +44,10 @@ public struct CoordinatorCore: Sendable {
         /// Longest error message kept with a failed attempt (longer ones are cut, not refused:
         /// the outcome must not be lost for its message).
         public var errorBytesMax = 64 << 10
+        /// Most bytes of inputs (and their dependencies' outputs) one pull reply carries: a
+        /// node reads at most 16 MiB per message, so a reply is cut before that (a single task
+        /// always goes, whatever its size).
+        public var dispatchBytesMax = 8 << 20
         /// Keys of counter changes remembered to answer resends (the oldest are forgotten).
         public var counterKeysKept = 100_000
         /// A node not heard from for this long is dead; its attempts are requeued. Idle nodes

@@ -179,7 +179,8 @@ public final class FramedChannel: Sendable {
                 state.connection = nil
                 return resendsAfterLoss ? [] : Array(state.pending.keys)
             }
-            for id in inFlight { end(id, .failure(SocketError("wait for the reply", .connectionClosed))) }
+            // The reason, when there is one, goes with them (`connectionClosed` alone: the peer closed).
+            for id in inFlight { end(id, .failure(lostBecause ?? SocketError("wait for the reply", .connectionClosed))) }
             current.close()
             connection = nil
             eventSink.yield(.disconnected)

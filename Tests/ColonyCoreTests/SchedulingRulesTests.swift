@@ -41,6 +41,18 @@ final class SchedulingRulesTests: XCTestCase {
         XCTAssertEqual(core.allLimits.first?.highWater, 2)
     }
 
+    func testAPullReplyCarriesAtMostTheDispatchBytesButAlwaysOneTask() throws {
+        // Eight slots free, four inputs of 5 MiB: a reply of 20 MiB would be more than a node
+        // reads in one message (it was: W9 over colony:// hung on it), so two go now.
+        let big = [UInt8](repeating: 1, count: 5 << 20)
+        let ids = try core.submit((0..<4).map { _ in TaskSubmission(handler: "work", input: big) }, session: "s", now: 0)
+        let first = try pull()
+        XCTAssertEqual(first.map(\.id), Array(ids[0..<2]))
+        XCTAssertEqual(try pull().map(\.id), Array(ids[2..<4]), "the rest go with the next pull")
+        let huge = try core.submit([TaskSubmission(handler: "work", input: [UInt8](repeating: 2, count: 12 << 20))], session: "s", now: 0)
+        XCTAssertEqual(try pull().map(\.id), huge, "a single task goes whatever its size")
+    }
+
     func testAnUnknownLimitIsRefusedAtSubmit() {
         XCTAssertThrowsError(try submit(TaskOptions(uses: ["nope"]))) { error in
             XCTAssertTrue("\(error)".contains("unknown limit 'nope'"), "\(error)")

@@ -2,6 +2,7 @@ import Colony
 import ColonyModel
 import ColonyNode
 import Foundation
+import Sockets
 import XCTest
 
 /// Colony's own framing (`colony://`) end to end: real coordinator, node and client processes
@@ -124,5 +125,40 @@ final class FramedTransportTests: XCTestCase {
             XCTAssertTrue(run.stderr.contains(expected), "\(arguments.joined(separator: " ")): \(run.stderr)")
             XCTAssertEqual(run.stderr.split(separator: "\n").count, 1, run.stderr)
         }
+    }
+
+    func testGarbageAndOversizedFramesCostOnlyTheirOwnConnection() async throws {
+        try cluster.startCoordinator()
+        try cluster.startNode(name: "n1", threads: 1)
+        let colony = try await cluster.connect(waitingForNodes: 1)
+        guard let address = FramedAddress(url: cluster.url) else { return XCTFail("not a colony:// URL: \(cluster.url)") }
+        let deadline = ContinuousClock.now + .seconds(10)
+        // Each of these is cut off by the coordinator: no hello, an nng peer's hello, a frame
+        // announced over 16 MiB, a frame whose payload is no envelope (that one is answered).
+        var oversized = FrameFormat.hello
+        FrameFormat.append(id: 1, [], to: &oversized)
+        oversized.replaceSubrange(8..<12, with: [0xff, 0xff, 0xff, 0x7f])
+        var junkEnvelope = FrameFormat.hello
+        FrameFormat.append(id: 42, [0xde, 0xad, 0xbe, 0xef], to: &junkEnvelope)
+        for bytes in [Array("GET / HTTP/1.1\r\n\r\n".utf8), [0, 0x53, 0x50, 0, 0, 0x30, 0, 0], oversized, junkEnvelope] {
+            let connection = try await TCPConnection.connect(host: address.host, port: address.port, until: deadline)
+            try await connection.write(bytes, until: deadline)
+            var received: [UInt8] = []
+            while true {
+                let chunk = try await connection.read(until: deadline)
+                if chunk.isEmpty { break }
+                received += chunk
+                if bytes == junkEnvelope, received.count > 20 { break }
+            }
+            connection.close()
+            if bytes == junkEnvelope {
+                let (frames, _) = try FrameFormat.split(Array(received.dropFirst(8)), frameBytesMax: 1 << 20)
+                XCTAssertEqual(frames.first?.id, 42, "a payload that is no envelope gets an error reply with its id")
+            }
+        }
+        // The coordinator and its node carry on.
+        let echoed = try await colony.map("echo", [1, 2, 3], as: Int.self)
+        XCTAssertEqual(echoed, [1, 2, 3])
+        await colony.close()
     }
 }

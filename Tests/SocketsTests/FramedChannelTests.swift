@@ -27,14 +27,18 @@ final class FrameServer: Sendable {
                     while let connection = try? await listener.accept(frameBytesMax: 1 << 24) {
                         accepted.value.add(1, ordering: .relaxed)
                         group.addTask {
-                            await withCheckedContinuation { (ended: CheckedContinuation<Void, Never>) in
-                                connection.startReading(onFrames: { frames in
-                                    for frame in frames {
-                                        Task {
-                                            if let reply = await answer(frame.payload) { try? connection.send(id: frame.id, reply) }
+                            await withTaskCancellationHandler {
+                                await withCheckedContinuation { (ended: CheckedContinuation<Void, Never>) in
+                                    connection.startReading(onFrames: { frames in
+                                        for frame in frames {
+                                            Task {
+                                                if let reply = await answer(frame.payload) { try? connection.send(id: frame.id, reply) }
+                                            }
                                         }
-                                    }
-                                }, onEnd: { _ in ended.resume() })
+                                    }, onEnd: { _ in ended.resume() })
+                                }
+                            } onCancel: {
+                                connection.shutDown()
                             }
                             connection.close()
                         }
