@@ -99,43 +99,8 @@ final class DurabilityTests: ClusterTestCase {
         try cluster.start(["node", "--coordinator", cluster.url, "--threads", "2", "--processes", "2", "--allow-exec", "--name", "n1"])
         let probe = try await cluster.connect(waitingForNodes: 1)
         await probe.close()
-
-        let count = 3000
-        let outputPath = stateDirectory + "-map.out"
-        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
-        defer { try? FileManager.default.removeItem(atPath: outputPath) }
-        let map = Process()
-        map.executableURL = ClusterHarness.colonyExecutable
-        map.arguments = ["map", "--coordinator", cluster.url, "--", "sh", "-c", "echo {}"]
-        let input = Pipe()
-        map.standardInput = input
-        map.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
-        map.standardError = FileHandle.nullDevice
-        try map.run()
-        try input.fileHandleForWriting.write(contentsOf: Data((1...count).map(String.init).joined(separator: "\n").utf8 + [10]))
-        try input.fileHandleForWriting.close()
-
-        // Kill the coordinator once some outputs are out, then start it again on the same state.
-        let deadline = ContinuousClock.now + .seconds(60)
-        try await eventually(timeout: .seconds(60), "200 outputs printed (or the map ended)", {
-            (printed: (try? String(contentsOfFile: outputPath, encoding: .utf8))?.split(separator: "\n").count ?? 0, running: map.isRunning)
-        }, until: { $0.printed >= 200 || !$0.running })
-        kill(coordinator.processIdentifier, SIGKILL)
-        coordinator.waitUntilExit()
-        let printedAtCrash = (try? String(contentsOfFile: outputPath, encoding: .utf8))?.split(separator: "\n").count ?? 0
-        try await Task.sleep(for: .milliseconds(300))
-        try cluster.startCoordinator(stateDirectory: stateDirectory)
-
-        do {
-            try await map.waitForExit(within: deadline + .seconds(60) - ContinuousClock.now, "colony map finishing (120 s in all)")
-        } catch {
-            map.terminate()
-            throw error
-        }
-        XCTAssertEqual(map.terminationStatus, 0)
-        XCTAssertLessThan(printedAtCrash, count, "the crash came mid-run")
-        let lines = try String(contentsOfFile: outputPath, encoding: .utf8).split(separator: "\n").map(String.init)
-        XCTAssertEqual(lines, (1...count).map(String.init), "every output once, in input order")
+        try await checkMapRidesThroughACoordinatorRestart(cluster, coordinator: coordinator, stateDirectory: stateDirectory, count: 3000, killAfter: 200,
+                                                         downFor: .milliseconds(300))
     }
 
     func testSIGTERMStopsTheCoordinatorCleanlyWithItsStateKept() async throws {

@@ -49,38 +49,7 @@ final class FramedTransportTests: XCTestCase {
         let probe = try await cluster.connect(waitingForNodes: 1)
         await probe.close()
 
-        let count = 1500
-        let outputPath = state + "-map.out"
-        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
-        defer { try? FileManager.default.removeItem(atPath: outputPath) }
-        let map = Process()
-        map.executableURL = ClusterHarness.colonyExecutable
-        map.arguments = ["map", "--coordinator", cluster.url, "--", "sh", "-c", "echo {}"]
-        let input = Pipe()
-        map.standardInput = input
-        map.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outputPath))
-        map.standardError = FileHandle.nullDevice
-        try map.run()
-        try input.fileHandleForWriting.write(contentsOf: Data((1...count).map(String.init).joined(separator: "\n").utf8 + [10]))
-        try input.fileHandleForWriting.close()
-
-        let printed = { (try? String(contentsOfFile: outputPath, encoding: .utf8))?.split(separator: "\n").count ?? 0 }
-        try await eventually(timeout: .seconds(60), "100 outputs printed (or the map ended)", { (printed(), map.isRunning) },
-                             until: { $0.0 >= 100 || !$0.1 })
-        kill(coordinator.processIdentifier, SIGKILL)
-        coordinator.waitUntilExit()
-        let printedAtCrash = printed()
-        try cluster.startCoordinator(stateDirectory: state)
-        do {
-            try await map.waitForExit(within: .seconds(120), "colony map finishing after the restart")
-        } catch {
-            map.terminate()
-            throw error
-        }
-        XCTAssertEqual(map.terminationStatus, 0)
-        XCTAssertLessThan(printedAtCrash, count, "the crash came mid-run")
-        let lines = try String(contentsOfFile: outputPath, encoding: .utf8).split(separator: "\n").map(String.init)
-        XCTAssertEqual(lines, (1...count).map(String.init), "every output once, in input order")
+        try await checkMapRidesThroughACoordinatorRestart(cluster, coordinator: coordinator, stateDirectory: state, count: 1500, killAfter: 100)
     }
 
     func testANodeKilledOnColonyHasItsTaskRunElsewhere() async throws {
