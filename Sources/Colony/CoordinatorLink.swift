@@ -61,6 +61,12 @@ public final class CoordinatorLink: Sendable {
         }
     }
 
+    /// A link dropped without `close` closes (an nng socket would by itself; a `colony://`
+    /// channel is kept alive by its own connection keeper until closed).
+    deinit {
+        close()
+    }
+
     /// A requester: one exchange at a time on nng (a context), any number on `colony://`.
     public func openRequester() throws(ColonyError) -> Requester {
         switch way {

@@ -220,8 +220,9 @@ public final class Coordinator: Sendable {
 
     /// Connections of `colony://` get pipe ids of their own, above nng's (which stay below 2^31).
     private let framedConnections = Atomic<UInt32>(0)
-    /// The open `colony://` connections, by pipe id.
-    private let framedOpen = Mutex<[UInt32: FrameConnection]>([:])
+    /// The open `colony://` connections, by pipe id, and whether the coordinator is stopping
+    /// (a connection accepted after that is ended at once).
+    private let framedOpen = Mutex<(connections: [UInt32: FrameConnection], stopping: Bool)>(([:], false))
     /// Most requests one `colony://` connection may have in flight; past it the coordinator
     /// reads no more of it until some are answered (TCP then holds the sender back).
     static let framedRequestsInFlightMax = 16_384
@@ -246,7 +247,11 @@ public final class Coordinator: Sendable {
     /// handled (long polls park without holding up the others), until the peer closes it or
     /// the coordinator stops. Frames are taken on the reactor's thread (see `FrameConnection`).
     private func serve(_ connection: FrameConnection, pipeID: UInt32) async {
-        framedOpen.withLock { $0[pipeID] = connection }
+        let stopping = framedOpen.withLock { open in
+            open.connections[pipeID] = connection
+            return open.stopping
+        }
+        if stopping { connection.shutDown() }
         let inFlight = InFlightCount()
         let handler = self.handler
         // Cancelled (the coordinator stops): the connection ends once parked requests are
@@ -268,7 +273,7 @@ public final class Coordinator: Sendable {
                 }
             }, onEnd: { _ in ended.resume() })
         }
-        framedOpen.withLock { $0[pipeID] = nil }
+        framedOpen.withLock { _ = $0.connections.removeValue(forKey: pipeID) }
         connection.close()
         await handler.connectionClosed(pipeID: pipeID)
     }
@@ -276,7 +281,11 @@ public final class Coordinator: Sendable {
     /// Ends every `colony://` connection (the coordinator is stopping; parked requests have
     /// been answered).
     private func closeFramedConnections() {
-        for connection in framedOpen.withLock({ Array($0.values) }) { connection.shutDown() }
+        let open = framedOpen.withLock { open in
+            open.stopping = true
+            return Array(open.connections.values)
+        }
+        for connection in open { connection.shutDown() }
     }
 }
 

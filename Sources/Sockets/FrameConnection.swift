@@ -21,6 +21,8 @@ public final class FrameConnection: @unchecked Sendable {
     public let frameBytesMax: Int
     private let buffer: UnsafeMutableRawBufferPointer
     private let reading = Mutex(Reading())
+    /// Whether `fd` and `writeFD` were closed (their numbers may be reused at once).
+    private let descriptors = Mutex(false)
     private let outgoing = Mutex(Outgoing())
 
     private struct Reading {
@@ -48,13 +50,18 @@ public final class FrameConnection: @unchecked Sendable {
     /// Takes over `fd` (a connected TCP socket) and sends the hello.
     init(fd: Int32, frameBytesMax: Int) {
         self.fd = fd
-        writeFD = dup(fd)
+        // Close-on-exec like `fd`: children the node starts must not keep the connection open.
+        writeFD = fcntl(fd, F_DUPFD_CLOEXEC, 0)
         self.frameBytesMax = frameBytesMax
         buffer = .allocate(byteCount: 64 << 10, alignment: 1)
         _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
         var one: Int32 = 1
         _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        outgoing.withLock { $0.bytes = FrameFormat.hello }
+        // The hello is the first thing written; its writer (the creator's `flush`) holds `writing`.
+        outgoing.withLock { state in
+            state.bytes = FrameFormat.hello
+            state.writing = true
+        }
     }
 
     deinit {
@@ -189,7 +196,7 @@ public final class FrameConnection: @unchecked Sendable {
     }
 
     private func finishReading(_ reason: SocketError?) {
-        SocketReactor.shared.forget(fd)
+        descriptors.withLock { released in if !released { SocketReactor.shared.forget(fd) } }
         let onEnd = reading.withLock { state -> (@Sendable (SocketError?) -> Void)? in
             let onEnd = state.onEnd
             state.onEnd = nil
@@ -215,7 +222,7 @@ public final class FrameConnection: @unchecked Sendable {
 
     /// Writes what is queued; the caller holds `writing`. What cannot go at once is left to a
     /// task that waits for room.
-    private func flush() throws(SocketError) {
+    func flush() throws(SocketError) {
         while true {
             guard var bytes = takeQueued() else { return }
             let sent = bytes.withUnsafeBytes { raw in Glibc.send(fd, raw.baseAddress!, raw.count, Int32(MSG_NOSIGNAL)) }
@@ -223,6 +230,7 @@ public final class FrameConnection: @unchecked Sendable {
             if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
                 let failure = SocketError.system("send a frame")
                 fail(failure)
+                _ = takeQueued()  // steps down as writer (and frees the descriptors if closed meanwhile)
                 throw failure
             }
             bytes.removeFirst(max(0, sent))
@@ -291,13 +299,13 @@ public final class FrameConnection: @unchecked Sendable {
             if state.failure == nil { state.failure = failure }
             state.bytes = []
         }
-        _ = shutdown(fd, Int32(SHUT_RDWR))
+        shutDown()
     }
 
-    /// Ends the connection for both sides at once (a read in progress returns, the peer sees
-    /// it closed); `close` still frees it.
+    /// Ends the connection for both sides at once (the reader hears the end, the peer sees
+    /// it closed); `close` still frees it. Harmless after `close`.
     public func shutDown() {
-        _ = shutdown(fd, Int32(SHUT_RDWR))
+        descriptors.withLock { released in if !released { _ = shutdown(fd, Int32(SHUT_RDWR)) } }
     }
 
     /// Closes the connection; idempotent. Reading ends (`onEnd` hears `connectionClosed`);
@@ -310,21 +318,28 @@ public final class FrameConnection: @unchecked Sendable {
             return was
         }
         if wasReading { finishReading(SocketError("read a frame", .connectionClosed)) }
-        let releaseNow = outgoing.withLock { state -> Bool in
-            if state.closing { return false }
+        let (first, releaseNow) = outgoing.withLock { state -> (Bool, Bool) in
+            if state.closing { return (false, false) }
             state.closing = true
             if state.failure == nil { state.failure = SocketError("send a frame", .system(EBADF)) }
             state.bytes = []
-            return !state.writing
+            return (true, !state.writing)
         }
-        _ = shutdown(fd, Int32(SHUT_RDWR))
+        guard first else { return }
+        shutDown()
         if releaseNow { releaseDescriptors() }
     }
 
+    /// Frees the descriptors, once: after this their numbers may belong to other sockets, so
+    /// nothing here touches them again (`descriptors` guards every later use).
     private func releaseDescriptors() {
-        SocketReactor.shared.forget(fd)
-        SocketReactor.shared.forget(writeFD)
-        _ = Glibc.close(writeFD)
-        _ = Glibc.close(fd)
+        descriptors.withLock { released in
+            guard !released else { return }
+            released = true
+            SocketReactor.shared.forget(fd)
+            SocketReactor.shared.forget(writeFD)
+            _ = Glibc.close(writeFD)
+            _ = Glibc.close(fd)
+        }
     }
 }

@@ -8,6 +8,8 @@ import Synchronization
 /// no reply when its connection was lost is sent again on the next one (Colony's requests are
 /// idempotent: keys, acknowledgements). A request waits for a connection, its reply, its
 /// deadline or its task's cancellation, whichever comes first.
+///
+/// It must be closed: its connection keeper holds it (`CoordinatorLink` closes it when it goes).
 public final class FramedChannel: Sendable {
     /// The connection came or went (a node reads these as nng's pipe events).
     public enum Event: Sendable, Equatable { case connected, disconnected }
@@ -75,7 +77,7 @@ public final class FramedChannel: Sendable {
 
     /// Sends `payload` and waits for its reply until `deadline`.
     public func request(_ payload: [UInt8], until deadline: ContinuousClock.Instant) async throws(SocketError) -> [UInt8] {
-        guard payload.count <= frameBytesMax else { throw SocketError("send a frame", .frameTooLarge(payload.count, frameBytesMax)) }
+        guard payload.count <= frameBytesMax else { throw SocketError("send the request", .requestTooLarge(payload.count, frameBytesMax)) }
         let registered = state.withLock { state -> (id: UInt64, connection: FrameConnection?, sweep: Bool)? in
             if state.closed { return nil }
             let id = state.nextID

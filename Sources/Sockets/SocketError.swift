@@ -17,6 +17,8 @@ public struct SocketError: Error, CustomStringConvertible, Sendable, Equatable {
         case frameTooLarge(Int, Int)
         /// The connection closed before the reply came.
         case connectionClosed
+        /// Our own request is larger than the bound (its size, the bound).
+        case requestTooLarge(Int, Int)
     }
 
     public let operation: String
@@ -40,6 +42,7 @@ public struct SocketError: Error, CustomStringConvertible, Sendable, Equatable {
                 : "\(operation): the peer does not speak colony:// (it sent \(first.prefix(8).map { String($0, radix: 16) }.joined(separator: " ")))"
         case .frameTooLarge(let size, let bound): "\(operation): the peer sent a frame of \(size) bytes, over the \(bound)-byte bound"
         case .connectionClosed: "\(operation): the connection closed"
+        case .requestTooLarge(let size, let bound): "\(operation): a request of \(size) bytes is over the \(bound)-byte bound"
         }
     }
 }

@@ -51,13 +51,20 @@ public final class TCPListener: @unchecked Sendable {
             if Task.isCancelled { throw SocketError("accept", .cancelled) }
             if closed.withLock({ $0 }) { throw SocketError("accept", .connectionClosed) }
             let connection = csockets_accept_nonblocking(fd)
-            if connection >= 0 { return FrameConnection(fd: connection, frameBytesMax: frameBytesMax) }
+            if connection >= 0 {
+                let framed = FrameConnection(fd: connection, frameBytesMax: frameBytesMax)
+                // A hello that cannot be sent: the connection failed, and its reader hears so.
+                try? framed.flush()
+                return framed
+            }
             switch errno {
             case EAGAIN, EWOULDBLOCK:
                 switch await SocketReactor.shared.wait(fd, for: EPOLLIN.rawValue, until: nil) {
                 case .ready: continue
                 case .timedOut, .cancelled: throw SocketError("accept", .cancelled)
-                case .failed(let code): throw .system("accept", code)
+                case .failed(let code):
+                    if closed.withLock({ $0 }) { throw SocketError("accept", .connectionClosed) }
+                    throw .system("accept", code)
                 }
             case EINTR, ECONNABORTED, EPROTO:
                 continue
@@ -68,6 +75,8 @@ public final class TCPListener: @unchecked Sendable {
                 try? await Task.sleep(for: .milliseconds(50))
                 if Task.isCancelled { throw SocketError("accept", .system(code)) }
             default:
+                // Closed while accepting (EBADF and the like): the listener's stop, not a failure.
+                if closed.withLock({ $0 }) { throw SocketError("accept", .connectionClosed) }
                 throw .system("accept")
             }
         }

@@ -130,4 +130,27 @@ final class FramedTransportTests: XCTestCase {
         XCTAssertEqual(echoed, [1, 2, 3])
         await colony.close()
     }
+
+    func testAClientDroppedWithoutCloseLetsItsConnectionGo() async throws {
+        try cluster.startCoordinator()
+        try cluster.startNode(name: "n1", threads: 1)
+        // (Starting a process leaves sockets of Foundation's own in this one: count after.)
+        let baseline = Self.openSockets
+        let probe = try await cluster.connect(waitingForNodes: 1)
+        await probe.close()
+        try await eventually("the probe's connection closed", { Self.openSockets }, until: { $0 <= baseline })
+        do {
+            let dropped = try ColonyClient(connect: cluster.url)
+            let echoed = try await dropped.map("echo", [7], as: Int.self)
+            XCTAssertEqual(echoed, [7])
+            XCTAssertGreaterThan(Self.openSockets, baseline, "its connection (a descriptor and its dup for writing)")
+        }
+        try await eventually("the dropped client's connection closed", { Self.openSockets }, until: { $0 <= baseline })
+    }
+
+    /// Sockets this test process has open.
+    private static var openSockets: Int {
+        let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+        return descriptors.filter { ((try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\($0)")) ?? "").hasPrefix("socket:") }.count
+    }
 }
