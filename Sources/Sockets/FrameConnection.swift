@@ -11,8 +11,8 @@ import Synchronization
 /// order they were made.
 ///
 /// Why not nng for this: every nng message crosses three or four of nng's threads on each
-/// side, which cost a request/reply on loopback about 235 µs here against 20-30 µs for the
-/// same bytes on a socket waited on by `SocketReactor` (docs/BENCHMARKS.md, #15).
+/// side: a request/reply to a coordinator costs 260-350 µs over nng here and about 140 µs
+/// over this framing, in the same runs (docs/BENCHMARKS.md, W0).
 public final class FrameConnection: @unchecked Sendable {
     private let fd: Int32
     /// The same socket under a second number, so that a send waiting for room and the

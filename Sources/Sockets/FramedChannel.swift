@@ -193,7 +193,8 @@ public final class FramedChannel: Sendable {
             failures += 1
             await pause(failures)
         }
-        state.withLock { $0.connection?.close() }
+        // Closed while a new connection was being made: it was never installed; end it here.
+        connection?.close()
     }
 
     private func pause(_ failures: Int) async {
