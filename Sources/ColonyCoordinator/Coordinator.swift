@@ -170,7 +170,9 @@ public final class Coordinator: Sendable {
         for _ in 0..<count {
             guard openCount.load(ordering: .relaxed) < configuration.contextsMax, let context = try? socket?.openContext() else { return }
             openCount.add(1, ordering: .relaxed)
-            group.addTask { await self.serve(context, grow: grow) }
+            // On the sockets thread, as the state is: nng's callback wakes it, and the request
+            // is answered there without one more hop.
+            group.addTask(executorPreference: SocketReactor.shared) { await self.serve(context, grow: grow) }
         }
     }
 
@@ -264,7 +266,8 @@ public final class Coordinator: Sendable {
                         try? connection.send(id: frame.id, Wire.errorReply(.unavailable, "more than \(Self.framedRequestsInFlightMax) requests in flight on one connection; nothing was applied"))
                         continue
                     }
-                    Task {
+                    // On the sockets thread, as the state is: no thread wakes to answer.
+                    Task(executorPreference: SocketReactor.shared) {
                         let reply = await handler.handle(frame.payload, pipeID: pipeID)
                         // A peer that has gone only costs its reply.
                         try? connection.send(id: frame.id, reply)

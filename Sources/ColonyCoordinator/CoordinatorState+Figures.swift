@@ -65,6 +65,8 @@ extension CoordinatorState {
         // While the journal fails, time stands still for the books (a tick's timeouts and
         // expiries are changes too); parked reads still end.
         retryJournal()
+        // Nodes whose pulls wait here are heard: the answer they wait for is ours to give.
+        core.noteWaiting(nodes: parkedPulls.keys, now: t)
         let touched = journalFailure == nil ? core.tick(now: t) : []
         compactIfDue()
         for session in touched { answerParkedFetches(session: session) }

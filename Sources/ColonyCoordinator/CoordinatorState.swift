@@ -2,13 +2,19 @@ import ColonyCore
 import ColonyModel
 import ColonyStore
 import Logging
+import Sockets
 
 /// The coordinator's state and its waiting requests: the core, plus the pulls and fetches
 /// parked until there is something to answer (long polls).
 ///
 /// One actor serializes every decision; parked requests are continuations resumed by the
 /// event that satisfies them or by `expire` at their deadline.
+///
+/// It runs on the sockets thread (`SocketReactor`), where the coordinator's requests are read
+/// and answered: a request reaches it and its reply leaves without a hop to another thread.
 actor CoordinatorState {
+    nonisolated var unownedExecutor: UnownedSerialExecutor { SocketReactor.shared.asUnownedSerialExecutor() }
+
     /// What a pull is answered with: tasks to start and running tasks to stop.
     struct PullAnswer: Sendable {
         var tasks: [DispatchedTask] = []

@@ -3,6 +3,7 @@ import ColonyModel
 import ColonyWire
 import Foundation
 import NNG
+import Sockets
 import Synchronization
 
 // The pull loop: planning a pull, sending it, taking its reply, failing over.
@@ -23,7 +24,8 @@ extension NodeAgent {
         await withDiscardingTaskGroup { group in
             while !Task.isCancelled && !drained {
                 if let plan = nextPull() {
-                    group.addTask { await self.perform(plan) }
+                    // On the sockets thread, as the agent is (see NodeAgent).
+                    group.addTask(executorPreference: SocketReactor.shared) { await self.perform(plan) }
                 } else {
                     if let deadline = armLingerTimer() {
                         group.addTask {
@@ -234,7 +236,9 @@ extension NodeAgent {
         ioSlots?.push(forIO, at: arrived)
         // Dispatched before the coordinator saw the node draining: hand them straight back.
         if draining { handBackQueued() }
-        if !tasks.isEmpty { startTick?.yield() }
+        // Only the process pool starts from the tick (thread and io slots start their own):
+        // a tick costs a wake-up of the run loop, which no thread-pool task should pay.
+        if !processQueue.isEmpty { startTick?.yield() }
         armStrandCheck()
         freeContexts.append(context)
         inFlight -= 1

@@ -3,6 +3,7 @@ import ColonyModel
 import ColonyWire
 import Foundation
 import NNG
+import Sockets
 import Synchronization
 
 /// A worker node: pulls tasks from the coordinator when it has free slots, runs them in its
@@ -16,7 +17,13 @@ import Synchronization
 /// sent as soon as results are ready so they never wait for the held one to return. The
 /// coordinator, not the node, counts free slots (slots minus tasks leased to the node), so
 /// overlapping pulls never over-commit the node.
+///
+/// The agent and its pulls run on the sockets thread (`SocketReactor`), where replies are
+/// read: a reply is taken and the next pull sent without waking another thread. Tasks run
+/// elsewhere (thread slots, io slots, the process pool), never here.
 public actor NodeAgent {
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { SocketReactor.shared.asUnownedSerialExecutor() }
+
     /// What the node has done so far.
     public struct Statistics: Sendable, Equatable {
         public var succeeded: UInt64 = 0
@@ -230,13 +237,6 @@ public actor NodeAgent {
         if let ioSlots { subtasks.attach(ioSlots, for: .io) }
         self.ioSlots = ioSlots
         ioSlots?.start()
-        defer {
-            slots.shutdown()
-            ioSlots?.shutdown()
-            pool.shutdown()
-            processPool?.shutdown()
-            link.close()
-        }
         let (ticks, tick) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         startTick = tick
         configuration.log("node \(nodeName) pulling from \(configuration.coordinatorURL) with \(configuration.threads) thread slots"
@@ -245,7 +245,8 @@ public actor NodeAgent {
         // is what ends them promptly when the node is stopped.
         await withTaskCancellationHandler {
             await withDiscardingTaskGroup { group in
-                group.addTask {
+                // On the sockets thread, so that its waits (WakeSignal) do not hop to the pool.
+                group.addTask(executorPreference: SocketReactor.shared) {
                     await self.pullLoop()
                     tick.finish()
                     await subtasks.close()
@@ -283,7 +284,18 @@ public actor NodeAgent {
             }
         }
         startTick = nil
+        // Off the sockets thread: closing a process slot waits for its running task.
+        await Self.shutDown(slots: slots, ioSlots: ioSlots, pool: pool, processPool: processPool, link: link)
         if let drainGaveUp { throw drainGaveUp }
+    }
+
+    private nonisolated static func shutDown(slots: ThreadSlots, ioSlots: ThreadSlots?, pool: ThreadPoolExecutor,
+                                             processPool: ProcessPool?, link: CoordinatorLink) async {
+        slots.shutdown()
+        ioSlots?.shutdown()
+        pool.shutdown()
+        processPool?.shutdown()
+        link.close()
     }
 
     /// The next queued process-pool task, when a child is free; marks the child taken.

@@ -17,8 +17,11 @@ import Synchronization
 ///
 /// A wait may end `ready` without the socket being ready (an event meant for an earlier
 /// wait on the same descriptor): callers retry their call and wait again on EAGAIN.
-final class SocketReactor: @unchecked Sendable {
-    static let shared = SocketReactor()
+///
+/// The thread is also an executor (`ReactorExecutor.swift`): work that answers what the
+/// sockets bring runs on it, between two waits, instead of waking a thread of Swift's pool.
+public final class SocketReactor: @unchecked Sendable {
+    public static let shared = SocketReactor()
 
     enum Readiness: Sendable {
         case ready, timedOut, cancelled
@@ -49,6 +52,11 @@ final class SocketReactor: @unchecked Sendable {
     private let epoll: Int32
     private let wakeFD: Int32
     private let state = Mutex(State())
+    /// Jobs enqueued on the executor, and whether the loop sleeps in epoll_wait (an enqueue
+    /// must wake it then, and only then).
+    let jobs = Mutex(Jobs())
+    /// The loop's thread, for the executor's isolation check.
+    let thread = Mutex<pthread_t?>(nil)
     /// Tells a wait's own entries from a later wait's on the same descriptor.
     private let nextToken = Atomic<UInt64>(0)
 
@@ -158,12 +166,19 @@ final class SocketReactor: @unchecked Sendable {
         waiter?.continuation.resume(returning: .cancelled)
     }
 
+    /// Wakes the loop out of epoll_wait.
+    func wakeLoop() {
+        _ = eventfd_write(wakeFD, 1)
+    }
+
     private func loop() {
+        thread.withLock { $0 = pthread_self() }
         var events = [epoll_event](repeating: epoll_event(), count: 256)
         var due: [(CheckedContinuation<Readiness, Never>, Readiness)] = []
         var readable: [@Sendable () -> Void] = []
+        var batch: [UnownedJob] = []
         while true {
-            let timeout = state.withLock { state -> Int32 in
+            let planned = state.withLock { state -> Int32 in
                 // The first live deadline (entries of waiters gone are dropped on the way).
                 while let first = state.deadlines.first, state.waiters[first.fd]?.token != first.token { state.deadlines.pop() }
                 let earliest = state.deadlines.first?.deadline
@@ -175,7 +190,14 @@ final class SocketReactor: @unchecked Sendable {
                 if seconds >= Int64(Int32.max / 1_000) { return Int32.max }
                 return Int32(clamping: seconds * 1_000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
             }
+            // Jobs waiting: look at the sockets without sleeping, then run them.
+            let timeout = jobs.withLock { jobs -> Int32 in
+                if !jobs.queue.isEmpty { return 0 }
+                jobs.sleeping = true
+                return planned
+            }
             let count = epoll_wait(epoll, &events, Int32(events.count), timeout)
+            jobs.withLock { $0.sleeping = false }
             state.withLock { state in
                 if count > 0 {
                     for event in events[0..<Int(count)] {
@@ -203,6 +225,11 @@ final class SocketReactor: @unchecked Sendable {
             due.removeAll(keepingCapacity: true)
             for handler in readable { handler() }
             readable.removeAll(keepingCapacity: true)
+            // What was enqueued until now; jobs these enqueue run on the next turn, after a
+            // look at the sockets, so a busy executor never starves them.
+            jobs.withLock { swap(&batch, &$0.queue) }
+            for job in batch { runJob(job) }
+            batch.removeAll(keepingCapacity: true)
         }
     }
 }

@@ -8,7 +8,7 @@ import XCTest
 /// A node describes itself once per connection; later pulls carry only its name and what
 /// changes. Spoken here in raw protocol over real nng sockets to a coordinator process.
 final class NodeDescriptionTests: ClusterTestCase {
-    private func pull(_ context: Context, brief: Bool, results: [Colony_V1_TaskResult] = []) async throws -> Colony_V1_PullReply {
+    private func pull(_ context: Context, brief: Bool, results: [Colony_V1_TaskResult] = [], waitMs: UInt32 = 0) async throws -> Colony_V1_PullReply {
         var info = Colony_V1_NodeInfo()
         info.name = "raw"
         if brief {
@@ -21,6 +21,7 @@ final class NodeDescriptionTests: ClusterTestCase {
         var request = Colony_V1_PullRequest()
         request.node = info
         request.results = results
+        request.waitMs = waitMs
         let reply = try Wire.decode(try await context.request(Wire.encode(.pull(request)), timeout: .seconds(10)))
         guard case .pullReply(let pull) = reply.body else { throw CLIFailure("not a pull reply: \(reply)") }
         return pull
@@ -67,6 +68,26 @@ final class NodeDescriptionTests: ClusterTestCase {
         XCTAssertTrue(unfinished.contains { $0.id == first.tasks[1].id }, "the result of a pull that was asked to describe is not applied")
         socket.close()
         other.close()
+        await colony.close()
+    }
+
+    /// A pull parked at the coordinator is the coordinator's to answer: the node waits on it
+    /// and is not silent. Seen failing before: a node long-polling for longer than the node
+    /// timeout (the protocol allows 5 s, the default timeout is 2.5 s) was declared lost
+    /// while its own pull waited, and so were nodes whose parked pulls a starved coordinator
+    /// answered late (W7 lost up to 180 of 300 nodes with its state on one thread).
+    func testANodeWhosePullIsParkedLongerThanTheNodeTimeoutIsNotLost() async throws {
+        try cluster.start(["coordinator", "--listen", cluster.url, "--state", ":memory:", "--node-timeout", "1"])
+        let colony = try await cluster.connect(waitingForNodes: 0)
+        let socket = try Socket(.req)
+        _ = try socket.dial(cluster.url)
+        let context = try socket.openContext()
+        let started = ContinuousClock.now
+        let parked = try await pull(context, brief: false, waitMs: 3000)
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .milliseconds(2500), "the pull was parked for its long poll")
+        XCTAssertTrue(parked.tasks.isEmpty)
+        let status = try await colony.status()
+        XCTAssertEqual(status.nodes.map(\.announcement.name), ["raw"], "the node waited on its own parked pull and must not be lost")
         await colony.close()
     }
 }

@@ -77,6 +77,9 @@ struct BenchCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Only the scale figures (W7 and the dispatch cost), with --cluster-binary if given.")
     var onlyScale = false
 
+    @Flag(name: .long, help: "Only W0, W1 and W2 (the hot path: round trip, no-op throughput, submit-and-wait latency), with the Python pools if --peers.")
+    var onlyHotPath = false
+
     @Option(name: .long, help: "W7: node processes (1 thread slot each; 0: skip W7).")
     var w7Nodes = 300
 
@@ -143,6 +146,20 @@ struct BenchCommand: AsyncParsableCommand {
         latencies.sort()
         figures.append(("w2_two_step_p50_us", percentile(latencies, 0.50)))
         figures.append(("w2_two_step_p99_us", percentile(latencies, 0.99)))
+        if onlyHotPath {
+            figures.append(("coordinator_peak_rss_mib", peakRSSMiB(coordinator.processIdentifier)))
+            figures.append(("node_peak_rss_mib", peakRSSMiB(node.processIdentifier)))
+            await colony.close()
+            var peersNotCounted: [String: String] = [:]
+            if peers {
+                let pools = poolPeerFigures(colony: figures)
+                figures.append(contentsOf: pools.values.filter { $0.0.contains("w1_") || $0.0.contains("w2_") })
+                peersNotCounted = pools.notCounted
+            }
+            print(Self.render(figures, peersNotCounted: peersNotCounted, json: json,
+                              title: "colony bench --only-hot-path (coordinator, 1 node with \(threads) thread slots, client over \(url))"))
+            return
+        }
 
         // W3
         start = clock.now

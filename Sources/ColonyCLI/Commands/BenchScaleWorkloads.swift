@@ -13,7 +13,14 @@ extension BenchCommand {
         let url = "tcp://127.0.0.1:\(try freeTCPPort())"
         let log = NSTemporaryDirectory() + "colony-bench-w7-\(ProcessInfo.processInfo.processIdentifier).log"
         _ = FileManager.default.createFile(atPath: log, contents: nil)
-        defer { try? FileManager.default.removeItem(atPath: log) }
+        var keepLog = false
+        defer {
+            if keepLog {
+                FileHandle.standardError.write(Data("W7: nodes were declared lost; the coordinator's log is kept at \(log)\n".utf8))
+            } else {
+                try? FileManager.default.removeItem(atPath: log)
+            }
+        }
         let coordinator = Process()
         coordinator.executableURL = executable
         coordinator.arguments = ["coordinator", "--listen", url, "--state", ":memory:"]
@@ -60,6 +67,7 @@ extension BenchCommand {
         await colony.close()
         let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
         let lost = text.split(separator: "\n").filter { $0.contains("node lost") }.count
+        keepLog = lost > 0
         return [("w7_tasks_per_s", Double(inputs.count) / elapsed), ("w7_nodes_lost", Double(lost)), ("w7_failed", Double(failed)),
                 ("w7_coordinator_peak_rss_mib", peakRSSMiB(coordinator.processIdentifier))]
     }
