@@ -11,7 +11,7 @@ import Synchronization
 /// order they were made.
 ///
 /// Why not nng for this: every nng message crosses three or four of nng's threads on each
-/// side: a request/reply to a coordinator costs 260-350 µs over nng here and about 140 µs
+/// side: a request/reply to a coordinator costs 260-350 µs over nng here and about 80-120 µs
 /// over this framing, in the same runs (docs/BENCHMARKS.md, W0).
 public final class FrameConnection: @unchecked Sendable {
     private let fd: Int32
