@@ -348,7 +348,7 @@ extension NodeAgent {
             && unacknowledged.values.allSatisfy({ $0.results.isEmpty && $0.returned.isEmpty }) else { return }
         drained = true
         configuration.log("node \(configuration.name) drained; \(reason), nothing was left to hand back")
-        link?.close()
+        Self.close(link)
         wake.notify()
     }
 

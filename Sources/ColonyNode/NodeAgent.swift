@@ -149,8 +149,16 @@ public actor NodeAgent {
         drainGaveUp = DrainIncomplete(node: configuration.name, coordinator: configuration.coordinatorURL,
                                       tasks: returned + running.count, results: results.count, lastFailure: lastPullFailure)
         drained = true
-        link?.close()
+        Self.close(link)
         wake.notify()
+    }
+
+    /// Closes `link` off the sockets thread, where the agent runs: closing an nng socket may
+    /// wait up to `Socket.closeWaitMax` (nng 1.5.2), and meanwhile no socket of this process
+    /// would be read.
+    nonisolated static func close(_ link: CoordinatorLink?) {
+        guard let link else { return }
+        Task.detached { link.close() }
     }
 
     /// At the drain deadline: stops what still runs (it is handed back as it ends).
@@ -249,9 +257,11 @@ public actor NodeAgent {
                 group.addTask(executorPreference: SocketReactor.shared) {
                     await self.pullLoop()
                     tick.finish()
-                    await subtasks.close()
-                    // Ends the connection events' stream too.
-                    link.close()
+                    // Off the sockets thread (see `close(_:)`); ends the connection events' stream too.
+                    await Task.detached {
+                        await subtasks.close()
+                        link.close()
+                    }.value
                 }
                 group.addTask {
                     for await event in connectionEvents { await self.connectionChanged(event) }
@@ -284,13 +294,14 @@ public actor NodeAgent {
             }
         }
         startTick = nil
-        // Off the sockets thread: closing a process slot waits for its running task.
-        await Self.shutDown(slots: slots, ioSlots: ioSlots, pool: pool, processPool: processPool, link: link)
+        // Off the sockets thread: closing a process slot waits for its running task, and an
+        // nng socket's close may wait too.
+        await Task.detached { Self.shutDown(slots: slots, ioSlots: ioSlots, pool: pool, processPool: processPool, link: link) }.value
         if let drainGaveUp { throw drainGaveUp }
     }
 
     private nonisolated static func shutDown(slots: ThreadSlots, ioSlots: ThreadSlots?, pool: ThreadPoolExecutor,
-                                             processPool: ProcessPool?, link: CoordinatorLink) async {
+                                             processPool: ProcessPool?, link: CoordinatorLink) {
         slots.shutdown()
         ioSlots?.shutdown()
         pool.shutdown()

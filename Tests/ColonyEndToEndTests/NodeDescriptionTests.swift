@@ -77,14 +77,14 @@ final class NodeDescriptionTests: ClusterTestCase {
     /// while its own pull waited, and so were nodes whose parked pulls a starved coordinator
     /// answered late (W7 lost up to 180 of 300 nodes with its state on one thread).
     func testANodeWhosePullIsParkedLongerThanTheNodeTimeoutIsNotLost() async throws {
-        try cluster.start(["coordinator", "--listen", cluster.url, "--state", ":memory:", "--node-timeout", "1"])
+        try cluster.start(["coordinator", "--listen", cluster.url, "--state", ":memory:", "--node-timeout", "1.5"])
         let colony = try await cluster.connect(waitingForNodes: 0)
         let socket = try Socket(.req)
         _ = try socket.dial(cluster.url)
         let context = try socket.openContext()
         let started = ContinuousClock.now
-        let parked = try await pull(context, brief: false, waitMs: 3000)
-        XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .milliseconds(2500), "the pull was parked for its long poll")
+        let parked = try await pull(context, brief: false, waitMs: 4000)
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - started, .milliseconds(3500), "the pull was parked for its long poll")
         XCTAssertTrue(parked.tasks.isEmpty)
         let status = try await colony.status()
         XCTAssertEqual(status.nodes.map(\.announcement.name), ["raw"], "the node waited on its own parked pull and must not be lost")
