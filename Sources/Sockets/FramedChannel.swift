@@ -34,12 +34,21 @@ public final class FramedChannel: Sendable {
         var outcome: Result<[UInt8], SocketError>?
     }
 
+    private struct Sweeper {
+        var generation: UInt64
+        var until: ContinuousClock.Instant
+        var task: Task<Void, Never>?
+    }
+
     private struct State {
         var connection: FrameConnection?
         var pending: [UInt64: Pending] = [:]
         var nextID: UInt64 = 1
         var closed = false
-        var sweeping = false
+        /// The task that ends requests at their deadlines: it sleeps until the earliest one
+        /// (not a periodic tick) and is replaced when a request with an earlier one comes.
+        var sweeper: Sweeper?
+        var sweepers: UInt64 = 0
         var keeper: Task<Void, Never>?
     }
 
@@ -78,17 +87,28 @@ public final class FramedChannel: Sendable {
     /// Sends `payload` and waits for its reply until `deadline`.
     public func request(_ payload: [UInt8], until deadline: ContinuousClock.Instant) async throws(SocketError) -> [UInt8] {
         guard payload.count <= frameBytesMax else { throw SocketError("send the request", .requestTooLarge(payload.count, frameBytesMax)) }
-        let registered = state.withLock { state -> (id: UInt64, connection: FrameConnection?, sweep: Bool)? in
+        let registered = state.withLock { state -> (id: UInt64, connection: FrameConnection?, sweep: UInt64?, replaced: Task<Void, Never>?)? in
             if state.closed { return nil }
             let id = state.nextID
             state.nextID += 1
             state.pending[id] = Pending(payload: payload, deadline: deadline)
-            let sweep = !state.sweeping
-            state.sweeping = true
-            return (id, state.connection, sweep)
+            if let sweeper = state.sweeper, sweeper.until <= deadline { return (id, state.connection, nil, nil) }
+            state.sweepers += 1
+            let replaced = state.sweeper?.task
+            state.sweeper = Sweeper(generation: state.sweepers, until: deadline, task: nil)
+            return (id, state.connection, state.sweepers, replaced)
         }
         guard let registered else { throw SocketError("send the request", .connectionClosed) }
-        if registered.sweep { Task { await sweepDeadlines() } }
+        if let generation = registered.sweep {
+            registered.replaced?.cancel()
+            let task = Task { await sweepDeadlines(generation: generation, first: deadline) }
+            let stale = state.withLock { state -> Bool in
+                guard state.sweeper?.generation == generation else { return true }
+                state.sweeper?.task = task
+                return false
+            }
+            if stale { task.cancel() }
+        }
         // A failed send is not this request's failure: the connection is going, and the next
         // one carries it again.
         try? registered.connection?.send(id: registered.id, payload)
@@ -128,20 +148,38 @@ public final class FramedChannel: Sendable {
         continuation?.resume(returning: outcome)
     }
 
-    /// Ends requests whose deadline passed (every 20 ms while any is waiting).
-    private func sweepDeadlines() async {
+    /// Ends requests whose deadline passed: sleeps until the earliest deadline, ends what is
+    /// due, and goes on to the next, until none waits. Why not a periodic sweep: a node's long
+    /// poll waits ~16 s, and a 20 ms tick woke a thread 50 times a second for nothing.
+    /// Cancelled when a request with an earlier deadline starts a sweeper of its own.
+    private func sweepDeadlines(generation: UInt64, first: ContinuousClock.Instant) async {
+        var next = first
         while true {
-            try? await Task.sleep(for: .milliseconds(20))
+            do { try await Task.sleep(until: next, clock: .continuous) } catch { return }
             let now = ContinuousClock.now
-            let expired = state.withLock { state -> [UInt64]? in
-                if state.pending.isEmpty || state.closed {
-                    state.sweeping = false
-                    return nil
+            let (expired, following) = state.withLock { state -> ([UInt64], ContinuousClock.Instant?) in
+                var expired: [UInt64] = []
+                var following: ContinuousClock.Instant?
+                for (id, pending) in state.pending where pending.outcome == nil {
+                    if pending.deadline <= now {
+                        expired.append(id)
+                    } else if following.map({ pending.deadline < $0 }) ?? true {
+                        following = pending.deadline
+                    }
                 }
-                return state.pending.compactMap { $0.value.deadline <= now && $0.value.outcome == nil ? $0.key : nil }
+                // Only the current sweeper speaks for the state; a replaced one just ends what is due.
+                guard state.sweeper?.generation == generation else { return (expired, nil) }
+                if let following, !state.closed {
+                    state.sweeper?.until = following
+                } else {
+                    state.sweeper = nil
+                    following = nil
+                }
+                return (expired, following)
             }
-            guard let expired else { return }
             for id in expired { end(id, .failure(SocketError("wait for the reply", .timedOut))) }
+            guard let following else { return }
+            next = following
         }
     }
 
@@ -212,6 +250,8 @@ public final class FramedChannel: Sendable {
             state.closed = true
             let taken = (Array(state.pending.keys), state.keeper, state.connection)
             state.keeper = nil
+            state.sweeper?.task?.cancel()
+            state.sweeper = nil
             return taken
         }
         keeper?.cancel()

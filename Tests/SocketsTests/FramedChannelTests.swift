@@ -126,6 +126,44 @@ final class FramedChannelTests: XCTestCase {
         XCTAssert(took >= .milliseconds(300) && took < .seconds(2), "\(took)")
     }
 
+    /// Deadlines are kept by a sleeper that waits for the earliest one (no periodic tick): a
+    /// request with an earlier deadline than the one it sleeps for must still end on time,
+    /// and the later one after it.
+    func testAnEarlierDeadlineEndsOnTimeBehindALaterOne() async throws {
+        let asked = Tally()
+        let server = try FrameServer { _ in
+            asked.value.add(1, ordering: .relaxed)
+            return nil
+        }
+        defer { server.stop() }
+        let channel = try FramedChannel(host: "127.0.0.1", port: server.port, frameBytesMax: 1 << 20, timeout: .seconds(5))
+        defer { channel.close() }
+        let late = Task { () -> SocketError.Reason? in
+            do throws(SocketError) {
+                _ = try await channel.request([1], until: .now + .milliseconds(1500))
+                return nil
+            } catch {
+                return error.reason
+            }
+        }
+        // The late request is registered first (its sleeper waits 1.5 s): its frame reached the server.
+        let seen = ContinuousClock.now + .seconds(5)
+        while asked.value.load(ordering: .relaxed) < 1 && ContinuousClock.now < seen { await Task.yield() }
+        XCTAssertEqual(asked.value.load(ordering: .relaxed), 1)
+        let started = ContinuousClock.now
+        do {
+            _ = try await channel.request([2], until: .now + .milliseconds(200))
+            XCTFail("a reply came")
+        } catch {
+            XCTAssertEqual(error.reason, .timedOut)
+        }
+        let took = ContinuousClock.now - started
+        XCTAssert(took >= .milliseconds(200) && took < .milliseconds(1000), "the earlier deadline waited for the later one: \(took)")
+        let lateReason = await late.value
+        XCTAssertEqual(lateReason, .timedOut)
+        XCTAssert(ContinuousClock.now - started >= .milliseconds(1300), "the later request ended before its deadline")
+    }
+
     func testACancelledRequestEndsAtOnceAndTheChannelGoesOn() async throws {
         let asked = Tally()
         let server = try FrameServer { payload in
